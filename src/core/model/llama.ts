@@ -1,0 +1,96 @@
+import type { Backend, RopeTable } from '../backend/backend.js';
+import { TensorScope, type Tensor } from '../tensor/tensor.js';
+import type { ModelConfig } from './config.js';
+import { DenseKVCache, type CacheShape, type KVCache } from './kv-cache.js';
+import { ropeTable } from './rope.js';
+import type { LayerWeights, ModelWeights } from './weights.js';
+
+/** The tensors a layer produces for its KV cache, shown to observers (collect-kv) before they are cached. */
+export interface LayerKV {
+  kPre: Tensor; // [T, H_kv·D_h], k_proj output, HF layout, before RoPE
+  k: Tensor; // [T, H_kv·D_h], after RoPE: what a dense cache stores
+  v: Tensor; // [T, H_kv·D_h], v_proj output
+}
+
+/** Called once per layer per forward; the tensors are only valid during the call (copy what you keep). */
+export type KVObserver = (layer: number, kv: LayerKV, positions: Int32Array) => void;
+
+export interface ForwardOptions {
+  /** which rows get logits: every token (scoring, tests) or only the last (generation) */
+  logits?: 'all' | 'last';
+  observe?: KVObserver;
+}
+
+/**
+ * The Llama decoder (also Mistral and Qwen2, which differ only in biases and configuration):
+ *   h = embed(ids); per layer: h += o_proj(attn(rope(q), rope(k), v)) over rms_norm(h);
+ *                              h += down(silu(gate(x))·up(x)) with x = rms_norm(h);
+ *   logits = lm_head(rms_norm(h)).
+ *
+ *   const logits = model.forward(ids, cache);   // [T, V] on the model's backend
+ */
+export class LlamaModel {
+  readonly rope: RopeTable;
+
+  constructor(
+    readonly config: ModelConfig,
+    readonly weights: ModelWeights,
+    readonly backend: Backend,
+  ) {
+    this.rope = ropeTable(config.rope, config.headDim);
+  }
+
+  /** The attention geometry caches for this model need. */
+  get cacheShape(): CacheShape {
+    const c = this.config;
+    return { numLayers: c.numLayers, queryHeads: c.numHeads, kvHeads: c.numKvHeads, headDim: c.headDim };
+  }
+
+  /** An exact cache with room for `capacity` tokens. */
+  createDenseCache(capacity: number): DenseKVCache {
+    return new DenseKVCache(this.backend, this.cacheShape, capacity);
+  }
+
+  /** Runs `ids` (the tokens after those already in `cache`) and appends their keys and values to it. */
+  forward(ids: Int32Array, cache: KVCache, options: ForwardOptions = {}): Tensor {
+    const b = this.backend;
+    const start = cache.length;
+    const positions = Int32Array.from(ids, (_, i) => start + i);
+    let h = b.embedding(this.weights.embedTokens, ids); // [T, hidden]
+    this.weights.layers.forEach((layer, l) => {
+      const next = this.block(l, layer, h, positions, cache, options.observe);
+      h.dispose();
+      h = next;
+    });
+    const scope = new TensorScope();
+    const rows = options.logits === 'last' ? scope.keep(b.sliceRows(h, ids.length - 1, ids.length)) : h;
+    const normed = scope.keep(b.rmsNorm(rows, this.weights.norm, this.config.rmsNormEps));
+    const logits = b.linear(normed, this.weights.lmHead); // [T or 1, V]
+    scope.dispose();
+    h.dispose();
+    return logits;
+  }
+
+  /** One decoder block: returns the new residual stream [T, hidden]. */
+  private block(l: number, w: LayerWeights, h: Tensor, positions: Int32Array, cache: KVCache, observe?: KVObserver): Tensor {
+    const b = this.backend;
+    const eps = this.config.rmsNormEps;
+    const s = new TensorScope();
+    const x = s.keep(b.rmsNorm(h, w.inputNorm, eps));
+    const q = s.keep(b.rope(s.keep(b.linear(x, w.qProj, w.qBias)), positions, this.rope)); // [T, H_q·D_h], post-RoPE
+    const kPre = s.keep(b.linear(x, w.kProj, w.kBias)); // [T, H_kv·D_h], pre-RoPE
+    const k = s.keep(b.rope(kPre, positions, this.rope));
+    const v = s.keep(b.linear(x, w.vProj, w.vBias));
+    observe?.(l, { kPre, k, v }, positions);
+    cache.append(l, k, v);
+    const attn = s.keep(cache.attend(l, q)); // [T, H_q·D_h]
+    const h1 = s.keep(b.add(h, s.keep(b.linear(attn, w.oProj, w.oBias))));
+    const x1 = s.keep(b.rmsNorm(h1, w.postNorm, eps));
+    const gate = s.keep(b.linear(x1, w.gateProj, w.gateBias));
+    const up = s.keep(b.linear(x1, w.upProj, w.upBias));
+    const mlp = s.keep(b.linear(s.keep(b.swiglu(gate, up)), w.downProj, w.downBias));
+    const out = b.add(h1, mlp);
+    s.dispose();
+    return out;
+  }
+}

@@ -1,0 +1,52 @@
+import { existsSync, statSync } from 'node:fs';
+import { join } from 'node:path';
+import type { Backend } from '../backend/backend.js';
+import { CommvqError } from '../errors.js';
+import { SafetensorsCheckpoint } from '../io/safetensors.js';
+import type { DType } from '../tensor/dtype.js';
+import { readJson, TextTokenizer } from '../tokenizer/text-tokenizer.js';
+import { parseModelConfig, tokenIdList, type ModelConfig } from './config.js';
+import { LlamaModel } from './llama.js';
+import { loadWeights } from './weights.js';
+
+/** A Hugging Face model folder, loaded: the model on a backend, its tokenizer, and when to stop generating. */
+export interface LoadedModel {
+  dir: string;
+  config: ModelConfig;
+  model: LlamaModel;
+  tokenizer: TextTokenizer;
+  /** generation_config.json's eos_token_id list, else config.json's */
+  eosTokenIds: number[];
+}
+
+export interface LoadModelOptions {
+  backend: Backend;
+  /** convert float weights to this dtype while loading (default: as stored) */
+  dtype?: DType;
+  onProgress?: (done: number, total: number) => void;
+}
+
+/**
+ * Loads `config.json`, the safetensors weights (single or sharded), `tokenizer.json` and `generation_config.json`.
+ *
+ *   const { model, tokenizer } = loadModel('tiny-llama', { backend: new CpuBackend() });
+ */
+export function loadModel(dir: string, options: LoadModelOptions): LoadedModel {
+  if (!existsSync(dir) || !statSync(dir).isDirectory()) throw new CommvqError(`${dir}: model folder not found`);
+  const configPath = join(dir, 'config.json');
+  const config = parseModelConfig(readJson(configPath), configPath);
+  const tokenizer = TextTokenizer.fromFolder(dir);
+  const ckpt = SafetensorsCheckpoint.open(dir);
+  try {
+    const weights = loadWeights(ckpt, config, options.backend, { dtype: options.dtype, source: dir, onTensor: options.onProgress });
+    return { dir, config, model: new LlamaModel(config, weights, options.backend), tokenizer, eosTokenIds: readEos(dir, config) };
+  } finally {
+    ckpt.close();
+  }
+}
+
+function readEos(dir: string, config: ModelConfig): number[] {
+  const path = join(dir, 'generation_config.json');
+  const fromGeneration = existsSync(path) ? tokenIdList(readJson(path).eos_token_id) : [];
+  return fromGeneration.length > 0 ? fromGeneration : config.eosTokenIds;
+}
