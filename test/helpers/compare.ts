@@ -24,3 +24,14 @@ export function compareArrays(actual: ArrayLike<number>, expected: ArrayLike<num
   const report = `max |err| ${maxAbsError.toExponential(3)} at [${worst}]` + (bad.length ? `; first mismatches: ${bad.join(', ')}` : '');
   return { ok: bad.length === 0, maxAbsError, report };
 }
+
+/** ‖actual − expected‖₂ / ‖expected‖₂: the error measure for low-precision results, whose error scales with the row norm. */
+export function relativeL2(actual: ArrayLike<number>, expected: ArrayLike<number>): number {
+  let num = 0;
+  let den = 0;
+  for (let i = 0; i < expected.length; i++) {
+    num += (actual[i]! - expected[i]!) ** 2;
+    den += expected[i]! ** 2;
+  }
+  return Math.sqrt(num / den);
+}
