@@ -1,0 +1,26 @@
+import { Command, Errors } from '@oclif/core';
+import { CommvqError } from '../core/errors.js';
+
+/**
+ * What every commvq command shares: `--json` (prints what `run()` returns), and errors printed as one line
+ * (`commvq: <file>: <problem>`, then a hint) with exit code 1 — never a stack trace for bad input.
+ * Set COMMVQ_DEBUG=1 to see stack traces of unexpected errors.
+ */
+export abstract class BaseCommand extends Command {
+  static override enableJsonFlag = true;
+
+  override async catch(err: Error & { exitCode?: number; oclif?: { exit?: number } }): Promise<unknown> {
+    if (err instanceof Errors.ExitError || process.env.COMMVQ_DEBUG) return super.catch(err);
+    const isOurs = err instanceof CommvqError;
+    const isParse = err instanceof Errors.CLIError; // flag errors from oclif's parser: already one line
+    const message = isOurs || isParse ? err.message : `internal error: ${err.message} (run with COMMVQ_DEBUG=1 for the stack trace)`;
+    const hint = isOurs ? (err as CommvqError).hint : undefined;
+    process.exitCode = err.oclif?.exit ?? 1;
+    if (this.jsonEnabled()) {
+      this.logJson({ error: { message, ...(hint ? { hint } : {}) } });
+    } else {
+      process.stderr.write(`commvq: ${message.split('\n')[0]}\n${hint ? `  hint: ${hint}\n` : ''}`);
+    }
+    return undefined;
+  }
+}

@@ -1,0 +1,44 @@
+import type { Backend } from './backend/backend.js';
+import { CommvqError } from './errors.js';
+import { generateGreedy, type GenerateResult } from './model/generate.js';
+import { loadModel } from './model/load-model.js';
+import type { DType } from './tensor/dtype.js';
+
+export interface GenerateTextOptions {
+  modelDir: string;
+  prompt: string;
+  backend: Backend;
+  maxNewTokens: number;
+  /** wrap the prompt as one user message in the model's chat template */
+  chat?: boolean;
+  /** keep generating past end-of-sequence tokens (for timing) */
+  ignoreEos?: boolean;
+  dtype?: DType;
+  onLoadProgress?: (done: number, total: number) => void;
+  onToken?: (id: number, index: number) => void;
+}
+
+export interface GenerateTextResult extends GenerateResult {
+  promptIds: number[];
+  text: string;
+}
+
+/**
+ * Loads a model folder, tokenizes the prompt (through the chat template with `chat`), and continues it greedily.
+ *
+ *   const r = await generateText({ modelDir: 'tiny-llama', prompt: 'The pass key is', backend, maxNewTokens: 8 });
+ */
+export function generateText(options: GenerateTextOptions): GenerateTextResult {
+  const loaded = loadModel(options.modelDir, { backend: options.backend, dtype: options.dtype, onProgress: options.onLoadProgress });
+  const { model, tokenizer } = loaded;
+  const promptIds = options.chat
+    ? tokenizer.encode(tokenizer.applyChatTemplate([{ role: 'user', content: options.prompt }]), { addSpecialTokens: false })
+    : tokenizer.encode(options.prompt);
+  if (promptIds.length === 0) throw new CommvqError('the prompt is empty: nothing to continue');
+  const result = generateGreedy(model, promptIds, {
+    maxNewTokens: options.maxNewTokens,
+    eosTokenIds: options.ignoreEos ? [] : loaded.eosTokenIds,
+    onToken: options.onToken,
+  });
+  return { ...result, promptIds, text: tokenizer.decode(result.outputIds) };
+}

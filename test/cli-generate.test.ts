@@ -1,0 +1,54 @@
+/** `commvq generate` as a user runs it: exact reference ids in --json mode, the demo model, and --help. */
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, describe, expect, it } from 'vitest';
+import { runCli } from './helpers/cli.js';
+import { FIXTURE_MODELS, FixtureReference, fixtureDir, haveFixtures } from './helpers/fixtures.js';
+
+const work = mkdtempSync(join(tmpdir(), 'commvq-cli-'));
+afterAll(() => rmSync(work, { recursive: true, force: true }));
+
+describe.skipIf(!haveFixtures).each(FIXTURE_MODELS)('generate --json on %s', (name) => {
+  for (const p of [0, 1]) {
+    it(`prints exactly the reference ids for prompt ${p}`, () => {
+      const ref = new FixtureReference(name);
+      const want = ref.ids(`greedy.${p}`);
+      const promptFile = join(work, `${name}-${p}.txt`);
+      writeFileSync(promptFile, ref.prompts[p]!);
+      const r = runCli(['generate', '--model', fixtureDir(name), '--prompt-file', promptFile, '--max-new-tokens', String(want.length), '--device', 'cpu', '--json']);
+      expect(r.status, r.stderr).toBe(0);
+      const out = JSON.parse(r.stdout) as { prompt_ids: number[]; output_ids: number[]; text: string };
+      expect(Object.keys(out).sort()).toEqual(['output_ids', 'prompt_ids', 'text']);
+      expect(out.prompt_ids).toEqual(ref.ids(`ids.${p}`));
+      expect(out.output_ids).toEqual(want);
+      expect(typeof out.text).toBe('string');
+    });
+  }
+});
+
+describe('generate --demo', () => {
+  it('runs the built-in model deterministically', () => {
+    const args = ['generate', '--demo', '--prompt', 'The pass key is', '--max-new-tokens', '8', '--device', 'cpu', '--json'];
+    const a = runCli(args);
+    const b = runCli(args);
+    expect(a.status, a.stderr).toBe(0);
+    const out = JSON.parse(a.stdout) as { prompt_ids: number[]; output_ids: number[] };
+    expect(out.prompt_ids).toEqual([...Buffer.from('The pass key is')]); // byte-level tokenizer: one id per byte
+    expect(out.output_ids).toHaveLength(8);
+    expect(b.stdout).toBe(a.stdout);
+  });
+
+  it('prints the text, and timing on stderr, without --json', () => {
+    const r = runCli(['generate', '--demo', '--prompt', 'hi', '--max-new-tokens', '4', '--device', 'cpu']);
+    expect(r.status, r.stderr).toBe(0);
+    expect(r.stderr).toMatch(/2 prompt tokens, 4 generated \(max-new-tokens\) on cpu/);
+  });
+
+  it('has --help with examples', () => {
+    const r = runCli(['generate', '--help']);
+    expect(r.status).toBe(0);
+    expect(r.stdout).toContain('EXAMPLES');
+    expect(r.stdout).toContain('--max-new-tokens');
+  });
+});
