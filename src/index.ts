@@ -1,0 +1,24 @@
+/**
+ * commvq as a library: load a Hugging Face model folder onto a backend, run forward passes with an observable KV
+ * cache, and generate.
+ *
+ *   import { createBackend, loadModel, generateGreedy } from 'commvq';
+ *   const { model, tokenizer, eosTokenIds } = loadModel('tiny-llama', { backend: await createBackend('auto') });
+ *   const { outputIds } = generateGreedy(model, tokenizer.encode('Hello'), { maxNewTokens: 16, eosTokenIds });
+ */
+export type { AttentionShape, Backend, RopeTable } from './core/backend/backend.js';
+export { CpuBackend } from './core/backend/cpu/cpu-backend.js';
+export { createBackend, parseDevice, type DeviceSpec } from './core/backend/create-backend.js';
+export { CommvqError } from './core/errors.js';
+export { generateText, type GenerateTextOptions, type GenerateTextResult } from './core/generate-text.js';
+export { SafetensorsCheckpoint, SafetensorsFile, writeSafetensors, type TensorInfo } from './core/io/safetensors.js';
+export { parseModelConfig, SUPPORTED_ARCHITECTURES, type ModelConfig, type RopeConfig } from './core/model/config.js';
+export { DEMO_CONFIG, writeDemoModel } from './core/model/demo-model.js';
+export { generateGreedy, type GenerateOptions, type GenerateResult } from './core/model/generate.js';
+export { DenseKVCache, type CacheShape, type KVCache } from './core/model/kv-cache.js';
+export { LlamaModel, type ForwardOptions, type KVObserver, type LayerKV } from './core/model/llama.js';
+export { loadModel, type LoadedModel, type LoadModelOptions } from './core/model/load-model.js';
+export { ropeTable } from './core/model/rope.js';
+export { DTYPES, type DType } from './core/tensor/dtype.js';
+export { TensorScope, type Tensor } from './core/tensor/tensor.js';
+export { TextTokenizer, type ChatMessage } from './core/tokenizer/text-tokenizer.js';
