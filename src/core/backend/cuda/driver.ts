@@ -137,7 +137,7 @@ export function cudaDriver(): CudaDriver {
   const errors: string[] = [];
   const lib = loadFirst(['libcuda.so.1', 'libcuda.so'], errors);
   if (!lib) {
-    loadError = errors[0] ?? 'not found';
+    loadError = (errors[0] ?? 'not found').replace(/^libcuda\.so\.1: /, '');
     throw noDriver(loadError);
   }
   const bound = bind(lib);

@@ -1,0 +1,401 @@
+import { check, CommvqError } from '../../errors.js';
+import { allocHost, bytesPerElement, fromFloat32Array, toFloat32Array, type DType, type HostArray } from '../../tensor/dtype.js';
+import { numel, sameShape, shapeString, type Shape } from '../../tensor/shape.js';
+import type { Tensor } from '../../tensor/tensor.js';
+import type { AttentionShape, Backend, RopeTable } from '../backend.js';
+import { launchAttention, type DecodeOptions } from './attention.js';
+import { CudaContext } from './context.js';
+import { CublasLt } from './cublas.js';
+import { asCuda, CudaTensor } from './cuda-tensor.js';
+import type { CudaGraph } from './graph.js';
+import type { DeviceBlock } from './kernels.js';
+import * as k from './launchers.js';
+import { CudaTimer } from './timing.js';
+
+export { cudaAvailable } from './driver.js';
+
+export interface RandomOptions {
+  readonly seed: number | bigint;
+  /** default 'normal' */
+  readonly distribution?: 'uniform' | 'normal';
+  /** uniform range, default [0, 1) */
+  readonly low?: number;
+  readonly high?: number;
+  /** normal parameters, default 0 and 1 */
+  readonly mean?: number;
+  readonly std?: number;
+}
+
+/** RoPE frequencies already on the device, for RoPE inside a captured graph (no host upload allowed there). */
+export interface DeviceRopeTable {
+  readonly invFreq: Tensor;
+  readonly headDim: number;
+  readonly attentionScaling: number;
+}
+
+/**
+ * The GPU backend: bf16 activations, f32 math inside every kernel, cuBLASLt GEMMs with f32 accumulation. Tested op
+ * by op against the CPU backend (test/gpu). Ops accept f32/f16 inputs too (cast to bf16 on the GPU first), but a
+ * model should store its weights in bf16 (`loadWeights(..., { dtype: 'bf16' })` casts them on the GPU).
+ *
+ *   const gpu = CudaBackend.create(0);
+ *   const y = gpu.linear(gpu.fromArray(x, [T, 4096], 'bf16'), weight);
+ *   gpu.dispose();
+ */
+export class CudaBackend implements Backend {
+  readonly device: string;
+  readonly activationDType: DType = 'bf16';
+  readonly ctx: CudaContext;
+  private blasLib: CublasLt | null | undefined;
+
+  /** The backend for GPU `ordinal`; a CommvqError when there is no driver or no such GPU. */
+  static create(ordinal = 0): CudaBackend {
+    return new CudaBackend(ordinal);
+  }
+
+  constructor(ordinal = 0) {
+    this.ctx = new CudaContext(ordinal);
+    this.device = `cuda:${ordinal}`;
+  }
+
+  // ---- memory --------------------------------------------------------------------------------------------------
+
+  fromArray(values: ArrayLike<number>, shape: Shape, dtype: DType): Tensor {
+    check(values.length === numel(shape), `fromArray: ${values.length} values for shape ${shapeString(shape)}`);
+    return this.upload(shape, dtype, hostBytes(fromFloat32Array(values, dtype)));
+  }
+
+  fromBytes(bytes: Uint8Array, shape: Shape, dtype: DType): Tensor {
+    const want = numel(shape) * bytesPerElement(dtype);
+    check(bytes.byteLength === want, `fromBytes: ${bytes.byteLength} bytes for ${dtype} ${shapeString(shape)} (${want})`);
+    return this.upload(shape, dtype, bytes);
+  }
+
+  zeros(shape: Shape, dtype: DType): Tensor {
+    const t = this.empty(shape, dtype);
+    this.ctx.memset(t.ptr, 0, t.byteLength);
+    return t;
+  }
+
+  toFloat32(t: Tensor): Float32Array {
+    const host = this.toHost(t);
+    return t.dtype === 'f32' ? (host as Float32Array) : toFloat32Array(host, t.dtype);
+  }
+
+  toHost(t: Tensor): HostArray {
+    const c = this.own(t, 'toHost');
+    const host = allocHost(c.dtype, c.numel);
+    this.ctx.download(hostBytes(host), c.ptr);
+    return host;
+  }
+
+  writeRows(dst: Tensor, row: number, src: Tensor): void {
+    const d = this.own(dst, 'writeRows');
+    const s = this.own(src, 'writeRows');
+    const F = numel(d.shape) / d.shape[0]!; // elements per row of dst
+    const rows = s.numel / F;
+    check(Number.isInteger(rows), () => `writeRows: ${shapeString(s.shape)} is not whole rows of ${shapeString(d.shape)}`);
+    check(row >= 0 && row + rows <= d.shape[0]!, () => `writeRows: rows ${row}..${row + rows} outside ${shapeString(d.shape)}`);
+    const at = d.ptr + BigInt(row * F * bytesPerElement(d.dtype));
+    if (s.dtype === d.dtype) this.ctx.copy(at, s.ptr, s.byteLength);
+    else k.cast(this.ctx, at, s.ptr, s.numel, floatDType(s.dtype, 'writeRows'), floatDType(d.dtype, 'writeRows'));
+  }
+
+  sliceRows(x: Tensor, start: number, end: number): Tensor {
+    const c = this.own(x, 'sliceRows');
+    check(0 <= start && start <= end && end <= c.shape[0]!, () => `sliceRows: rows ${start}..${end} outside ${shapeString(c.shape)}`);
+    const rowBytes = c.byteLength / c.shape[0]!;
+    const out = this.empty([end - start, ...c.shape.slice(1)], c.dtype);
+    this.ctx.copy(out.ptr, c.ptr + BigInt(start * rowBytes), out.byteLength);
+    return out;
+  }
+
+  /** Bytes held by tensors, scratch and the backend's own buffers (cuBLASLt workspace, staging ring). */
+  memory(): { bytesInUse: number; peakBytes: number } {
+    const { bytesInUse, peakBytes } = this.ctx.allocator.memory();
+    return { bytesInUse, peakBytes };
+  }
+
+  // ---- ops -----------------------------------------------------------------------------------------------------
+
+  embedding(table: Tensor, ids: Int32Array): Tensor {
+    const [V, F] = table.shape as [number, number];
+    for (const id of ids) {
+      if (id < 0 || id >= V) throw new CommvqError(`embedding: token id ${id} outside vocabulary of ${V}`);
+    }
+    return this.embeddingAt(table, this.ctx.stage(hostBytes(ids)), ids.length, V, F);
+  }
+
+  rmsNorm(x: Tensor, weight: Tensor, eps: number): Tensor {
+    const F = lastDim(x.shape);
+    check(numel(weight.shape) === F, () => `rmsNorm: weight ${shapeString(weight.shape)} for x ${shapeString(x.shape)}`);
+    return this.withBf16('rmsNorm', [x, weight], ([xp, wp]) => {
+      const out = this.empty(x.shape, 'bf16');
+      k.rmsNorm(this.ctx, out.ptr, xp, wp, numel(x.shape) / F, F, eps);
+      return out;
+    });
+  }
+
+  linear(x: Tensor, weight: Tensor, bias?: Tensor): Tensor {
+    const [outF, inF] = weight.shape as [number, number];
+    check(lastDim(x.shape) === inF, () => `linear: x ${shapeString(x.shape)} does not match weight ${shapeString(weight.shape)}`);
+    check(!bias || numel(bias.shape) === outF, () => `linear: bias ${shapeString(bias!.shape)} for ${outF} outputs`);
+    const T = numel(x.shape) / inF;
+    return this.withBf16('linear', bias ? [x, weight, bias] : [x, weight], ([xp, wp, bp]) => {
+      const out = this.empty([T, outF], 'bf16');
+      if (T > 0 && !this.blas()?.linear(out.ptr, xp!, wp!, T, inF, outF)) k.gemmFallback(this.ctx, out.ptr, xp!, wp!, T, inF, outF);
+      if (bp !== undefined) k.biasAdd(this.ctx, out.ptr, out.ptr, bp, T, outF);
+      return out;
+    });
+  }
+
+  add(a: Tensor, b: Tensor): Tensor {
+    sameShapes('add', a, b);
+    return this.withBf16('add', [a, b], ([ap, bp]) => {
+      const out = this.empty(a.shape, 'bf16');
+      k.add(this.ctx, out.ptr, ap!, bp!, out.numel);
+      return out;
+    });
+  }
+
+  swiglu(gate: Tensor, up: Tensor): Tensor {
+    sameShapes('swiglu', gate, up);
+    return this.withBf16('swiglu', [gate, up], ([gp, up_]) => {
+      const out = this.empty(gate.shape, 'bf16');
+      k.swiglu(this.ctx, out.ptr, gp!, up_!, out.numel);
+      return out;
+    });
+  }
+
+  rope(x: Tensor, positions: Int32Array, rope: RopeTable): Tensor {
+    check(x.shape[0] === positions.length, () => `rope: ${positions.length} positions for ${x.shape[0]} rows`);
+    const pos = this.ctx.stage(hostBytes(positions));
+    const inv = this.ctx.stage(hostBytes(rope.invFreq));
+    return this.ropeAt(x, pos, inv, rope.headDim, rope.attentionScaling);
+  }
+
+  /**
+   * Causal GQA attention (attention.ts picks the decode or the prefill kernel). `options.lengths` (a device
+   * int32[2] {qStart, kvLength}) makes a graph-captured decode step read the lengths at replay time.
+   */
+  attention(q: Tensor, k_: Tensor, v: Tensor, shape: AttentionShape, options: DecodeOptions = {}): Tensor {
+    const width = shape.queryHeads * shape.headDim;
+    check(lastDim(q.shape) === width, () => `attention: q ${shapeString(q.shape)} for ${shape.queryHeads}×${shape.headDim}`);
+    const kvWidth = shape.kvHeads * shape.headDim;
+    for (const [name, t] of [['k', k_], ['v', v]] as const) {
+      check(
+        lastDim(t.shape) === kvWidth && t.shape[0]! >= shape.kvLength,
+        () => `attention: ${name} ${shapeString(t.shape)} for ${shape.kvLength} rows of ${kvWidth}`,
+      );
+    }
+    const qRows = numel(q.shape) / width;
+    return this.withBf16('attention', [q, k_, v], ([qp, kp, vp]) => {
+      const out = this.empty(q.shape, 'bf16');
+      launchAttention(this.ctx, { q: qp!, k: kp!, v: vp!, out: out.ptr }, { ...shape, queryRows: qRows }, options);
+      return out;
+    });
+  }
+
+  argmaxRows(x: Tensor): Int32Array {
+    const c = this.own(x, 'argmaxRows');
+    const F = lastDim(c.shape);
+    const rows = c.numel / F;
+    const src = c.dtype === 'bf16' || c.dtype === 'f32' ? c : (this.cast(c, 'f32') as CudaTensor);
+    const out = this.ctx.alloc(rows * 4);
+    try {
+      k.argmaxRows(this.ctx, out.ptr, src.ptr, rows, F, src.dtype as 'f32' | 'bf16');
+      const ids = new Int32Array(rows);
+      this.ctx.download(hostBytes(ids), out.ptr);
+      return ids;
+    } finally {
+      out.free();
+      if (src !== c) src.dispose();
+    }
+  }
+
+  cast(x: Tensor, dtype: DType): Tensor {
+    const c = this.own(x, 'cast');
+    const out = this.empty(c.shape, dtype);
+    if (c.dtype === dtype) this.ctx.copy(out.ptr, c.ptr, c.byteLength);
+    else k.cast(this.ctx, out.ptr, c.ptr, c.numel, floatDType(c.dtype, 'cast'), floatDType(dtype, 'cast'));
+    return out;
+  }
+
+  // ---- beyond the Backend interface ----------------------------------------------------------------------------
+
+  /** Embedding with the ids already on the device (i32 [T]), e.g. inside a captured graph. Ids are not checked. */
+  embeddingDevice(table: Tensor, ids: Tensor): Tensor {
+    check(ids.dtype === 'i32', 'embeddingDevice: ids must be i32');
+    const [V, F] = table.shape as [number, number];
+    return this.embeddingAt(table, this.own(ids, 'embeddingDevice').ptr, numel(ids.shape), V, F);
+  }
+
+  /** RoPE frequencies uploaded once, for `ropeDevice`. The caller disposes `invFreq`. */
+  uploadRope(rope: RopeTable): DeviceRopeTable {
+    return {
+      invFreq: this.fromArray(rope.invFreq, [rope.invFreq.length], 'f32'),
+      headDim: rope.headDim,
+      attentionScaling: rope.attentionScaling,
+    };
+  }
+
+  /** RoPE with positions (i32 [T]) and frequencies on the device, e.g. inside a captured graph. */
+  ropeDevice(x: Tensor, positions: Tensor, rope: DeviceRopeTable): Tensor {
+    check(positions.dtype === 'i32' && numel(positions.shape) === x.shape[0], 'ropeDevice: positions must be i32 [T]');
+    const pos = this.own(positions, 'ropeDevice').ptr;
+    return this.ropeAt(x, pos, this.own(rope.invFreq, 'ropeDevice').ptr, rope.headDim, rope.attentionScaling);
+  }
+
+  /** Row softmax of x [R, F] (f32 or bf16) at `temperature`, as f32 probabilities for sampling. */
+  softmax(x: Tensor, temperature = 1): Tensor {
+    const c = this.own(x, 'softmax');
+    check(temperature > 0, 'softmax: temperature must be positive');
+    const src = c.dtype === 'bf16' || c.dtype === 'f32' ? c : (this.cast(c, 'f32') as CudaTensor);
+    const out = this.empty(c.shape, 'f32');
+    const F = lastDim(c.shape);
+    k.softmaxRows(this.ctx, out.ptr, src.ptr, c.numel / F, F, src.dtype as 'f32' | 'bf16', 1 / temperature);
+    if (src !== c) src.dispose();
+    return out;
+  }
+
+  /** Overwrites an f32 or bf16 tensor with seeded random values made on the GPU (no host copy). */
+  fillRandom(t: Tensor, options: RandomOptions): void {
+    const c = this.own(t, 'fillRandom');
+    check(c.dtype === 'f32' || c.dtype === 'bf16', `fillRandom: ${c.dtype} tensors are not supported (f32 or bf16)`);
+    const normal = (options.distribution ?? 'normal') === 'normal';
+    const a = normal ? (options.mean ?? 0) : (options.low ?? 0);
+    const b = normal ? (options.std ?? 1) : (options.high ?? 1);
+    k.fillRandom(this.ctx, c.ptr, c.numel, c.dtype, normal ? 'normal' : 'uniform', BigInt(options.seed), a, b);
+  }
+
+  /** A new tensor of seeded random values: `randomTensor([4096, 4096], 'bf16', { seed: 1, std: 0.02 })`. */
+  randomTensor(shape: Shape, dtype: 'f32' | 'bf16', options: RandomOptions): Tensor {
+    const t = this.empty(shape, dtype);
+    this.fillRandom(t, options);
+    return t;
+  }
+
+  /**
+   * Records the GPU work `fn` enqueues (e.g. one decode step) into a graph replayed with `graph.replay()`. Inside
+   * `fn`, use device-side inputs (`embeddingDevice`, `ropeDevice`, `writeRows` of device tensors): host arrays cannot
+   * be recorded. See graph.ts for what a replay reuses.
+   */
+  captureGraph<T>(fn: () => T): { graph: CudaGraph; result: T } {
+    return this.ctx.capture(fn);
+  }
+
+  /** Milliseconds of GPU time the work enqueued by `fn` takes (CUDA events around it; waits for the end). */
+  timeMs(fn: () => void): number {
+    const timer = new CudaTimer(this.ctx);
+    try {
+      timer.start();
+      fn();
+      return timer.stop();
+    } finally {
+      timer.dispose();
+    }
+  }
+
+  /** Waits until all enqueued work is done. */
+  synchronize(): void {
+    this.ctx.synchronize();
+  }
+
+  /** Gives cached (free) blocks back to the driver, e.g. before measuring memory with another tool. */
+  releaseCached(): void {
+    this.ctx.synchronize();
+    this.ctx.allocator.releaseCached();
+  }
+
+  /** Starts a new peak measurement from the bytes in use now. */
+  resetPeak(): void {
+    this.ctx.allocator.resetPeak();
+  }
+
+  /** Frees every GPU resource of this backend; its tensors become invalid. */
+  dispose(): void {
+    this.blasLib?.dispose();
+    this.blasLib = undefined;
+    this.ctx.dispose();
+  }
+
+  // ---- helpers -------------------------------------------------------------------------------------------------
+
+  private blas(): CublasLt | null {
+    if (this.blasLib === undefined) this.blasLib = process.env['COMMVQ_GEMM'] === 'fallback' ? null : CublasLt.tryCreate(this.ctx);
+    return this.blasLib;
+  }
+
+  private embeddingAt(table: Tensor, ids: bigint, T: number, V: number, F: number): Tensor {
+    return this.withBf16('embedding', [table], ([tp]) => {
+      const out = this.empty([T, F], 'bf16');
+      k.embedding(this.ctx, out.ptr, tp!, ids, T, V, F);
+      return out;
+    });
+  }
+
+  private ropeAt(x: Tensor, positions: bigint, invFreq: bigint, headDim: number, scaling: number): Tensor {
+    const T = x.shape[0]!;
+    const width = numel(x.shape) / Math.max(1, T);
+    check(headDim % 2 === 0 && width % headDim === 0, () => `rope: rows of ${width} are not whole heads of ${headDim}`);
+    return this.withBf16('rope', [x], ([xp]) => {
+      const out = this.empty(x.shape, 'bf16');
+      k.rope(this.ctx, out.ptr, xp!, positions, invFreq, T, width / headDim, headDim, scaling);
+      return out;
+    });
+  }
+
+  private empty(shape: Shape, dtype: DType): CudaTensor {
+    const bytes = numel(shape) * bytesPerElement(dtype);
+    return new CudaTensor([...shape], dtype, this.device, this.ctx.alloc(bytes));
+  }
+
+  private upload(shape: Shape, dtype: DType, bytes: Uint8Array): CudaTensor {
+    const t = this.empty(shape, dtype);
+    this.ctx.upload(t.ptr, bytes);
+    return t;
+  }
+
+  private own(t: Tensor, op: string): CudaTensor {
+    return asCuda(t, this.device, op);
+  }
+
+  /**
+   * Runs `fn` with the bf16 device address of each tensor: bf16 tensors as they are, f32/f16 ones through a
+   * temporary bf16 copy, freed once `fn` has enqueued its work (the stream keeps the order).
+   */
+  private withBf16<T>(op: string, tensors: Tensor[], fn: (ptrs: bigint[]) => T): T {
+    const temps: DeviceBlock[] = [];
+    const ptrs = tensors.map((t) => {
+      const c = this.own(t, op);
+      if (c.dtype === 'bf16') return c.ptr;
+      const tmp = this.ctx.alloc(c.numel * 2);
+      temps.push(tmp);
+      k.cast(this.ctx, tmp.ptr, c.ptr, c.numel, floatDType(c.dtype, op), 'bf16');
+      return tmp.ptr;
+    });
+    try {
+      return fn(ptrs);
+    } finally {
+      for (const tmp of temps) tmp.free();
+    }
+  }
+}
+
+/** The bytes of a host array (no copy). */
+function hostBytes(a: HostArray | Int32Array | Float32Array): Uint8Array {
+  return new Uint8Array(a.buffer, a.byteOffset, a.byteLength);
+}
+
+function floatDType(d: DType, op: string): k.FloatDType {
+  if (!k.isFloatDType(d)) throw new CommvqError(`${op}: ${d} tensors cannot be converted on the GPU (float dtypes only)`);
+  return d;
+}
+
+function lastDim(shape: Shape): number {
+  return shape[shape.length - 1]!;
+}
+
+function sameShapes(op: string, a: Tensor, b: Tensor): void {
+  check(sameShape(a.shape, b.shape), () => `${op}: shapes ${shapeString(a.shape)} and ${shapeString(b.shape)} differ`);
+}
