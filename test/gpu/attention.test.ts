@@ -14,6 +14,7 @@ import {
   usesDecodeKernel,
   type AttentionLaunchShape,
   type AttentionPointers,
+  type DecodeOptions,
 } from '../../src/core/backend/cuda/attention.js';
 import { CudaContext } from '../../src/core/backend/cuda/context.js';
 import { cudaAvailable } from '../../src/core/backend/cuda/driver.js';
@@ -121,9 +122,9 @@ describe.skipIf(!haveGpu)('CUDA attention vs CPU reference', () => {
     return out;
   }
 
-  function run(kernel: Kernel, inp: Inputs): void {
+  function run(kernel: Kernel, inp: Inputs, options: DecodeOptions): void {
     if (kernel === 'prefill') prefillAttention(ctx, inp.ptrs, inp.shape);
-    else if (kernel === 'decode') decodeAttention(ctx, inp.ptrs, inp.shape);
+    else if (kernel === 'decode') decodeAttention(ctx, inp.ptrs, inp.shape, options);
     else launchAttention(ctx, inp.ptrs, inp.shape);
   }
 
@@ -132,11 +133,11 @@ describe.skipIf(!haveGpu)('CUDA attention vs CPU reference', () => {
     expect(r.ok, `${what} (seed ${seed}): ${r.report}`).toBe(true);
   }
 
-  function checkCase(kernel: Kernel, shape: AttentionLaunchShape): void {
+  function checkCase(kernel: Kernel, shape: AttentionLaunchShape, options: DecodeOptions = {}): void {
     const before = ctx.allocator.memory().bytesInUse;
     const inp = makeInputs(shape);
     try {
-      run(kernel, inp);
+      run(kernel, inp, options);
       const out = readOutput(inp);
       expectClose(out, attentionF32(inp.q, inp.k, inp.v, shape), `${kernel} ${JSON.stringify(shape)}`);
     } finally {
@@ -164,6 +165,14 @@ describe.skipIf(!haveGpu)('CUDA attention vs CPU reference', () => {
 
   it('decode kernel: a few thousand keys, Llama-3.1-8B heads', () => {
     for (const headDim of [64, 128]) checkCase('auto', { queryRows: 1, queryHeads: 32, kvHeads: 8, headDim, qStart: 3000, kvLength: 3001 });
+  });
+
+  it('decode kernel: any multiple of 32 keys per warp', () => {
+    for (const headDim of [64, 128])
+      for (const unitKeys of [32, 96, 2048]) {
+        const shape = { queryRows: 2, queryHeads: 8, kvHeads: 2, headDim, qStart: 1531, kvLength: 1533 };
+        checkCase('decode', shape, { unitKeys });
+      }
   });
 
   it('launchAttention picks decode for a few rows per kv head and prefill otherwise', () => {

@@ -1,0 +1,347 @@
+// attention_prefill.cu — causal grouped-query attention for a block of query rows (prefill, chunked prefill).
+//
+// Math, per query row i (absolute position p = qStart + i) and query head h (kv head g = h / (H_q / H_kv)):
+//   s_j   = (q[i, h] · k[j, g]) / sqrt(D_h)              for keys j = 0 .. min(p, kvEnd - 1)
+//   out[i, h] = Σ_j softmax(s)_j · v[j, g]
+// computed flash-attention style: keys stream through shared memory in tiles of 64, the softmax is kept online
+// (running row max m and row sum l in f32, the output accumulator rescaled by exp(m_old − m_new) when m grows),
+// so the T×T score matrix never exists and 32K+ token prompts need no extra memory.
+//
+// Tensors (row-major, Hugging Face head layout: head h's channels at h·D_h .. h·D_h + D_h − 1):
+//   q   [Tq, H_q·D_h]          bf16   query rows, already RoPE-rotated
+//   k   [≥kvEnd, H_kv·D_h]     bf16   keys, already RoPE-rotated; only rows < kvEnd are read
+//   v   [≥kvEnd, H_kv·D_h]     bf16
+//   out [Tq, H_q·D_h]          bf16
+// where kvEnd = min(kvLength, qStart + Tq) (keys past the last query's position are never visible).
+//
+// Launch: grid (H_q, ceil(Tq / 128)), block 128 threads (4 warps), dynamic shared memory
+//   (128 + 2·64 + 2·64) · D_h · 2 bytes = 48 KiB (D_h 64) or 96 KiB (D_h 128); blockIdx.y is reversed so that the
+//   query blocks with the most keys (the last ones) start first. Consecutive blockIdx.x share a kv head (L2 reuse).
+// Each warp owns 32 query rows (two m16 tiles). Per key tile: S = Q·Kᵀ with mma.sync m16n8k16 (bf16 in, f32
+//   accumulate), causal mask on the diagonal tiles only, online softmax with exp2 (scale folded into log2 e),
+//   P rounded to bf16 and O += P·V with the same mma. K/V tiles are double-buffered with cp.async (16-byte copies,
+//   zero-filled past kvEnd) into XOR-swizzled shared memory read by ldmatrix without bank conflicts.
+// Accumulation: f32 (scores, softmax statistics, output); output rounded to bf16 once at the end.
+// Entry points: attention_prefill_d64, attention_prefill_d128 (same arguments).
+
+#include <cuda_bf16.h>
+
+namespace {
+
+using u32 = unsigned int;  // no <stdint.h>: the file also compiles under NVRTC
+
+// −∞ without <math.h>'s INFINITY (absent under NVRTC)
+__device__ __forceinline__ float neg_inf() { return __int_as_float(0xff800000u); }
+
+constexpr int kWarps = 4;
+constexpr int kThreads = kWarps * 32;
+constexpr int kBlockM = 128;           // query rows per block
+constexpr int kMTiles = 2;             // m16 tiles per warp: warp w owns rows 32w .. 32w + 31
+constexpr int kBlockN = 64;            // keys per tile
+constexpr int kNTiles = kBlockN / 8;   // n8 tiles of S per m16 tile
+constexpr float kLog2e = 1.4426950408889634f;
+
+__device__ __forceinline__ u32 smem_addr(const void* p) {
+  return static_cast<u32>(__cvta_generic_to_shared(p));
+}
+
+// 16-byte global → shared copy; with pred false nothing is read and the 16 bytes are zero-filled.
+__device__ __forceinline__ void cp_async_16(u32 dst, const void* src, bool pred) {
+  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(dst), "l"(src), "r"(pred ? 16 : 0)
+               : "memory");
+}
+__device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::: "memory"); }
+template <int N>
+__device__ __forceinline__ void cp_async_wait() {
+  asm volatile("cp.async.wait_group %0;\n" ::"n"(N) : "memory");
+}
+
+__device__ __forceinline__ void ldmatrix_x4(u32 addr, u32& r0, u32& r1, u32& r2, u32& r3) {
+  asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+               : "=r"(r0), "=r"(r1), "=r"(r2), "=r"(r3)
+               : "r"(addr));
+}
+__device__ __forceinline__ void ldmatrix_x4_trans(u32 addr, u32& r0, u32& r1, u32& r2,
+                                                  u32& r3) {
+  asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+               : "=r"(r0), "=r"(r1), "=r"(r2), "=r"(r3)
+               : "r"(addr));
+}
+
+// c += a·b for one m16n8k16 tile: a 16×16 bf16 (row), b 16×8 bf16 (col), c 16×8 f32.
+__device__ __forceinline__ void mma_bf16(float (&c)[4], const u32 (&a)[4], u32 b0, u32 b1) {
+  asm volatile(
+      "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
+      "{%0,%1,%2,%3};\n"
+      : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+}
+
+__device__ __forceinline__ float fast_exp2(float x) {
+  float y;
+  asm("ex2.approx.ftz.f32 %0, %1;\n" : "=f"(y) : "f"(x));
+  return y;
+}
+
+__device__ __forceinline__ u32 pack_bf16(float lo, float hi) {
+  __nv_bfloat162 v = __floats2bfloat162_rn(lo, hi);
+  return *reinterpret_cast<u32*>(&v);
+}
+
+// Byte offset of 16-byte chunk c of row r in a tile whose rows hold D bf16. The chunk index is XORed with r mod 8 so
+// that the 8 rows one ldmatrix phase reads fall in 8 different bank groups.
+template <int D>
+__device__ __forceinline__ u32 swz(int r, int c) {
+  return static_cast<u32>(r * (D * 2) + ((c ^ (r & 7)) << 4));
+}
+
+// ROWS × D tile from global memory (row stride ld elements) into swizzled shared memory; rows ≥ valid read as zero.
+// Thread tid copies chunk tid % (D/8) of rows tid / (D/8) + i·kRowStep: one pointer, bumped by a constant.
+template <int D, int ROWS>
+__device__ __forceinline__ void load_tile(u32 dst, const __nv_bfloat16* src, size_t ld, int valid, int tid) {
+  constexpr int kChunksPerRow = D / 8;
+  constexpr int kRowStep = kThreads / kChunksPerRow;  // a multiple of 8, so the swizzle is the same on every step
+  const int r0 = tid / kChunksPerRow;
+  const int c = tid % kChunksPerRow;
+  const u32 d0 = dst + swz<D>(r0, c);
+  const __nv_bfloat16* p = src + static_cast<size_t>(r0) * ld + c * 8;
+  const size_t step = static_cast<size_t>(kRowStep) * ld;
+#pragma unroll
+  for (int i = 0; i < ROWS / kRowStep; ++i) {
+    const bool ok = r0 + i * kRowStep < valid;
+    cp_async_16(d0 + i * kRowStep * D * 2, ok ? p : src, ok);
+    p += step;
+  }
+}
+
+template <int D>
+__device__ __forceinline__ void prefill(const __nv_bfloat16* __restrict__ q, const __nv_bfloat16* __restrict__ k,
+                                        const __nv_bfloat16* __restrict__ v, __nv_bfloat16* __restrict__ out, int Tq,
+                                        int Hq, int Hkv, int qStart, int kvLength, float scale) {
+  constexpr int kQBytes = kBlockM * D * 2;
+  constexpr int kKVBytes = kBlockN * D * 2;
+  constexpr int kDTiles = D / 8;    // n8 tiles of the output per m16 tile
+  constexpr int kKSteps = D / 16;   // k16 steps of Q·Kᵀ
+  constexpr bool kQInRegs = D <= 64;  // D 128 would need 64 more registers per thread: reread Q from shared memory
+
+  extern __shared__ __align__(128) unsigned char smem[];
+  const u32 sQ = smem_addr(smem);
+  const u32 sK = sQ + kQBytes;        // 2 stages
+  const u32 sV = sK + 2 * kKVBytes;   // 2 stages
+
+  const int tid = threadIdx.x;
+  const int warp = tid >> 5;
+  const int lane = tid & 31;
+  const int h = blockIdx.x;
+  const int m0 = (gridDim.y - 1 - blockIdx.y) * kBlockM;
+  const int hkv = h / (Hq / Hkv);
+  const size_t ldq = static_cast<size_t>(Hq) * D;
+  const size_t ldkv = static_cast<size_t>(Hkv) * D;
+  const int kvEnd = min(kvLength, qStart + Tq);
+  const int rowsHere = min(kBlockM, Tq - m0);
+  const int keyLimit = min(kvEnd, qStart + m0 + rowsHere);  // this block reads keys [0, keyLimit)
+  const int nTiles = (keyLimit + kBlockN - 1) / kBlockN;
+  const __nv_bfloat16* kh = k + static_cast<size_t>(hkv) * D;
+  const __nv_bfloat16* vh = v + static_cast<size_t>(hkv) * D;
+
+  load_tile<D, kBlockM>(sQ, q + static_cast<size_t>(m0) * ldq + static_cast<size_t>(h) * D, ldq, rowsHere, tid);
+  load_tile<D, kBlockN>(sK, kh, ldkv, keyLimit, tid);
+  load_tile<D, kBlockN>(sV, vh, ldkv, keyLimit, tid);
+  cp_async_commit();
+
+  const float sl2 = scale * kLog2e;
+  const int warpRow = m0 + warp * 32;         // first query row of this warp
+  const int warpPosMin = qStart + warpRow;    // its absolute position
+  const int warpPosMax = warpPosMin + 31;
+  // This thread's rows: warpRow + mt·16 + (lane >> 2) + 8·hh, hh ∈ {0, 1}; its S/O columns: 8·n + 2·(lane & 3) + {0, 1}.
+  // ldmatrix source offsets of k16 step 0 / d16 pair 0; step kk is offset ^ (32·kk), since (2kk + b) ^ s = 2kk ^ (b ^ s)
+  // for b ∈ {0, 1}, and 32·kk < one row, so the XOR never reaches the row bits.
+  const u32 qOff = swz<D>(warp * 32 + (lane & 15), lane >> 4);               // A of Q·Kᵀ: rows 0-15, k 0-15
+  const u32 kOff = swz<D>((lane & 7) + ((lane >> 4) << 3), (lane >> 3) & 1);  // B of Q·Kᵀ: two n8 tiles of keys
+  const u32 vOff = swz<D>((lane & 7) + (((lane >> 3) & 1) << 3), lane >> 4);  // B of P·V (transposed): two d8 tiles
+
+  float acc[kMTiles][kDTiles][4];
+  float rowMax[kMTiles][2];
+  float rowSum[kMTiles][2];
+#pragma unroll
+  for (int mt = 0; mt < kMTiles; ++mt) {
+#pragma unroll
+    for (int dt = 0; dt < kDTiles; ++dt)
+#pragma unroll
+      for (int e = 0; e < 4; ++e) acc[mt][dt][e] = 0.f;
+#pragma unroll
+    for (int hh = 0; hh < 2; ++hh) {
+      rowMax[mt][hh] = neg_inf();
+      rowSum[mt][hh] = 0.f;
+    }
+  }
+  u32 qa[kQInRegs ? kMTiles : 1][kQInRegs ? kKSteps : 1][4];
+
+  for (int t = 0; t < nTiles; ++t) {
+    const int stage = t & 1;
+    if (t + 1 < nTiles) {
+      const int n1 = (t + 1) * kBlockN;
+      load_tile<D, kBlockN>(sK + (stage ^ 1) * kKVBytes, kh + static_cast<size_t>(n1) * ldkv, ldkv, keyLimit - n1, tid);
+      load_tile<D, kBlockN>(sV + (stage ^ 1) * kKVBytes, vh + static_cast<size_t>(n1) * ldkv, ldkv, keyLimit - n1, tid);
+      cp_async_commit();
+      cp_async_wait<1>();
+    } else {
+      cp_async_wait<0>();
+    }
+    __syncthreads();
+
+    if constexpr (kQInRegs) {
+      if (t == 0) {
+#pragma unroll
+        for (int mt = 0; mt < kMTiles; ++mt)
+#pragma unroll
+          for (int kk = 0; kk < kKSteps; ++kk)
+            ldmatrix_x4(sQ + (qOff ^ (kk * 32)) + mt * 16 * D * 2, qa[mt][kk][0], qa[mt][kk][1], qa[mt][kk][2],
+                        qa[mt][kk][3]);
+      }
+    }
+
+    const int n0 = t * kBlockN;
+    if (n0 <= warpPosMax) {  // otherwise every key of the tile is in the future of all 32 rows of this warp
+      const u32 sKs = sK + stage * kKVBytes;
+      const u32 sVs = sV + stage * kKVBytes;
+
+      // ---- S = Q·Kᵀ (raw dot products) ----
+      float s[kMTiles][kNTiles][4];
+#pragma unroll
+      for (int mt = 0; mt < kMTiles; ++mt)
+#pragma unroll
+        for (int nt = 0; nt < kNTiles; ++nt)
+#pragma unroll
+          for (int e = 0; e < 4; ++e) s[mt][nt][e] = 0.f;
+#pragma unroll
+      for (int kk = 0; kk < kKSteps; ++kk) {
+        u32 a[kMTiles][4];
+#pragma unroll
+        for (int mt = 0; mt < kMTiles; ++mt) {
+          if constexpr (kQInRegs) {
+#pragma unroll
+            for (int e = 0; e < 4; ++e) a[mt][e] = qa[mt][kk][e];
+          } else {
+            ldmatrix_x4(sQ + (qOff ^ (kk * 32)) + mt * 16 * D * 2, a[mt][0], a[mt][1], a[mt][2], a[mt][3]);
+          }
+        }
+#pragma unroll
+        for (int np = 0; np < kNTiles / 2; ++np) {
+          u32 b0, b1, b2, b3;
+          ldmatrix_x4(sKs + (kOff ^ (kk * 32)) + np * 16 * D * 2, b0, b1, b2, b3);
+#pragma unroll
+          for (int mt = 0; mt < kMTiles; ++mt) {
+            mma_bf16(s[mt][2 * np], a[mt], b0, b1);
+            mma_bf16(s[mt][2 * np + 1], a[mt], b2, b3);
+          }
+        }
+      }
+
+      // ---- causal mask, only on tiles that reach past some row's position ----
+      if (n0 + kBlockN - 1 > min(warpPosMin, kvEnd - 1)) {
+#pragma unroll
+        for (int mt = 0; mt < kMTiles; ++mt)
+#pragma unroll
+          for (int nt = 0; nt < kNTiles; ++nt)
+#pragma unroll
+            for (int e = 0; e < 4; ++e) {
+              const int key = n0 + nt * 8 + 2 * (lane & 3) + (e & 1);
+              const int limit = min(warpPosMin + mt * 16 + (lane >> 2) + 8 * (e >> 1), kvEnd - 1);
+              if (key > limit) s[mt][nt][e] = neg_inf();
+            }
+      }
+
+      // ---- online softmax (log2 domain) ----
+#pragma unroll
+      for (int mt = 0; mt < kMTiles; ++mt)
+#pragma unroll
+        for (int hh = 0; hh < 2; ++hh) {
+          float mx = neg_inf();
+#pragma unroll
+          for (int nt = 0; nt < kNTiles; ++nt) mx = fmaxf(mx, fmaxf(s[mt][nt][2 * hh], s[mt][nt][2 * hh + 1]));
+          mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
+          mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
+          const float mNew = fmaxf(rowMax[mt][hh], mx);
+          const float mScaled = mNew == neg_inf() ? 0.f : mNew * sl2;  // a row with no visible key yet stays at 0
+          const float alpha = fast_exp2(rowMax[mt][hh] * sl2 - mScaled);
+          rowMax[mt][hh] = mNew;
+          float sum = 0.f;
+#pragma unroll
+          for (int nt = 0; nt < kNTiles; ++nt)
+#pragma unroll
+            for (int c = 0; c < 2; ++c) {
+              const float p = fast_exp2(fmaf(s[mt][nt][2 * hh + c], sl2, -mScaled));
+              s[mt][nt][2 * hh + c] = p;
+              sum += p;
+            }
+          rowSum[mt][hh] = rowSum[mt][hh] * alpha + sum;
+#pragma unroll
+          for (int dt = 0; dt < kDTiles; ++dt) {
+            acc[mt][dt][2 * hh] *= alpha;
+            acc[mt][dt][2 * hh + 1] *= alpha;
+          }
+        }
+
+      // ---- O += P·V: the S accumulator layout of two n8 tiles is the A fragment of one k16 step ----
+#pragma unroll
+      for (int ks = 0; ks < kBlockN / 16; ++ks) {
+        u32 pa[kMTiles][4];
+#pragma unroll
+        for (int mt = 0; mt < kMTiles; ++mt) {
+          pa[mt][0] = pack_bf16(s[mt][2 * ks][0], s[mt][2 * ks][1]);
+          pa[mt][1] = pack_bf16(s[mt][2 * ks][2], s[mt][2 * ks][3]);
+          pa[mt][2] = pack_bf16(s[mt][2 * ks + 1][0], s[mt][2 * ks + 1][1]);
+          pa[mt][3] = pack_bf16(s[mt][2 * ks + 1][2], s[mt][2 * ks + 1][3]);
+        }
+#pragma unroll
+        for (int dp = 0; dp < kDTiles / 2; ++dp) {
+          u32 b0, b1, b2, b3;
+          ldmatrix_x4_trans(sVs + (vOff ^ (dp * 32)) + ks * 16 * D * 2, b0, b1, b2, b3);
+#pragma unroll
+          for (int mt = 0; mt < kMTiles; ++mt) {
+            mma_bf16(acc[mt][2 * dp], pa[mt], b0, b1);
+            mma_bf16(acc[mt][2 * dp + 1], pa[mt], b2, b3);
+          }
+        }
+      }
+    }
+    __syncthreads();  // the stage just read is refilled by the next iteration
+  }
+
+  // ---- out = O / l, bf16 ----
+#pragma unroll
+  for (int mt = 0; mt < kMTiles; ++mt)
+#pragma unroll
+    for (int hh = 0; hh < 2; ++hh) {
+      float l = rowSum[mt][hh];
+      l += __shfl_xor_sync(0xffffffffu, l, 1);
+      l += __shfl_xor_sync(0xffffffffu, l, 2);
+      const float inv = l > 0.f ? 1.f / l : 0.f;
+      const int row = warpRow + mt * 16 + (lane >> 2) + 8 * hh;
+      if (row < Tq) {
+        __nv_bfloat16* o = out + static_cast<size_t>(row) * ldq + static_cast<size_t>(h) * D + 2 * (lane & 3);
+#pragma unroll
+        for (int dt = 0; dt < kDTiles; ++dt)
+          *reinterpret_cast<u32*>(o + dt * 8) = pack_bf16(acc[mt][dt][2 * hh] * inv, acc[mt][dt][2 * hh + 1] * inv);
+      }
+    }
+}
+
+}  // namespace
+
+// Arguments: q, k, v, out as described above; Tq query rows; Hq, Hkv head counts (Hq a multiple of Hkv); qStart the
+// absolute position of query row 0; kvLength the number of valid key rows (≥ qStart + Tq); scale = 1/sqrt(D_h).
+extern "C" __global__ void __launch_bounds__(kThreads, 2)
+    attention_prefill_d64(const __nv_bfloat16* __restrict__ q, const __nv_bfloat16* __restrict__ k,
+                          const __nv_bfloat16* __restrict__ v, __nv_bfloat16* __restrict__ out, int Tq, int Hq,
+                          int Hkv, int qStart, int kvLength, float scale) {
+  prefill<64>(q, k, v, out, Tq, Hq, Hkv, qStart, kvLength, scale);
+}
+
+extern "C" __global__ void __launch_bounds__(kThreads, 2)
+    attention_prefill_d128(const __nv_bfloat16* __restrict__ q, const __nv_bfloat16* __restrict__ k,
+                           const __nv_bfloat16* __restrict__ v, __nv_bfloat16* __restrict__ out, int Tq, int Hq,
+                           int Hkv, int qStart, int kvLength, float scale) {
+  prefill<128>(q, k, v, out, Tq, Hq, Hkv, qStart, kvLength, scale);
+}
