@@ -27,16 +27,30 @@ export interface Backend {
   toFloat32(t: Tensor): Float32Array;
   /** The raw host copy in the tensor's own dtype (bf16 as bits). */
   toHost(t: Tensor): HostArray;
+  /** Overwrites `dst` with host `values` (rounded to its dtype), in stream order: how graph inputs are updated. */
+  upload(dst: Tensor, values: ArrayLike<number>): void;
   /** Copies `src` [n, F] into rows [row, row + n) of `dst` [R, F] (same dtype, or a float cast). */
   writeRows(dst: Tensor, row: number, src: Tensor): void;
+  /**
+   * dst[rows[i]] = src[i] for src [n, F] and rows i32 [n] on the device: a row write whose destination is read at
+   * run time (a KV-cache append inside a replayed CUDA graph). Float casts as in writeRows.
+   */
+  scatterRows(dst: Tensor, rows: Tensor, src: Tensor): void;
   /** Rows [start, end) of x [R, F] as a new tensor. */
   sliceRows(x: Tensor, start: number, end: number): Tensor;
   /** Bytes currently allocated by this backend and the most ever allocated at once. */
   memory(): { bytesInUse: number; peakBytes: number };
+  /** A tensor of seeded random values (streams differ between backends: same seed, different numbers). */
+  randomTensor(shape: Shape, dtype: 'f32' | 'bf16', options: RandomOptions): Tensor;
+  /**
+   * Records the device work `fn` enqueues into a graph that replays it with one call (backends that can: CUDA).
+   * Inside `fn` every op input must already be on the device; the tensors `fn` returns are rewritten by each replay.
+   */
+  captureGraph?<T>(fn: () => T): { graph: ReplayableGraph; result: T };
 
   // ---- ops -----------------------------------------------------------------------------------------------------
-  /** table [V, hidden], ids [T] → [T, hidden]. */
-  embedding(table: Tensor, ids: Int32Array): Tensor;
+  /** table [V, hidden], ids i32 [T] (checked against V by the caller) → [T, hidden]. */
+  embedding(table: Tensor, ids: Tensor): Tensor;
   /** x [T, F], weight [F] → x·rsqrt(mean(x²)+eps)·weight, statistics in f32. */
   rmsNorm(x: Tensor, weight: Tensor, eps: number): Tensor;
   /** x [T, in], weight [out, in], bias [out]? → x·Wᵀ + b [T, out], f32 accumulation. */
@@ -46,16 +60,17 @@ export interface Backend {
   /** silu(gate)·up, same shapes. */
   swiglu(gate: Tensor, up: Tensor): Tensor;
   /**
-   * Rotary embedding, rotate-half convention: x [T, heads·D_h]; row t is at absolute position `positions[t]`.
-   * Channel c < D_h/2 of each head pairs with c + D_h/2; angle = f32(position · invFreq[c]).
+   * Rotary embedding, rotate-half convention: x [T, heads·D_h]; row t is at absolute position `positions[t]`
+   * (i32 [T]). Channel c < D_h/2 of each head pairs with c + D_h/2; angle = f32(position · invFreq[c]).
    */
-  rope(x: Tensor, positions: Int32Array, rope: RopeTable): Tensor;
+  rope(x: Tensor, positions: Tensor, rope: RopeTable): Tensor;
   /**
    * Causal grouped-query attention. q [Tq, H_q·D_h]; k, v [≥kvLength, H_kv·D_h] (only the first kvLength rows are
    * read). Query row i sits at absolute position qStart + i and sees keys 0..qStart+i. Scale 1/√D_h, softmax in f32.
-   * → [Tq, H_q·D_h].
+   * With `lengths` (i32 [2] on the device: {qStart, kvLength}) the lengths are read at run time, so a captured graph
+   * stays right as the cache grows; `shape.maxKvLength` then bounds them. → [Tq, H_q·D_h].
    */
-  attention(q: Tensor, k: Tensor, v: Tensor, shape: AttentionShape): Tensor;
+  attention(q: Tensor, k: Tensor, v: Tensor, shape: AttentionShape, lengths?: Tensor): Tensor;
   /** Index of the largest value of each row of x [R, F] (first one on ties). */
   argmaxRows(x: Tensor): Int32Array;
   /** x converted to `dtype`. */
@@ -79,4 +94,24 @@ export interface AttentionShape {
   readonly qStart: number;
   /** number of valid key/value rows */
   readonly kvLength: number;
+  /** with device-side lengths: the largest kvLength they will hold (default kvLength) */
+  readonly maxKvLength?: number;
+}
+
+export interface RandomOptions {
+  readonly seed: number;
+  /** default 'normal' */
+  readonly distribution?: 'uniform' | 'normal';
+  /** uniform range, default [0, 1) */
+  readonly low?: number;
+  readonly high?: number;
+  /** normal parameters, default 0 and 1 */
+  readonly mean?: number;
+  readonly std?: number;
+}
+
+/** A recorded graph of device work (see Backend.captureGraph). */
+export interface ReplayableGraph {
+  replay(): void;
+  dispose(): void;
 }

@@ -1,4 +1,5 @@
 import { CommvqError } from '../errors.js';
+import { GraphDecoder } from './graph-decoder.js';
 import type { KVCache } from './kv-cache.js';
 import type { LlamaModel } from './llama.js';
 
@@ -10,6 +11,8 @@ export interface GenerateOptions {
   cache?: KVCache;
   /** called with each new token as it is chosen */
   onToken?: (id: number, index: number) => void;
+  /** replay a recorded graph for each decode step where the backend can (default true) */
+  useGraphs?: boolean;
 }
 
 export interface GenerateResult {
@@ -36,24 +39,33 @@ export function generateGreedy(model: LlamaModel, promptIds: readonly number[], 
   const eos = new Set(options.eosTokenIds ?? []);
   const outputIds: number[] = [];
   let stopReason: GenerateResult['stopReason'] = budget < options.maxNewTokens ? 'context' : 'max-new-tokens';
+  const decoder = options.useGraphs === false ? undefined : GraphDecoder.create(model, cache);
   const t0 = performance.now();
   let prefillMs = 0;
   try {
-    let input = Int32Array.from(promptIds);
+    let next = -1;
     while (outputIds.length < budget) {
-      const logits = model.forward(input, cache, { logits: 'last' });
-      const next = model.backend.argmaxRows(logits)[0]!;
-      logits.dispose();
-      if (outputIds.length === 0) prefillMs = performance.now() - t0;
+      if (outputIds.length === 0) {
+        const logits = model.forward(Int32Array.from(promptIds), cache, { logits: 'last' });
+        next = model.backend.argmaxRows(logits)[0]!;
+        logits.dispose();
+        prefillMs = performance.now() - t0;
+      } else if (decoder) {
+        next = model.backend.argmaxRows(decoder.next(next))[0]!;
+      } else {
+        const logits = model.forward(Int32Array.of(next), cache, { logits: 'last' });
+        next = model.backend.argmaxRows(logits)[0]!;
+        logits.dispose();
+      }
       outputIds.push(next);
       options.onToken?.(next, outputIds.length - 1);
       if (eos.has(next)) {
         stopReason = 'eos';
         break;
       }
-      input = Int32Array.of(next);
     }
   } finally {
+    decoder?.dispose();
     if (!options.cache) cache.dispose();
   }
   return { outputIds, stopReason, prefillMs, decodeMs: performance.now() - t0 - prefillMs };

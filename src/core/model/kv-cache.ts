@@ -2,6 +2,7 @@ import type { Backend } from '../backend/backend.js';
 import { CommvqError } from '../errors.js';
 import { bytesPerElement, type DType } from '../tensor/dtype.js';
 import type { Tensor } from '../tensor/tensor.js';
+import type { StepInputs } from './step-inputs.js';
 
 /** The attention geometry a cache serves. */
 export interface CacheShape {
@@ -19,10 +20,17 @@ export interface CacheShape {
 export interface KVCache {
   /** Tokens held by every layer (the absolute position of the next token). */
   readonly length: number;
-  /** Stores k, v [T, H_kv·D_h] (k after RoPE) for `layer`, after the tokens already held. */
-  append(layer: number, k: Tensor, v: Tensor): void;
-  /** Causal attention of q [T, H_q·D_h] (the T newest tokens, already appended) over this layer's cache. */
-  attend(layer: number, q: Tensor): Tensor;
+  /** Stores k, v [T, H_kv·D_h] (k after RoPE) of the step's tokens for `layer`, at the step's positions. */
+  append(layer: number, k: Tensor, v: Tensor, step: StepInputs): void;
+  /** Causal attention of the step's queries q [T, H_q·D_h] (already appended) over this layer's cache. */
+  attend(layer: number, q: Tensor, step: StepInputs): Tensor;
+  /**
+   * Sets the number of tokens held: forgets the ones past `length` (rewind), or takes on rows that a replayed
+   * graph step wrote (no host code runs during a replay, so the host count is told afterwards).
+   */
+  seek(length: number): void;
+  /** The most tokens it can hold. */
+  readonly capacity: number;
   /** Bytes of storage held for keys and values. */
   bytes(): number;
   dispose(): void;
@@ -58,26 +66,34 @@ export class DenseKVCache implements KVCache {
     return Math.min(...this.lengths);
   }
 
-  append(layer: number, k: Tensor, v: Tensor): void {
-    const start = this.lengths[layer]!;
-    const rows = k.shape[0]!;
-    if (start + rows > this.capacity) {
-      throw new CommvqError(`KV cache full: ${start} + ${rows} tokens exceed its capacity of ${this.capacity}`);
+  append(layer: number, k: Tensor, v: Tensor, step: StepInputs): void {
+    const end = step.start + step.tokens;
+    if (end > this.capacity) {
+      throw new CommvqError(`KV cache full: ${step.start} + ${step.tokens} tokens exceed its capacity of ${this.capacity}`);
     }
-    this.backend.writeRows(this.keys[layer]!, start, k);
-    this.backend.writeRows(this.values[layer]!, start, v);
-    this.lengths[layer] = start + rows;
+    // rows land at the step's device-side positions, so a replayed graph step appends at the current position
+    this.backend.scatterRows(this.keys[layer]!, step.positions, k);
+    this.backend.scatterRows(this.values[layer]!, step.positions, v);
+    this.lengths[layer] = end;
   }
 
-  attend(layer: number, q: Tensor): Tensor {
-    const kvLength = this.lengths[layer]!;
-    return this.backend.attention(q, this.keys[layer]!, this.values[layer]!, {
+  attend(layer: number, q: Tensor, step: StepInputs): Tensor {
+    const shape = {
       queryHeads: this.shape.queryHeads,
       kvHeads: this.shape.kvHeads,
       headDim: this.shape.headDim,
-      qStart: kvLength - q.shape[0]!,
-      kvLength,
-    });
+      qStart: step.start,
+      kvLength: step.start + step.tokens,
+      maxKvLength: step.maxKvLength,
+    };
+    // a replayable step reads its lengths on the device; an eager one passes them as numbers
+    const lengths = step.maxKvLength === undefined ? undefined : step.lengths;
+    return this.backend.attention(q, this.keys[layer]!, this.values[layer]!, shape, lengths);
+  }
+
+  seek(length: number): void {
+    if (length < 0 || length > this.capacity) throw new Error(`seek(${length}) outside a cache of ${this.capacity}`);
+    this.lengths.fill(length);
   }
 
   bytes(): number {

@@ -1,8 +1,10 @@
 import type { Backend, RopeTable } from '../backend/backend.js';
+import { CommvqError } from '../errors.js';
 import { TensorScope, type Tensor } from '../tensor/tensor.js';
 import type { ModelConfig } from './config.js';
 import { DenseKVCache, type CacheShape, type KVCache } from './kv-cache.js';
 import { ropeTable } from './rope.js';
+import { StepInputs } from './step-inputs.js';
 import type { LayerWeights, ModelWeights } from './weights.js';
 
 /** The tensors a layer produces for its KV cache, shown to observers (collect-kv) before they are cached. */
@@ -13,7 +15,7 @@ export interface LayerKV {
 }
 
 /** Called once per layer per forward; the tensors are only valid during the call (copy what you keep). */
-export type KVObserver = (layer: number, kv: LayerKV, positions: Int32Array) => void;
+export type KVObserver = (layer: number, kv: LayerKV, step: StepInputs) => void;
 
 export interface ForwardOptions {
   /** which rows get logits: every token (scoring, tests) or only the last (generation) */
@@ -53,17 +55,31 @@ export class LlamaModel {
 
   /** Runs `ids` (the tokens after those already in `cache`) and appends their keys and values to it. */
   forward(ids: Int32Array, cache: KVCache, options: ForwardOptions = {}): Tensor {
+    const step = StepInputs.create(this.backend, ids, cache.length);
+    try {
+      return this.forwardStep(step, cache, options);
+    } finally {
+      step.dispose();
+    }
+  }
+
+  /**
+   * The forward pass over inputs already on the device: what a CUDA graph captures for a decode step. Only
+   * `step`'s tensors change between replays, so nothing here may depend on the host values beyond T.
+   */
+  forwardStep(step: StepInputs, cache: KVCache, options: ForwardOptions = {}): Tensor {
     const b = this.backend;
-    const start = cache.length;
-    const positions = Int32Array.from(ids, (_, i) => start + i);
-    let h = b.embedding(this.weights.embedTokens, ids); // [T, hidden]
+    const V = this.config.vocabSize;
+    const bad = step.hostIds.find((id) => id < 0 || id >= V);
+    if (bad !== undefined) throw new CommvqError(`token id ${bad} is outside the vocabulary of ${V}`);
+    let h = b.embedding(this.weights.embedTokens, step.ids); // [T, hidden]
     this.weights.layers.forEach((layer, l) => {
-      const next = this.block(l, layer, h, positions, cache, options.observe);
+      const next = this.block(l, layer, h, step, cache, options.observe);
       h.dispose();
       h = next;
     });
     const scope = new TensorScope();
-    const rows = options.logits === 'last' ? scope.keep(b.sliceRows(h, ids.length - 1, ids.length)) : h;
+    const rows = options.logits === 'last' ? scope.keep(b.sliceRows(h, step.tokens - 1, step.tokens)) : h;
     const normed = scope.keep(b.rmsNorm(rows, this.weights.norm, this.config.rmsNormEps));
     const logits = b.linear(normed, this.weights.lmHead); // [T or 1, V]
     scope.dispose();
@@ -72,18 +88,18 @@ export class LlamaModel {
   }
 
   /** One decoder block: returns the new residual stream [T, hidden]. */
-  private block(l: number, w: LayerWeights, h: Tensor, positions: Int32Array, cache: KVCache, observe?: KVObserver): Tensor {
+  private block(l: number, w: LayerWeights, h: Tensor, step: StepInputs, cache: KVCache, observe?: KVObserver): Tensor {
     const b = this.backend;
     const eps = this.config.rmsNormEps;
     const s = new TensorScope();
     const x = s.keep(b.rmsNorm(h, w.inputNorm, eps));
-    const q = s.keep(b.rope(s.keep(b.linear(x, w.qProj, w.qBias)), positions, this.rope)); // [T, H_q·D_h], post-RoPE
+    const q = s.keep(b.rope(s.keep(b.linear(x, w.qProj, w.qBias)), step.positions, this.rope)); // [T, H_q·D_h], post-RoPE
     const kPre = s.keep(b.linear(x, w.kProj, w.kBias)); // [T, H_kv·D_h], pre-RoPE
-    const k = s.keep(b.rope(kPre, positions, this.rope));
+    const k = s.keep(b.rope(kPre, step.positions, this.rope));
     const v = s.keep(b.linear(x, w.vProj, w.vBias));
-    observe?.(l, { kPre, k, v }, positions);
-    cache.append(l, k, v);
-    const attn = s.keep(cache.attend(l, q)); // [T, H_q·D_h]
+    observe?.(l, { kPre, k, v }, step);
+    cache.append(l, k, v, step);
+    const attn = s.keep(cache.attend(l, q, step)); // [T, H_q·D_h]
     const h1 = s.keep(b.add(h, s.keep(b.linear(attn, w.oProj, w.oBias))));
     const x1 = s.keep(b.rmsNorm(h1, w.postNorm, eps));
     const gate = s.keep(b.linear(x1, w.gateProj, w.gateBias));

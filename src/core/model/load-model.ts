@@ -21,7 +21,7 @@ export interface LoadedModel {
 
 export interface LoadModelOptions {
   backend: Backend;
-  /** convert float weights to this dtype while loading (default: as stored) */
+  /** convert float weights to this dtype while loading (default: as stored on the CPU, bf16 on a GPU) */
   dtype?: DType;
   onProgress?: (done: number, total: number) => void;
 }
@@ -38,7 +38,8 @@ export function loadModel(dir: string, options: LoadModelOptions): LoadedModel {
   const tokenizer = TextTokenizer.fromFolder(dir);
   const ckpt = SafetensorsCheckpoint.open(dir);
   try {
-    const weights = loadWeights(ckpt, config, options.backend, { dtype: options.dtype, source: dir, onTensor: options.onProgress });
+    const dtype = options.dtype ?? (options.backend.activationDType === 'bf16' ? 'bf16' : undefined);
+    const weights = loadWeights(ckpt, config, options.backend, { dtype, source: dir, onTensor: options.onProgress });
     return { dir, config, model: new LlamaModel(config, weights, options.backend), tokenizer, eosTokenIds: readEos(dir, config) };
   } finally {
     ckpt.close();

@@ -1,4 +1,5 @@
-import type { AttentionShape, Backend, RopeTable } from '../backend.js';
+import type { AttentionShape, Backend, RandomOptions, RopeTable } from '../backend.js';
+import { SeededRandom } from '../../model/seeded-random.js';
 import { bytesPerElement, fromFloat32Array, toFloat32Array, viewBytes, type DType, type HostArray } from '../../tensor/dtype.js';
 import { numel, sameShape, shapeString, type Shape } from '../../tensor/shape.js';
 import type { Tensor } from '../../tensor/tensor.js';
@@ -41,6 +42,19 @@ export class CpuBackend implements Backend {
     return asCpu(t).data.slice();
   }
 
+  upload(dst: Tensor, values: ArrayLike<number>): void {
+    const d = asCpu(dst);
+    if (values.length !== d.data.length) throw new Error(`upload: ${values.length} values for ${shapeString(d.shape)}`);
+    d.data.set(fromFloat32Array(values, d.dtype));
+  }
+
+  scatterRows(dst: Tensor, rows: Tensor, src: Tensor): void {
+    const index = asCpu(rows).data;
+    const s = asCpu(src);
+    const F = last(s.shape);
+    index.forEach((row, i) => this.writeRows(dst, row, this.make([1, F], s.dtype, s.data.subarray(i * F, (i + 1) * F))));
+  }
+
   writeRows(dst: Tensor, row: number, src: Tensor): void {
     const d = asCpu(dst);
     const s = asCpu(src);
@@ -61,7 +75,20 @@ export class CpuBackend implements Backend {
     return { bytesInUse: this.bytesInUse, peakBytes: this.peakBytes };
   }
 
-  embedding(table: Tensor, ids: Int32Array): Tensor {
+  randomTensor(shape: Shape, dtype: 'f32' | 'bf16', options: RandomOptions): Tensor {
+    const rng = new SeededRandom(options.seed);
+    const values = new Float32Array(numel(shape));
+    if ((options.distribution ?? 'normal') === 'normal') {
+      for (let i = 0; i < values.length; i++) values[i] = (options.mean ?? 0) + (options.std ?? 1) * rng.normal();
+    } else {
+      const low = options.low ?? 0;
+      for (let i = 0; i < values.length; i++) values[i] = low + ((options.high ?? 1) - low) * rng.uniform();
+    }
+    return this.make(shape, dtype, fromFloat32Array(values, dtype));
+  }
+
+  embedding(table: Tensor, idsTensor: Tensor): Tensor {
+    const ids = asCpu(idsTensor).data;
     const t = asCpu(table);
     const [V, F] = t.shape as [number, number];
     const values = toFloat32Array(t.data, t.dtype);
@@ -97,15 +124,17 @@ export class CpuBackend implements Backend {
     return this.f32(gate.shape, swigluF32(this.values(gate), this.values(up)));
   }
 
-  rope(x: Tensor, positions: Int32Array, rope: RopeTable): Tensor {
-    if (x.shape[0] !== positions.length) throw new Error(`rope: ${positions.length} positions for ${x.shape[0]} rows`);
-    return this.f32(x.shape, ropeF32(this.values(x), positions, rope));
+  rope(x: Tensor, positions: Tensor, rope: RopeTable): Tensor {
+    const pos = asCpu(positions).data as Int32Array;
+    if (x.shape[0] !== pos.length) throw new Error(`rope: ${pos.length} positions for ${x.shape[0]} rows`);
+    return this.f32(x.shape, ropeF32(this.values(x), pos, rope));
   }
 
-  attention(q: Tensor, k: Tensor, v: Tensor, shape: AttentionShape): Tensor {
+  attention(q: Tensor, k: Tensor, v: Tensor, shape: AttentionShape, lengths?: Tensor): Tensor {
+    const [qStart, kvLength] = lengths ? asCpu(lengths).data : [shape.qStart, shape.kvLength];
     const width = shape.kvHeads * shape.headDim;
-    const kv = (t: Tensor) => this.values(t).subarray(0, shape.kvLength * width);
-    return this.f32(q.shape, attentionF32(this.values(q), kv(k), kv(v), shape));
+    const kv = (t: Tensor) => this.values(t).subarray(0, kvLength! * width);
+    return this.f32(q.shape, attentionF32(this.values(q), kv(k), kv(v), { ...shape, qStart: qStart!, kvLength: kvLength! }));
   }
 
   argmaxRows(x: Tensor): Int32Array {

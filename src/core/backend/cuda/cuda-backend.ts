@@ -2,7 +2,7 @@ import { check, CommvqError } from '../../errors.js';
 import { allocHost, bytesPerElement, fromFloat32Array, toFloat32Array, type DType, type HostArray } from '../../tensor/dtype.js';
 import { numel, sameShape, shapeString, type Shape } from '../../tensor/shape.js';
 import type { Tensor } from '../../tensor/tensor.js';
-import type { AttentionShape, Backend, RopeTable } from '../backend.js';
+import type { AttentionShape, Backend, RandomOptions, RopeTable } from '../backend.js';
 import { launchAttention, type DecodeOptions } from './attention.js';
 import { CudaContext } from './context.js';
 import { CublasLt } from './cublas.js';
@@ -13,25 +13,6 @@ import * as k from './launchers.js';
 import { CudaTimer } from './timing.js';
 
 export { cudaAvailable } from './driver.js';
-
-export interface RandomOptions {
-  readonly seed: number | bigint;
-  /** default 'normal' */
-  readonly distribution?: 'uniform' | 'normal';
-  /** uniform range, default [0, 1) */
-  readonly low?: number;
-  readonly high?: number;
-  /** normal parameters, default 0 and 1 */
-  readonly mean?: number;
-  readonly std?: number;
-}
-
-/** RoPE frequencies already on the device, for RoPE inside a captured graph (no host upload allowed there). */
-export interface DeviceRopeTable {
-  readonly invFreq: Tensor;
-  readonly headDim: number;
-  readonly attentionScaling: number;
-}
 
 /**
  * The GPU backend: bf16 activations, f32 math inside every kernel, cuBLASLt GEMMs with f32 accumulation. Tested op
@@ -47,6 +28,8 @@ export class CudaBackend implements Backend {
   readonly activationDType: DType = 'bf16';
   readonly ctx: CudaContext;
   private blasLib: CublasLt | null | undefined;
+  /** RoPE frequencies uploaded once per table, so rope inside a captured graph reads device memory only */
+  private readonly invFreqs = new Map<Float32Array, Tensor>();
 
   /** The backend for GPU `ordinal`; a CommvqError when there is no driver or no such GPU. */
   static create(ordinal = 0): CudaBackend {
@@ -62,13 +45,30 @@ export class CudaBackend implements Backend {
 
   fromArray(values: ArrayLike<number>, shape: Shape, dtype: DType): Tensor {
     check(values.length === numel(shape), `fromArray: ${values.length} values for shape ${shapeString(shape)}`);
-    return this.upload(shape, dtype, hostBytes(fromFloat32Array(values, dtype)));
+    return this.uploadNew(shape, dtype, hostBytes(fromFloat32Array(values, dtype)));
   }
 
   fromBytes(bytes: Uint8Array, shape: Shape, dtype: DType): Tensor {
     const want = numel(shape) * bytesPerElement(dtype);
     check(bytes.byteLength === want, `fromBytes: ${bytes.byteLength} bytes for ${dtype} ${shapeString(shape)} (${want})`);
-    return this.upload(shape, dtype, bytes);
+    return this.uploadNew(shape, dtype, bytes);
+  }
+
+  upload(dst: Tensor, values: ArrayLike<number>): void {
+    const d = this.own(dst, 'upload');
+    check(values.length === d.numel, () => `upload: ${values.length} values for ${shapeString(d.shape)}`);
+    this.ctx.upload(d.ptr, hostBytes(fromFloat32Array(values, d.dtype)));
+  }
+
+  scatterRows(dst: Tensor, rows: Tensor, src: Tensor): void {
+    const d = this.own(dst, 'scatterRows');
+    const r = this.own(rows, 'scatterRows');
+    check(r.dtype === 'i32', 'scatterRows: rows must be i32');
+    check(lastDim(src.shape) === lastDim(d.shape) && numel(src.shape) / lastDim(src.shape) === r.numel,
+      () => `scatterRows: ${shapeString(src.shape)} rows for ${r.numel} indices into ${shapeString(d.shape)}`);
+    const s = src.dtype === d.dtype ? this.own(src, 'scatterRows') : (this.cast(src, d.dtype) as CudaTensor);
+    k.scatterRows(this.ctx, d.ptr, s.ptr, r.ptr, r.numel, d.shape[0]!, d.byteLength / d.shape[0]!);
+    if (s !== src) s.dispose(); // stream order keeps the copy alive long enough
   }
 
   zeros(shape: Shape, dtype: DType): Tensor {
@@ -118,12 +118,11 @@ export class CudaBackend implements Backend {
 
   // ---- ops -----------------------------------------------------------------------------------------------------
 
-  embedding(table: Tensor, ids: Int32Array): Tensor {
+  /** Ids are read on the device and not checked there (an id outside [0, V) gives a zero row): callers check. */
+  embedding(table: Tensor, ids: Tensor): Tensor {
+    check(ids.dtype === 'i32', 'embedding: ids must be i32');
     const [V, F] = table.shape as [number, number];
-    for (const id of ids) {
-      if (id < 0 || id >= V) throw new CommvqError(`embedding: token id ${id} outside vocabulary of ${V}`);
-    }
-    return this.embeddingAt(table, this.ctx.stage(hostBytes(ids)), ids.length, V, F);
+    return this.embeddingAt(table, this.own(ids, 'embedding').ptr, numel(ids.shape), V, F);
   }
 
   rmsNorm(x: Tensor, weight: Tensor, eps: number): Tensor {
@@ -167,18 +166,23 @@ export class CudaBackend implements Backend {
     });
   }
 
-  rope(x: Tensor, positions: Int32Array, rope: RopeTable): Tensor {
-    check(x.shape[0] === positions.length, () => `rope: ${positions.length} positions for ${x.shape[0]} rows`);
-    const pos = this.ctx.stage(hostBytes(positions));
-    const inv = this.ctx.stage(hostBytes(rope.invFreq));
-    return this.ropeAt(x, pos, inv, rope.headDim, rope.attentionScaling);
+  rope(x: Tensor, positions: Tensor, rope: RopeTable): Tensor {
+    check(positions.dtype === 'i32' && numel(positions.shape) === x.shape[0], () => `rope: positions must be i32 [${x.shape[0]}]`);
+    let invFreq = this.invFreqs.get(rope.invFreq);
+    if (!invFreq) {
+      invFreq = this.fromArray(rope.invFreq, [rope.invFreq.length], 'f32');
+      this.invFreqs.set(rope.invFreq, invFreq);
+    }
+    const pos = this.own(positions, 'rope').ptr;
+    return this.ropeAt(x, pos, this.own(invFreq, 'rope').ptr, rope.headDim, rope.attentionScaling);
   }
 
   /**
-   * Causal GQA attention (attention.ts picks the decode or the prefill kernel). `options.lengths` (a device
-   * int32[2] {qStart, kvLength}) makes a graph-captured decode step read the lengths at replay time.
+   * Causal GQA attention (attention.ts picks the decode or the prefill kernel). `lengths` (a device i32 [2]
+   * {qStart, kvLength}) makes a graph-captured decode step read the lengths at replay time.
    */
-  attention(q: Tensor, k_: Tensor, v: Tensor, shape: AttentionShape, options: DecodeOptions = {}): Tensor {
+  attention(q: Tensor, k_: Tensor, v: Tensor, shape: AttentionShape, lengths?: Tensor): Tensor {
+    const options: DecodeOptions = lengths ? { lengths: this.own(lengths, 'attention').ptr, maxKvLength: shape.maxKvLength } : {};
     const width = shape.queryHeads * shape.headDim;
     check(lastDim(q.shape) === width, () => `attention: q ${shapeString(q.shape)} for ${shape.queryHeads}×${shape.headDim}`);
     const kvWidth = shape.kvHeads * shape.headDim;
@@ -223,29 +227,6 @@ export class CudaBackend implements Backend {
 
   // ---- beyond the Backend interface ----------------------------------------------------------------------------
 
-  /** Embedding with the ids already on the device (i32 [T]), e.g. inside a captured graph. Ids are not checked. */
-  embeddingDevice(table: Tensor, ids: Tensor): Tensor {
-    check(ids.dtype === 'i32', 'embeddingDevice: ids must be i32');
-    const [V, F] = table.shape as [number, number];
-    return this.embeddingAt(table, this.own(ids, 'embeddingDevice').ptr, numel(ids.shape), V, F);
-  }
-
-  /** RoPE frequencies uploaded once, for `ropeDevice`. The caller disposes `invFreq`. */
-  uploadRope(rope: RopeTable): DeviceRopeTable {
-    return {
-      invFreq: this.fromArray(rope.invFreq, [rope.invFreq.length], 'f32'),
-      headDim: rope.headDim,
-      attentionScaling: rope.attentionScaling,
-    };
-  }
-
-  /** RoPE with positions (i32 [T]) and frequencies on the device, e.g. inside a captured graph. */
-  ropeDevice(x: Tensor, positions: Tensor, rope: DeviceRopeTable): Tensor {
-    check(positions.dtype === 'i32' && numel(positions.shape) === x.shape[0], 'ropeDevice: positions must be i32 [T]');
-    const pos = this.own(positions, 'ropeDevice').ptr;
-    return this.ropeAt(x, pos, this.own(rope.invFreq, 'ropeDevice').ptr, rope.headDim, rope.attentionScaling);
-  }
-
   /** Row softmax of x [R, F] (f32 or bf16) at `temperature`, as f32 probabilities for sampling. */
   softmax(x: Tensor, temperature = 1): Tensor {
     const c = this.own(x, 'softmax');
@@ -277,8 +258,8 @@ export class CudaBackend implements Backend {
 
   /**
    * Records the GPU work `fn` enqueues (e.g. one decode step) into a graph replayed with `graph.replay()`. Inside
-   * `fn`, use device-side inputs (`embeddingDevice`, `ropeDevice`, `writeRows` of device tensors): host arrays cannot
-   * be recorded. See graph.ts for what a replay reuses.
+   * `fn`, every input must be on the device (e.g. a model's StepInputs, updated with `upload` between replays): host
+   * arrays cannot be recorded. See graph.ts for what a replay reuses.
    */
   captureGraph<T>(fn: () => T): { graph: CudaGraph; result: T } {
     return this.ctx.capture(fn);
@@ -314,6 +295,8 @@ export class CudaBackend implements Backend {
 
   /** Frees every GPU resource of this backend; its tensors become invalid. */
   dispose(): void {
+    this.invFreqs.forEach((t) => t.dispose());
+    this.invFreqs.clear();
     this.blasLib?.dispose();
     this.blasLib = undefined;
     this.ctx.dispose();
@@ -350,7 +333,7 @@ export class CudaBackend implements Backend {
     return new CudaTensor([...shape], dtype, this.device, this.ctx.alloc(bytes));
   }
 
-  private upload(shape: Shape, dtype: DType, bytes: Uint8Array): CudaTensor {
+  private uploadNew(shape: Shape, dtype: DType, bytes: Uint8Array): CudaTensor {
     const t = this.empty(shape, dtype);
     this.ctx.upload(t.ptr, bytes);
     return t;

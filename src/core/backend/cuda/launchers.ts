@@ -109,3 +109,7 @@ export function gemmFallback(ctx: CudaContextLike, y: bigint, x: bigint, w: bigi
 export function isFloatDType(d: DType): d is FloatDType {
   return d === 'f32' || d === 'bf16' || d === 'f16';
 }
+
+export function scatterRows(ctx: CudaContextLike, dst: bigint, src: bigint, rows: bigint, n: number, R: number, rowBytes: number): void {
+  ctx.launch(ctx.kernel('scatter_rows', 'scatter_rows'), [n, 1, 1], [256, 1, 1], 0, [ptr(dst), ptr(src), ptr(rows), i32(R), i64(rowBytes)]);
+}
