@@ -3,6 +3,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
+import { writeDemoModel } from '../src/core/model/demo-model.js';
 import { runCli } from './helpers/cli.js';
 import { FIXTURE_MODELS, FixtureReference, fixtureDir, haveFixtures } from './helpers/fixtures.js';
 
@@ -50,5 +51,18 @@ describe('generate --demo', () => {
     expect(r.status).toBe(0);
     expect(r.stdout).toContain('EXAMPLES');
     expect(r.stdout).toContain('--max-new-tokens');
+  });
+});
+
+describe('generate --random-weights', () => {
+  it('needs only config.json and the tokenizer, and generates deterministically', () => {
+    const dir = join(work, 'config-only');
+    writeDemoModel(dir);
+    rmSync(join(dir, 'model.safetensors'));
+    const args = ['generate', '--model', dir, '--random-weights', '--prompt', 'abc', '--max-new-tokens', '6', '--ignore-eos', '--device', 'cpu', '--json'];
+    const a = runCli(args);
+    expect(a.status, a.stderr).toBe(0);
+    expect((JSON.parse(a.stdout) as { output_ids: number[] }).output_ids).toHaveLength(6);
+    expect(runCli(args).stdout).toBe(a.stdout);
   });
 });

@@ -21,6 +21,7 @@ export default class Generate extends BaseCommand {
     '<%= config.bin %> generate --demo --prompt "The pass key is" --max-new-tokens 12',
     '<%= config.bin %> generate --model ./Llama-3.1-8B-Instruct --chat --prompt "What is 2+2?"',
     '<%= config.bin %> generate --model ./tiny-llama --prompt-file prompt.txt --device cpu --json',
+    '<%= config.bin %> generate --model ./Llama-3.1-8B-Instruct --random-weights --prompt-file long.txt --ignore-eos --device cuda',
   ];
 
   static override flags = {
@@ -31,6 +32,7 @@ export default class Generate extends BaseCommand {
     'max-new-tokens': Flags.integer({ description: 'most tokens to generate', default: 64, min: 1 }),
     chat: Flags.boolean({ description: "wrap the prompt in the model's chat template as a user message" }),
     'ignore-eos': Flags.boolean({ description: 'keep going past end-of-sequence tokens' }),
+    'random-weights': Flags.boolean({ description: 'ignore the checkpoint: seeded random weights from config.json, made on the device (for speed and memory at real sizes)' }),
     device: deviceFlag,
     dtype: dtypeFlag,
   };
@@ -50,6 +52,7 @@ export default class Generate extends BaseCommand {
         maxNewTokens: flags['max-new-tokens'],
         chat: flags.chat,
         ignoreEos: flags['ignore-eos'],
+        randomWeights: flags['random-weights'],
         dtype: flags.dtype === 'auto' ? undefined : (flags.dtype as DType),
         onLoadProgress: (done, total) => bar.update(done, total),
       });

@@ -14,6 +14,8 @@ export interface GenerateTextOptions {
   /** keep generating past end-of-sequence tokens (for timing) */
   ignoreEos?: boolean;
   dtype?: DType;
+  /** ignore the checkpoint: weights drawn at random on the backend from config.json (speed and memory at real sizes) */
+  randomWeights?: boolean;
   onLoadProgress?: (done: number, total: number) => void;
   onToken?: (id: number, index: number) => void;
 }
@@ -29,7 +31,12 @@ export interface GenerateTextResult extends GenerateResult {
  *   const r = await generateText({ modelDir: 'tiny-llama', prompt: 'The pass key is', backend, maxNewTokens: 8 });
  */
 export function generateText(options: GenerateTextOptions): GenerateTextResult {
-  const loaded = loadModel(options.modelDir, { backend: options.backend, dtype: options.dtype, onProgress: options.onLoadProgress });
+  const loaded = loadModel(options.modelDir, {
+    backend: options.backend,
+    dtype: options.dtype,
+    onProgress: options.onLoadProgress,
+    randomWeights: options.randomWeights,
+  });
   const { model, tokenizer } = loaded;
   const promptIds = options.chat
     ? tokenizer.encode(tokenizer.applyChatTemplate([{ role: 'user', content: options.prompt }]), { addSpecialTokens: false })

@@ -7,6 +7,7 @@ import type { DType } from '../tensor/dtype.js';
 import { readJson, TextTokenizer } from '../tokenizer/text-tokenizer.js';
 import { parseModelConfig, tokenIdList, type ModelConfig } from './config.js';
 import { LlamaModel } from './llama.js';
+import { randomModel } from './random-model.js';
 import { loadWeights } from './weights.js';
 
 /** A Hugging Face model folder, loaded: the model on a backend, its tokenizer, and when to stop generating. */
@@ -24,6 +25,8 @@ export interface LoadModelOptions {
   /** convert float weights to this dtype while loading (default: as stored on the CPU, bf16 on a GPU) */
   dtype?: DType;
   onProgress?: (done: number, total: number) => void;
+  /** skip the safetensors files: random weights made on the backend from config.json (seeded, see randomModel) */
+  randomWeights?: boolean;
 }
 
 /**
@@ -36,11 +39,16 @@ export function loadModel(dir: string, options: LoadModelOptions): LoadedModel {
   const configPath = join(dir, 'config.json');
   const config = parseModelConfig(readJson(configPath), configPath);
   const tokenizer = TextTokenizer.fromFolder(dir);
+  const eosTokenIds = readEos(dir, config);
+  if (options.randomWeights) {
+    const dtype = options.dtype === 'f32' || options.dtype === 'bf16' ? options.dtype : undefined;
+    return { dir, config, model: randomModel(config, options.backend, { seed: 0, dtype }), tokenizer, eosTokenIds };
+  }
   const ckpt = SafetensorsCheckpoint.open(dir);
   try {
     const dtype = options.dtype ?? (options.backend.activationDType === 'bf16' ? 'bf16' : undefined);
     const weights = loadWeights(ckpt, config, options.backend, { dtype, source: dir, onTensor: options.onProgress });
-    return { dir, config, model: new LlamaModel(config, weights, options.backend), tokenizer, eosTokenIds: readEos(dir, config) };
+    return { dir, config, model: new LlamaModel(config, weights, options.backend), tokenizer, eosTokenIds };
   } finally {
     ckpt.close();
   }
