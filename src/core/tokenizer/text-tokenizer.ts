@@ -50,6 +50,16 @@ export class TextTokenizer {
     return this.tokenizer.token_to_id(token);
   }
 
+  /** The id of tokenizer_config.json's `eos_token` (Llama-3-Instruct: `<|eot_id|>`), if it names one. */
+  get eosTokenId(): number | undefined {
+    const eos = this.special('eos_token');
+    return eos === undefined ? undefined : this.tokenId(eos);
+  }
+
+  private special(key: string): string | undefined {
+    return specialToken(this.config, key);
+  }
+
   get hasChatTemplate(): boolean {
     return this.chatTemplate !== undefined;
   }
@@ -57,12 +67,7 @@ export class TextTokenizer {
   /** Renders messages with the model's chat template, ending with the assistant's turn opened. */
   applyChatTemplate(messages: readonly ChatMessage[], options: { addGenerationPrompt?: boolean } = {}): string {
     if (!this.chatTemplate) throw new CommvqError(`${this.source}: the tokenizer has no chat template (tokenizer_config.json chat_template or chat_template.jinja)`);
-    const special = (key: string): string | undefined => {
-      const v = this.config[key];
-      if (typeof v === 'string') return v;
-      if (v && typeof v === 'object' && 'content' in v) return String((v as { content: unknown }).content);
-      return undefined;
-    };
+    const special = (key: string) => this.special(key);
     try {
       return new Template(this.chatTemplate).render({
         messages,
@@ -74,6 +79,14 @@ export class TextTokenizer {
       throw new CommvqError(`${this.source}: the chat template failed to render: ${(err as Error).message}`);
     }
   }
+}
+
+/** A special token's text from tokenizer_config.json (a string, or an AddedToken object with `content`). */
+function specialToken(config: Record<string, unknown>, key: string): string | undefined {
+  const v = config[key];
+  if (typeof v === 'string') return v;
+  if (v && typeof v === 'object' && 'content' in v) return String((v as { content: unknown }).content);
+  return undefined;
 }
 
 function readChatTemplate(dir: string, config: Record<string, unknown>): string | undefined {

@@ -1,0 +1,68 @@
+import { Flags } from '@oclif/core';
+import { BaseCommand } from '../cli/base-command.js';
+import { deviceFlag } from '../cli/flags.js';
+import { progressBar } from '../cli/progress.js';
+import { createBackend } from '../core/backend/create-backend.js';
+import { collectKv, type CollectKvSummary } from '../core/kv/collect-kv.js';
+
+export default class CollectKv extends BaseCommand {
+  static override summary = 'Run a model over a corpus and stream each layer\'s pre-RoPE keys and values to Arrow files.';
+  static override description =
+    'Packs the corpus into fixed-length windows as the reference does (BOS per document, the eos id between documents, ' +
+    'a seeded shuffle, the last partial window dropped) and writes RUN_DIR/kv/{key,value}-LNNN.arrows (Arrow IPC streams, ' +
+    'Float16, HF channel layout) plus RUN_DIR/manifest.json. Interrupted runs (Ctrl-C, a crash, a full disk) continue ' +
+    'from the last complete window when the same command is run again.';
+
+  static override examples = [
+    '<%= config.bin %> collect-kv --model ./Llama-3.1-8B-Instruct --data fineweb-edu/000_00000.parquet --out runs/llama --device cuda',
+    '<%= config.bin %> collect-kv --model ./tiny-llama --data corpus.jsonl.gz --out runs/tiny --tokens 65536 --seq-len 1024 --layers 0-1',
+  ];
+
+  static override flags = {
+    model: Flags.string({ description: 'Hugging Face model folder', required: true }),
+    data: Flags.string({ description: 'corpus: JSON lines (.jsonl, .jsonl.gz), Parquet, Arrow IPC, or a folder of .txt files', required: true }),
+    out: Flags.string({ description: 'run folder (RUN_DIR) to write', required: true }),
+    tokens: Flags.integer({ description: 'tokens to collect per layer (rounded up to whole windows)', default: 1 << 20, min: 1 }),
+    'seq-len': Flags.integer({ description: 'tokens per window', default: 8192, min: 1 }),
+    layers: Flags.string({ description: 'layers to collect, e.g. 0-3,31 (default all)' }),
+    field: Flags.string({ description: 'the text field of JSON/Parquet/Arrow records', default: 'text' }),
+    seed: Flags.integer({ description: 'seed of the packing shuffle', default: 42 }),
+    device: deviceFlag,
+  };
+
+  async run(): Promise<CollectKvSummary> {
+    const { flags } = await this.parse(CollectKv);
+    const abort = new AbortController();
+    const onSigint = () => abort.abort();
+    process.once('SIGINT', onSigint);
+    const bar = progressBar('collecting windows', this.jsonEnabled());
+    try {
+      const summary = await collectKv({
+        modelDir: flags.model,
+        corpus: flags.data,
+        runDir: flags.out,
+        backend: await createBackend(flags.device),
+        tokens: flags.tokens,
+        seqLen: flags['seq-len'],
+        layers: flags.layers,
+        field: flags.field,
+        seed: flags.seed,
+        signal: abort.signal,
+        onProgress: (p) => bar.update(p.windowsDone, p.windows),
+      });
+      bar.stop();
+      if (!summary.complete) {
+        this.logToStderr(`stopped after ${summary.windowsDone}/${summary.windows} windows; run the same command again to continue`);
+        process.exitCode = 130;
+      } else {
+        const resumed = summary.resumedFrom > 0 ? ` (resumed after ${summary.resumedFrom})` : '';
+        const short = summary.shortOfBudget ? ' — the corpus ran out before the token budget' : '';
+        this.log(`${summary.windowsDone} windows${resumed}, ${summary.tokensPerLayer} tokens per layer, ${summary.layers.length} layers → ${summary.runDir}/kv${short}`);
+      }
+      return summary;
+    } finally {
+      bar.stop();
+      process.off('SIGINT', onSigint);
+    }
+  }
+}

@@ -1,0 +1,181 @@
+import { createHash } from 'node:crypto';
+import { existsSync, mkdirSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import type { Backend } from '../backend/backend.js';
+import { readCorpus } from '../data/corpus.js';
+import { packWindows } from '../data/packing.js';
+import { CommvqError } from '../errors.js';
+import { parseLayerList } from '../layer-list.js';
+import { loadModel } from '../model/load-model.js';
+import type { Tensor } from '../tensor/tensor.js';
+import { kvFileName, kvSchema } from './kv-format.js';
+import { KvStreamWriter, writeAllBytes, type WriteBytes } from './kv-writer.js';
+import { readManifest, RUN_FORMAT, RUN_FORMAT_VERSION, writeManifest, type CollectState, type RunManifest, type RunModel } from './run-manifest.js';
+
+export interface CollectKvOptions {
+  modelDir: string;
+  corpus: string;
+  runDir: string;
+  backend: Backend;
+  /** tokens per layer (default 1,048,576, the reference EM's budget); rounded up to whole windows */
+  tokens?: number;
+  seqLen?: number;
+  /** layer selection, e.g. `0-3,31` (default all) */
+  layers?: string;
+  field?: string;
+  seed?: number;
+  /** stops cleanly after the current window (Ctrl-C) */
+  signal?: AbortSignal;
+  onProgress?: (p: { windowsDone: number; windows: number; tokensPerSecond: number }) => void;
+  /** how bytes reach the files (tests simulate a full disk) */
+  writeBytes?: WriteBytes;
+}
+
+export interface CollectKvSummary {
+  runDir: string;
+  windows: number;
+  windowsDone: number;
+  tokensPerLayer: number;
+  layers: number[];
+  complete: boolean;
+  /** the corpus ran out before the budget */
+  shortOfBudget: boolean;
+  resumedFrom: number;
+  files: string[];
+}
+
+const DEFAULT_TOKENS = 1 << 20;
+
+/**
+ * Runs the model over packed windows of a corpus and streams each layer's pre-RoPE keys and values (Float16) into
+ * Arrow files in RUN_DIR/kv (see kv-format.ts). After every window all files are flushed and the manifest records
+ * their byte counts; a rerun of the same command truncates past those counts and continues, so an interrupted run
+ * ends with the same files as an uninterrupted one.
+ *
+ *   await collectKv({ modelDir: 'Llama-3.1-8B-Instruct', corpus: 'fineweb.parquet', runDir: 'runs/a', backend });
+ */
+export async function collectKv(o: CollectKvOptions): Promise<CollectKvSummary> {
+  const loaded = loadModel(o.modelDir, { backend: o.backend });
+  const { config, model, tokenizer } = loaded;
+  const seqLen = o.seqLen ?? 8192;
+  if (seqLen > config.maxPositionEmbeddings) throw new CommvqError(`--seq-len ${seqLen} is longer than the model's context of ${config.maxPositionEmbeddings}`);
+  const tokens = o.tokens ?? DEFAULT_TOKENS;
+  const concatTokenId = tokenizer.eosTokenId ?? config.eosTokenIds[0];
+  if (concatTokenId === undefined) throw new CommvqError(`${o.modelDir}: the tokenizer names no eos_token to place between documents`);
+  const wanted: CollectState = {
+    corpus: o.corpus,
+    field: o.field ?? 'text',
+    seqLen,
+    seed: o.seed ?? 42,
+    tokens,
+    windows: Math.ceil(tokens / seqLen),
+    layers: parseLayerList(o.layers, config.numLayers),
+    windowsDone: 0,
+    files: {},
+    complete: false,
+  };
+  const runModel: RunModel = {
+    path: o.modelDir,
+    configHash: fileHash(join(o.modelDir, 'config.json')),
+    tokenizerHash: fileHash(join(o.modelDir, 'tokenizer.json')),
+    architecture: config.architecture,
+    numLayers: config.numLayers,
+    kvHeads: config.numKvHeads,
+    headDim: config.headDim,
+  };
+  const manifest = startOrResume(o.runDir, runModel, wanted);
+  const state = manifest.collect!;
+  const resumedFrom = state.windowsDone;
+  const summary = (): CollectKvSummary => ({
+    runDir: o.runDir,
+    windows: state.windows,
+    windowsDone: state.windowsDone,
+    tokensPerLayer: state.windowsDone * seqLen,
+    layers: state.layers,
+    complete: state.complete,
+    shortOfBudget: state.complete && state.windowsDone < state.windows,
+    resumedFrom,
+    files: state.layers.flatMap((l) => (['key', 'value'] as const).map((k) => join(o.runDir, 'kv', kvFileName(k, l)))),
+  });
+  if (state.complete) return summary();
+
+  const writers = new Map<string, KvStreamWriter>();
+  const write = o.writeBytes ?? writeAllBytes;
+  try {
+    for (const layer of state.layers) {
+      for (const kind of ['key', 'value'] as const) {
+        const name = kvFileName(kind, layer);
+        const schema = kvSchema({
+          kind, layer, layout: 'HF', rope: kind === 'key' ? 'pre' : 'none', dtype: 'f16', kvHeads: config.numKvHeads, headDim: config.headDim,
+          seqLen, model: o.modelDir, configHash: runModel.configHash, tokenizerHash: runModel.tokenizerHash, corpus: o.corpus, seed: state.seed,
+        });
+        writers.set(name, KvStreamWriter.open(join(o.runDir, 'kv', name), schema, state.files[name], write));
+        state.files[name] = writers.get(name)!.bytes;
+      }
+    }
+    writeManifest(o.runDir, manifest);
+
+    const selected = new Set(state.layers);
+    const started = performance.now();
+    let index = 0;
+    const windows = packWindows(readCorpus(o.corpus, { field: state.field }), tokenizer, { seqLen, concatTokenId, seed: state.seed });
+    for await (const ids of windows) {
+      if (state.windowsDone >= state.windows || o.signal?.aborted) break;
+      if (index++ < state.windowsDone) continue; // committed before a restart: the packing replays the same windows
+      // f16 copies are made on the backend during the forward and read back after it, so a GPU is not stalled
+      const captured = new Map<string, Tensor>();
+      const cache = model.createDenseCache(seqLen);
+      const logits = model.forward(ids, cache, {
+        logits: 'last',
+        observe: (layer, kv) => {
+          if (!selected.has(layer)) return;
+          captured.set(kvFileName('key', layer), o.backend.cast(kv.kPre, 'f16'));
+          captured.set(kvFileName('value', layer), o.backend.cast(kv.v, 'f16'));
+        },
+      });
+      logits.dispose();
+      cache.dispose();
+      for (const [name, t] of captured) {
+        writers.get(name)!.appendWindow(state.windowsDone, ids, o.backend.toHost(t) as Uint16Array);
+        t.dispose();
+      }
+      for (const w of writers.values()) w.sync();
+      state.windowsDone++;
+      for (const [name, w] of writers) state.files[name] = w.bytes;
+      writeManifest(o.runDir, manifest);
+      const seconds = (performance.now() - started) / 1000;
+      o.onProgress?.({ windowsDone: state.windowsDone, windows: state.windows, tokensPerSecond: ((state.windowsDone - resumedFrom) * seqLen) / seconds });
+    }
+    if (o.signal?.aborted && state.windowsDone < state.windows) return summary();
+    if (state.windowsDone === 0) throw new CommvqError(`${o.corpus}: fewer tokens than one window of ${seqLen}`, 'use a larger corpus or a smaller --seq-len');
+    for (const w of writers.values()) w.finish();
+    writers.clear();
+    state.complete = true;
+    writeManifest(o.runDir, manifest);
+    return summary();
+  } finally {
+    for (const w of writers.values()) w.close();
+  }
+}
+
+function fileHash(path: string): string {
+  if (!existsSync(path)) throw new CommvqError(`${path}: file not found`);
+  return createHash('sha256').update(readFileSync(path)).digest('hex').slice(0, 16);
+}
+
+/** A fresh manifest, or the existing one when it describes the same model and collection. */
+function startOrResume(runDir: string, model: RunModel, wanted: CollectState): RunManifest {
+  mkdirSync(join(runDir, 'kv'), { recursive: true });
+  const existing = readManifest(runDir);
+  if (!existing) return { format: RUN_FORMAT, version: RUN_FORMAT_VERSION, model, collect: wanted };
+  if (existing.model.configHash !== model.configHash || existing.model.tokenizerHash !== model.tokenizerHash) {
+    throw new CommvqError(`${runDir}: collected from a different model (${existing.model.path}); use a new RUN_DIR`);
+  }
+  const had = existing.collect;
+  if (!had) return { ...existing, collect: wanted };
+  for (const key of ['corpus', 'field', 'seqLen', 'seed', 'tokens'] as const) {
+    if (had[key] !== wanted[key]) throw new CommvqError(`${runDir}: was collected with ${key} ${JSON.stringify(had[key])}, not ${JSON.stringify(wanted[key])}; use a new RUN_DIR`);
+  }
+  if (had.layers.join(',') !== wanted.layers.join(',')) throw new CommvqError(`${runDir}: was collected for layers ${had.layers.join(',')}; use a new RUN_DIR`);
+  return existing;
+}

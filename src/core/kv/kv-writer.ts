@@ -1,0 +1,122 @@
+import { closeSync, fsyncSync, ftruncateSync, openSync, renameSync, writeSync } from 'node:fs';
+import { FixedSizeList, Float16, Int32, makeData, RecordBatch, Schema, Struct, Table, tableToIPC } from 'apache-arrow';
+import { CommvqError } from '../errors.js';
+
+/** Writes bytes to an open file at a byte position; tests replace it to simulate a full disk. */
+export type WriteBytes = (fd: number, bytes: Uint8Array, position: number) => void;
+
+export const writeAllBytes: WriteBytes = (fd, bytes, position) => {
+  let done = 0;
+  while (done < bytes.byteLength) done += writeSync(fd, bytes, done, bytes.byteLength - done, position + done);
+};
+
+/** The 8-byte end-of-stream marker of the Arrow IPC stream format. */
+const END_OF_STREAM = new Uint8Array([0xff, 0xff, 0xff, 0xff, 0, 0, 0, 0]);
+
+/**
+ * Appends one record batch per window to an Arrow IPC stream under `<path>.partial`, and renames it to `path` when
+ * finished. The caller records `bytes` after each committed window (in the run manifest); reopening with that count
+ * truncates whatever a crash left past it, so a resumed run continues exactly where the last complete window ended.
+ *
+ *   const w = KvStreamWriter.open('kv/key-L000.arrows', schema);     // new file: writes the schema
+ *   w.appendWindow(seq, ids, x); w.sync(); manifest.bytes = w.bytes;  // one committed window
+ *   w.finish();                                                       // end-of-stream marker, rename
+ */
+export class KvStreamWriter {
+  private fd: number | undefined;
+
+  private constructor(
+    readonly path: string,
+    readonly schema: Schema,
+    private size: number,
+    private readonly write: WriteBytes,
+    fd: number,
+  ) {
+    this.fd = fd;
+  }
+
+  static open(path: string, schema: Schema, committedBytes: number | undefined, write: WriteBytes = writeAllBytes): KvStreamWriter {
+    const partial = `${path}.partial`;
+    if (committedBytes === undefined) {
+      const fd = openSync(partial, 'w');
+      const writer = new KvStreamWriter(path, schema, 0, write, fd);
+      writer.append(schemaMessage(schema));
+      return writer;
+    }
+    let fd: number;
+    try {
+      fd = openSync(partial, 'r+');
+    } catch {
+      throw new CommvqError(`${partial}: missing, but the run manifest says ${committedBytes} bytes were written`, 'delete the run folder and start again');
+    }
+    ftruncateSync(fd, committedBytes); // drop a window a crash left half-written
+    return new KvStreamWriter(path, schema, committedBytes, write, fd);
+  }
+
+  /** Bytes in the file so far. */
+  get bytes(): number {
+    return this.size;
+  }
+
+  append(bytes: Uint8Array): void {
+    if (this.fd === undefined) throw new Error(`${this.path}: append after close`);
+    try {
+      this.write(this.fd, bytes, this.size); // explicit positions: a reopened file's cursor starts at 0
+    } catch (err) {
+      const code = (err as NodeJS.ErrnoException).code;
+      if (code === 'ENOSPC') throw new CommvqError(`${this.path}.partial: disk full`, 'free some space, then rerun the same command: it continues from the last complete window');
+      throw new CommvqError(`${this.path}.partial: write failed: ${(err as Error).message}`);
+    }
+    this.size += bytes.byteLength;
+  }
+
+  /** Appends one window: its index in the run, token ids [T] and values [T, width] as f16 bits. */
+  appendWindow(seq: number, tokens: Int32Array, x: Uint16Array): void {
+    this.append(windowBatchMessage(this.schema, seq, tokens, x));
+  }
+
+  /** Flushes to the disk, so that a committed window survives a power cut. */
+  sync(): void {
+    if (this.fd !== undefined) fsyncSync(this.fd);
+  }
+
+  /** Ends the stream and moves the file to its final name. */
+  finish(): void {
+    this.append(END_OF_STREAM);
+    this.sync();
+    this.close();
+    renameSync(`${this.path}.partial`, this.path);
+  }
+
+  close(): void {
+    if (this.fd !== undefined) closeSync(this.fd);
+    this.fd = undefined;
+  }
+}
+
+/** The schema message that starts a stream. */
+function schemaMessage(schema: Schema): Uint8Array {
+  const bytes = tableToIPC(new Table(schema), 'stream');
+  return bytes.subarray(0, bytes.byteLength - END_OF_STREAM.byteLength);
+}
+
+/**
+ * The IPC message of one window's record batch, ready to append to a stream started with the same schema.
+ * tokens [T] i32; x [T, width] f16 bits. `seq` is the window's index in the run.
+ */
+export function windowBatchMessage(schema: Schema, seq: number, tokens: Int32Array, x: Uint16Array): Uint8Array {
+  const T = tokens.length;
+  const xType = schema.fields[3]!.type as FixedSizeList<Float16>;
+  if (x.length !== T * xType.listSize) throw new Error(`windowBatchMessage: ${x.length} values for ${T} rows of ${xType.listSize}`);
+  const int32 = (values: Int32Array) => makeData({ type: new Int32(), length: T, nullCount: 0, data: values });
+  const columns = [
+    int32(new Int32Array(T).fill(seq)),
+    int32(Int32Array.from({ length: T }, (_, i) => i)),
+    int32(tokens),
+    makeData({ type: xType, length: T, nullCount: 0, child: makeData({ type: new Float16(), length: x.length, nullCount: 0, data: x }) }),
+  ];
+  const batch = new RecordBatch(schema, makeData({ type: new Struct(schema.fields), length: T, nullCount: 0, children: columns }));
+  const stream = tableToIPC(new Table([batch]), 'stream');
+  const schemaLength = schemaMessage(schema).byteLength;
+  return stream.subarray(schemaLength, stream.byteLength - END_OF_STREAM.byteLength);
+}
