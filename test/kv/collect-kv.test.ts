@@ -90,14 +90,14 @@ describe('collect-kv', () => {
     // rewrite layer 0's keys: window 1 gets a NaN, window 2 becomes all zeros
     const good = KvFile.open(runDir, 'key', 0);
     const batches = [...good.batches()];
-    const writer = KvStreamWriter.open(good.path, kvSchema(good.meta), undefined);
-    batches.forEach((b, w) => {
+    const writer = await KvStreamWriter.open(good.path, kvSchema(good.meta), undefined);
+    for (const [w, b] of batches.entries()) {
       const x = new Uint16Array(b.getChild('x')!.data[0]!.children[0]!.values as Uint16Array);
       if (w === 1) x[17] = f32ToF16(NaN);
       if (w === 2) x.fill(0);
-      writer.appendWindow(w, b.getChild('token')!.toArray() as Int32Array, x);
-    });
-    writer.finish();
+      await writer.appendWindow(w, b.getChild('token')!.toArray() as Int32Array, x);
+    }
+    await writer.finish();
     const key0 = makeScale(runDir).layers.find((l) => l.kind === 'key' && l.layer === 0)!;
     expect(key0).toMatchObject({ tokens: 128, skippedNaN: 1, skippedZero: 1 });
     const r = runCli(['make-scale', runDir, '--json']);
@@ -110,10 +110,10 @@ describe('collect-kv', () => {
     await collectKv(base(straight));
     const crashed = join(work, 'crashed');
     let written = 0;
-    const failing = (fd: number, bytes: Uint8Array, position: number) => {
+    const failing = async (fd: number, bytes: Uint8Array, position: number) => {
       written += bytes.byteLength;
       if (written > 60_000) throw Object.assign(new Error('no space left on device'), { code: 'ENOSPC' });
-      writeAllBytes(fd, bytes, position);
+      await writeAllBytes(fd, bytes, position);
     };
     await expect(collectKv(base(crashed, { writeBytes: failing }))).rejects.toThrow(/\.arrows\.partial: disk full/);
     const state = readManifest(crashed)!.collect!;
@@ -130,10 +130,12 @@ describe('collect-kv', () => {
     const stopped = join(work, 'stopped');
     const abort = new AbortController();
     const first = await collectKv(base(stopped, { signal: abort.signal, onProgress: (p) => p.windowsDone === 2 && abort.abort() }));
-    expect(first).toMatchObject({ complete: false, windowsDone: 2 });
+    // the window already computed when the signal came (writes overlap the next forward) is still committed
+    expect(first.complete).toBe(false);
+    expect([2, 3]).toContain(first.windowsDone);
     expect(existsSync(join(stopped, 'kv', 'key-L000.arrows.partial'))).toBe(true);
     expect(existsSync(join(stopped, 'kv', 'key-L000.arrows'))).toBe(false); // nothing half-written under the final name
-    expect(await collectKv(base(stopped))).toMatchObject({ complete: true, resumedFrom: 2 });
+    expect(await collectKv(base(stopped))).toMatchObject({ complete: true, resumedFrom: first.windowsDone });
     expect(kvBytes(stopped)).toEqual(kvBytes(straight));
     expect(await collectKv(base(stopped))).toMatchObject({ complete: true, resumedFrom: 4 }); // a finished run is left as it is
   });

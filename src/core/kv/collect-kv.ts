@@ -109,7 +109,7 @@ export async function collectKv(o: CollectKvOptions): Promise<CollectKvSummary> 
           kind, layer, layout: 'HF', rope: kind === 'key' ? 'pre' : 'none', dtype: 'f16', kvHeads: config.numKvHeads, headDim: config.headDim,
           seqLen, model: o.modelDir, configHash: runModel.configHash, tokenizerHash: runModel.tokenizerHash, corpus: o.corpus, seed: state.seed,
         });
-        writers.set(name, KvStreamWriter.open(join(o.runDir, 'kv', name), schema, state.files[name], write));
+        writers.set(name, await KvStreamWriter.open(join(o.runDir, 'kv', name), schema, state.files[name], write));
         state.files[name] = writers.get(name)!.bytes;
       }
     }
@@ -118,9 +118,21 @@ export async function collectKv(o: CollectKvOptions): Promise<CollectKvSummary> 
     const selected = new Set(state.layers);
     const started = performance.now();
     let index = 0;
+    // window i's files are written and committed while window i + 1 is computed
+    let committing: Promise<void> = Promise.resolve();
+    const commit = async (seq: number, ids: Int32Array, values: Map<string, Uint16Array>): Promise<void> => {
+      await Promise.all([...values].map(([name, x]) => writers.get(name)!.appendWindow(seq, ids, x)));
+      await Promise.all([...writers.values()].map((w) => w.sync()));
+      state.windowsDone = seq + 1;
+      for (const [name, w] of writers) state.files[name] = w.bytes;
+      writeManifest(o.runDir, manifest);
+      const seconds = (performance.now() - started) / 1000;
+      o.onProgress?.({ windowsDone: state.windowsDone, windows: state.windows, tokensPerSecond: ((state.windowsDone - resumedFrom) * seqLen) / seconds });
+    };
+    let computed = state.windowsDone;
     const windows = packWindows(readCorpus(o.corpus, { field: state.field }), tokenizer, { seqLen, concatTokenId, seed: state.seed });
     for await (const ids of windows) {
-      if (state.windowsDone >= state.windows || o.signal?.aborted) break;
+      if (computed >= state.windows || o.signal?.aborted) break;
       if (index++ < state.windowsDone) continue; // committed before a restart: the packing replays the same windows
       // f16 copies are made on the backend during the forward and read back after it, so a GPU is not stalled
       const captured = new Map<string, Tensor>();
@@ -135,20 +147,18 @@ export async function collectKv(o: CollectKvOptions): Promise<CollectKvSummary> 
       });
       logits.dispose();
       cache.dispose();
+      const values = new Map<string, Uint16Array>();
       for (const [name, t] of captured) {
-        writers.get(name)!.appendWindow(state.windowsDone, ids, o.backend.toHost(t) as Uint16Array);
+        values.set(name, o.backend.toHost(t) as Uint16Array);
         t.dispose();
       }
-      for (const w of writers.values()) w.sync();
-      state.windowsDone++;
-      for (const [name, w] of writers) state.files[name] = w.bytes;
-      writeManifest(o.runDir, manifest);
-      const seconds = (performance.now() - started) / 1000;
-      o.onProgress?.({ windowsDone: state.windowsDone, windows: state.windows, tokensPerSecond: ((state.windowsDone - resumedFrom) * seqLen) / seconds });
+      await committing; // the previous window is on disk before this one is appended
+      committing = commit(computed++, ids, values);
     }
+    await committing;
     if (o.signal?.aborted && state.windowsDone < state.windows) return summary();
     if (state.windowsDone === 0) throw new CommvqError(`${o.corpus}: fewer tokens than one window of ${seqLen}`, 'use a larger corpus or a smaller --seq-len');
-    for (const w of writers.values()) w.finish();
+    for (const w of writers.values()) await w.finish();
     writers.clear();
     state.complete = true;
     writeManifest(o.runDir, manifest);

@@ -1,13 +1,20 @@
-import { closeSync, fsyncSync, ftruncateSync, openSync, renameSync, writeSync } from 'node:fs';
+import { closeSync, fsync, ftruncateSync, openSync, renameSync, write as writeCallback } from 'node:fs';
+import { promisify } from 'node:util';
 import { FixedSizeList, Float16, Int32, makeData, RecordBatch, Schema, Struct, Table, tableToIPC } from 'apache-arrow';
 import { CommvqError } from '../errors.js';
 
-/** Writes bytes to an open file at a byte position; tests replace it to simulate a full disk. */
-export type WriteBytes = (fd: number, bytes: Uint8Array, position: number) => void;
+/**
+ * Writes bytes to an open file at a byte position. Asynchronous (libuv's thread pool), so that a window's files are
+ * written while the next window is computed. Tests replace it to simulate a full disk.
+ */
+export type WriteBytes = (fd: number, bytes: Uint8Array, position: number) => Promise<void>;
 
-export const writeAllBytes: WriteBytes = (fd, bytes, position) => {
+const writeAt = promisify(writeCallback);
+const fsyncAsync = promisify(fsync);
+
+export const writeAllBytes: WriteBytes = async (fd, bytes, position) => {
   let done = 0;
-  while (done < bytes.byteLength) done += writeSync(fd, bytes, done, bytes.byteLength - done, position + done);
+  while (done < bytes.byteLength) done += (await writeAt(fd, bytes, done, bytes.byteLength - done, position + done)).bytesWritten;
 };
 
 /** The 8-byte end-of-stream marker of the Arrow IPC stream format. */
@@ -18,9 +25,9 @@ const END_OF_STREAM = new Uint8Array([0xff, 0xff, 0xff, 0xff, 0, 0, 0, 0]);
  * finished. The caller records `bytes` after each committed window (in the run manifest); reopening with that count
  * truncates whatever a crash left past it, so a resumed run continues exactly where the last complete window ended.
  *
- *   const w = KvStreamWriter.open('kv/key-L000.arrows', schema);     // new file: writes the schema
- *   w.appendWindow(seq, ids, x); w.sync(); manifest.bytes = w.bytes;  // one committed window
- *   w.finish();                                                       // end-of-stream marker, rename
+ *   const w = await KvStreamWriter.open('kv/key-L000.arrows', schema, undefined);  // new file: writes the schema
+ *   await w.appendWindow(seq, ids, x); await w.sync(); manifest.bytes = w.bytes;   // one committed window
+ *   await w.finish();                                                              // end-of-stream marker, rename
  */
 export class KvStreamWriter {
   private fd: number | undefined;
@@ -35,12 +42,12 @@ export class KvStreamWriter {
     this.fd = fd;
   }
 
-  static open(path: string, schema: Schema, committedBytes: number | undefined, write: WriteBytes = writeAllBytes): KvStreamWriter {
+  static async open(path: string, schema: Schema, committedBytes: number | undefined, write: WriteBytes = writeAllBytes): Promise<KvStreamWriter> {
     const partial = `${path}.partial`;
     if (committedBytes === undefined) {
       const fd = openSync(partial, 'w');
       const writer = new KvStreamWriter(path, schema, 0, write, fd);
-      writer.append(schemaMessage(schema));
+      await writer.append(schemaMessage(schema));
       return writer;
     }
     let fd: number;
@@ -58,32 +65,33 @@ export class KvStreamWriter {
     return this.size;
   }
 
-  append(bytes: Uint8Array): void {
+  async append(bytes: Uint8Array): Promise<void> {
     if (this.fd === undefined) throw new Error(`${this.path}: append after close`);
+    const at = this.size;
+    this.size += bytes.byteLength; // reserved now, so appends issued back to back land one after the other
     try {
-      this.write(this.fd, bytes, this.size); // explicit positions: a reopened file's cursor starts at 0
+      await this.write(this.fd, bytes, at); // explicit positions: a reopened file's cursor starts at 0
     } catch (err) {
       const code = (err as NodeJS.ErrnoException).code;
       if (code === 'ENOSPC') throw new CommvqError(`${this.path}.partial: disk full`, 'free some space, then rerun the same command: it continues from the last complete window');
       throw new CommvqError(`${this.path}.partial: write failed: ${(err as Error).message}`);
     }
-    this.size += bytes.byteLength;
   }
 
   /** Appends one window: its index in the run, token ids [T] and values [T, width] as f16 bits. */
-  appendWindow(seq: number, tokens: Int32Array, x: Uint16Array): void {
-    this.append(windowBatchMessage(this.schema, seq, tokens, x));
+  appendWindow(seq: number, tokens: Int32Array, x: Uint16Array): Promise<void> {
+    return this.append(windowBatchMessage(this.schema, seq, tokens, x));
   }
 
   /** Flushes to the disk, so that a committed window survives a power cut. */
-  sync(): void {
-    if (this.fd !== undefined) fsyncSync(this.fd);
+  async sync(): Promise<void> {
+    if (this.fd !== undefined) await fsyncAsync(this.fd);
   }
 
   /** Ends the stream and moves the file to its final name. */
-  finish(): void {
-    this.append(END_OF_STREAM);
-    this.sync();
+  async finish(): Promise<void> {
+    await this.append(END_OF_STREAM);
+    await this.sync();
     this.close();
     renameSync(`${this.path}.partial`, this.path);
   }
