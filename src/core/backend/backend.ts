@@ -29,6 +29,15 @@ export interface Backend {
   toHost(t: Tensor): HostArray;
   /** Overwrites `dst` with host `values` (rounded to its dtype), in stream order: how graph inputs are updated. */
   upload(dst: Tensor, values: ArrayLike<number>): void;
+  /**
+   * Host memory the device copies into at full speed (pinned on a GPU), for streaming large results to disk; the
+   * caller disposes it. Copies into it are enqueued with `downloadAsync` and complete at `synchronize`.
+   */
+  allocStaging(bytes: number): HostStaging;
+  /** Enqueues a copy of `t`'s raw bytes into `dst` (a view into a HostStaging); valid after `synchronize()`. */
+  downloadAsync(t: Tensor, dst: Uint8Array): void;
+  /** Waits until all enqueued work and copies are done. */
+  synchronize(): void;
   /** Copies `src` [n, F] into rows [row, row + n) of `dst` [R, F] (same dtype, or a float cast). */
   writeRows(dst: Tensor, row: number, src: Tensor): void;
   /**
@@ -108,6 +117,12 @@ export interface RandomOptions {
   /** normal parameters, default 0 and 1 */
   readonly mean?: number;
   readonly std?: number;
+}
+
+/** Host memory owned by a backend (see Backend.allocStaging). */
+export interface HostStaging {
+  readonly bytes: Uint8Array;
+  dispose(): void;
 }
 
 /** A recorded graph of device work (see Backend.captureGraph). */

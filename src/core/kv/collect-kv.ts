@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import type { Backend } from '../backend/backend.js';
+import type { Backend, HostStaging } from '../backend/backend.js';
 import { readCorpus } from '../data/corpus.js';
 import { packWindows } from '../data/packing.js';
 import { CommvqError } from '../errors.js';
@@ -27,6 +27,8 @@ export interface CollectKvOptions {
   /** stops cleanly after the current window (Ctrl-C) */
   signal?: AbortSignal;
   onProgress?: (p: { windowsDone: number; windows: number; tokensPerSecond: number }) => void;
+  /** ignore the checkpoint: seeded random weights from config.json (benchmarks at real sizes) */
+  randomWeights?: boolean;
   /** how bytes reach the files (tests simulate a full disk) */
   writeBytes?: WriteBytes;
 }
@@ -55,7 +57,7 @@ const DEFAULT_TOKENS = 1 << 20;
  *   await collectKv({ modelDir: 'Llama-3.1-8B-Instruct', corpus: 'fineweb.parquet', runDir: 'runs/a', backend });
  */
 export async function collectKv(o: CollectKvOptions): Promise<CollectKvSummary> {
-  const loaded = loadModel(o.modelDir, { backend: o.backend });
+  const loaded = loadModel(o.modelDir, { backend: o.backend, randomWeights: o.randomWeights });
   const { config, model, tokenizer } = loaded;
   const seqLen = o.seqLen ?? 8192;
   if (seqLen > config.maxPositionEmbeddings) throw new CommvqError(`--seq-len ${seqLen} is longer than the model's context of ${config.maxPositionEmbeddings}`);
@@ -100,6 +102,7 @@ export async function collectKv(o: CollectKvOptions): Promise<CollectKvSummary> 
   if (state.complete) return summary();
 
   const writers = new Map<string, KvStreamWriter>();
+  let staging: HostStaging[] = [];
   const write = o.writeBytes ?? writeAllBytes;
   try {
     for (const layer of state.layers) {
@@ -118,7 +121,10 @@ export async function collectKv(o: CollectKvOptions): Promise<CollectKvSummary> 
     const selected = new Set(state.layers);
     const started = performance.now();
     let index = 0;
-    // window i's files are written and committed while window i + 1 is computed
+    // window i's files are written and committed while window i + 1 is computed; each window is downloaded into
+    // one of two staging areas (pinned on a GPU), written from there, and the area is reused two windows later
+    const fileBytes = seqLen * config.numKvHeads * config.headDim * 2;
+    staging = [o.backend.allocStaging(fileBytes * selected.size * 2), o.backend.allocStaging(fileBytes * selected.size * 2)];
     let committing: Promise<void> = Promise.resolve();
     const commit = async (seq: number, ids: Int32Array, values: Map<string, Uint16Array>): Promise<void> => {
       await Promise.all([...values].map(([name, x]) => writers.get(name)!.appendWindow(seq, ids, x)));
@@ -147,11 +153,15 @@ export async function collectKv(o: CollectKvOptions): Promise<CollectKvSummary> 
       });
       logits.dispose();
       cache.dispose();
+      const area = staging[computed % 2]!.bytes; // its last writer, window computed − 2, has committed
       const values = new Map<string, Uint16Array>();
-      for (const [name, t] of captured) {
-        values.set(name, o.backend.toHost(t) as Uint16Array);
-        t.dispose();
-      }
+      [...captured].forEach(([name, t], i) => {
+        const dst = area.subarray(i * fileBytes, (i + 1) * fileBytes);
+        o.backend.downloadAsync(t, dst);
+        values.set(name, new Uint16Array(dst.buffer, dst.byteOffset, fileBytes / 2));
+      });
+      o.backend.synchronize();
+      captured.forEach((t) => t.dispose());
       await committing; // the previous window is on disk before this one is appended
       committing = commit(computed++, ids, values);
     }
@@ -165,6 +175,7 @@ export async function collectKv(o: CollectKvOptions): Promise<CollectKvSummary> 
     return summary();
   } finally {
     for (const w of writers.values()) w.close();
+    staging.forEach((s) => s.dispose());
   }
 }
 

@@ -1,4 +1,4 @@
-import type { AttentionShape, Backend, RandomOptions, RopeTable } from '../backend.js';
+import type { AttentionShape, Backend, HostStaging, RandomOptions, RopeTable } from '../backend.js';
 import { SeededRandom } from '../../model/seeded-random.js';
 import { bytesPerElement, fromFloat32Array, toFloat32Array, viewBytes, type DType, type HostArray } from '../../tensor/dtype.js';
 import { numel, sameShape, shapeString, type Shape } from '../../tensor/shape.js';
@@ -40,6 +40,19 @@ export class CpuBackend implements Backend {
 
   toHost(t: Tensor): HostArray {
     return asCpu(t).data.slice();
+  }
+
+  allocStaging(bytes: number): HostStaging {
+    return { bytes: new Uint8Array(bytes), dispose() {} };
+  }
+
+  downloadAsync(t: Tensor, dst: Uint8Array): void {
+    const src = asCpu(t).data;
+    dst.set(new Uint8Array(src.buffer, src.byteOffset, src.byteLength));
+  }
+
+  synchronize(): void {
+    // CPU ops complete when they return
   }
 
   upload(dst: Tensor, values: ArrayLike<number>): void {

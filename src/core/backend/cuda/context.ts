@@ -10,6 +10,7 @@ import {
   CU_DEVICE_ATTRIBUTE_MAX_SHARED_MEMORY_PER_BLOCK_OPTIN,
   CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT,
   CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES,
+  CU_MEMHOSTALLOC_PORTABLE,
   CU_STREAM_NON_BLOCKING,
   isOutOfMemory,
   type CudaDriver,
@@ -142,6 +143,30 @@ export class CudaContext implements CudaContextLike {
   stage(bytes: Uint8Array): bigint {
     this.assertNotCapturing('a host array argument');
     return this.staging.put(bytes);
+  }
+
+  /** Pinned host memory of `bytes`, viewed as a Uint8Array; freed by `dispose()`. */
+  allocPinned(bytes: number): { bytes: Uint8Array; dispose(): void } {
+    const p: [unknown] = [null];
+    checkCu(this.cu.cuMemHostAlloc(p, Math.max(1, bytes), CU_MEMHOSTALLOC_PORTABLE), 'cuMemHostAlloc');
+    const ptr = asBigInt(p[0]);
+    let live = true;
+    return {
+      bytes: new Uint8Array(koffi.view(ptr, bytes)),
+      dispose: () => {
+        if (!live) return;
+        live = false;
+        this.synchronize(); // a copy into it may still be running
+        this.cu.cuMemFreeHost(ptr);
+      },
+    };
+  }
+
+  /** Enqueues a device→host copy (asynchronous when `dst` is pinned); done after `synchronize()`. */
+  downloadAsync(dst: Uint8Array, src: bigint): void {
+    if (dst.byteLength === 0) return;
+    this.assertNotCapturing('a device→host copy');
+    checkCu(this.cu.cuMemcpyDtoHAsync(dst, src, dst.byteLength, this.stream), 'cuMemcpyDtoHAsync');
   }
 
   /** Waits for the stream, then copies device memory to `dst`. */

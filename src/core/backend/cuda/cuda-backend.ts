@@ -2,7 +2,7 @@ import { check, CommvqError } from '../../errors.js';
 import { allocHost, bytesPerElement, fromFloat32Array, toFloat32Array, type DType, type HostArray } from '../../tensor/dtype.js';
 import { numel, sameShape, shapeString, type Shape } from '../../tensor/shape.js';
 import type { Tensor } from '../../tensor/tensor.js';
-import type { AttentionShape, Backend, RandomOptions, RopeTable } from '../backend.js';
+import type { AttentionShape, Backend, HostStaging, RandomOptions, RopeTable } from '../backend.js';
 import { launchAttention, type DecodeOptions } from './attention.js';
 import { CudaContext } from './context.js';
 import { CublasLt } from './cublas.js';
@@ -52,6 +52,17 @@ export class CudaBackend implements Backend {
     const want = numel(shape) * bytesPerElement(dtype);
     check(bytes.byteLength === want, `fromBytes: ${bytes.byteLength} bytes for ${dtype} ${shapeString(shape)} (${want})`);
     return this.uploadNew(shape, dtype, bytes);
+  }
+
+  /** Pinned host memory: device→host copies into it run at the bus's speed and stay asynchronous. */
+  allocStaging(bytes: number): HostStaging {
+    return this.ctx.allocPinned(bytes);
+  }
+
+  downloadAsync(t: Tensor, dst: Uint8Array): void {
+    const c = this.own(t, 'downloadAsync');
+    check(dst.byteLength === c.byteLength, () => `downloadAsync: ${dst.byteLength} bytes for a tensor of ${c.byteLength}`);
+    this.ctx.downloadAsync(dst, c.ptr);
   }
 
   upload(dst: Tensor, values: ArrayLike<number>): void {
