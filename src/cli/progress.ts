@@ -7,25 +7,26 @@ import cliProgress from 'cli-progress';
  *   const bar = progressBar('loading weights', quiet); bar.update(3, 10); bar.stop();
  */
 export interface ProgressBar {
-  update(done: number, total: number): void;
+  /** `detail` is shown after the ETA, e.g. `1234 tokens/s` */
+  update(done: number, total: number, detail?: string): void;
   stop(): void;
 }
 
 export function progressBar(label: string, quiet: boolean): ProgressBar {
   if (quiet || !process.stderr.isTTY) return { update() {}, stop() {} };
   const bar = new cliProgress.SingleBar(
-    { format: `${label} [{bar}] {value}/{total} {percentage}% | ETA {eta_formatted}`, stream: process.stderr, hideCursor: true, clearOnComplete: true },
+    { format: `${label} [{bar}] {value}/{total} {percentage}% | ETA {eta_formatted} {detail}`, stream: process.stderr, hideCursor: true, clearOnComplete: true },
     cliProgress.Presets.shades_classic,
   );
   let started = false;
   return {
-    update(done, total) {
+    update(done, total, detail = '') {
       if (!started) {
-        bar.start(total, done);
+        bar.start(total, done, { detail });
         started = true;
       } else {
         bar.setTotal(total);
-        bar.update(done);
+        bar.update(done, { detail });
       }
     },
     stop() {

@@ -48,7 +48,7 @@ export default class CollectKv extends BaseCommand {
         field: flags.field,
         seed: flags.seed,
         signal: abort.signal,
-        onProgress: (p) => bar.update(p.windowsDone, p.windows),
+        onProgress: (p) => bar.update(p.windowsDone, p.windows, `| ${Math.round(p.tokensPerSecond)} tokens/s`),
       });
       bar.stop();
       if (!summary.complete) {
