@@ -1,10 +1,10 @@
-import { createHash } from 'node:crypto';
-import { existsSync, mkdirSync, readFileSync } from 'node:fs';
+import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Backend, HostStaging } from '../backend/backend.js';
 import { readCorpus } from '../data/corpus.js';
 import { packWindows } from '../data/packing.js';
 import { CommvqError } from '../errors.js';
+import { fileHash } from '../io/file-hash.js';
 import { parseLayerList } from '../layer-list.js';
 import { loadModel } from '../model/load-model.js';
 import type { Tensor } from '../tensor/tensor.js';
@@ -177,11 +177,6 @@ export async function collectKv(o: CollectKvOptions): Promise<CollectKvSummary> 
     for (const w of writers.values()) w.close();
     staging.forEach((s) => s.dispose());
   }
-}
-
-function fileHash(path: string): string {
-  if (!existsSync(path)) throw new CommvqError(`${path}: file not found`);
-  return createHash('sha256').update(readFileSync(path)).digest('hex').slice(0, 16);
 }
 
 /** A fresh manifest, or the existing one when it describes the same model and collection. */

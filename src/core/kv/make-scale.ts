@@ -1,5 +1,6 @@
+import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { Field, FixedSizeList, Float32, Int32, makeData, RecordBatch, Schema, Struct, Table, tableToIPC, Utf8, vectorFromArray } from 'apache-arrow';
+import { Field, FixedSizeList, Float32, Int32, makeData, RecordBatch, Schema, Struct, Table, tableFromIPC, tableToIPC, Utf8, vectorFromArray } from 'apache-arrow';
 import { CommvqError } from '../errors.js';
 import { writeFileAtomic } from '../io/atomic-write.js';
 import { batchValues, decodeF16, KvFile } from './kv-reader.js';
@@ -122,4 +123,28 @@ function scaleFileBytes(layers: LayerScale[], configHash: string): Uint8Array {
   ];
   const batch = new RecordBatch(schema, makeData({ type: new Struct(schema.fields), length: n, nullCount: 0, children: columns }));
   return tableToIPC(new Table([batch]), 'file');
+}
+
+/**
+ * make-scale's per-layer statistic of one kind, from RUN_DIR/scale.arrow.
+ *
+ *   const valueScales = readScales('runs/llama', 'value');   // Map layer → Float32Array [H_kv·D_h]
+ */
+export function readScales(runDir: string, kind: KvKind): Map<number, Float32Array> {
+  const path = join(runDir, SCALE_FILE);
+  if (!existsSync(path)) throw new CommvqError(`${runDir}: no ${SCALE_FILE}`, 'run commvq make-scale first');
+  let table: Table;
+  try {
+    table = tableFromIPC(readFileSync(path));
+  } catch (err) {
+    throw new CommvqError(`${path}: not a readable Arrow file: ${(err as Error).message}`);
+  }
+  if (table.schema.metadata.get('commvq.format') !== SCALE_FORMAT) throw new CommvqError(`${path}: not a commvq scale file`);
+  const width = (table.schema.fields.find((f) => f.name === 'scale')!.type as FixedSizeList).listSize;
+  const values = table.getChild('scale')!.data[0]!.children[0]!.values as Float32Array;
+  const out = new Map<number, Float32Array>();
+  for (let r = 0; r < table.numRows; r++) {
+    if (table.getChild('kind')!.get(r) === kind) out.set(table.getChild('layer')!.get(r) as number, values.slice(r * width, (r + 1) * width));
+  }
+  return out;
 }

@@ -17,10 +17,18 @@ export interface LayerKV {
 /** Called once per layer per forward; the tensors are only valid during the call (copy what you keep). */
 export type KVObserver = (layer: number, kv: LayerKV, step: StepInputs) => void;
 
+/** A layer's attention, exact, after o_proj: what value-compressor training compares against. */
+export interface LayerAttention extends LayerKV {
+  q: Tensor; // [T, H_q·D_h], after RoPE
+  o: Tensor; // [T, hidden], o_proj(attention(q, k, v))
+}
+
 export interface ForwardOptions {
   /** which rows get logits: every token (scoring, tests) or only the last (generation) */
   logits?: 'all' | 'last';
   observe?: KVObserver;
+  /** called after each layer's attention; tensors valid during the call only */
+  observeAttention?: (layer: number, attention: LayerAttention, step: StepInputs) => void;
 }
 
 /**
@@ -74,7 +82,7 @@ export class LlamaModel {
     if (bad !== undefined) throw new CommvqError(`token id ${bad} is outside the vocabulary of ${V}`);
     let h = b.embedding(this.weights.embedTokens, step.ids); // [T, hidden]
     this.weights.layers.forEach((layer, l) => {
-      const next = this.block(l, layer, h, step, cache, options.observe);
+      const next = this.block(l, layer, h, step, cache, options);
       h.dispose();
       h = next;
     });
@@ -88,7 +96,7 @@ export class LlamaModel {
   }
 
   /** One decoder block: returns the new residual stream [T, hidden]. */
-  private block(l: number, w: LayerWeights, h: Tensor, step: StepInputs, cache: KVCache, observe?: KVObserver): Tensor {
+  private block(l: number, w: LayerWeights, h: Tensor, step: StepInputs, cache: KVCache, options: ForwardOptions): Tensor {
     const b = this.backend;
     const eps = this.config.rmsNormEps;
     const s = new TensorScope();
@@ -97,10 +105,12 @@ export class LlamaModel {
     const kPre = s.keep(b.linear(x, w.kProj, w.kBias)); // [T, H_kv·D_h], pre-RoPE
     const k = s.keep(b.rope(kPre, step.positions, this.rope));
     const v = s.keep(b.linear(x, w.vProj, w.vBias));
-    observe?.(l, { kPre, k, v }, step);
+    options.observe?.(l, { kPre, k, v }, step);
     cache.append(l, k, v, step);
     const attn = s.keep(cache.attend(l, q, step)); // [T, H_q·D_h]
-    const h1 = s.keep(b.add(h, s.keep(b.linear(attn, w.oProj, w.oBias))));
+    const o = s.keep(b.linear(attn, w.oProj, w.oBias)); // [T, hidden]
+    options.observeAttention?.(l, { kPre, k, v, q, o }, step);
+    const h1 = s.keep(b.add(h, o));
     const x1 = s.keep(b.rmsNorm(h1, w.postNorm, eps));
     const gate = s.keep(b.linear(x1, w.gateProj, w.gateBias));
     const up = s.keep(b.linear(x1, w.upProj, w.upBias));

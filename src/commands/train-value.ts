@@ -1,0 +1,87 @@
+import { Args, Flags } from '@oclif/core';
+import { BaseCommand } from '../cli/base-command.js';
+import { deviceFlag } from '../cli/flags.js';
+import { progressBar } from '../cli/progress.js';
+import { createBackend } from '../core/backend/create-backend.js';
+import { trainValue, type TrainValueResult } from '../core/values/train-value.js';
+
+export default class TrainValue extends BaseCommand {
+  static override summary = 'Train the value encoders and codebooks with the frozen model in the loop (spec §5).';
+  static override description =
+    'Per layer: LayerNorm → Linear → GELU → Linear → a 4-way Gumbel choice per 2 bits, decoded by one matrix product ' +
+    'with a codebook and scaled by make-scale\'s statistic. Loss = value MSE/2 + attention-output MSE (layer-local ' +
+    'teacher forcing), AdamW (0.9, 0.95, wd 0.1), clip 1.0, log warm-up then cosine (1-bit default) or constant ' +
+    '(2-bit default). Checkpoints atomically; --resume continues bit for bit. Writes RUN_DIR/value-codebook-Nbit.arrow, ' +
+    'a loss plot and a report comparing held-out value error with the untrained compressor and a plain quantizer.';
+
+  static override examples = [
+    '<%= config.bin %> train-value runs/llama --model ./Llama-3.1-8B-Instruct --data fineweb.parquet --bits 1 --steps 100000 --device cuda',
+    '<%= config.bin %> train-value runs/tiny --model ./tiny-llama --data corpus.jsonl --bits 2 --steps 50 --seq-len 256 --resume',
+  ];
+
+  static override args = { runDir: Args.string({ description: 'run folder with collect-kv and make-scale outputs', required: true }) };
+
+  static override flags = {
+    model: Flags.string({ description: 'Hugging Face model folder (the one RUN_DIR was collected from)', required: true }),
+    data: Flags.string({ description: 'corpus (as for collect-kv)', required: true }),
+    bits: Flags.string({ description: 'bits per value: 1 (N_c = D) or 2 (N_c = 2·D)', options: ['1', '2'], required: true }),
+    steps: Flags.integer({ description: 'training steps (one window each)', default: 1000, min: 1 }),
+    'seq-len': Flags.integer({ description: 'tokens per window', default: 8192, min: 1 }),
+    lr: Flags.string({ description: 'peak learning rate', default: '1e-3' }),
+    schedule: Flags.string({ description: 'after the log warm-up: cosine (1-bit default) or constant (2-bit default)', options: ['cosine', 'constant'] }),
+    warmup: Flags.integer({ description: 'log warm-up steps (default 100 for 1-bit, 10000 for 2-bit)', min: 1 }),
+    seed: Flags.integer({ description: 'seed of initialisation, data order and Gumbel noise', default: 42 }),
+    layers: Flags.string({ description: 'layers to train, e.g. 0-3 (default: every layer make-scale covers)' }),
+    field: Flags.string({ description: 'the text field of the corpus records', default: 'text' }),
+    'checkpoint-every': Flags.integer({ description: 'steps between checkpoints', default: 100, min: 1 }),
+    'eval-windows': Flags.integer({ description: 'held-out windows for the final evaluation', default: 2, min: 0 }),
+    resume: Flags.boolean({ description: 'continue from RUN_DIR/value-train/checkpoint-Nbit.safetensors' }),
+    device: deviceFlag,
+  };
+
+  async run(): Promise<Omit<TrainValueResult, 'history'> & { final?: unknown }> {
+    const { args, flags } = await this.parse(TrainValue);
+    const abort = new AbortController();
+    const onSigint = () => abort.abort();
+    process.once('SIGINT', onSigint);
+    const bar = progressBar('training', this.jsonEnabled());
+    const started = performance.now();
+    try {
+      const result = await trainValue({
+        runDir: args.runDir,
+        modelDir: flags.model,
+        corpus: flags.data,
+        backend: await createBackend(flags.device),
+        bits: Number(flags.bits) as 1 | 2,
+        steps: flags.steps,
+        seqLen: flags['seq-len'],
+        lr: Number(flags.lr),
+        schedule: flags.schedule as 'cosine' | 'constant' | undefined,
+        warmup: flags.warmup,
+        seed: flags.seed,
+        layers: flags.layers,
+        field: flags.field,
+        checkpointEvery: flags['checkpoint-every'],
+        evalWindows: flags['eval-windows'],
+        resume: flags.resume,
+        signal: abort.signal,
+        onStep: (s, total) => {
+          const tps = (s.step * flags['seq-len']) / ((performance.now() - started) / 1000);
+          bar.update(s.step, total, `| loss ${s.loss.toExponential(3)} (value ${s.valueMse.toExponential(2)}, attn ${s.attentionMse.toExponential(2)}) | ${Math.round(tps)} tokens/s`);
+        },
+      });
+      bar.stop();
+      const { history, ...rest } = result;
+      const final = history[history.length - 1];
+      if (!result.complete) this.logToStderr(`stopped at step ${result.stepsDone}; rerun with --resume to continue`);
+      for (const e of result.evaluation ?? []) {
+        this.log(`layer ${e.layer}: held-out relative value error ${e.trained.toExponential(3)} (untrained ${e.untrained.toExponential(3)}, ${flags.bits}-bit asymmetric quantizer ${e.asymmetric.toExponential(3)})`);
+      }
+      this.log(`→ ${result.codebook}\n  loss plot ${result.lossPlot}, report ${result.report}`);
+      return { ...rest, final };
+    } finally {
+      bar.stop();
+      process.off('SIGINT', onSigint);
+    }
+  }
+}

@@ -1,0 +1,181 @@
+import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import type { Backend } from '../backend/backend.js';
+import { readCorpus } from '../data/corpus.js';
+import { packWindows } from '../data/packing.js';
+import { CommvqError } from '../errors.js';
+import { writeFileAtomic } from '../io/atomic-write.js';
+import { fileHash } from '../io/file-hash.js';
+import { readScales } from '../kv/make-scale.js';
+import { readManifest } from '../kv/run-manifest.js';
+import { parseLayerList } from '../layer-list.js';
+import { loadModel } from '../model/load-model.js';
+import { lineChartSvg } from '../plot/line-chart.js';
+import { loadCheckpoint, saveCheckpoint, type CheckpointInfo } from './checkpoint.js';
+import { evaluateValues, type ValueEvaluation } from './evaluate-values.js';
+import { createTrainOps } from './train-ops-factory.js';
+import { compressorShape, checkScale, initCompressor, PARAM_NAMES } from './value-compressor.js';
+import { writeValueCodebook } from './value-codebook-file.js';
+import { DEFAULT_OPTIMIZER, newLayerState, trainValueStep, type LayerState, type OptimizerSettings, type StepLosses } from './value-trainer.js';
+
+export interface TrainValueOptions {
+  runDir: string;
+  modelDir: string;
+  corpus: string;
+  backend: Backend;
+  bits: 1 | 2;
+  steps: number;
+  seqLen?: number;
+  lr?: number;
+  schedule?: 'cosine' | 'constant';
+  warmup?: number;
+  seed?: number;
+  field?: string;
+  layers?: string;
+  /** checkpoint every N steps (and at the end) */
+  checkpointEvery?: number;
+  /** held-out windows (the first ones of the corpus, never trained on) for the final evaluation */
+  evalWindows?: number;
+  resume?: boolean;
+  signal?: AbortSignal;
+  onStep?: (losses: StepLosses & { step: number }, steps: number) => void;
+}
+
+export interface TrainValueResult {
+  codebook: string;
+  checkpoint: string;
+  lossPlot: string;
+  report: string;
+  stepsDone: number;
+  complete: boolean;
+  history: (StepLosses & { step: number })[];
+  evaluation?: ValueEvaluation[];
+}
+
+/**
+ * train-value (spec §5): trains one value compressor per layer with the frozen model in the loop, on packed windows
+ * of a corpus (the same packing as collect-kv), from RUN_DIR's make-scale statistics. Writes, under RUN_DIR:
+ * value-train/checkpoint.safetensors (atomic, every `checkpointEvery` steps), value-train/loss.svg,
+ * value-train/report.json, and value-codebook-{bits}bit.arrow.
+ *
+ *   await trainValue({ runDir: 'runs/a', modelDir: 'tiny-llama', corpus: 'c.jsonl', backend, bits: 1, steps: 100 });
+ */
+export async function trainValue(o: TrainValueOptions): Promise<TrainValueResult> {
+  const manifest = readManifest(o.runDir);
+  if (!manifest) throw new CommvqError(`${o.runDir}: not a run folder (no manifest.json)`, 'run commvq collect-kv and make-scale first');
+  const scales = readScales(o.runDir, 'value');
+  const { config, model, tokenizer } = loadModel(o.modelDir, { backend: o.backend });
+  const configHash = fileHash(join(o.modelDir, 'config.json'));
+  if (configHash !== manifest.model.configHash) throw new CommvqError(`${o.runDir}: was collected from a different model (${manifest.model.path})`);
+  const D = config.numKvHeads * config.headDim;
+  const shape = compressorShape(o.bits, D);
+  const layers = parseLayerList(o.layers, config.numLayers).filter((l) => scales.has(l));
+  if (layers.length === 0) throw new CommvqError(`${o.runDir}: make-scale has no value scale for the layers asked for`);
+  const seed = o.seed ?? 42;
+  const seqLen = o.seqLen ?? 8192;
+  const settings: OptimizerSettings & { seed: number } = {
+    ...DEFAULT_OPTIMIZER,
+    lr: o.lr ?? DEFAULT_OPTIMIZER.lr,
+    schedule: o.schedule ?? (o.bits === 1 ? 'cosine' : 'constant'),
+    warmup: o.warmup ?? (o.bits === 1 ? 100 : 10000),
+    steps: o.steps,
+    seed,
+  };
+  const ops = await createTrainOps(o.backend);
+  const dir = join(o.runDir, 'value-train');
+  mkdirSync(dir, { recursive: true });
+  const checkpoint = join(dir, `checkpoint-${o.bits}bit.safetensors`);
+
+  const state = new Map<number, LayerState>();
+  for (const l of layers) {
+    const scale = scales.get(l)!;
+    checkScale(scale, D, join(o.runDir, 'scale.arrow'));
+    state.set(l, newLayerState(ops, shape, initCompressor(o.backend, shape, seed * 1000 + l), o.backend.fromArray(scale, [D], 'f32')));
+  }
+  let info: CheckpointInfo = { step: 0, bits: o.bits, seed, configHash, layers, history: [] };
+  if (o.resume) {
+    info = loadCheckpoint(checkpoint, o.backend, shape, state);
+    if (info.bits !== o.bits || info.seed !== seed || info.layers.join() !== layers.join()) {
+      throw new CommvqError(`${checkpoint}: was trained with bits ${info.bits}, seed ${info.seed}, layers ${info.layers.join(',')}; rerun with the same settings`);
+    }
+  } else if (existsSync(checkpoint)) {
+    throw new CommvqError(`${checkpoint}: a checkpoint of an earlier run exists`, 'pass --resume to continue it, or delete it to start over');
+  }
+
+  const evalWindows = o.evalWindows ?? 2;
+  const concat = tokenizer.eosTokenId ?? config.eosTokenIds[0] ?? 0;
+  const windows = trainingWindows(o.corpus, o.field ?? 'text', tokenizer, { seqLen, concatTokenId: concat, seed }, evalWindows);
+  const heldOut = await windows.heldOut;
+  for (let skip = 0; skip < info.step; skip++) await windows.next(); // windows already trained on
+  const save = () => saveCheckpoint(checkpoint, o.backend, state, info);
+  const every = o.checkpointEvery ?? 100;
+  while (info.step < o.steps && !o.signal?.aborted) {
+    const ids = await windows.next();
+    const losses = trainValueStep(model, ops, state, ids, info.step, settings);
+    info.step++;
+    info.history.push({ step: info.step, ...losses });
+    o.onStep?.({ step: info.step, ...losses }, o.steps);
+    if (info.step % every === 0 || info.step === o.steps) save();
+  }
+  if (info.step < o.steps) save(); // interrupted: keep what was done
+
+  const codebook = join(o.runDir, `value-codebook-${o.bits}bit.arrow`);
+  const lossPlot = join(dir, `loss-${o.bits}bit.svg`);
+  writeFileSync(lossPlot, lineChartSvg({
+    title: `train-value ${o.bits}-bit: losses`, x: 'step', y: 'MSE', logY: true,
+    series: [
+      { name: 'value MSE / 2 (kv_mse)', points: info.history.map((h) => [h.step, h.valueMse]) },
+      { name: 'attention-output MSE (kv_vq)', points: info.history.map((h) => [h.step, h.attentionMse]) },
+    ],
+  }));
+  const complete = info.step >= o.steps;
+  let evaluation: ValueEvaluation[] | undefined;
+  if (complete) {
+    const host = (t: Parameters<Backend['toFloat32']>[0]) => o.backend.toFloat32(t);
+    writeValueCodebook(codebook, shape, [...state].map(([layer, s]) => ({
+      layer,
+      params: Object.fromEntries(PARAM_NAMES.map((n) => [n, host(s.params[n])])) as Record<(typeof PARAM_NAMES)[number], Float32Array>,
+      scale: host(s.scale),
+    })), { steps: info.step, seed, lr: settings.lr, schedule: settings.schedule, warmup: settings.warmup, seq_len: seqLen, model: o.modelDir, config_hash: configHash });
+    evaluation = heldOut.length > 0 ? evaluateValues(model, ops, state, heldOut, shape, seed) : [];
+  }
+  const report = join(dir, `report-${o.bits}bit.json`);
+  writeFileAtomic(report, [Buffer.from(JSON.stringify({ bits: o.bits, steps: info.step, complete, settings, evaluation, history: info.history }, null, 1))]);
+  return { codebook, checkpoint, lossPlot, report, stepsDone: info.step, complete, history: info.history, evaluation };
+}
+
+/**
+ * The packed windows of the corpus, forever: the first `heldOut` windows are set aside for evaluation and never
+ * trained on; training takes the windows after them, and when the corpus ends starts over with the same windows
+ * (same seed, same order), so held-out windows stay out of training in every epoch.
+ */
+function trainingWindows(corpus: string, field: string, tokenizer: Parameters<typeof packWindows>[1], packing: { seqLen: number; concatTokenId: number; seed: number }, heldOut: number) {
+  const open = () => packWindows(readCorpus(corpus, { field }), tokenizer, packing)[Symbol.asyncIterator]();
+  let it = open();
+  let yielded = 0;
+  const held = (async () => {
+    const out: Int32Array[] = [];
+    for (let i = 0; i < heldOut; i++) {
+      const r = await it.next();
+      if (r.done) throw new CommvqError(`${corpus}: fewer windows than the ${heldOut} held out for evaluation`, 'use a larger corpus, a smaller --seq-len or fewer --eval-windows');
+      out.push(r.value);
+    }
+    return out;
+  })();
+  return {
+    heldOut: held,
+    async next(): Promise<Int32Array> {
+      await held;
+      for (;;) {
+        const r = await it.next();
+        if (!r.done) {
+          yielded++;
+          return r.value;
+        }
+        if (yielded === 0) throw new CommvqError(`${corpus}: no windows of ${packing.seqLen} tokens left for training after the ${heldOut} held out`, 'use a larger corpus, a smaller --seq-len or fewer --eval-windows');
+        it = open();
+        for (let i = 0; i < heldOut; i++) await it.next();
+      }
+    },
+  };
+}

@@ -1,0 +1,87 @@
+import { readFileSync } from 'node:fs';
+import { Field, FixedSizeList, Float32, Int32, makeData, RecordBatch, Schema, Struct, Table, tableFromIPC, tableToIPC } from 'apache-arrow';
+import type { Backend } from '../backend/backend.js';
+import { CommvqError } from '../errors.js';
+import { writeFileAtomic } from '../io/atomic-write.js';
+import { compressorShape, PARAM_NAMES, paramShapes, type ParamName, type ValueCompressorParams, type ValueCompressorShape } from './value-compressor.js';
+
+/**
+ * The trained value compressors of a run: one Arrow IPC file, one row per layer, each tensor a FixedSizeList<f32>
+ * column (row-major, shapes in the metadata), plus the frozen scale. Metadata: format name and version, bits, the
+ * sizes, and how it was trained.
+ */
+export const VALUE_CODEBOOK_FORMAT = 'commvq.value-codebook';
+export const VALUE_CODEBOOK_VERSION = 1;
+
+const COLUMNS: Record<ParamName | 'scale', string> = {
+  lnGamma: 'ln_gamma', lnBeta: 'ln_beta', w1: 'enc1_weight', b1: 'enc1_bias', w2: 'out_weight', b2: 'out_bias', codebook: 'codebook', scale: 'scale',
+};
+
+export interface ValueCodebookLayer {
+  layer: number;
+  params: Record<ParamName, Float32Array>;
+  scale: Float32Array;
+}
+
+export function writeValueCodebook(path: string, shape: ValueCompressorShape, layers: ValueCodebookLayer[], info: Record<string, string | number>): void {
+  const shapes = { ...paramShapes(shape), scale: [shape.featDim] };
+  const names = [...PARAM_NAMES, 'scale'] as const;
+  const fields = [new Field('layer', new Int32(), false), ...names.map((n) => new Field(COLUMNS[n], listType(shapes[n]), false))];
+  const metadata = new Map<string, string>([
+    ['commvq.format', VALUE_CODEBOOK_FORMAT],
+    ['commvq.version', String(VALUE_CODEBOOK_VERSION)],
+    ['commvq.bits', String(shape.bits)],
+    ['commvq.feat_dim', String(shape.featDim)],
+    ['commvq.groups', String(shape.groups)],
+    ['commvq.inter', String(shape.inter)],
+    ['commvq.shapes', JSON.stringify(Object.fromEntries(names.map((n) => [COLUMNS[n], shapes[n]])))],
+    ...Object.entries(info).map(([k, v]) => [`commvq.${k}`, String(v)] as [string, string]),
+  ]);
+  const schema = new Schema(fields, metadata);
+  const n = layers.length;
+  const columns = [
+    makeData({ type: new Int32(), length: n, nullCount: 0, data: Int32Array.from(layers, (l) => l.layer) }),
+    ...names.map((name, i) => {
+      const size = shapes[name].reduce((a, b) => a * b, 1);
+      const flat = new Float32Array(n * size);
+      layers.forEach((l, r) => flat.set(name === 'scale' ? l.scale : l.params[name], r * size));
+      const type = fields[i + 1]!.type as FixedSizeList<Float32>;
+      return makeData({ type, length: n, nullCount: 0, child: makeData({ type: new Float32(), length: flat.length, nullCount: 0, data: flat }) });
+    }),
+  ];
+  const batch = new RecordBatch(schema, makeData({ type: new Struct(fields), length: n, nullCount: 0, children: columns }));
+  writeFileAtomic(path, [tableToIPC(new Table([batch]), 'file')]);
+}
+
+function listType(shape: number[]): FixedSizeList<Float32> {
+  return new FixedSizeList(shape.reduce((a, b) => a * b, 1), new Field('item', new Float32(), false));
+}
+
+/** Reads a value-codebook file back onto a backend: per layer, the compressor's parameters and its scale. */
+export function readValueCodebook(path: string, backend: Backend): { shape: ValueCompressorShape; layers: Map<number, { params: ValueCompressorParams; scale: ReturnType<Backend['fromArray']> }>; metadata: Map<string, string> } {
+  let table: Table;
+  try {
+    table = tableFromIPC(readFileSync(path));
+  } catch (err) {
+    throw new CommvqError(`${path}: not a readable Arrow file: ${(err as Error).message}`);
+  }
+  const meta = table.schema.metadata;
+  if (meta.get('commvq.format') !== VALUE_CODEBOOK_FORMAT) throw new CommvqError(`${path}: not a commvq value codebook`);
+  if (Number(meta.get('commvq.version')) !== VALUE_CODEBOOK_VERSION) {
+    throw new CommvqError(`${path}: value-codebook version ${meta.get('commvq.version')}, this commvq reads ${VALUE_CODEBOOK_VERSION}`, 'retrain with commvq train-value');
+  }
+  const shape = compressorShape(Number(meta.get('commvq.bits')) as 1 | 2, Number(meta.get('commvq.feat_dim')));
+  const shapes = { ...paramShapes(shape), scale: [shape.featDim] };
+  const layers = new Map<number, { params: ValueCompressorParams; scale: ReturnType<Backend['fromArray']> }>();
+  for (let r = 0; r < table.numRows; r++) {
+    const tensor = (name: ParamName | 'scale') => {
+      const col = table.getChild(COLUMNS[name])!;
+      const size = shapes[name].reduce((a, b) => a * b, 1);
+      const values = col.data[0]!.children[0]!.values as Float32Array;
+      return backend.fromArray(values.subarray(r * size, (r + 1) * size), shapes[name], 'f32');
+    };
+    const params = Object.fromEntries(PARAM_NAMES.map((n) => [n, tensor(n)])) as unknown as ValueCompressorParams;
+    layers.set(table.getChild('layer')!.get(r) as number, { params, scale: tensor('scale') });
+  }
+  return { shape, layers, metadata: meta };
+}
