@@ -2,6 +2,7 @@ import type { Backend } from '../backend/backend.js';
 import { CommvqError } from '../errors.js';
 import { bytesPerElement, type DType } from '../tensor/dtype.js';
 import type { Tensor } from '../tensor/tensor.js';
+import type { LayerKV } from './llama.js';
 import type { StepInputs } from './step-inputs.js';
 
 /** The attention geometry a cache serves. */
@@ -20,8 +21,11 @@ export interface CacheShape {
 export interface KVCache {
   /** Tokens held by every layer (the absolute position of the next token). */
   readonly length: number;
-  /** Stores k, v [T, H_kv·D_h] (k after RoPE) of the step's tokens for `layer`, at the step's positions. */
-  append(layer: number, k: Tensor, v: Tensor, step: StepInputs): void;
+  /**
+   * Stores the step's tokens for `layer`: kv.k (after RoPE) and kv.v [T, H_kv·D_h] for a dense cache; a compressed
+   * cache encodes kv.kPre (before RoPE) instead.
+   */
+  append(layer: number, kv: LayerKV, step: StepInputs): void;
   /** Causal attention of the step's queries q [T, H_q·D_h] (already appended) over this layer's cache. */
   attend(layer: number, q: Tensor, step: StepInputs): Tensor;
   /**
@@ -66,7 +70,7 @@ export class DenseKVCache implements KVCache {
     return Math.min(...this.lengths);
   }
 
-  append(layer: number, k: Tensor, v: Tensor, step: StepInputs): void {
+  append(layer: number, { k, v }: LayerKV, step: StepInputs): void {
     const end = step.start + step.tokens;
     if (end > this.capacity) {
       throw new CommvqError(`KV cache full: ${step.start} + ${step.tokens} tokens exceed its capacity of ${this.capacity}`);

@@ -106,7 +106,7 @@ export class LlamaModel {
     const k = s.keep(b.rope(kPre, step.positions, this.rope));
     const v = s.keep(b.linear(x, w.vProj, w.vBias));
     options.observe?.(l, { kPre, k, v }, step);
-    cache.append(l, k, v, step);
+    cache.append(l, { kPre, k, v }, step);
     const attn = s.keep(cache.attend(l, q, step)); // [T, H_q·D_h]
     const o = s.keep(b.linear(attn, w.oProj, w.oBias)); // [T, hidden]
     options.observeAttention?.(l, { kPre, k, v, q, o }, step);
