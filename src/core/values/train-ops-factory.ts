@@ -8,7 +8,6 @@ export async function createTrainOps(backend: Backend): Promise<TrainOps> {
   if (backend instanceof CpuBackend) return new CpuTrainOps(backend);
   const { CudaBackend } = await import('../backend/cuda/cuda-backend.js');
   if (!(backend instanceof CudaBackend)) throw new Error(`no training ops for backend ${backend.device}`);
-  // resolved at run time: the CUDA training kernels are their own module
-  const cudaOps = (await import(new URL('./cuda-train-ops.js', import.meta.url).href)) as { CudaTrainOps: new (b: InstanceType<typeof CudaBackend>) => TrainOps };
-  return new cudaOps.CudaTrainOps(backend);
+  const { CudaTrainOps } = await import('./cuda-train-ops.js');
+  return new CudaTrainOps(backend);
 }

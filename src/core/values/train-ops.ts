@@ -96,11 +96,12 @@ export function mix32(x: number): number {
 
 /**
  * Counter-based Gumbel(0, 1) noise: the same (seed, stream, index) gives the same number on every backend and
- * every run, with no generator state to checkpoint. u = (mix(mix(mix(seed) ^ stream) ^ index) + 0.5)/2³²,
- * g = −ln(−ln u), in f32.
+ * every run, with no generator state to checkpoint. u = ((h >> 8) + 0.5)/2²⁴ with h = mix(mix(mix(seed) ^ stream)
+ * ^ index): 24 bits, so u is exact in f32 and strictly inside (0, 1) (with 32 bits, h near 2³² rounded u to 1 and
+ * the noise to +∞). g = −ln(−ln u), in f32.
  */
 export function gumbelNoise(seed: number, stream: number, index: number): number {
   const h = mix32((mix32((mix32(seed >>> 0) ^ stream) >>> 0) ^ index) >>> 0);
-  const u = Math.fround((h + 0.5) / 4294967296);
+  const u = ((h >>> 8) + 0.5) / 16777216;
   return Math.fround(-Math.log(Math.fround(-Math.log(u))));
 }

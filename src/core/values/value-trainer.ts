@@ -112,14 +112,13 @@ export function trainValueStep(
       const oA = backend.linear(attnA, model.weights.layers[layer]!.oProj, model.weights.layers[layer]!.oBias);
       const attnErr = ops.squaredError(oA, a.o, 1 / (T * hidden * L));
       attnSum += attnErr.sum / (T * hidden);
-      const wo = backend.cast(model.weights.layers[layer]!.oProj, 'f32'); // [hidden, H_q·D_h]
-      const dAttn = ops.matmul(attnErr.grad!, wo); // ô = attn·Woᵀ → d attn = dô·Wo
+      const dAttn = ops.matmul(attnErr.grad!, model.weights.layers[layer]!.oProj); // ô = attn·Woᵀ → d attn = dô·Wo [hidden, H_q·D_h]
       const dvA = ops.attentionValueGrad(a.q, a.k, dAttn, shape);
       const dwA = ops.decodeBackward(dvA, wA, acts.rho, ls);
       ops.matmul(A.bits, dwA, { transA: true, accumulate: g.codebook });
       const dBitsA = ops.matmul(dwA, p.codebook, { transB: true });
       ops.gumbelBitsBackward(dBitsA, A.soft, 1, dLogits);
-      [A.bits, A.soft, wA, vA, attnA, oA, attnErr.grad!, wo, dAttn, dvA, dwA, dBitsA].forEach((t) => t.dispose());
+      [A.bits, A.soft, wA, vA, attnA, oA, attnErr.grad!, dAttn, dvA, dwA, dBitsA].forEach((t) => t.dispose());
 
       // value pass: a fresh sample, compared with the exact values
       const B = ops.gumbelBits(acts.logits, 1, { seed: o.seed, stream: stream(1) });

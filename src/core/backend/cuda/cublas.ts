@@ -18,6 +18,7 @@ import { asBigInt, candidates, declare, loadFirst, type Library, type NativeFunc
 
 // Enum values from cublasLt.h / library_types.h / cublas_api.h.
 const CUBLAS_COMPUTE_32F = 68;
+const CUBLAS_COMPUTE_32F_FAST_TF32 = 77;
 const CUDA_R_32F = 0;
 const CUDA_R_16BF = 14;
 const CUBLAS_OP_N = 0;
@@ -28,6 +29,21 @@ const CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES = 1;
 const HEURISTIC_RESULT_BYTES = 96; // cublasLtMatmulHeuristicResult_t: algo[64], workspaceSize, state, waves, 4 ints
 const WORKSPACE_BYTES = 32 << 20;
 const MAX_PLANS = 512;
+
+/**
+ * One f32-output GEMM of `CublasLt.gemm`, row-major: d [M, N] = op(a)·op(b) (+ d with accumulate), op(a) = a [M, K]
+ * or aᵀ of a [K, M] (transA), op(b) = b [K, N] or bᵀ of b [N, K] (transB). `input` is the dtype of a and b: 'bf16'
+ * (bf16 tensor cores) or 'f32' (TF32 tensor cores: inputs rounded to 10 mantissa bits); accumulation is f32.
+ */
+export interface GemmShape {
+  M: number;
+  N: number;
+  K: number;
+  transA: boolean;
+  transB: boolean;
+  input: 'bf16' | 'f32';
+  accumulate: boolean;
+}
 
 interface Api {
   cublasLtCreate: NativeFunction;
@@ -90,6 +106,9 @@ export class CublasLt {
   private readonly scalars = Buffer.from(new Float32Array([1, 0]).buffer);
   private readonly alpha = koffi.address(this.scalars);
   private readonly beta = this.alpha + 4n;
+  // beta = 1 for gemm's accumulate (d += a·b)
+  private readonly ones = Buffer.from(new Float32Array([1, 1]).buffer);
+  private readonly betaOne = koffi.address(this.ones) + 4n;
 
   /** cuBLASLt for `ctx`, or null when the library is not installed (the backend then uses its fallback GEMM). */
   static tryCreate(ctx: CudaContext): CublasLt | null {
@@ -124,6 +143,93 @@ export class CublasLt {
       `cublasLtMatmul(T=${T}, in=${inF}, out=${outF})`,
     );
     return true;
+  }
+
+  /**
+   * The f32-output GEMM of `g` (see GemmShape) on device addresses d, a, b, enqueued on the context's stream. False
+   * when cuBLASLt has no algorithm for the shape (the caller then uses another GEMM).
+   *
+   * Row-major to column-major: the row-major d [M, N] is the column-major dᵀ [N, M], and dᵀ = op(b)ᵀ·op(a)ᵀ, so
+   * cuBLAS's A is our b (stored N×K, ld N, op N; or with transB stored K×N, ld K, op T), its B is our a (stored K×M,
+   * ld K, op N; or with transA stored M×K, ld M, op T), and D = C is N×M with ld N: m = N, n = M, k = K.
+   *
+   *   // dW [out, in] += dYᵀ·X with dY [T, out], X [T, in], both bf16
+   *   blas.gemm(dW, dY, X, { M: out, N: in, K: T, transA: true, transB: false, input: 'bf16', accumulate: true });
+   */
+  gemm(d: bigint, a: bigint, b: bigint, g: GemmShape): boolean {
+    const plan = this.gemmPlan(g);
+    if (!plan) return false;
+    const [pa, pb, pd] = plan.layouts;
+    this.check(
+      this.api.cublasLtMatmul(
+        this.handle, plan.desc, this.alpha, b, pa, a, pb, g.accumulate ? this.betaOne : this.beta, d, pd, d, pd,
+        plan.algo, this.workspace.ptr, WORKSPACE_BYTES, this.ctx.stream,
+      ),
+      `cublasLtMatmul(gemm M=${g.M}, N=${g.N}, K=${g.K}, ${g.input})`,
+    );
+    return true;
+  }
+
+  private gemmPlan(g: GemmShape): Plan | null {
+    const key = `gemm:${g.M},${g.N},${g.K},${+g.transA},${+g.transB},${g.input}`; // beta is a call argument
+    const cached = this.plans.get(key);
+    if (cached !== undefined) return cached;
+    if (this.plans.size >= MAX_PLANS) {
+      for (const plan of this.plans.values()) if (plan) this.destroyPlan(plan);
+      this.plans.clear();
+    }
+    const plan = this.makeGemmPlan(g);
+    this.plans.set(key, plan);
+    return plan;
+  }
+
+  private makeGemmPlan(g: GemmShape): Plan | null {
+    const { api } = this;
+    const bf16 = g.input === 'bf16';
+    const out: [unknown] = [null];
+    const compute = bf16 ? CUBLAS_COMPUTE_32F : CUBLAS_COMPUTE_32F_FAST_TF32;
+    this.check(api.cublasLtMatmulDescCreate(out, compute, CUDA_R_32F), 'cublasLtMatmulDescCreate');
+    const desc = asBigInt(out[0]);
+    const int = (v: number): Buffer => Buffer.from(new Int32Array([v]).buffer);
+    const opA = g.transB ? CUBLAS_OP_T : CUBLAS_OP_N; // cuBLAS's A is our b
+    const opB = g.transA ? CUBLAS_OP_T : CUBLAS_OP_N; // cuBLAS's B is our a
+    this.check(api.cublasLtMatmulDescSetAttribute(desc, CUBLASLT_MATMUL_DESC_TRANSA, int(opA), 4), 'set TRANSA');
+    this.check(api.cublasLtMatmulDescSetAttribute(desc, CUBLASLT_MATMUL_DESC_TRANSB, int(opB), 4), 'set TRANSB');
+    const layout = (type: number, rows: number, cols: number, ld: number): bigint => {
+      const l: [unknown] = [null];
+      this.check(api.cublasLtMatrixLayoutCreate(l, type, rows, cols, ld), 'cublasLtMatrixLayoutCreate');
+      return asBigInt(l[0]);
+    };
+    const inType = bf16 ? CUDA_R_16BF : CUDA_R_32F;
+    const { M, N, K } = g;
+    const layouts: [bigint, bigint, bigint] = [
+      g.transB ? layout(inType, K, N, K) : layout(inType, N, K, N),
+      g.transA ? layout(inType, M, K, M) : layout(inType, K, M, K),
+      layout(CUDA_R_32F, N, M, N),
+    ];
+    const p: [unknown] = [null];
+    this.check(api.cublasLtMatmulPreferenceCreate(p), 'cublasLtMatmulPreferenceCreate');
+    const pref = asBigInt(p[0]);
+    const algo = Buffer.alloc(HEURISTIC_RESULT_BYTES);
+    const count = [0];
+    try {
+      const ws = Buffer.alloc(8);
+      ws.writeBigUInt64LE(BigInt(WORKSPACE_BYTES));
+      this.check(
+        api.cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, ws, 8),
+        'set MAX_WORKSPACE_BYTES',
+      );
+      const [a, b, d] = layouts;
+      api.cublasLtMatmulAlgoGetHeuristic(this.handle, desc, a, b, d, d, pref, 1, algo, count);
+    } finally {
+      api.cublasLtMatmulPreferenceDestroy(pref);
+    }
+    const plan = { desc, layouts, algo };
+    if (count[0] === 0 || algo.readInt32LE(72) !== 0) {
+      this.destroyPlan(plan);
+      return null;
+    }
+    return plan;
   }
 
   dispose(): void {
