@@ -1,4 +1,6 @@
 import type { Backend } from './backend/backend.js';
+import type { PrefillMode } from './commvq/commvq-cache.js';
+import { createCommvqCache, loadCommvqCodebooks } from './commvq/load-commvq.js';
 import { CommvqError } from './errors.js';
 import { generateGreedy, type GenerateResult } from './model/generate.js';
 import { loadModel } from './model/load-model.js';
@@ -16,13 +18,21 @@ export interface GenerateTextOptions {
   dtype?: DType;
   /** ignore the checkpoint: weights drawn at random on the backend from config.json (speed and memory at real sizes) */
   randomWeights?: boolean;
+  /** the KV cache: exact (default) or CommVQ codes from trained codebooks */
+  cache?: CacheChoice;
   onLoadProgress?: (done: number, total: number) => void;
   onToken?: (id: number, index: number) => void;
 }
 
+export type CacheChoice =
+  | { kind: 'dense' }
+  | { kind: 'commvq'; keyCodebook: string; valueCodebook: string; prefill?: PrefillMode; window?: number; sinks?: number; valueEncoding?: 'argmax' | { gumbelSeed: number } };
+
 export interface GenerateTextResult extends GenerateResult {
   promptIds: number[];
   text: string;
+  /** bytes the KV cache held at the end */
+  cacheBytes: number;
 }
 
 /**
@@ -42,10 +52,21 @@ export function generateText(options: GenerateTextOptions): GenerateTextResult {
     ? tokenizer.encode(tokenizer.applyChatTemplate([{ role: 'user', content: options.prompt }]), { addSpecialTokens: false })
     : tokenizer.encode(options.prompt);
   if (promptIds.length === 0) throw new CommvqError('the prompt is empty: nothing to continue');
-  const result = generateGreedy(model, promptIds, {
-    maxNewTokens: options.maxNewTokens,
-    eosTokenIds: options.ignoreEos ? [] : loaded.eosTokenIds,
-    onToken: options.onToken,
-  });
-  return { ...result, promptIds, text: tokenizer.decode(result.outputIds) };
+  const capacity = Math.min(model.config.maxPositionEmbeddings, promptIds.length + options.maxNewTokens);
+  const choice = options.cache ?? { kind: 'dense' };
+  const cache =
+    choice.kind === 'dense'
+      ? model.createDenseCache(capacity)
+      : createCommvqCache(model, loadCommvqCodebooks(model, choice.keyCodebook, choice.valueCodebook), { capacity, prefill: choice.prefill, window: choice.window, sinks: choice.sinks, valueEncoding: choice.valueEncoding });
+  try {
+    const result = generateGreedy(model, promptIds, {
+      maxNewTokens: options.maxNewTokens,
+      eosTokenIds: options.ignoreEos ? [] : loaded.eosTokenIds,
+      onToken: options.onToken,
+      cache,
+    });
+    return { ...result, promptIds, text: tokenizer.decode(result.outputIds), cacheBytes: cache.bytes() };
+  } finally {
+    cache.dispose();
+  }
 }

@@ -30,6 +30,8 @@ export interface CommvqCacheOptions {
   /** the first `sinks` tokens stay exact (default 0: the reference keeps none) */
   sinks?: number;
   prefill?: PrefillMode;
+  /** value codes: deterministic argmax (default), or the reference's Gumbel sampling with a seed (§10.1 item 2) */
+  valueEncoding?: 'argmax' | { gumbelSeed: number };
   capacity: number;
 }
 
@@ -57,6 +59,8 @@ class LayerState {
  */
 export class CommvqCache implements KVCache {
   readonly capacity: number;
+  /** the host reference reads its inputs back from the device: not recordable */
+  readonly replayable = false;
   private readonly layers: LayerState[];
   private readonly W: number;
   private readonly sinks: number;
@@ -189,7 +193,10 @@ export class CommvqCache implements KVCache {
     const value = this.o.values.get(layer)!;
     const ops = this.ops;
     const vt = ops.backend.fromArray(v, [n, this.o.valueShape.featDim], 'f32');
-    const { bits, rho } = encodeValues(ops, value.params, vt, value.scale);
+    const encoding = this.o.valueEncoding ?? 'argmax';
+    // one noise stream per layer and block of tokens: reproducible for a seed, fresh for every block
+    const noise = encoding === 'argmax' ? 'argmax' : { seed: encoding.gumbelSeed, stream: ((layer << 20) ^ s.compressed) >>> 0 };
+    const { bits, rho } = encodeValues(ops, value.params, vt, value.scale, noise);
     const w = ops.matmul(bits, value.params.codebook); // [n, D]
     const bitValues = ops.backend.toFloat32(bits);
     const rhoValues = ops.backend.toFloat32(rho);

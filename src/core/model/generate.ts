@@ -1,12 +1,18 @@
 import { CommvqError } from '../errors.js';
 import { GraphDecoder } from './graph-decoder.js';
 import type { KVCache } from './kv-cache.js';
+import type { Tensor } from '../tensor/tensor.js';
 import type { LlamaModel } from './llama.js';
 
 export interface GenerateOptions {
   maxNewTokens: number;
   /** generation stops after emitting one of these (the token is kept in the output, as transformers does) */
   eosTokenIds?: readonly number[];
+  /**
+   * `eosTokenIds` cannot be chosen before this many new tokens (transformers' min_length / min_new_tokens: their
+   * logits are masked to −∞ on those steps). Default 0.
+   */
+  minNewTokens?: number;
   /** a cache to fill; by default a dense one sized for the prompt and the new tokens */
   cache?: KVCache;
   /** called with each new token as it is chosen */
@@ -37,7 +43,10 @@ export function generateGreedy(model: LlamaModel, promptIds: readonly number[], 
   const budget = Math.min(options.maxNewTokens, context - promptIds.length);
   const cache = options.cache ?? model.createDenseCache(promptIds.length + budget);
   const eos = new Set(options.eosTokenIds ?? []);
+  const minNew = options.minNewTokens ?? 0;
   const outputIds: number[] = [];
+  // the most likely token, or the most likely non-EOS one while fewer than minNewTokens are out
+  const choose = (logits: Tensor) => (outputIds.length < minNew && eos.size > 0 ? argmaxExcept(model.backend.toFloat32(logits), eos) : model.backend.argmaxRows(logits)[0]!);
   let stopReason: GenerateResult['stopReason'] = budget < options.maxNewTokens ? 'context' : 'max-new-tokens';
   const decoder = options.useGraphs === false ? undefined : GraphDecoder.create(model, cache);
   const t0 = performance.now();
@@ -47,14 +56,14 @@ export function generateGreedy(model: LlamaModel, promptIds: readonly number[], 
     while (outputIds.length < budget) {
       if (outputIds.length === 0) {
         const logits = model.forward(Int32Array.from(promptIds), cache, { logits: 'last' });
-        next = model.backend.argmaxRows(logits)[0]!;
+        next = choose(logits);
         logits.dispose();
         prefillMs = performance.now() - t0;
       } else if (decoder) {
-        next = model.backend.argmaxRows(decoder.next(next))[0]!;
+        next = choose(decoder.next(next));
       } else {
         const logits = model.forward(Int32Array.of(next), cache, { logits: 'last' });
-        next = model.backend.argmaxRows(logits)[0]!;
+        next = choose(logits);
         logits.dispose();
       }
       outputIds.push(next);
@@ -69,4 +78,19 @@ export function generateGreedy(model: LlamaModel, promptIds: readonly number[], 
     if (!options.cache) cache.dispose();
   }
   return { outputIds, stopReason, prefillMs, decodeMs: performance.now() - t0 - prefillMs };
+}
+
+/**
+ * Index of the largest of one row of logits [V] leaving out `banned` (first on ties, NaN skipped, as the argmax
+ * kernels do): the host-side choice on the few steps where min_length masks the EOS ids.
+ *
+ *   argmaxExcept(Float32Array.of(1, 5, 3), new Set([1]))  // 2
+ */
+export function argmaxExcept(logits: Float32Array, banned: ReadonlySet<number>): number {
+  let best = -1;
+  for (let i = 0; i < logits.length; i++) {
+    if (banned.has(i) || Number.isNaN(logits[i])) continue;
+    if (best < 0 || logits[i]! > logits[best]!) best = i;
+  }
+  return Math.max(best, 0);
 }

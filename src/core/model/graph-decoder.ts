@@ -25,7 +25,8 @@ export class GraphDecoder {
 
   static create(model: LlamaModel, cache: KVCache): GraphDecoder | undefined {
     const backend = model.backend;
-    return backend.captureGraph ? new GraphDecoder(model, cache, backend as Required<Pick<Backend, 'captureGraph'>>) : undefined;
+    if (!backend.captureGraph || !cache.replayable) return undefined;
+    return new GraphDecoder(model, cache, backend as Required<Pick<Backend, 'captureGraph'>>);
   }
 
   /** Runs token `id` at the cache's current length and returns its logits [1, V] (owned by the decoder). */

@@ -35,6 +35,8 @@ export interface KVCache {
   seek(length: number): void;
   /** The most tokens it can hold. */
   readonly capacity: number;
+  /** Whether append and attend only enqueue device work, so that a decode step can be recorded as a CUDA graph. */
+  readonly replayable: boolean;
   /** Bytes of storage held for keys and values. */
   bytes(): number;
   dispose(): void;
@@ -51,6 +53,7 @@ export class DenseKVCache implements KVCache {
   private readonly values: Tensor[] = []; // per layer: [capacity, H_kv·D_h]
   private readonly lengths: number[];
   readonly dtype: DType;
+  readonly replayable = true;
 
   constructor(
     private readonly backend: Backend,

@@ -1,7 +1,7 @@
 import type { Backend } from '../backend/backend.js';
 import { CommvqError } from '../errors.js';
 import type { Tensor } from '../tensor/tensor.js';
-import type { TrainOps } from './train-ops.js';
+import type { GumbelNoise, TrainOps } from './train-ops.js';
 
 /**
  * The value compressor of one layer (spec §5.2): LayerNorm(D) → Linear(D → inter) → GELU → Linear(inter → 4·n_e)
@@ -110,12 +110,12 @@ function withBias(ops: TrainOps, x: Tensor, bias: Tensor): Tensor {
 }
 
 /**
- * Inference: values [T, D] → (bits [T, N_c] as 0/1 f32, ρ [T]) with the deterministic argmax encoder (no Gumbel
- * noise: spec §10.1 item 2), and back.
+ * Inference: values [T, D] → (bits [T, N_c] as 0/1 f32, ρ [T]) with the deterministic argmax encoder by default
+ * (spec §10.1 item 2); the reference's stochastic Gumbel sampling with `noise = { seed, stream }`. And back.
  */
-export function encodeValues(ops: TrainOps, p: ValueCompressorParams, v: Tensor, ls: Tensor): { bits: Tensor; rho: Tensor } {
+export function encodeValues(ops: TrainOps, p: ValueCompressorParams, v: Tensor, ls: Tensor, noise: GumbelNoise = 'argmax'): { bits: Tensor; rho: Tensor } {
   const acts = encodeLogits(ops, p, v, ls);
-  const { bits, soft } = ops.gumbelBits(acts.logits, 1, 'argmax');
+  const { bits, soft } = ops.gumbelBits(acts.logits, 1, noise);
   soft.dispose();
   const rho = acts.rho;
   disposeActivations({ ...acts, rho: undefined });

@@ -1,0 +1,134 @@
+/**
+ * Our side of the CommVQ decode-attention benchmark (issue 7; scripts/bench/torch_sdpa_decode.py times PyTorch SDPA
+ * over a bf16 cache beside it, in the same run): one decode step of one layer at Llama-3.1-8B attention dimensions
+ * (B 1, H_q 32, H_kv 8, D_h 128), keys as R = 11 stages of 12-bit codes with random θ, values as N_c = 1024 bits
+ * (1-bit CommVQ), at 32K and 128K tokens of context: context − 128 compressed tokens and an exact window of 128.
+ * For reference it also times our dense bf16 decode kernel (kernels/attention_decode.cu) over the same context.
+ *
+ * Timing: CUDA events around a captured CUDA graph of 20 back-to-back steps (as a graph-captured decode loop runs
+ * them), after warm-up; the median of the timed replays divided by 20. Prints one JSON object.
+ *
+ *   npm run build && node dist/bench/commvq-attention-bench.js --contexts 32768,131072 > ours.json
+ */
+import { randomFillSync } from 'node:crypto';
+import { parseArgs } from 'node:util';
+import { decodeAttention } from '../core/backend/cuda/attention.js';
+import { CudaContext } from '../core/backend/cuda/context.js';
+import type { DeviceBlock } from '../core/backend/cuda/kernels.js';
+import { CudaTimer } from '../core/backend/cuda/timing.js';
+import { codeAttentionStep, CodeAttentionWorkspace, planCodeAttention, type CodeAttentionShape } from '../core/commvq/cuda-code-attention.js';
+import { packedCodeBytes } from '../core/commvq/code-packing.js';
+import { ropeTable } from '../core/model/rope.js';
+import { f32ToBf16 } from '../core/tensor/dtype.js';
+
+const { values: args } = parseArgs({
+  options: {
+    contexts: { type: 'string', default: '32768,131072' },
+    window: { type: 'string', default: '128' },
+    reps: { type: 'string', default: '20' },
+    residuals: { type: 'string', default: '11' },
+    'code-bits': { type: 'string', default: '1024' },
+  },
+});
+const contexts = args.contexts.split(',').map(Number);
+const W = Number(args.window);
+const reps = Number(args.reps);
+const R = Number(args.residuals);
+const Nc = Number(args['code-bits']);
+const Hq = 32;
+const Hkv = 8;
+const D = 128;
+const F = Hkv * D;
+const BATCH = 20; // steps per captured graph
+
+const ctx = new CudaContext(0);
+const blocks: DeviceBlock[] = [];
+
+function upload(bytes: Uint8Array): bigint {
+  const b = ctx.alloc(Math.max(16, bytes.byteLength));
+  blocks.push(b);
+  ctx.upload(b.ptr, bytes);
+  return b.ptr;
+}
+const randomBytes = (n: number): Uint8Array => {
+  const out = new Uint8Array(n);
+  for (let at = 0; at < n; at += 65536) randomFillSync(out.subarray(at, Math.min(n, at + 65536)));
+  return out;
+};
+/** n bf16 values uniform in [lo, hi). */
+const bf16 = (n: number, lo: number, hi: number): Uint8Array =>
+  new Uint8Array(Uint16Array.from({ length: n }, () => f32ToBf16(lo + (hi - lo) * Math.random())).buffer);
+const f32s = (n: number, f: () => number): Uint8Array => new Uint8Array(Float32Array.from({ length: n }, f).buffer);
+const TILE = 1 << 22;
+const tile = bf16(TILE, -1, 1);
+/** A device buffer of n bf16 values in [−1, 1): a random block of 4M values repeated (a dense cache of 128K tokens). */
+function tiledBf16(n: number): bigint {
+  const b = ctx.alloc(n * 2);
+  blocks.push(b);
+  for (let at = 0; at < n; at += TILE) ctx.upload(b.ptr + BigInt(at * 2), tile.subarray(0, Math.min(TILE, n - at) * 2));
+  return b.ptr;
+}
+
+/** Median milliseconds of one step: `reps` replays of a graph of BATCH steps, after two warm-up replays. */
+function timeGraph(step: () => void): number {
+  step();
+  ctx.synchronize();
+  const { graph } = ctx.capture(() => {
+    for (let i = 0; i < BATCH; i++) step();
+  });
+  const timer = new CudaTimer(ctx);
+  const ms: number[] = [];
+  for (let i = 0; i < reps + 2; i++) {
+    timer.start();
+    graph.replay();
+    const t = timer.stop();
+    if (i >= 2) ms.push(t / BATCH);
+  }
+  timer.dispose();
+  graph.dispose();
+  ms.sort((a, b) => a - b);
+  return ms[ms.length >> 1]!;
+}
+
+const rope = ropeTable({ type: 'llama3', theta: 500000, factor: 8, lowFreqFactor: 1, highFreqFactor: 4, originalMaxPositionEmbeddings: 8192 }, D);
+const results: Record<string, unknown>[] = [];
+for (const context of contexts) {
+  const N = context - W;
+  const capacity = Math.ceil(N / 64) * 64;
+  const shape: CodeAttentionShape = {
+    batch: 1, queryHeads: Hq, kvHeads: Hkv, headDim: D, residuals: R, codeBits: Nc, capacity, window: W, firstPosition: 0, maxCompressed: N,
+  };
+  const buffers = {
+    q: upload(bf16(Hq * D, -2, 2)),
+    theta: upload(f32s(R * Hkv * 128 * (D / 2), () => 0.1 * (Math.random() - 0.5))),
+    invFreq: upload(new Uint8Array(rope.invFreq.buffer.slice(0))),
+    keyCodes: upload(randomBytes(capacity * packedCodeBytes(R * Hkv))),
+    keyNorms: upload(bf16(capacity, 1, 4)),
+    valueBits: upload(randomBytes((capacity * Nc) / 8)),
+    valueRho: upload(bf16(capacity, 0.5, 1.5)),
+    codebook: upload(bf16(Nc * F, -0.1, 0.1)),
+    scale: upload(f32s(F, () => 0.5 + Math.random())),
+    exactKeys: upload(bf16(W * F, -1, 1)),
+    exactValues: upload(bf16(W * F, -1, 1)),
+    compressed: upload(new Uint8Array(Int32Array.of(N).buffer)),
+    exact: upload(new Uint8Array(Int32Array.of(W).buffer)),
+    out: upload(new Uint8Array(Hq * D * 2)),
+  };
+  const plan = planCodeAttention(ctx.info, shape);
+  const ws = new CodeAttentionWorkspace(ctx, plan);
+  const commvqMs = timeGraph(() => codeAttentionStep(ctx, buffers, shape, { workspace: ws }));
+  ws.dispose();
+
+  // dense bf16 decode over the same context, for scale
+  const k = tiledBf16(context * F);
+  const v = tiledBf16(context * F);
+  const denseMs = timeGraph(() =>
+    decodeAttention(ctx, { q: buffers.q, k, v, out: buffers.out }, { queryRows: 1, queryHeads: Hq, kvHeads: Hkv, headDim: D, qStart: context - 1, kvLength: context }),
+  );
+  const cacheBytes = N * (packedCodeBytes(R * Hkv) + 2 + Nc / 8 + 2) + 2 * W * F * 2;
+  results.push({ context, compressed: N, window: W, commvqMs, denseOursMs: denseMs, cacheBytes, denseCacheBytes: 2 * context * F * 2 });
+  process.stderr.write(`context ${context}: commvq ${(commvqMs * 1e3).toFixed(1)} µs, our dense bf16 decode ${(denseMs * 1e3).toFixed(1)} µs\n`);
+  while (blocks.length) blocks.pop()!.free();
+}
+console.log(JSON.stringify({ device: ctx.info.name, date: new Date().toISOString().slice(0, 10), queryHeads: Hq, kvHeads: Hkv, headDim: D, residuals: R, codeBits: Nc, batch: 1, stepsPerGraph: BATCH, reps, results }, null, 1));
+ctx.dispose();

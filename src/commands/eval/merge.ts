@@ -1,0 +1,48 @@
+import { Args, Flags } from '@oclif/core';
+import { BaseCommand } from '../../cli/base-command.js';
+import { parseNiahScorer } from '../../core/eval/niah/score.js';
+import { mergeEvalRuns, type MergeRunsResult } from '../../core/eval/run/merge-runs.js';
+import { scoreLine } from '../../core/eval/run/report.js';
+
+export default class EvalMerge extends BaseCommand {
+  static override summary = 'Combine the shards of an eval run and score them again.';
+  static override description =
+    'Reads every manifest and prediction file in the given run folders (shards of one run: same model, cache and protocol), ' +
+    'writes one OUT/predictions/<task>.jsonl per task in dataset order, OUT/manifest.json with every shard’s history, ' +
+    'OUT/summary.json, and for NIAH the cell files and the heatmap. The same example twice must have the same prediction. ' +
+    'Given one finished run folder, it rescores it.';
+
+  static override examples = [
+    '<%= config.bin %> eval merge runs/lb   # shards written into one folder',
+    '<%= config.bin %> eval merge runs/lb-gpu0 runs/lb-gpu1 --out runs/lb',
+    '<%= config.bin %> eval merge runs/niah --scorer exact --json',
+  ];
+
+  static override strict = false;
+
+  static override args = {
+    dirs: Args.string({ description: 'run folders (the --out of eval runs)', required: true }),
+  };
+
+  static override flags = {
+    out: Flags.string({ description: 'folder of the merged run (default: the first folder given)' }),
+    scorer: Flags.string({ description: 'NIAH: rescore with rouge1 or exact' }),
+  };
+
+  async run(): Promise<MergeRunsResult> {
+    const { argv, flags } = await this.parse(EvalMerge);
+    const result = await mergeEvalRuns({
+      dirs: argv as string[],
+      out: flags.out,
+      scorer: flags.scorer === undefined ? undefined : parseNiahScorer(flags.scorer),
+    });
+    const total = Object.values(result.counts).reduce((a, n) => a + n, 0);
+    this.log(scoreLine(result.summary));
+    const dup = result.duplicates > 0 ? `, ${result.duplicates} identical repeats dropped` : '';
+    const partial = result.summary.complete ? '' : ' — some planned examples have no prediction yet';
+    this.log(`${total} predictions from ${result.predictionFiles.length} files${dup} → ${result.summaryPath}${partial}`);
+    if (result.plots) this.log(`heatmap → ${result.plots.png}, ${result.plots.svg}`);
+    for (const f of result.truncatedTails) this.logToStderr(`${f}: its last line was cut short (a crash?) and is not merged`);
+    return result;
+  }
+}

@@ -1,0 +1,80 @@
+import { Flags } from '@oclif/core';
+import { BaseCommand } from '../../cli/base-command.js';
+import { deviceFlag, dtypeFlag } from '../../cli/flags.js';
+import { progressBar } from '../../cli/progress.js';
+import { createBackend } from '../../core/backend/create-backend.js';
+import { parseNiahDepths, parseNiahLengths } from '../../core/eval/niah/grid.js';
+import { parseNiahScorer } from '../../core/eval/niah/score.js';
+import { CACHE_FLAG_HELP, parseCacheChoice } from '../../core/eval/run/cache-choice.js';
+import { NIAH_DEFAULT_LENGTHS, runNiah, type NiahSummary } from '../../core/eval/run/niah-run.js';
+import { progressDetail, runReport } from '../../core/eval/run/report.js';
+import type { EvalRunResult } from '../../core/eval/run/run-benchmark.js';
+import { parseShard } from '../../core/eval/shard.js';
+import type { DType } from '../../core/tensor/dtype.js';
+
+export default class EvalNiah extends BaseCommand {
+  static override summary = 'Needle in a haystack: recall of one sentence hidden at each depth of contexts of each length.';
+  static override description =
+    'The protocol of the reference NIAH harness with its bugs fixed (sentence ends from the model’s own tokenizer, no special ' +
+    'tokens in the haystack, one BOS, a deterministic haystack). Writes OUT/predictions/niah.jsonl (resumable), a JSON file per ' +
+    'cell, OUT/summary.json, OUT/manifest.json and the depth × length heatmap OUT/niah.svg and OUT/niah.png (scores 0–10).';
+
+  static override examples = [
+    '<%= config.bin %> eval niah --model ./Llama-3.1-8B-Instruct --lengths 1k..128k --out runs/niah-dense --device cuda',
+    '<%= config.bin %> eval niah --model ./Llama-3.1-8B-Instruct --lengths 4k..32k:4k --depths 0,50,100 --haystack essays/ --out runs/niah --shard 0/2',
+    '<%= config.bin %> eval niah --model ./tiny-llama --lengths 200,400 --depths 3 --scorer exact --out /tmp/niah --json',
+  ];
+
+  static override flags = {
+    model: Flags.string({ description: 'Hugging Face model folder', required: true }),
+    out: Flags.string({ description: 'run folder to write (a rerun continues it)', required: true }),
+    cache: Flags.string({ description: CACHE_FLAG_HELP, default: 'dense' }),
+    lengths: Flags.string({ description: `context lengths in tokens: a doubling range 1k..128k, a stepped range 4k..32k:4k, or a list (default ${NIAH_DEFAULT_LENGTHS}, up to the model's context)` }),
+    depths: Flags.string({ description: 'needle depths: a count n (round(linspace(0, 100, n))) or a list of percents 0,50,100', default: '10' }),
+    haystack: Flags.string({ description: 'folder of .txt files read in name order and repeated (default: generated filler text)' }),
+    needle: Flags.string({ description: 'the needle sentence (default: the reference’s San Francisco sentence)' }),
+    question: Flags.string({ description: 'the question asking for the needle' }),
+    scorer: Flags.string({ description: 'rouge1: ROUGE-1 F × 10 (the reference); exact: 10 if the needle is recalled word for word', default: 'rouge1' }),
+    shard: Flags.string({ description: 'run shard i of n (0-based), e.g. 0/2; merge the shards with eval merge', default: '0/1' }),
+    limit: Flags.integer({ description: 'run only the first N cells (lengths outer, depths inner)', min: 1 }),
+    device: deviceFlag,
+    dtype: dtypeFlag,
+  };
+
+  async run(): Promise<EvalRunResult<NiahSummary>> {
+    const { flags } = await this.parse(EvalNiah);
+    const options = {
+      lengths: flags.lengths === undefined ? undefined : parseNiahLengths(flags.lengths),
+      depths: parseNiahDepths(flags.depths),
+      scorer: parseNiahScorer(flags.scorer),
+      cache: parseCacheChoice(flags.cache),
+      shard: parseShard(flags.shard),
+    };
+    const abort = new AbortController();
+    const onSigint = () => abort.abort();
+    process.once('SIGINT', onSigint);
+    const bar = progressBar('niah cells', this.jsonEnabled());
+    try {
+      const result = await runNiah({
+        ...options,
+        modelDir: flags.model,
+        out: flags.out,
+        backend: await createBackend(flags.device),
+        dtype: flags.dtype === 'auto' ? undefined : (flags.dtype as DType),
+        haystack: flags.haystack === undefined ? undefined : { kind: 'folder', dir: flags.haystack },
+        needle: flags.needle,
+        question: flags.question,
+        limit: flags.limit,
+        signal: abort.signal,
+        onProgress: (p) => bar.update(p.done, p.total, progressDetail(p)),
+      });
+      bar.stop();
+      for (const line of runReport(result)) this.log(line);
+      if (result.outcome === 'interrupted') process.exitCode = 130;
+      return result;
+    } finally {
+      bar.stop();
+      process.off('SIGINT', onSigint);
+    }
+  }
+}

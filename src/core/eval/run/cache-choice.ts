@@ -1,0 +1,103 @@
+/**
+ * Which KV cache an evaluation runs with (§8.5, §10.1 item 3: the harness selects the cache explicitly and records
+ * it in every result). `--cache` takes `KIND[:key=value,...]`; each kind is one case in the three switches below
+ * (parse, describe, open), so a new cache is added here and nowhere else — the commands pass the string through.
+ *
+ *   const choice = parseCacheChoice('dense');
+ *   const caches = openCacheFactory(model, choice);   // loads what the kind needs once per run
+ *   const cache = caches.make(promptIds.length + maxNewTokens);
+ *   manifest.cache = caches.description;              // { mode: 'dense', bits: 32, prefill: 'exact', ... }
+ */
+import { CommvqError } from '../../errors.js';
+import type { KVCache } from '../../model/kv-cache.js';
+import type { LlamaModel } from '../../model/llama.js';
+import { bytesPerElement } from '../../tensor/dtype.js';
+
+/** One variant per cache kind; the commvq kind (issue 7) is added as `{ kind: 'commvq'; bits; ... }`. */
+export type CacheChoice = { kind: 'dense' };
+
+/** The kinds `--cache` accepts, for help text and errors. */
+export const CACHE_KINDS: readonly CacheChoice['kind'][] = ['dense'];
+
+/** Help text of the `--cache` flag, shared by the eval commands. */
+export const CACHE_FLAG_HELP = `KV cache: KIND[:key=value,...], KIND one of ${CACHE_KINDS.join(', ')}`;
+
+/** What a result records about its cache: enough to tell two runs apart and to reproduce one. */
+export interface CacheDescription {
+  /** the kind, e.g. 'dense' */
+  mode: string;
+  /** a short name for file names and plot titles, e.g. 'dense' or 'commvq-2bit' */
+  label: string;
+  /** bits per stored K/V value: the activation dtype's width for dense, the code bits for a quantized cache */
+  bits: number;
+  /** the dtype exact keys and values are held in */
+  kv_dtype: string;
+  /** how the prompt's own attention is computed: 'exact' (dense), 'faithful' or 'strict' (§10.1 item 1) */
+  prefill: string;
+  /** codebook files or folders, null for dense */
+  codebooks: { key: string; value: string } | null;
+  /** value-code encoding: null for dense, 'argmax' or 'gumbel' (§10.1 item 2) */
+  value_encoding: string | null;
+  /** the seed of any randomness in the cache (gumbel encoding), null where there is none */
+  seed: number | null;
+}
+
+/** Splits `KIND[:key=value,...]`; a malformed option is an error naming it. */
+export function parseCacheSpec(spec: string): { kind: string; options: Record<string, string> } {
+  const [kind, rest] = splitOnce(spec.trim(), ':');
+  const options: Record<string, string> = {};
+  for (const part of rest === undefined ? [] : rest.split(',')) {
+    const [key, value] = splitOnce(part.trim(), '=');
+    if (!key || value === undefined || value === '') throw new CommvqError(`--cache ${spec}: '${part}' is not key=value`);
+    options[key] = value;
+  }
+  return { kind, options };
+}
+
+function splitOnce(s: string, sep: string): [string, string | undefined] {
+  const i = s.indexOf(sep);
+  return i < 0 ? [s, undefined] : [s.slice(0, i), s.slice(i + 1)];
+}
+
+/**
+ * Parses a `--cache` value.
+ *
+ *   parseCacheChoice('dense')  // { kind: 'dense' }
+ */
+export function parseCacheChoice(spec: string): CacheChoice {
+  const { kind, options } = parseCacheSpec(spec);
+  const extra = Object.keys(options);
+  switch (kind) {
+    case 'dense':
+      if (extra.length > 0) throw new CommvqError(`--cache dense takes no options (got ${extra.join(', ')})`);
+      return { kind: 'dense' };
+    default:
+      throw new CommvqError(`unknown cache '${kind}'`, `--cache takes one of: ${CACHE_KINDS.join(', ')}`);
+  }
+}
+
+/** The manifest's description of a cache on this model (the dense cache holds the backend's activation dtype). */
+export function describeCache(choice: CacheChoice, model: LlamaModel): CacheDescription {
+  switch (choice.kind) {
+    case 'dense': {
+      const dtype = model.backend.activationDType;
+      return { mode: 'dense', label: 'dense', bits: 8 * bytesPerElement(dtype), kv_dtype: dtype, prefill: 'exact', codebooks: null, value_encoding: null, seed: null };
+    }
+  }
+}
+
+/** Makes one cache per example; owns whatever the kind loads once per run (codebooks), released by dispose. */
+export interface CacheFactory {
+  readonly description: CacheDescription;
+  /** an empty cache with room for `capacity` tokens; the caller disposes it */
+  make(capacity: number): KVCache;
+  dispose(): void;
+}
+
+export function openCacheFactory(model: LlamaModel, choice: CacheChoice): CacheFactory {
+  const description = describeCache(choice, model);
+  switch (choice.kind) {
+    case 'dense':
+      return { description, make: (capacity) => model.createDenseCache(capacity), dispose() {} };
+  }
+}

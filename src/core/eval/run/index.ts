@@ -1,0 +1,20 @@
+/**
+ * The evaluation runners: the protocols of `src/core/eval` driven through the model, with per-example predictions
+ * (resumable), shards and their merge, manifests, summaries and the NIAH heatmap. The `commvq eval` commands are
+ * thin adapters over these.
+ *
+ *   const r = await runNiah({ modelDir: 'tiny-llama', out: 'runs/niah', backend, lengths: [1000, 2000], depths: [0, 50, 100] });
+ *   const m = await mergeEvalRuns({ dirs: ['runs/lb-0', 'runs/lb-1'], out: 'runs/lb' });
+ */
+export { CACHE_FLAG_HELP, CACHE_KINDS, describeCache, openCacheFactory, parseCacheChoice, parseCacheSpec, type CacheChoice, type CacheDescription, type CacheFactory } from './cache-choice.js';
+export { EvalRun, selectExamples, type EvalProgress, type EvalTask, type ExecuteOutcome, type Prediction } from './eval-run.js';
+export { runInfinitebench, type InfiniteBenchRunOptions } from './infinitebench-run.js';
+export { listManifests, listPredictionFiles, runPaths, shardSuffix, type RunPaths } from './layout.js';
+export { runLongbench, type LongBenchRunOptions } from './longbench-run.js';
+export { EVAL_MANIFEST_FORMAT, EVAL_MANIFEST_VERSION, readEvalManifest, type Benchmark, type EvalIdentity, type EvalManifest, type EvalRunEntry, type ModelIdentity } from './manifest.js';
+export { mergeEvalRuns, type MergeOptions, type MergeRunsResult } from './merge-runs.js';
+export { NIAH_DEFAULT_LENGTHS, runNiah, type NiahRunOptions, type NiahSummary } from './niah-run.js';
+export { runBenchmark, type EvalRunOptions, type EvalRunResult } from './run-benchmark.js';
+export { EvalSession, type EvalGeneration, type EvalOutput } from './session.js';
+export { EVAL_SUMMARY_FORMAT, type InfiniteBenchSummary, type LongBenchSummary, type SummaryBase } from './summary.js';
+export { progressDetail, runReport, scoreLine } from './report.js';

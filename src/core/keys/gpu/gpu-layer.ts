@@ -1,0 +1,43 @@
+import type { Backend } from '../../backend/backend.js';
+import { CudaBackend } from '../../backend/cuda/cuda-backend.js';
+import type { SeededRandom } from '../../model/seeded-random.js';
+import type { LayerKeyCodebook } from '../codebook.js';
+import { trainGroupEm, type EmConfig, type StageResult } from '../em.js';
+import type { StageErrors } from '../encoder.js';
+import { gpuStageErrors } from './gpu-encode.js';
+import { GpuEmBackend, GpuKeys } from './gpu-em.js';
+
+/**
+ * The GPU side of train-key, loaded only when the backend is CUDA: EM of every group of one layer, and held-out
+ * scoring with the GPU encoder.
+ */
+
+function cudaOf(backend: Backend): CudaBackend {
+  if (!(backend instanceof CudaBackend)) throw new Error(`GPU key training needs the CUDA backend, got ${backend.device}`);
+  return backend;
+}
+
+/** EM of all groups of one layer on the GPU: stages[g][r]. Rows [N, G·D] HF, pre-RoPE. */
+export function trainLayerEmGpu(
+  backend: Backend, rows: Float32Array, groups: number, headDim: number, residuals: number,
+  rngOf: (g: number) => (r: number) => SeededRandom, cfg: EmConfig, onStep: (g: number, r: number, s: number) => void,
+): StageResult[][] {
+  const { ctx } = cudaOf(backend);
+  const keys = GpuKeys.upload(ctx, rows, groups, headDim);
+  try {
+    return Array.from({ length: groups }, (_, g) => {
+      const be = new GpuEmBackend(ctx, keys.group(g), keys.n2.ptr, keys.tokens, headDim);
+      try {
+        return trainGroupEm(be, residuals, rngOf(g), cfg, (r, s) => onStep(g, r, s));
+      } finally {
+        be.dispose();
+      }
+    });
+  } finally {
+    keys.dispose();
+  }
+}
+
+export function stageErrorsGpu(backend: Backend, cb: LayerKeyCodebook, rows: Float32Array): StageErrors {
+  return gpuStageErrors(cudaOf(backend).ctx, cb, rows);
+}

@@ -1,0 +1,217 @@
+import { join } from 'node:path';
+import type { Backend } from '../backend/backend.js';
+import { CommvqError } from '../errors.js';
+import { writeFileAtomic } from '../io/atomic-write.js';
+import { readKvRows } from '../kv/kv-reader.js';
+import { requireCollectedRun } from '../kv/run-manifest.js';
+import { parseLayerList } from '../layer-list.js';
+import { SeededRandom } from '../model/seeded-random.js';
+import { HALF_SIZE, LayerKeyCodebook, RESIDUALS_FOR_BITS } from './codebook.js';
+import { CpuEmBackend } from './cpu-em.js';
+import { e2eData, E2E_DEFAULTS, trainE2e, type E2eConfig } from './e2e.js';
+import { EM_DEFAULTS, streamSeed, trainGroupEm, type EmConfig, type StageResult } from './em.js';
+import { stageErrors, type StageErrors } from './encoder.js';
+import { keyCodebookFileName, writeKeyCodebook, type KeyCodebookMeta } from './format.js';
+import { prepareKeys } from './layout.js';
+import { formatKeyReport, relativeErrors, type KeyReport, type LayerKeyReport } from './report.js';
+
+/**
+ * `commvq train-key` as a library call: for each layer, read the collected pre-RoPE keys (RUN_DIR/kv), train the
+ * key codebook by EM (spec §3, on the CPU or the GPU) and, for `e2e`, refine it end to end (e2e.ts, CPU), then
+ * score it on held-out tokens with the shared encoder. Writes RUN_DIR/key-codebook-{method}-{bits}bit.arrow (after
+ * every layer, atomically) and the report beside it (`.report.json`).
+ *
+ *   const { report, table } = await trainKey({ runDir: 'runs/llama', method: 'em', bits: 1, backend });
+ */
+
+export interface TrainKeyOptions {
+  runDir: string;
+  method: 'em' | 'e2e';
+  bits: 1 | 2;
+  /** R (default 11 for 1 bit, 21 for 2 bits) */
+  residuals?: number;
+  /** layer selection like `0-3,31` (default: every collected layer) */
+  layers?: string;
+  /** training tokens per layer (default 1,048,576, the reference's cap) */
+  tokens?: number;
+  /** held-out tokens per layer for the report (default 16,384, at most an eighth of what was collected) */
+  heldout?: number;
+  seed?: number;
+  backend: Backend;
+  em?: Partial<EmConfig>;
+  e2e?: Partial<E2eConfig>;
+  onProgress?: (done: number, total: number) => void;
+}
+
+export interface TrainKeyResult {
+  codebook: string;
+  reportPath: string;
+  report: KeyReport;
+  /** the report as a readable table */
+  table: string;
+}
+
+const DEFAULT_TOKENS = 1 << 20;
+const DEFAULT_HELDOUT = 16384;
+
+export async function trainKey(o: TrainKeyOptions): Promise<TrainKeyResult> {
+  const manifest = requireCollectedRun(o.runDir);
+  const residuals = o.residuals ?? RESIDUALS_FOR_BITS[o.bits];
+  if (!(residuals >= 1)) throw new CommvqError(`--residuals must be at least 1 (got ${residuals})`);
+  const layers = parseLayerList(o.layers, manifest.model.numLayers);
+  const missing = layers.filter((l) => !manifest.collect.layers.includes(l));
+  if (missing.length) throw new CommvqError(`${o.runDir}: layer ${missing.join(', ')} was not collected (collected: ${manifest.collect.layers.join(',')})`);
+  const { headDim, kvHeads } = manifest.model;
+  const seed = o.seed ?? 0;
+  const run: LayerRun = {
+    o, residuals, seed, headDim, kvHeads,
+    tokens: o.tokens ?? DEFAULT_TOKENS,
+    heldout: o.heldout ?? DEFAULT_HELDOUT,
+    em: { ...EM_DEFAULTS, ...o.em, halfSize: HALF_SIZE },
+    e2e: { ...E2E_DEFAULTS, seed, ...o.e2e },
+    gpu: o.backend.device.startsWith('cuda') ? await import('./gpu/gpu-layer.js') : undefined,
+    progress: new Progress(0, o.onProgress),
+  };
+  run.progress.total = layers.length * (kvHeads * residuals * run.em.maxSteps + (o.method === 'e2e' ? e2eSteps(run.tokens, run.e2e) : 0));
+  const path = join(o.runDir, keyCodebookFileName(o.method, o.bits));
+  const reportPath = path.replace(/\.arrow$/, '.report.json');
+  const meta: KeyCodebookMeta = {
+    method: o.method, bits: o.bits, residuals, halfSize: HALF_SIZE, pairs: headDim / 2, headDim, kvHeads, layout: 'PI',
+    data: o.runDir, model: manifest.model.path, tokens: run.tokens, heldout: run.heldout, seed,
+  };
+  const report: KeyReport = { format: 'commvq.key-report', version: 1, codebook: path, method: o.method, bits: o.bits, residuals, seed, device: o.backend.device, layers: [] };
+  const codebooks = new Map<number, LayerKeyCodebook>();
+  for (const layer of layers) {
+    const { codebook, layerReport } = trainLayer(run, layer);
+    codebooks.set(layer, codebook);
+    report.layers.push(layerReport);
+    writeKeyCodebook(path, meta, codebooks); // after every layer: a long run keeps what it finished
+    writeFileAtomic(reportPath, [Buffer.from(JSON.stringify(report, null, 1) + '\n')]);
+  }
+  return { codebook: path, reportPath, report, table: formatKeyReport(report) };
+}
+
+/** What every layer of one train-key run shares. */
+interface LayerRun {
+  o: TrainKeyOptions;
+  residuals: number;
+  seed: number;
+  headDim: number;
+  kvHeads: number;
+  tokens: number;
+  heldout: number;
+  em: EmConfig;
+  e2e: E2eConfig;
+  gpu: typeof import('./gpu/gpu-layer.js') | undefined;
+  progress: Progress;
+}
+
+/** Reads one layer's keys, trains its codebook (EM, then E2E if asked) and scores it on the held-out tokens. */
+function trainLayer(run: LayerRun, layer: number): { codebook: LayerKeyCodebook; layerReport: LayerKeyReport } {
+  const { o, residuals, headDim, kvHeads, em, gpu, progress } = run;
+  const started = Date.now();
+  const what = `${o.runDir}: layer ${layer} keys`;
+  const { trainRows, heldRows, nTrain, held } = readLayerKeys(run, layer, what);
+  const rngOf = (g: number) => (r: number) => new SeededRandom(streamSeed(run.seed, layer, g, r));
+  const base = progress.done;
+  const onStep = (g: number, r: number, s: number) => progress.set(base + (g * residuals + r) * em.maxSteps + s + 1);
+  const stages = gpu
+    ? gpu.trainLayerEmGpu(o.backend, trainRows, kvHeads, headDim, residuals, rngOf, em, onStep)
+    : trainLayerEmCpu(trainRows, kvHeads, headDim, residuals, rngOf, em, onStep);
+  progress.set(base + kvHeads * residuals * em.maxSteps);
+  const emCodebook = new LayerKeyCodebook({ residuals, groups: kvHeads, halfSize: HALF_SIZE, pairs: headDim / 2 });
+  stages.forEach((gs, g) => gs.forEach((s, r) => emCodebook.stage(r, g).set(s.theta)));
+  const score = (cb: LayerKeyCodebook): StageErrors => (gpu ? gpu.stageErrorsGpu(o.backend, cb, heldRows) : stageErrors(cb, heldRows));
+  const emErrors = relativeErrors(score(emCodebook), residuals, kvHeads);
+  let codebook = emCodebook;
+  let errors = emErrors;
+  let e2e: LayerKeyReport['e2e'];
+  if (o.method === 'e2e') {
+    const e2eBase = progress.done;
+    const rows = spreadRows(trainRows, kvHeads * headDim, run.e2e.maxTokens); // E2E trains on at most maxTokens of them
+    const result = trainE2e(e2eData(prepareKeys(rows, kvHeads, headDim, what)), emCodebook, run.e2e, (done) => progress.set(e2eBase + done));
+    codebook = result.codebook;
+    errors = relativeErrors(score(codebook), residuals, kvHeads);
+    e2e = {
+      em_relative_error: emErrors.layer, valid_loss: result.validLoss, train_loss: result.trainLoss, best_epoch: result.bestEpoch,
+      ratio: errors.layer[residuals - 1]! / emErrors.layer[residuals - 1]!,
+    };
+  }
+  const layerReport: LayerKeyReport = {
+    layer, train_tokens: nTrain, heldout_tokens: held, seconds: (Date.now() - started) / 1000,
+    relative_error: errors.layer, groups: errors.groups.map((relative_error, group) => ({ group, relative_error })),
+    em: { steps: stages.map((gs) => gs.map((s) => s.steps)), train_mse: stages.map((gs) => gs.map((s) => s.mse)) },
+    ...(e2e ? { e2e } : {}),
+  };
+  return { codebook, layerReport };
+}
+
+/**
+ * One layer's collected keys split into training rows (the first `tokens`) and held-out rows (the last read, at most
+ * an eighth of what there is), checked: shape against the manifest, finite values, enough tokens for the centres.
+ */
+function readLayerKeys(run: LayerRun, layer: number, what: string): { trainRows: Float32Array; heldRows: Float32Array; nTrain: number; held: number } {
+  const kv = readKvRows(run.o.runDir, 'key', layer, { maxTokens: run.tokens + run.heldout });
+  if (kv.headDim !== run.headDim || kv.kvHeads !== run.kvHeads) {
+    throw new CommvqError(`${what}: ${kv.kvHeads} heads of ${kv.headDim}, the manifest says ${run.kvHeads} of ${run.headDim}`);
+  }
+  checkFinite(kv.rows, kv.width, what);
+  const held = Math.min(run.heldout, Math.floor(kv.tokens / 8));
+  const nTrain = Math.min(run.tokens, kv.tokens - held);
+  const centres = HALF_SIZE * HALF_SIZE;
+  if (nTrain < centres || held < 1) {
+    throw new CommvqError(
+      `${what}: ${kv.tokens} collected tokens are too few: the EM init draws ${centres} centres from at least ${centres} training tokens, plus held-out tokens`,
+      `collect at least ${Math.ceil((centres * 8) / 7)} tokens per layer (commvq collect-kv --tokens)`,
+    );
+  }
+  return { trainRows: kv.rows.subarray(0, nTrain * kv.width), heldRows: kv.rows.subarray(kv.rows.length - held * kv.width), nTrain, held };
+}
+
+/** EM of every group of one layer on the CPU: stages[g][r]. */
+function trainLayerEmCpu(
+  rows: Float32Array, groups: number, headDim: number, residuals: number,
+  rngOf: (g: number) => (r: number) => SeededRandom, cfg: EmConfig, onStep: (g: number, r: number, s: number) => void,
+): StageResult[][] {
+  const keys = prepareKeys(rows, groups, headDim);
+  const n2 = keys.norms.map((n) => n * n);
+  return keys.data.map((V, g) => trainGroupEm(new CpuEmBackend(V, n2, cfg.halfSize), residuals, rngOf(g), cfg, (r, s) => onStep(g, r, s)));
+}
+
+/** At most `count` rows of `rows` [N, width], evenly spaced (all of them when N ≤ count). */
+function spreadRows(rows: Float32Array, width: number, count: number): Float32Array {
+  const N = rows.length / width;
+  if (N <= count) return rows;
+  const out = new Float32Array(count * width);
+  for (let i = 0; i < count; i++) {
+    const t = Math.floor((i * N) / count);
+    out.set(rows.subarray(t * width, (t + 1) * width), i * width);
+  }
+  return out;
+}
+
+function checkFinite(rows: Float32Array, width: number, what: string): void {
+  for (let i = 0; i < rows.length; i++) {
+    if (!Number.isFinite(rows[i]!)) {
+      throw new CommvqError(`${what}: token ${Math.floor(i / width)} holds NaN or infinite values`, 'collect the keys again; the model produced non-finite activations');
+    }
+  }
+}
+
+function e2eSteps(tokens: number, cfg: E2eConfig): number {
+  return cfg.epochs * Math.ceil(Math.min(tokens, cfg.maxTokens) / cfg.batchSize);
+}
+
+/** Monotone progress over a known total. */
+class Progress {
+  done = 0;
+  constructor(
+    public total: number,
+    private readonly report?: (done: number, total: number) => void,
+  ) {}
+
+  set(done: number): void {
+    this.done = Math.max(this.done, Math.min(done, this.total));
+    this.report?.(this.done, this.total);
+  }
+}
