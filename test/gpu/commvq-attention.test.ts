@@ -1,0 +1,377 @@
+/**
+ * CommVQ decode attention on the GPU (src/core/commvq/cuda-code-attention.ts, kernels/commvq_*.cu) against the CPU
+ * reference (code-attention.ts `queryTables`/`codeLogits`/`codeValues`, composed as `CommvqCache.attendOne` does),
+ * on random θ, codes, bits, norms, queries and exact windows drawn fresh each run (the seed is in every message):
+ * head_dim 64 and 128, GQA 1, 2, 4 and Llama-3.1-8B's 32:8, positions up to 131072, batches of mixed lengths (one
+ * sequence with no compressed token) that must equal each sequence run alone. Memory past each sequence's length is
+ * NaN or random bytes, so a read past a length shows. Shape misuse is checked without a GPU.
+ *
+ * Tolerances (the GPU works in f32 from the same bf16/f32 inputs; the CPU in f64):
+ *   logits:  |gpu − cpu| ≤ 1e-5·M_t + 1e-6, M_t = n_t/√D_h·Σ_j (|q_j| + |q_{j+P}|)·Σ_r (|X_A| + |Y_A| + |X_B| + |Y_B|),
+ *            the sum of the magnitudes of every term: f32 sums of ~2R terms per pair and 64 pairs lose ≤ ~1e-6·M_t,
+ *            sincosf is within 2 ulp, φ = f32(p·invFreq) is computed identically.
+ *   outputs: |gpu − cpu| ≤ 1e-3·V_c + 1e-4·|cpu| + 1e-6, V_c = Σ_t a_t·|v_t,c| (compressed v̂ and exact v): a logit
+ *            error δ moves weights by ≤ 2δ relative; the weights enter the bit sums as bf16 hi + lo (~2^-17 relative).
+ *            bf16 outputs add 2^-8·|cpu| (one rounding).
+ *   batch vs alone: bit-identical (every split of work depends on the sequence's own lengths only).
+ */
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { CudaBackend, cudaAvailable } from '../../src/core/backend/cuda/cuda-backend.js';
+import type { CudaContextLike, DeviceBlock, DeviceInfo } from '../../src/core/backend/cuda/kernels.js';
+import { codeLogits, codeValues, queryTables } from '../../src/core/commvq/code-attention.js';
+import { packBits, packCodes12, packedCodeBytes } from '../../src/core/commvq/code-packing.js';
+import {
+  codeAttentionStep,
+  CodeAttentionWorkspace,
+  launchKeyLogits,
+  planCodeAttention,
+  type CodeAttentionBuffers,
+  type CodeAttentionShape,
+} from '../../src/core/commvq/cuda-code-attention.js';
+import { CommvqError } from '../../src/core/errors.js';
+import { LayerKeyCodebook } from '../../src/core/keys/codebook.js';
+import { ropeTable } from '../../src/core/model/rope.js';
+import { bf16ToF32, f32ToBf16 } from '../../src/core/tensor/dtype.js';
+import { checkClose, nonFinite, Rng, SEED } from './gpu-helpers.js';
+
+const gpu = cudaAvailable();
+const BF16_NAN = 0x7fc0;
+
+interface Config {
+  queryHeads: number;
+  kvHeads: number;
+  headDim: number;
+  residuals: number;
+  codeBits: number;
+  /** N_b and E_b per sequence */
+  compressed: number[];
+  exact: number[];
+  firstPosition: number;
+}
+
+/** One sequence's inputs: host values (what the CPU uses) and their bf16 bits (what the GPU reads). */
+interface Seq {
+  N: number;
+  E: number;
+  q: Float32Array;
+  qBits: Uint16Array;
+  codes: Uint16Array; // [N, R, H_kv]
+  norms: Float32Array;
+  bits: Float32Array; // [N, N_c] 0/1
+  rho: Float32Array;
+  keys: Float32Array; // [E, H_kv·D_h] rotated
+  values: Float32Array;
+}
+
+interface Case {
+  cfg: Config;
+  shape: CodeAttentionShape;
+  cb: LayerKeyCodebook;
+  invFreq: Float32Array;
+  E: Float32Array; // [N_c, H_kv·D_h] bf16 values
+  ls: Float32Array;
+  seqs: Seq[];
+}
+
+function bf16Values(rng: Rng, n: number, f: () => number): Float32Array {
+  return Float32Array.from({ length: n }, () => bf16ToF32(f32ToBf16(f())));
+}
+
+function makeCase(cfg: Config, rng: Rng): Case {
+  const { queryHeads: Hq, kvHeads: Hkv, headDim: D, residuals: R, codeBits: Nc } = cfg;
+  const P = D / 2;
+  const F = Hkv * D;
+  const cb = new LayerKeyCodebook({ residuals: R, groups: Hkv, halfSize: 64, pairs: P }, Float32Array.from({ length: R * Hkv * 128 * P }, () => 0.05 * rng.normal()));
+  const rope = ropeTable({ type: 'llama3', theta: 500000, factor: 8, lowFreqFactor: 1, highFreqFactor: 4, originalMaxPositionEmbeddings: 8192 }, D);
+  const seqs = cfg.compressed.map((N, i): Seq => {
+    const E = cfg.exact[i]!;
+    const q = bf16Values(rng, Hq * D, () => rng.normal());
+    return {
+      N, E, q,
+      qBits: Uint16Array.from(q, f32ToBf16),
+      codes: Uint16Array.from({ length: N * R * Hkv }, () => rng.int(4096)),
+      norms: bf16Values(rng, N, () => 1 + 3 * rng.uniform()),
+      bits: Float32Array.from({ length: N * Nc }, () => (rng.uniform() < 0.5 ? 1 : 0)),
+      rho: bf16Values(rng, N, () => 0.5 + rng.uniform()),
+      keys: bf16Values(rng, E * F, () => 0.3 * rng.normal()),
+      values: bf16Values(rng, E * F, () => rng.normal()),
+    };
+  });
+  const maxCompressed = Math.max(...cfg.compressed);
+  const shape: CodeAttentionShape = {
+    batch: seqs.length, queryHeads: Hq, kvHeads: Hkv, headDim: D, residuals: R, codeBits: Nc,
+    capacity: Math.max(64, Math.ceil(maxCompressed / 64) * 64), window: Math.max(...cfg.exact, 1),
+    firstPosition: cfg.firstPosition, maxCompressed,
+  };
+  return {
+    cfg, shape, cb, invFreq: rope.invFreq,
+    E: bf16Values(rng, Nc * F, () => 0.05 * rng.normal()),
+    ls: Float32Array.from({ length: F }, () => 0.5 + rng.uniform()),
+    seqs,
+  };
+}
+
+/** CPU reference of one sequence: logits per head, the output, and V_c = Σ_t a_t·|v_t,c| (see the tolerances). */
+function cpuStep(c: Case, s: Seq): { logits: Float64Array[]; mag: Float64Array[]; out: Float64Array; absOut: Float64Array } {
+  const { queryHeads: Hq, kvHeads: Hkv, headDim: D, residuals: R, codeBits: Nc } = c.cfg;
+  const G = Hq / Hkv;
+  const F = Hkv * D;
+  const P = D / 2;
+  const positions = Int32Array.from({ length: s.N }, (_, t) => c.cfg.firstPosition + t);
+  // |v̂_t,c| of the compressed tokens, per kv head: (b_t·E)·ρ′_t·(ls + ε)
+  const vhat = Array.from({ length: Hkv }, (_, g) => {
+    const out = new Float64Array(s.N * D);
+    for (let t = 0; t < s.N; t++) {
+      const row = out.subarray(t * D, (t + 1) * D);
+      for (let d = 0; d < Nc; d++) if (s.bits[t * Nc + d]) for (let k = 0; k < D; k++) row[k] += c.E[d * F + g * D + k]!;
+      for (let k = 0; k < D; k++) row[k] = Math.abs(row[k]! * s.rho[t]! * (c.ls[g * D + k]! + 1e-6));
+    }
+    return out;
+  });
+  const out = new Float64Array(Hq * D);
+  const absOut = new Float64Array(Hq * D);
+  const logitsAll: Float64Array[] = [];
+  const magAll: Float64Array[] = [];
+  for (let h = 0; h < Hq; h++) {
+    const g = Math.floor(h / G);
+    const logits = new Float64Array(s.N);
+    codeLogits(c.cb, g, queryTables(c.cb, g, s.q, h * D), s.codes, s.norms, positions, c.invFreq, logits);
+    logitsAll.push(logits);
+    const mag = new Float64Array(s.N);
+    let qAbs = 0;
+    for (let j = 0; j < P; j++) qAbs = Math.max(qAbs, Math.abs(s.q[h * D + j]!) + Math.abs(s.q[h * D + j + P]!));
+    for (let t = 0; t < s.N; t++) {
+      let sum = 0;
+      for (let r = 0; r < R; r++) {
+        const code = s.codes[(t * R + r) * Hkv + g]!;
+        const th = c.cb.stage(r, g);
+        for (const i of [code >> 6, code & 63]) for (let j = 0; j < P; j++) sum += Math.abs(th[2 * i * P + j]!) + Math.abs(th[(2 * i + 1) * P + j]!);
+      }
+      mag[t] = (s.norms[t]! / Math.sqrt(D)) * qAbs * sum;
+    }
+    magAll.push(mag);
+    const exact = Array.from({ length: s.E }, (_, t) => {
+      let d = 0;
+      for (let k = 0; k < D; k++) d += s.q[h * D + k]! * s.keys[t * F + g * D + k]!;
+      return d / Math.sqrt(D);
+    });
+    const max = Math.max(...logits, ...exact);
+    const wc = logits.map((l) => Math.exp(l - max));
+    const we = exact.map((e) => Math.exp(e - max));
+    const sum = wc.reduce((a, b) => a + b, 0) + we.reduce((a, b) => a + b, 0);
+    for (let t = 0; t < s.N; t++) wc[t] = wc[t]! / sum;
+    const acc = new Float64Array(D);
+    codeValues(wc, s.rho, s.bits, Nc, c.E, F, g, D, c.ls, acc);
+    for (let t = 0; t < s.E; t++) {
+      const w = we[t]! / sum;
+      for (let k = 0; k < D; k++) acc[k] += w * s.values[t * F + g * D + k]!;
+    }
+    for (let k = 0; k < D; k++) {
+      let a = 0;
+      for (let t = 0; t < s.N; t++) a += wc[t]! * vhat[g]![t * D + k]!;
+      for (let t = 0; t < s.E; t++) a += (we[t]! / sum) * Math.abs(s.values[t * F + g * D + k]!);
+      out[h * D + k] = acc[k]!;
+      absOut[h * D + k] = a;
+    }
+  }
+  return { logits: logitsAll, mag: magAll, out, absOut };
+}
+
+const bytesOf = (a: ArrayBufferView): Uint8Array => new Uint8Array(a.buffer, a.byteOffset, a.byteLength);
+
+/** Device buffers of a batch of the case's sequences (`which`), in the packed layouts; past-length memory poisoned. */
+class Batch {
+  readonly blocks: DeviceBlock[] = [];
+  readonly buffers: CodeAttentionBuffers;
+  readonly shape: CodeAttentionShape;
+
+  constructor(ctx: CudaContextLike & { upload(dst: bigint, b: Uint8Array): void }, c: Case, which: number[], rng: Rng) {
+    const seqs = which.map((i) => c.seqs[i]!);
+    const { queryHeads: Hq, kvHeads: Hkv, headDim: D, residuals: R, codeBits: Nc } = c.cfg;
+    const { capacity: cap, window: W } = c.shape;
+    const F = Hkv * D;
+    const B = seqs.length;
+    const codeBytes = packedCodeBytes(R * Hkv);
+    const keyCodes = Uint8Array.from({ length: B * cap * codeBytes }, () => rng.int(256));
+    const valueBits = Uint8Array.from({ length: B * cap * (Nc / 8) }, () => rng.int(256));
+    const norms = new Uint16Array(B * cap).fill(BF16_NAN);
+    const rho = new Uint16Array(B * cap).fill(BF16_NAN);
+    const exactK = new Uint16Array(B * W * F).fill(BF16_NAN);
+    const exactV = new Uint16Array(B * W * F).fill(BF16_NAN);
+    const q = new Uint16Array(B * Hq * D);
+    seqs.forEach((s, b) => {
+      q.set(s.qBits, b * Hq * D);
+      for (let t = 0; t < s.N; t++) {
+        packCodes12(s.codes.subarray(t * R * Hkv, (t + 1) * R * Hkv), keyCodes, (b * cap + t) * codeBytes);
+        packBits(s.bits.subarray(t * Nc, (t + 1) * Nc), valueBits, (b * cap + t) * (Nc / 8));
+        norms[b * cap + t] = f32ToBf16(s.norms[t]!);
+        rho[b * cap + t] = f32ToBf16(s.rho[t]!);
+      }
+      exactK.set(Uint16Array.from(s.keys, f32ToBf16), b * W * F);
+      exactV.set(Uint16Array.from(s.values, f32ToBf16), b * W * F);
+    });
+    const up = (a: ArrayBufferView): bigint => {
+      const blk = ctx.alloc(Math.max(16, a.byteLength));
+      this.blocks.push(blk);
+      ctx.upload(blk.ptr, bytesOf(a));
+      return blk.ptr;
+    };
+    const maxCompressed = Math.max(...seqs.map((s) => s.N));
+    this.shape = { ...c.shape, batch: B, maxCompressed };
+    this.buffers = {
+      q: up(q), theta: up(c.cb.theta), invFreq: up(c.invFreq), keyCodes: up(keyCodes), keyNorms: up(norms),
+      valueBits: up(valueBits), valueRho: up(rho), codebook: up(Uint16Array.from(c.E, f32ToBf16)), scale: up(c.ls),
+      exactKeys: up(exactK), exactValues: up(exactV),
+      compressed: up(Int32Array.from(seqs, (s) => s.N)), exact: up(Int32Array.from(seqs, (s) => s.E)),
+      out: up(new Float32Array(B * Hq * D)),
+    };
+  }
+
+  dispose(): void {
+    this.blocks.forEach((b) => b.free());
+  }
+}
+
+function download(ctx: { download(dst: Uint8Array, src: bigint): void }, src: bigint, n: number): Float32Array {
+  const out = new Float32Array(n);
+  ctx.download(bytesOf(out), src);
+  return out;
+}
+
+const CASES: Config[] = [];
+for (const headDim of [64, 128]) {
+  for (const G of [1, 2, 4]) {
+    CASES.push({ queryHeads: 2 * G, kvHeads: 2, headDim, residuals: 11, codeBits: 256, compressed: [1100, 0, 257], exact: [128, 5, 1], firstPosition: 131073 - 1100 });
+  }
+}
+// Llama-3.1-8B attention (32:8, D_h 128, R 11, N_c 1024), and a 2-bit codebook (R 21, two θ phases of stages)
+CASES.push({ queryHeads: 32, kvHeads: 8, headDim: 128, residuals: 11, codeBits: 1024, compressed: [1300, 200], exact: [128, 64], firstPosition: 131073 - 1300 });
+CASES.push({ queryHeads: 8, kvHeads: 2, headDim: 128, residuals: 21, codeBits: 2048, compressed: [700, 64], exact: [3, 128], firstPosition: 0 });
+
+describe.skipIf(!gpu)(`CommVQ decode attention, GPU vs CPU (${gpu ? `seed ${SEED}` : 'skipped: no CUDA driver or GPU here'})`, () => {
+  let cuda: CudaBackend;
+  const ok = (msg: string | null): void => expect(msg, msg ?? '').toBeNull();
+
+  beforeAll(() => {
+    cuda = CudaBackend.create(0);
+  });
+  afterAll(() => cuda?.dispose());
+
+  CASES.forEach((cfg, n) => {
+    const name = `D_h ${cfg.headDim}, H_q ${cfg.queryHeads}:${cfg.kvHeads}, R ${cfg.residuals}, N_c ${cfg.codeBits}, N ${cfg.compressed}, E ${cfg.exact}`;
+
+    it(`${name}: logits, outputs and batch = alone`, () => {
+      const rng = new Rng(SEED + 7919 * n);
+      const c = makeCase(cfg, rng);
+      const ctx = cuda.ctx;
+      const before = cuda.memory().bytesInUse;
+      const ref = c.seqs.map((s) => cpuStep(c, s));
+      const all = c.seqs.map((_, i) => i);
+      const batch = new Batch(ctx, c, all, rng);
+      try {
+        // 1. key logits alone against codeLogits
+        const plan = planCodeAttention(ctx.info, batch.shape);
+        const ws = new CodeAttentionWorkspace(ctx, plan);
+        launchKeyLogits(ctx, plan, batch.shape, { ...batch.buffers, logits: ws.at('logits'), stats: ws.at('stats') });
+        const logits = download(ctx, ws.at('logits'), c.seqs.length * cfg.queryHeads * plan.logitStride);
+        ws.dispose();
+        c.seqs.forEach((s, b) => {
+          for (let h = 0; h < cfg.queryHeads; h++) {
+            const at = (b * cfg.queryHeads + h) * plan.logitStride;
+            const { logits: want, mag } = { logits: ref[b]!.logits[h]!, mag: ref[b]!.mag[h]! };
+            ok(checkClose(`logits seq ${b} head ${h}`, logits.subarray(at, at + s.N), want, (t) => 1e-5 * mag[t]! + 1e-6));
+          }
+        });
+
+        // 2. the whole step, f32 and bf16 outputs
+        const F = cfg.queryHeads * cfg.headDim;
+        codeAttentionStep(ctx, batch.buffers, batch.shape, { outDType: 'f32' });
+        const out = download(ctx, batch.buffers.out, c.seqs.length * F);
+        expect(nonFinite(out), `non-finite outputs (seed ${SEED})`).toEqual([]);
+        c.seqs.forEach((_, b) => {
+          const r = ref[b]!;
+          ok(checkClose(`output seq ${b}`, out.subarray(b * F, (b + 1) * F), r.out, (i) => 1e-3 * r.absOut[i]! + 1e-4 * Math.abs(r.out[i]!) + 1e-6));
+        });
+        codeAttentionStep(ctx, batch.buffers, batch.shape, { outDType: 'bf16' });
+        const bits = new Uint16Array(c.seqs.length * F);
+        ctx.download(bytesOf(bits), batch.buffers.out);
+        const outBf16 = Float32Array.from(bits, bf16ToF32);
+        c.seqs.forEach((_, b) => {
+          const r = ref[b]!;
+          ok(checkClose(`bf16 output seq ${b}`, outBf16.subarray(b * F, (b + 1) * F), r.out, (i) => 1e-3 * r.absOut[i]! + 2 ** -8 * Math.abs(r.out[i]!) + 1e-6));
+        });
+
+        // 3. each sequence alone gives the same bits as in the batch
+        for (const i of all) {
+          const alone = new Batch(ctx, c, [i], rng);
+          try {
+            codeAttentionStep(ctx, alone.buffers, alone.shape, { outDType: 'f32' });
+            const got = download(ctx, alone.buffers.out, F);
+            ok(checkClose(`seq ${i} alone vs in the batch`, got, out.subarray(i * F, (i + 1) * F), () => 0));
+          } finally {
+            alone.dispose();
+          }
+        }
+      } finally {
+        batch.dispose();
+      }
+      ctx.synchronize();
+      expect(cuda.memory().bytesInUse, 'device memory leaked').toBe(before);
+    });
+  });
+});
+
+describe('CommVQ decode attention: shape checks (no GPU needed)', () => {
+  const info: DeviceInfo = { ordinal: 0, name: 'test device', computeCapability: [9, 0], smCount: 132, maxSharedPerBlockOptin: 232448, totalMemory: 80e9 };
+  const good: CodeAttentionShape = {
+    batch: 2, queryHeads: 32, kvHeads: 8, headDim: 128, residuals: 11, codeBits: 1024, capacity: 131072, window: 128,
+    firstPosition: 0, maxCompressed: 130944,
+  };
+
+  it('plans Llama-3.1-8B: 4 heads per key CTA, θ of 11 stages × 32 pairs resident, 1024 tokens per CTA', () => {
+    const plan = planCodeAttention(info, good);
+    expect(plan).toMatchObject({ keyHeads: 4, headBlocks: 1, chunk: 1024, stagesPerPhase: 11, exactSlot: 128, statStride: 129, valueHeads: 32 });
+    expect(plan.keySharedBytes).toBeLessThanOrEqual(info.maxSharedPerBlockOptin);
+    // 2-bit codebooks (R = 21) take two phases of stages; a small GPU takes more
+    expect(planCodeAttention(info, { ...good, residuals: 21 }).stagesPerPhase).toBe(11);
+    expect(planCodeAttention({ ...info, maxSharedPerBlockOptin: 101376 }, good).stagesPerPhase).toBe(4);
+    // GQA 16 runs as two blocks of 8 heads
+    expect(planCodeAttention(info, { ...good, queryHeads: 128 })).toMatchObject({ keyHeads: 8, headBlocks: 2, chunk: 512 });
+  });
+
+  it.each([
+    [{ headDim: 96 }, /head_dim 96/],
+    [{ queryHeads: 30 }, /not a multiple of 8 kv heads/],
+    [{ codeBits: 1000 }, /N_c = 1000/],
+    [{ capacity: 1000, maxCompressed: 900 }, /multiple of 64/],
+    [{ maxCompressed: 131073 }, /exceeds the capacity/],
+    [{ firstPosition: 2 ** 24 }, /2\^24/],
+    [{ batch: 0 }, /batch/],
+    [{ window: 20000 }, /exact window/],
+  ] as [Partial<CodeAttentionShape>, RegExp][])('refuses %o', (change, message) => {
+    expect(() => planCodeAttention(info, { ...good, ...change })).toThrow(CommvqError);
+    expect(() => planCodeAttention(info, { ...good, ...change })).toThrow(message);
+  });
+
+  it('refuses null and misaligned buffers before launching anything', () => {
+    const launched: string[] = [];
+    const ctx: CudaContextLike = {
+      info, stream: 0n,
+      kernel: (module, name) => ({ module, name, handle: 1n }),
+      launch: (k) => void launched.push(k.name),
+      alloc: (bytes) => ({ ptr: 256n, bytes, free: () => undefined }),
+    };
+    const p = 4096n;
+    const buffers: CodeAttentionBuffers = {
+      q: p, theta: p, invFreq: p, keyCodes: p, keyNorms: p, valueBits: p, valueRho: p, codebook: p, scale: p,
+      exactKeys: p, exactValues: p, compressed: p, exact: p, out: p,
+    };
+    expect(() => codeAttentionStep(ctx, { ...buffers, out: 0n }, good)).toThrow(/out is a null pointer/);
+    expect(() => codeAttentionStep(ctx, { ...buffers, valueBits: p + 4n }, good)).toThrow(/valueBits is not 16-byte aligned/);
+    expect(launched).toEqual([]);
+    codeAttentionStep(ctx, buffers, good);
+    expect(launched).toEqual([
+      'commvq_key_logits_g4', 'commvq_exact_logits', 'commvq_softmax_stats', 'commvq_value_bits_split', 'commvq_value_bits_reduce', 'commvq_value_out_bf16',
+    ]);
+  });
+});
