@@ -1,6 +1,7 @@
 import { Flags } from '@oclif/core';
 import { BaseCommand } from '../cli/base-command.js';
 import { deviceFlag } from '../cli/flags.js';
+import { onInterrupt } from '../cli/interrupt.js';
 import { progressBar } from '../cli/progress.js';
 import { createBackend } from '../core/backend/create-backend.js';
 import { collectKv, type CollectKvSummary } from '../core/kv/collect-kv.js';
@@ -32,9 +33,7 @@ export default class CollectKv extends BaseCommand {
 
   async run(): Promise<CollectKvSummary> {
     const { flags } = await this.parse(CollectKv);
-    const abort = new AbortController();
-    const onSigint = () => abort.abort();
-    process.once('SIGINT', onSigint);
+    const interrupt = onInterrupt();
     const bar = progressBar('collecting windows', this.jsonEnabled());
     try {
       const summary = await collectKv({
@@ -47,7 +46,7 @@ export default class CollectKv extends BaseCommand {
         layers: flags.layers,
         field: flags.field,
         seed: flags.seed,
-        signal: abort.signal,
+        signal: interrupt.signal,
         onProgress: (p) => bar.update(p.windowsDone, p.windows, `| ${Math.round(p.tokensPerSecond)} tokens/s`),
       });
       bar.stop();
@@ -62,7 +61,7 @@ export default class CollectKv extends BaseCommand {
       return summary;
     } finally {
       bar.stop();
-      process.off('SIGINT', onSigint);
+      interrupt.dispose();
     }
   }
 }

@@ -1,6 +1,7 @@
 import { Args, Flags } from '@oclif/core';
 import { BaseCommand } from '../cli/base-command.js';
 import { deviceFlag } from '../cli/flags.js';
+import { onInterrupt } from '../cli/interrupt.js';
 import { progressBar } from '../cli/progress.js';
 import { createBackend } from '../core/backend/create-backend.js';
 import { trainValue, type TrainValueResult } from '../core/values/train-value.js';
@@ -41,9 +42,7 @@ export default class TrainValue extends BaseCommand {
 
   async run(): Promise<Omit<TrainValueResult, 'history'> & { final?: unknown }> {
     const { args, flags } = await this.parse(TrainValue);
-    const abort = new AbortController();
-    const onSigint = () => abort.abort();
-    process.once('SIGINT', onSigint);
+    const interrupt = onInterrupt();
     const bar = progressBar('training', this.jsonEnabled());
     const started = performance.now();
     try {
@@ -64,7 +63,7 @@ export default class TrainValue extends BaseCommand {
         checkpointEvery: flags['checkpoint-every'],
         evalWindows: flags['eval-windows'],
         resume: flags.resume,
-        signal: abort.signal,
+        signal: interrupt.signal,
         onStep: (s, total) => {
           const tps = (s.step * flags['seq-len']) / ((performance.now() - started) / 1000);
           bar.update(s.step, total, `| loss ${s.loss.toExponential(3)} (value ${s.valueMse.toExponential(2)}, attn ${s.attentionMse.toExponential(2)}) | ${Math.round(tps)} tokens/s`);
@@ -81,7 +80,7 @@ export default class TrainValue extends BaseCommand {
       return { ...rest, final };
     } finally {
       bar.stop();
-      process.off('SIGINT', onSigint);
+      interrupt.dispose();
     }
   }
 }
