@@ -113,15 +113,17 @@ export class EvalRun {
   static open(setup: EvalRunSetup): EvalRun {
     const previous = checkRunFolder(setup.out, setup.shard, setup.identity);
     mkdirSync(runPaths(setup.out, setup.shard).predictionsDir, { recursive: true });
+    // a folder accumulates tasks: a rerun with other --tasks keeps the earlier tasks' predictions and plans
     const manifest: EvalManifest = {
       format: EVAL_MANIFEST_FORMAT,
       version: EVAL_MANIFEST_VERSION,
       identity: setup.identity,
       ...setup.manifest,
+      tasks: [...new Set([...(previous?.tasks ?? []), ...setup.manifest.tasks])],
       shard: setup.shard,
       limit: setup.limit ?? null,
-      planned: {},
-      planned_all: {},
+      planned: { ...previous?.planned },
+      planned_all: { ...previous?.planned_all },
       versions: evalVersions(),
       runs: previous?.runs ?? [],
     };
@@ -139,7 +141,7 @@ export class EvalRun {
     return log;
   }
 
-  /** Every record of the tasks of this run, task by task. */
+  /** Every record of this run folder's (shard's) tasks, task by task. */
   records(): PredictionRecord[] {
     return this.manifest.tasks.flatMap((t) => this.log(t).records());
   }

@@ -45,6 +45,9 @@ export async function runLongbench(o: LongBenchRunOptions): Promise<EvalRunResul
     dataDir: o.dataDir,
     summarize: longbenchSummary,
     prepare: (session) => {
+      if (chat === 'template' && !session.loaded.tokenizer.hasChatTemplate) {
+        throw new CommvqError(`--chat template: ${o.modelDir} has no chat template (tokenizer_config.json chat_template or chat_template.jinja)`);
+      }
       const budgets = promptBudgets(session.contextLength, tasks, cap, o.maxPromptTokens !== undefined);
       // pred.py's post_process differs for model names containing "llama2"
       const llama2 = basename(o.modelDir).includes('llama2');

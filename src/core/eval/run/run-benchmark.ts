@@ -70,8 +70,10 @@ export async function runBenchmark<E extends { id: string }, S extends SummaryBa
       identity: { benchmark: spec.benchmark, model: session.identity, cache: session.caches.description, protocol: prepared.protocol },
       manifest: { model_dir: o.modelDir, data_dir: spec.dataDir, tasks: prepared.tasks.map((t) => t.name), settings: prepared.settings, departures: prepared.departures },
     });
-    const summarize = () => {
-      const summary = spec.summarize(run.manifest, run.records(), run.manifest.planned);
+    // complete: every example this invocation planned has its prediction (counts alone would also count cells
+    // or examples left in the folder by an earlier, different selection)
+    const summarize = (complete: boolean) => {
+      const summary = { ...spec.summarize(run.manifest, run.records(), run.manifest.planned), complete };
       writeSummary(run.paths.summary, summary);
       return summary;
     };
@@ -81,13 +83,13 @@ export async function runBenchmark<E extends { id: string }, S extends SummaryBa
     } catch (err) {
       run.fail(err);
       try {
-        summarize();
+        summarize(false);
       } catch {
         // the run's own error is the one to report
       }
       throw err;
     }
-    const summary = summarize();
+    const summary = summarize(outcome.done === outcome.total);
     const plots = await spec.after?.(run, summary);
     return { ...outcome, out: o.out, manifestPath: run.paths.manifest, summaryPath: run.paths.summary, summary, ...(plots ? { plots } : {}) };
   } finally {
