@@ -4,7 +4,7 @@
  * codebooks to few residual stages (R = 2 and 3 instead of 11 and 21) and a few value steps, so agreement is low
  * by design; the test pins down that the chain runs end to end and reports it (full-size runs belong on a GPU).
  */
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -57,6 +57,15 @@ describe.skipIf(!haveFixtures)('CommVQ on tiny-llama, end to end', () => {
       console.log(`${bits}-bit values (key R ${codebooks.keys.get(0)!.shape.residuals}), ${prefill} prefill: ${agree}/${steps} greedy tokens equal the dense cache's, first difference at ${first < 0 ? 'none' : first}`);
       if (prefill === 'faithful') expect(out[0]).toBe(dense[0]); // the first token sees only exact attention
     }
+  });
+
+  it('eval niah runs with --cache commvq and records the cache in its manifest', () => {
+    const out = join(work, 'niah');
+    const cache = `commvq:key=${books[1].key},value=${books[1].value},prefill=strict`;
+    const r = runCli(['eval', 'niah', '--model', model, '--cache', cache, '--lengths', '300', '--depths', '0,100', '--out', out, '--device', 'cpu', '--json']);
+    expect(r.status, r.stderr).toBe(0);
+    const manifest = JSON.parse(readFileSync(join(out, 'manifest.json'), 'utf8')) as { identity: { cache: { mode: string; label: string; prefill: string; value_encoding: string } } };
+    expect(manifest.identity.cache).toMatchObject({ mode: 'commvq', label: 'commvq-1bit', prefill: 'strict', value_encoding: 'argmax' });
   });
 
   it('generate --cache commvq runs from the command line, and refuses a missing codebook', () => {

@@ -8,19 +8,24 @@
  *   const cache = caches.make(promptIds.length + maxNewTokens);
  *   manifest.cache = caches.description;              // { mode: 'dense', bits: 32, prefill: 'exact', ... }
  */
+import { createCommvqCache, loadCommvqCodebooks } from '../../commvq/load-commvq.js';
 import { CommvqError } from '../../errors.js';
 import type { KVCache } from '../../model/kv-cache.js';
 import type { LlamaModel } from '../../model/llama.js';
 import { bytesPerElement } from '../../tensor/dtype.js';
 
-/** One variant per cache kind; the commvq kind (issue 7) is added as `{ kind: 'commvq'; bits; ... }`. */
-export type CacheChoice = { kind: 'dense' };
+/** One variant per cache kind. */
+export type CacheChoice =
+  | { kind: 'dense' }
+  | { kind: 'commvq'; key: string; value: string; prefill: 'faithful' | 'strict'; encoding: 'argmax' | 'gumbel'; seed: number };
 
 /** The kinds `--cache` accepts, for help text and errors. */
-export const CACHE_KINDS: readonly CacheChoice['kind'][] = ['dense'];
+export const CACHE_KINDS: readonly CacheChoice['kind'][] = ['dense', 'commvq'];
 
 /** Help text of the `--cache` flag, shared by the eval commands. */
-export const CACHE_FLAG_HELP = `KV cache: KIND[:key=value,...], KIND one of ${CACHE_KINDS.join(', ')}`;
+export const CACHE_FLAG_HELP =
+  `KV cache: KIND[:key=value,...], KIND one of ${CACHE_KINDS.join(', ')}; ` +
+  'commvq:key=KEY.arrow,value=VALUE.arrow[,prefill=faithful|strict][,encoding=argmax|gumbel][,seed=N]';
 
 /** What a result records about its cache: enough to tell two runs apart and to reproduce one. */
 export interface CacheDescription {
@@ -63,6 +68,7 @@ function splitOnce(s: string, sep: string): [string, string | undefined] {
  * Parses a `--cache` value.
  *
  *   parseCacheChoice('dense')  // { kind: 'dense' }
+ *   parseCacheChoice('commvq:key=k.arrow,value=v.arrow,prefill=strict')
  */
 export function parseCacheChoice(spec: string): CacheChoice {
   const { kind, options } = parseCacheSpec(spec);
@@ -71,6 +77,16 @@ export function parseCacheChoice(spec: string): CacheChoice {
     case 'dense':
       if (extra.length > 0) throw new CommvqError(`--cache dense takes no options (got ${extra.join(', ')})`);
       return { kind: 'dense' };
+    case 'commvq': {
+      const unknown = extra.filter((k) => !['key', 'value', 'prefill', 'encoding', 'seed'].includes(k));
+      if (unknown.length > 0) throw new CommvqError(`--cache commvq: unknown option ${unknown.join(', ')} (key, value, prefill, encoding, seed)`);
+      if (!options.key || !options.value) throw new CommvqError('--cache commvq needs key=KEY_CODEBOOK and value=VALUE_CODEBOOK', 'train them with commvq train-key and commvq train-value');
+      const prefill = options.prefill ?? 'faithful';
+      const encoding = options.encoding ?? 'argmax';
+      if (prefill !== 'faithful' && prefill !== 'strict') throw new CommvqError(`--cache commvq: prefill must be faithful or strict, not ${prefill}`);
+      if (encoding !== 'argmax' && encoding !== 'gumbel') throw new CommvqError(`--cache commvq: encoding must be argmax or gumbel, not ${encoding}`);
+      return { kind: 'commvq', key: options.key, value: options.value, prefill, encoding, seed: Number(options.seed ?? 42) };
+    }
     default:
       throw new CommvqError(`unknown cache '${kind}'`, `--cache takes one of: ${CACHE_KINDS.join(', ')}`);
   }
@@ -83,6 +99,11 @@ export function describeCache(choice: CacheChoice, model: LlamaModel): CacheDesc
       const dtype = model.backend.activationDType;
       return { mode: 'dense', label: 'dense', bits: 8 * bytesPerElement(dtype), kv_dtype: dtype, prefill: 'exact', codebooks: null, value_encoding: null, seed: null };
     }
+    case 'commvq':
+      return {
+        mode: 'commvq', label: 'commvq', bits: 0, kv_dtype: model.backend.activationDType, prefill: choice.prefill,
+        codebooks: { key: choice.key, value: choice.value }, value_encoding: choice.encoding, seed: choice.encoding === 'gumbel' ? choice.seed : null,
+      };
   }
 }
 
@@ -99,5 +120,15 @@ export function openCacheFactory(model: LlamaModel, choice: CacheChoice): CacheF
   switch (choice.kind) {
     case 'dense':
       return { description, make: (capacity) => model.createDenseCache(capacity), dispose() {} };
+    case 'commvq': {
+      const books = loadCommvqCodebooks(model, choice.key, choice.value);
+      const bits = books.bits.value;
+      const valueEncoding = choice.encoding === 'gumbel' ? { gumbelSeed: choice.seed } : ('argmax' as const);
+      return {
+        description: { ...description, label: `commvq-${bits}bit`, bits },
+        make: (capacity) => createCommvqCache(model, books, { capacity, prefill: choice.prefill, valueEncoding }),
+        dispose() {},
+      };
+    }
   }
 }
