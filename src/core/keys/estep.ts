@@ -31,7 +31,7 @@ export function denseSqDistances(centres: Float32Array, K: number, x: Float32Arr
   return best;
 }
 
-/** The same by the expansion ‖x‖² + ‖c‖² − 2·x·c (f64; `cn` [K] the centres' squared norms; D a multiple of 4). */
+/** The same by the expansion ‖x‖² + ‖c‖² − 2·x·c (f64; `cn` [K] the centres' squared norms). */
 function expandedSqDistances(centres: Float32Array, cn: Float64Array, x: Float32Array, off: number, out: Float64Array): number {
   const K = cn.length;
   const D = centres.length / K;
@@ -42,12 +42,14 @@ function expandedSqDistances(centres: Float32Array, cn: Float64Array, x: Float32
   for (let c = 0; c < K; c++) {
     let d0 = 0, d1 = 0, d2_ = 0, d3 = 0; // four chains: V8 does not reorder float sums itself
     const o = c * D;
-    for (let k = 0; k < D; k += 4) {
+    let k = 0;
+    for (; k + 4 <= D; k += 4) {
       d0 += x[off + k]! * centres[o + k]!;
       d1 += x[off + k + 1]! * centres[o + k + 1]!;
       d2_ += x[off + k + 2]! * centres[o + k + 2]!;
       d3 += x[off + k + 3]! * centres[o + k + 3]!;
     }
+    for (; k < D; k++) d0 += x[off + k]! * centres[o + k]!;
     const s = Math.max(0, xx + cn[c]! - 2 * (d0 + d1 + d2_ + d3));
     out[c] = s;
     if (s < bestD) {

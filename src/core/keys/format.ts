@@ -29,7 +29,7 @@ export interface KeyCodebookMeta {
   /** the run folder whose keys trained it */
   data: string;
   model: string;
-  /** training tokens per layer, and held-out tokens of the report */
+  /** the training-token budget per layer and the held-out budget (each layer's actual counts are in the report) */
   tokens: number;
   heldout: number;
   seed: number;
