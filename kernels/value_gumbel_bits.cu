@@ -22,7 +22,7 @@ __device__ __forceinline__ unsigned int mix32(unsigned int x) {
 
 __device__ __forceinline__ float gumbel(unsigned int key, unsigned int index) {
   const unsigned int h = mix32(key ^ index);
-  const float u = (float)(((double)(h >> 8) + 0.5) / 16777216.0);  // 24 bits: exact in f32, strictly inside (0, 1)
+  const float u = (float)(((double)(h >> 9) + 0.5) / 8388608.0);  // 23 bits + 1/2: exact in f32, inside (0, 1)
   const float a = (float)(-log((double)u));
   return (float)(-log((double)a));
 }

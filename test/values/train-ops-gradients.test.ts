@@ -7,7 +7,7 @@ import { CpuBackend } from '../../src/core/backend/cpu/cpu-backend.js';
 import { SeededRandom } from '../../src/core/model/seeded-random.js';
 import type { Tensor } from '../../src/core/tensor/tensor.js';
 import { CpuTrainOps } from '../../src/core/values/cpu-train-ops.js';
-import { CATEGORY_BITS, gumbelNoise } from '../../src/core/values/train-ops.js';
+import { CATEGORY_BITS, gumbelNoise, uniformFromHash } from '../../src/core/values/train-ops.js';
 
 const backend = new CpuBackend();
 const ops = new CpuTrainOps(backend);
@@ -125,5 +125,19 @@ describe('TrainOps backward passes equal finite differences', () => {
     const g = t(Float32Array.of(0.3, -4), [2]);
     ops.adamw(p, g, backend.zeros([2], 'f32'), backend.zeros([2], 'f32'), { lr: 0.1, beta1: 0.9, beta2: 0.95, eps: 1e-8, weightDecay: 0.1, step: 1 });
     expect(Array.from(val(p)).map((x) => Number(x.toFixed(5)))).toEqual([1 - 0.1 * (1 + 0.1), -2 - 0.1 * (-1 - 0.2)].map((x) => Number(x.toFixed(5))));
+  });
+});
+
+describe('Gumbel noise', () => {
+  it('draws u strictly inside (0, 1) and exactly representable in f32, even at the extreme hashes', () => {
+    for (const h of [0, 1, 511, 512, 0x7fffffff, 0xfffffe00, 0xffffffff]) {
+      const u = uniformFromHash(h);
+      expect(u).toBeGreaterThan(0);
+      expect(u).toBeLessThan(1);
+      expect(Math.fround(u)).toBe(u); // so the GPU's f32 u equals the CPU's
+      expect(Math.fround(u)).toBeLessThan(1);
+    }
+    expect(Number.isFinite(-Math.log(-Math.log(uniformFromHash(0xffffffff))))).toBe(true);
+    for (let i = 0; i < 100000; i++) expect(Number.isFinite(gumbelNoise(1, 2, i))).toBe(true);
   });
 });

@@ -96,12 +96,16 @@ export function mix32(x: number): number {
 
 /**
  * Counter-based Gumbel(0, 1) noise: the same (seed, stream, index) gives the same number on every backend and
- * every run, with no generator state to checkpoint. u = ((h >> 8) + 0.5)/2²⁴ with h = mix(mix(mix(seed) ^ stream)
- * ^ index): 24 bits, so u is exact in f32 and strictly inside (0, 1) (with 32 bits, h near 2³² rounded u to 1 and
- * the noise to +∞). g = −ln(−ln u), in f32.
+ * every run, with no generator state to checkpoint. u = ((h >> 9) + 0.5)/2²³ with h = mix(mix(mix(seed) ^ stream)
+ * ^ index): 23 bits plus the half make 24 significant bits, so u is exact in f32 and lies in [2⁻²⁴, 1 − 2⁻²⁴]
+ * (with more bits u rounds to 1 in f32 at the top of the range and the noise becomes +∞). g = −ln(−ln u), in f32.
  */
 export function gumbelNoise(seed: number, stream: number, index: number): number {
-  const h = mix32((mix32((mix32(seed >>> 0) ^ stream) >>> 0) ^ index) >>> 0);
-  const u = ((h >>> 8) + 0.5) / 16777216;
+  const u = uniformFromHash(mix32((mix32((mix32(seed >>> 0) ^ stream) >>> 0) ^ index) >>> 0));
   return Math.fround(-Math.log(Math.fround(-Math.log(u))));
+}
+
+/** A 32-bit hash → u = ((h >> 9) + 0.5)/2²³: exact in f32, in [2⁻²⁴, 1 − 2⁻²⁴] (kernels/value_gumbel_bits.cu alike). */
+export function uniformFromHash(h: number): number {
+  return ((h >>> 9) + 0.5) / 8388608;
 }
