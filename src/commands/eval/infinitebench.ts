@@ -1,10 +1,11 @@
 import { Flags } from '@oclif/core';
 import { BaseCommand } from '../../cli/base-command.js';
-import { deviceFlag, dtypeFlag } from '../../cli/flags.js';
+import { evalRunFlags, exampleLimitFlag, maxPromptTokensFlag } from '../../cli/eval-flags.js';
+import { onInterrupt } from '../../cli/interrupt.js';
 import { progressBar } from '../../cli/progress.js';
 import { createBackend } from '../../core/backend/create-backend.js';
 import type { InfiniteBenchPromptMode } from '../../core/eval/infinitebench/prompt.js';
-import { CACHE_FLAG_HELP, parseCacheChoice } from '../../core/eval/run/cache-choice.js';
+import { parseCacheChoice } from '../../core/eval/run/cache-choice.js';
 import { runInfinitebench } from '../../core/eval/run/infinitebench-run.js';
 import { progressDetail, runReport } from '../../core/eval/run/report.js';
 import type { EvalRunResult } from '../../core/eval/run/run-benchmark.js';
@@ -26,26 +27,19 @@ export default class EvalInfinitebench extends BaseCommand {
   ];
 
   static override flags = {
-    model: Flags.string({ description: 'Hugging Face model folder', required: true }),
+    ...evalRunFlags,
     data: Flags.string({ description: 'folder of the InfiniteBench <task>.jsonl files', required: true }),
-    out: Flags.string({ description: 'run folder to write (a rerun continues it)', required: true }),
     tasks: Flags.string({ description: 'comma list of tasks, default (the paper’s 9) or all (12)', default: 'default' }),
-    cache: Flags.string({ description: CACHE_FLAG_HELP, default: 'dense' }),
     'prompt-mode': Flags.string({ description: 'intended: the llama templates; reference-literal: the context only, as eval_commvq.py', options: ['intended', 'reference-literal'], default: 'intended' }),
-    'max-prompt-tokens': Flags.integer({ description: 'truncation cap (default 127,500, lowered to what the model’s context leaves)', min: 2 }),
-    shard: Flags.string({ description: 'run shard i of n (0-based), e.g. 0/2; merge the shards with eval merge', default: '0/1' }),
-    limit: Flags.integer({ description: 'run only the first N examples of each task', min: 1 }),
-    device: deviceFlag,
-    dtype: dtypeFlag,
+    'max-prompt-tokens': maxPromptTokensFlag,
+    limit: exampleLimitFlag,
   };
 
   async run(): Promise<EvalRunResult<InfiniteBenchSummary>> {
     const { flags } = await this.parse(EvalInfinitebench);
     const cache = parseCacheChoice(flags.cache);
     const shard = parseShard(flags.shard);
-    const abort = new AbortController();
-    const onSigint = () => abort.abort();
-    process.once('SIGINT', onSigint);
+    const interrupt = onInterrupt();
     const bar = progressBar('infinitebench', this.jsonEnabled());
     try {
       const result = await runInfinitebench({
@@ -60,7 +54,7 @@ export default class EvalInfinitebench extends BaseCommand {
         limit: flags.limit,
         backend: await createBackend(flags.device),
         dtype: flags.dtype === 'auto' ? undefined : (flags.dtype as DType),
-        signal: abort.signal,
+        signal: interrupt.signal,
         onProgress: (p) => bar.update(p.done, p.total, progressDetail(p)),
       });
       bar.stop();
@@ -69,7 +63,7 @@ export default class EvalInfinitebench extends BaseCommand {
       return result;
     } finally {
       bar.stop();
-      process.off('SIGINT', onSigint);
+      interrupt.dispose();
     }
   }
 }

@@ -1,10 +1,11 @@
 import { Flags } from '@oclif/core';
 import { BaseCommand } from '../../cli/base-command.js';
-import { deviceFlag, dtypeFlag } from '../../cli/flags.js';
+import { evalRunFlags, exampleLimitFlag, maxPromptTokensFlag } from '../../cli/eval-flags.js';
+import { onInterrupt } from '../../cli/interrupt.js';
 import { progressBar } from '../../cli/progress.js';
 import { createBackend } from '../../core/backend/create-backend.js';
 import type { LongBenchChatMode } from '../../core/eval/longbench/prompt.js';
-import { CACHE_FLAG_HELP, parseCacheChoice } from '../../core/eval/run/cache-choice.js';
+import { parseCacheChoice } from '../../core/eval/run/cache-choice.js';
 import { runLongbench } from '../../core/eval/run/longbench-run.js';
 import { progressDetail, runReport } from '../../core/eval/run/report.js';
 import type { EvalRunResult } from '../../core/eval/run/run-benchmark.js';
@@ -26,27 +27,20 @@ export default class EvalLongbench extends BaseCommand {
   ];
 
   static override flags = {
-    model: Flags.string({ description: 'Hugging Face model folder', required: true }),
+    ...evalRunFlags,
     data: Flags.string({ description: 'folder of the official LongBench <task>.jsonl files', required: true }),
-    out: Flags.string({ description: 'run folder to write (a rerun continues it)', required: true }),
     tasks: Flags.string({ description: 'comma list of tasks, default (the paper’s 8) or all (21)', default: 'default' }),
-    cache: Flags.string({ description: CACHE_FLAG_HELP, default: 'dense' }),
     e: Flags.boolean({ description: 'LongBench-E: the <task>_e.jsonl files, scores per length bucket' }),
     chat: Flags.string({ description: 'none: the raw prompt (the reference); template: the model’s chat template where LongBench allows', options: ['none', 'template'], default: 'none' }),
-    'max-prompt-tokens': Flags.integer({ description: 'truncation cap (default 127,500, lowered to what the model’s context leaves)', min: 2 }),
-    shard: Flags.string({ description: 'run shard i of n (0-based), e.g. 0/2; merge the shards with eval merge', default: '0/1' }),
-    limit: Flags.integer({ description: 'run only the first N examples of each task', min: 1 }),
-    device: deviceFlag,
-    dtype: dtypeFlag,
+    'max-prompt-tokens': maxPromptTokensFlag,
+    limit: exampleLimitFlag,
   };
 
   async run(): Promise<EvalRunResult<LongBenchSummary>> {
     const { flags } = await this.parse(EvalLongbench);
     const cache = parseCacheChoice(flags.cache);
     const shard = parseShard(flags.shard);
-    const abort = new AbortController();
-    const onSigint = () => abort.abort();
-    process.once('SIGINT', onSigint);
+    const interrupt = onInterrupt();
     const bar = progressBar('longbench', this.jsonEnabled());
     try {
       const result = await runLongbench({
@@ -62,7 +56,7 @@ export default class EvalLongbench extends BaseCommand {
         limit: flags.limit,
         backend: await createBackend(flags.device),
         dtype: flags.dtype === 'auto' ? undefined : (flags.dtype as DType),
-        signal: abort.signal,
+        signal: interrupt.signal,
         onProgress: (p) => bar.update(p.done, p.total, progressDetail(p)),
       });
       bar.stop();
@@ -71,7 +65,7 @@ export default class EvalLongbench extends BaseCommand {
       return result;
     } finally {
       bar.stop();
-      process.off('SIGINT', onSigint);
+      interrupt.dispose();
     }
   }
 }

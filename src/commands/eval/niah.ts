@@ -1,11 +1,12 @@
 import { Flags } from '@oclif/core';
 import { BaseCommand } from '../../cli/base-command.js';
-import { deviceFlag, dtypeFlag } from '../../cli/flags.js';
+import { evalRunFlags } from '../../cli/eval-flags.js';
+import { onInterrupt } from '../../cli/interrupt.js';
 import { progressBar } from '../../cli/progress.js';
 import { createBackend } from '../../core/backend/create-backend.js';
 import { parseNiahDepths, parseNiahLengths } from '../../core/eval/niah/grid.js';
 import { parseNiahScorer } from '../../core/eval/niah/score.js';
-import { CACHE_FLAG_HELP, parseCacheChoice } from '../../core/eval/run/cache-choice.js';
+import { parseCacheChoice } from '../../core/eval/run/cache-choice.js';
 import { NIAH_DEFAULT_LENGTHS, runNiah, type NiahSummary } from '../../core/eval/run/niah-run.js';
 import { progressDetail, runReport } from '../../core/eval/run/report.js';
 import type { EvalRunResult } from '../../core/eval/run/run-benchmark.js';
@@ -26,19 +27,14 @@ export default class EvalNiah extends BaseCommand {
   ];
 
   static override flags = {
-    model: Flags.string({ description: 'Hugging Face model folder', required: true }),
-    out: Flags.string({ description: 'run folder to write (a rerun continues it)', required: true }),
-    cache: Flags.string({ description: CACHE_FLAG_HELP, default: 'dense' }),
+    ...evalRunFlags,
     lengths: Flags.string({ description: `context lengths in tokens: a doubling range 1k..128k, a stepped range 4k..32k:4k, or a list (default ${NIAH_DEFAULT_LENGTHS}, up to the model's context)` }),
     depths: Flags.string({ description: 'needle depths: a count n (round(linspace(0, 100, n))) or a list of percents 0,50,100', default: '10' }),
     haystack: Flags.string({ description: 'folder of .txt files read in name order and repeated (default: generated filler text)' }),
     needle: Flags.string({ description: 'the needle sentence (default: the reference’s San Francisco sentence)' }),
     question: Flags.string({ description: 'the question asking for the needle' }),
     scorer: Flags.string({ description: 'rouge1: ROUGE-1 F × 10 (the reference); exact: 10 if the needle is recalled word for word', default: 'rouge1' }),
-    shard: Flags.string({ description: 'run shard i of n (0-based), e.g. 0/2; merge the shards with eval merge', default: '0/1' }),
     limit: Flags.integer({ description: 'run only the first N cells (lengths outer, depths inner)', min: 1 }),
-    device: deviceFlag,
-    dtype: dtypeFlag,
   };
 
   async run(): Promise<EvalRunResult<NiahSummary>> {
@@ -50,9 +46,7 @@ export default class EvalNiah extends BaseCommand {
       cache: parseCacheChoice(flags.cache),
       shard: parseShard(flags.shard),
     };
-    const abort = new AbortController();
-    const onSigint = () => abort.abort();
-    process.once('SIGINT', onSigint);
+    const interrupt = onInterrupt();
     const bar = progressBar('niah cells', this.jsonEnabled());
     try {
       const result = await runNiah({
@@ -65,7 +59,7 @@ export default class EvalNiah extends BaseCommand {
         needle: flags.needle,
         question: flags.question,
         limit: flags.limit,
-        signal: abort.signal,
+        signal: interrupt.signal,
         onProgress: (p) => bar.update(p.done, p.total, progressDetail(p)),
       });
       bar.stop();
@@ -74,7 +68,7 @@ export default class EvalNiah extends BaseCommand {
       return result;
     } finally {
       bar.stop();
-      process.off('SIGINT', onSigint);
+      interrupt.dispose();
     }
   }
 }

@@ -1,0 +1,18 @@
+import { Flags } from '@oclif/core';
+import { CACHE_FLAG_HELP } from '../core/eval/run/cache-choice.js';
+import { deviceFlag, dtypeFlag } from './flags.js';
+
+/** The flags every `commvq eval` run shares: model, run folder, cache, sharding, limit, device. */
+export const evalRunFlags = {
+  model: Flags.string({ description: 'Hugging Face model folder', required: true }),
+  out: Flags.string({ description: 'run folder to write (a rerun continues it)', required: true }),
+  cache: Flags.string({ description: CACHE_FLAG_HELP, default: 'dense' }),
+  shard: Flags.string({ description: 'run shard i of n (0-based), e.g. 0/2; merge the shards with eval merge', default: '0/1' }),
+  device: deviceFlag,
+  dtype: dtypeFlag,
+};
+
+/** The truncation cap of the dataset benchmarks (LongBench, InfiniteBench). */
+export const maxPromptTokensFlag = Flags.integer({ description: 'truncation cap (default 127,500, lowered to what the model’s context leaves)', min: 2 });
+
+export const exampleLimitFlag = Flags.integer({ description: 'run only the first N examples of each task', min: 1 });
