@@ -15,6 +15,7 @@ import { encodeValues, type ValueCompressorParams, type ValueCompressorShape } f
 import { codeLogits, codeValues, queryTables } from './code-attention.js';
 import { packBits, packCodes12, packedCodeBytes, unpackBits, unpackCodes12 } from './code-packing.js';
 import { Growable } from './growable.js';
+import { commvqBytesPerToken } from '../memory/cache-accounting.js';
 
 /** How the prompt's own attention is computed (spec §10.1 item 1); every result records which. */
 export type PrefillMode = 'faithful' | 'strict';
@@ -152,7 +153,7 @@ export class CommvqCache implements KVCache {
   /** Bytes per compressed token per layer: the packed arithmetic (keys: R·G·12 bits + a bf16 norm; values: N_c bits + a bf16 scale). */
   get compressedBytesPerToken(): { key: number; value: number } {
     const cb = this.o.keys.get(0)!;
-    return { key: packedCodeBytes(cb.shape.residuals * cb.shape.groups) + 2, value: this.o.valueShape.codeBits / 8 + 2 };
+    return commvqBytesPerToken(this.shape, { residuals: cb.shape.residuals, codeBits: this.o.valueShape.codeBits, window: this.W });
   }
 
   dispose(): void {

@@ -1,0 +1,41 @@
+/** The cache arithmetic reproduces spec §7.5's table for Llama-3.1-8B (L 32, H_kv 8, D_h 128). */
+import { describe, expect, it } from 'vitest';
+import { cacheBytes, codebookBytes, commvqBytesPerToken, denseBytesPerToken } from '../src/core/memory/cache-accounting.js';
+
+const llama = { numLayers: 32, kvHeads: 8, headDim: 128 };
+const oneBit = { residuals: 11, codeBits: 1024, window: 128 };
+const twoBit = { residuals: 21, codeBits: 2048, window: 128 };
+const GiB = 2 ** 30;
+
+describe('cache accounting (spec §7.5)', () => {
+  it('gives the per-token, per-layer bytes of the table', () => {
+    expect(denseBytesPerToken(llama)).toBe(4096); // 2048 B key + 2048 B value
+    expect(commvqBytesPerToken(llama, oneBit)).toEqual({ key: 134, value: 130 }); // 132 + 2, 128 + 2
+    expect(commvqBytesPerToken(llama, twoBit)).toEqual({ key: 254, value: 258 }); // 252 + 2, 256 + 2
+    const perToken = (b: { key: number; value: number }) => (b.key + b.value) / 4096;
+    expect(perToken(commvqBytesPerToken(llama, oneBit))).toBeCloseTo(0.0645, 4); // −93.55%
+    expect(perToken(commvqBytesPerToken(llama, twoBit))).toBe(0.125); // −87.5%
+  });
+
+  it('totals at 128K tokens: 16 GiB dense; codes 1.03 and 2.0 GiB, plus the exact window', () => {
+    const T = 128 * 1024;
+    expect(cacheBytes(llama, T) / GiB).toBe(16);
+    // the table counts codes only: 264 (1-bit) and 512 (2-bit) bytes per token and layer
+    expect((T * 264 * 32) / GiB).toBe(1.03125);
+    expect((T * 512 * 32) / GiB).toBe(2);
+    // what the cache holds adds the window of 128 exact bf16 tokens per layer (16 MiB in all)
+    expect(cacheBytes(llama, T, oneBit)).toBe((T - 128) * 264 * 32 + 128 * 4096 * 32);
+    expect(cacheBytes(llama, T, twoBit)).toBe((T - 128) * 512 * 32 + 128 * 4096 * 32);
+    // the exact window is held densely: a prompt shorter than the window costs what a dense cache does
+    expect(cacheBytes(llama, 100, oneBit)).toBe(cacheBytes(llama, 100));
+  });
+
+  it('keeps codebooks as θ and E: well under 200 MB for 32 layers at 1 bit in 16-bit storage', () => {
+    const half = codebookBytes(llama, oneBit, { dtype: 'bf16' });
+    expect(half.key).toBe(32 * 11 * 8 * 128 * 64 * 2); // 2.75 MiB a layer, as the paper's θ-equivalent
+    expect(half.value).toBe(32 * 1024 * 1024 * 2); // 2 MiB a layer
+    expect((half.key + half.value) / 1e6).toBeLessThan(200);
+    const full = codebookBytes(llama, oneBit); // f32, as the host reference keeps them
+    expect((full.key + full.value) / 1e6).toBeGreaterThan(200);
+  });
+});
