@@ -47,6 +47,18 @@ class LayerState {
   exactKPre: number[][] = [];
   exactK: number[][] = [];
   exactV: number[][] = [];
+  /** the compressed tokens unpacked for attention, rebuilt only when a block is compressed (once every W tokens) */
+  unpacked?: UnpackedTokens;
+}
+
+/** Compressed tokens in the forms code-attention.ts reads: codes token-major [t][r][g], f32 norms, ρ′ and bits. */
+interface UnpackedTokens {
+  tokens: number;
+  codes: Uint16Array;
+  norms: Float32Array;
+  rhoPrime: Float32Array;
+  bits: Float32Array;
+  positions: Int32Array;
 }
 
 /**
@@ -68,6 +80,7 @@ export class CommvqCache implements KVCache {
   private readonly mode: PrefillMode;
   private readonly ops = new CpuTrainOps(new CpuBackend());
   private lengths: number[];
+  private readonly valueHost = new Map<number, { E: Float32Array; ls: Float32Array }>();
   private pending = new Map<number, { kPre: Float32Array; k: Float32Array; v: Float32Array; start: number; T: number }>();
 
   constructor(
@@ -222,21 +235,10 @@ export class CommvqCache implements KVCache {
     const D = Hkv * Dh;
     const group = Hq / Hkv;
     const N = s.compressed;
-    const { residuals: R, groups: G } = cb.shape;
-    const codes = new Uint16Array(N * R * G);
-    const keyBytes = packedCodeBytes(R * G);
-    const packed = s.keyCodes.view();
-    for (let t = 0; t < N; t++) unpackCodes12(packed, R * G, t * keyBytes, codes.subarray(t * R * G, (t + 1) * R * G));
-    const norms = Float32Array.from(s.keyNorms.view(), bf16ToF32);
-    const rhoPrime = Float32Array.from(s.valueRho.view(), bf16ToF32);
-    const positions = Int32Array.from({ length: N }, (_, t) => this.sinks + t);
+    const { codes, norms, rhoPrime, bits, positions } = this.unpacked(layer);
     const Nc = this.o.valueShape.codeBits;
-    const bits = new Float32Array(N * Nc);
-    for (let t = 0; t < N; t++) unpackBits(s.valueBits.view(), Nc, t * (Nc / 8), bits.subarray(t * Nc, (t + 1) * Nc));
     // exact tokens (sinks, then the window) have their keys already rotated
-    const value = this.o.values.get(layer)!;
-    const E = this.ops.backend.toFloat32(value.params.codebook);
-    const ls = this.ops.backend.toFloat32(value.scale);
+    const { E, ls } = this.valueTables(layer);
     const out = new Float32Array(Hq * Dh);
     const logits = new Float64Array(N);
     for (let h = 0; h < Hq; h++) {
@@ -267,35 +269,63 @@ export class CommvqCache implements KVCache {
     return out;
   }
 
+  /** The layer's compressed tokens unpacked, cached until the next block is compressed. */
+  private unpacked(layer: number): UnpackedTokens {
+    const s = this.layers[layer]!;
+    if (s.unpacked?.tokens === s.compressed) return s.unpacked;
+    const { residuals: R, groups: G } = this.o.keys.get(layer)!.shape;
+    const N = s.compressed;
+    const Nc = this.o.valueShape.codeBits;
+    const keyBytes = packedCodeBytes(R * G);
+    const codes = new Uint16Array(N * R * G);
+    const bits = new Float32Array(N * Nc);
+    for (let t = 0; t < N; t++) {
+      unpackCodes12(s.keyCodes.view(), R * G, t * keyBytes, codes.subarray(t * R * G, (t + 1) * R * G));
+      unpackBits(s.valueBits.view(), Nc, t * (Nc / 8), bits.subarray(t * Nc, (t + 1) * Nc));
+    }
+    s.unpacked = {
+      tokens: N,
+      codes,
+      norms: Float32Array.from(s.keyNorms.view(), bf16ToF32),
+      rhoPrime: Float32Array.from(s.valueRho.view(), bf16ToF32),
+      bits,
+      positions: Int32Array.from({ length: N }, (_, t) => this.sinks + t),
+    };
+    return s.unpacked;
+  }
+
+  /** The value codebook E and scale ls of a layer as host arrays, read once. */
+  private valueTables(layer: number): { E: Float32Array; ls: Float32Array } {
+    let tables = this.valueHost.get(layer);
+    if (!tables) {
+      const value = this.o.values.get(layer)!;
+      tables = { E: this.ops.backend.toFloat32(value.params.codebook), ls: this.ops.backend.toFloat32(value.scale) };
+      this.valueHost.set(layer, tables);
+    }
+    return tables;
+  }
+
   /**
    * The compressed tokens of a layer dequantized (keys pre-RoPE, values), for tests and for dense comparisons:
    * k̂_t = n_t·Σ_r C_r[code] (HF layout), v̂_t = (b_t·E)·ρ′_t ⊙ (ls + ε).
    */
   dequantized(layer: number): { keys: Float32Array; values: Float32Array; positions: Int32Array } {
-    const s = this.layers[layer]!;
     const cb = this.o.keys.get(layer)!;
-    const { residuals: R, groups: G } = cb.shape;
-    const N = s.compressed;
-    const keyBytes = packedCodeBytes(R * G);
-    const codes = new Uint16Array(R * G * N); // [R, G, N] as encodeKeys makes them
-    const perToken = new Uint16Array(R * G);
-    for (let t = 0; t < N; t++) {
-      unpackCodes12(s.keyCodes.view(), R * G, t * keyBytes, perToken);
-      for (let i = 0; i < R * G; i++) codes[i * N + t] = perToken[i]!;
-    }
-    const keys = decodeKeys(cb, { tokens: N, codes, norms: Float32Array.from(s.keyNorms.view(), bf16ToF32) });
-    const value = this.o.values.get(layer)!;
-    const Nc = this.o.valueShape.codeBits;
-    const bits = unpackBits(s.valueBits.view(), N * Nc);
-    const b = this.ops.backend.fromArray(bits, [N, Nc], 'f32');
-    const w = this.ops.matmul(b, value.params.codebook);
+    const RG = cb.shape.residuals * cb.shape.groups;
+    const u = this.unpacked(layer);
+    const N = u.tokens;
+    const codes = new Uint16Array(RG * N); // [R, G, N] as encodeKeys makes them
+    for (let t = 0; t < N; t++) for (let i = 0; i < RG; i++) codes[i * N + t] = u.codes[t * RG + i]!;
+    const keys = decodeKeys(cb, { tokens: N, codes, norms: u.norms });
+    const b = this.ops.backend.fromArray(u.bits, [N, this.o.valueShape.codeBits], 'f32');
+    const w = this.ops.matmul(b, this.o.values.get(layer)!.params.codebook);
     const wv = this.ops.backend.toFloat32(w);
-    const ls = this.ops.backend.toFloat32(value.scale);
+    [b, w].forEach((t) => t.dispose());
+    const { ls } = this.valueTables(layer);
     const D = ls.length;
-    const rho = Float32Array.from(s.valueRho.view(), bf16ToF32);
     const values = new Float32Array(N * D);
-    for (let t = 0; t < N; t++) for (let c = 0; c < D; c++) values[t * D + c] = wv[t * D + c]! * rho[t]! * (ls[c]! + 1e-6);
-    return { keys, values, positions: Int32Array.from({ length: N }, (_, t) => this.sinks + t) };
+    for (let t = 0; t < N; t++) for (let c = 0; c < D; c++) values[t * D + c] = wv[t * D + c]! * u.rhoPrime[t]! * (ls[c]! + 1e-6);
+    return { keys, values, positions: u.positions };
   }
 }
 
