@@ -1,17 +1,11 @@
 import { Flags } from '@oclif/core';
 import { BaseCommand } from '../../cli/base-command.js';
+import { runEvalCommand } from '../../cli/eval-command.js';
 import { evalRunFlags, exampleLimitFlag, maxPromptTokensFlag } from '../../cli/eval-flags.js';
-import { onInterrupt } from '../../cli/interrupt.js';
-import { progressBar } from '../../cli/progress.js';
-import { createBackend } from '../../core/backend/create-backend.js';
 import type { InfiniteBenchPromptMode } from '../../core/eval/infinitebench/prompt.js';
-import { parseCacheChoice } from '../../core/eval/run/cache-choice.js';
 import { runInfinitebench } from '../../core/eval/run/infinitebench-run.js';
-import { progressDetail, runReport } from '../../core/eval/run/report.js';
 import type { EvalRunResult } from '../../core/eval/run/run-benchmark.js';
 import type { InfiniteBenchSummary } from '../../core/eval/run/summary.js';
-import { parseShard } from '../../core/eval/shard.js';
-import type { DType } from '../../core/tensor/dtype.js';
 
 export default class EvalInfinitebench extends BaseCommand {
   static override summary = 'InfiniteBench: the paper’s 9 tasks (or any of the 12) with the intended llama templates and each task’s scoring rule.';
@@ -37,33 +31,15 @@ export default class EvalInfinitebench extends BaseCommand {
 
   async run(): Promise<EvalRunResult<InfiniteBenchSummary>> {
     const { flags } = await this.parse(EvalInfinitebench);
-    const cache = parseCacheChoice(flags.cache);
-    const shard = parseShard(flags.shard);
-    const interrupt = onInterrupt();
-    const bar = progressBar('infinitebench', this.jsonEnabled());
-    try {
-      const result = await runInfinitebench({
-        modelDir: flags.model,
+    return runEvalCommand(this, 'infinitebench', flags, (common) =>
+      runInfinitebench({
+        ...common,
         dataDir: flags.data,
-        out: flags.out,
         tasks: flags.tasks,
         promptMode: flags['prompt-mode'] as InfiniteBenchPromptMode,
         maxPromptTokens: flags['max-prompt-tokens'],
-        cache,
-        shard,
         limit: flags.limit,
-        backend: await createBackend(flags.device),
-        dtype: flags.dtype === 'auto' ? undefined : (flags.dtype as DType),
-        signal: interrupt.signal,
-        onProgress: (p) => bar.update(p.done, p.total, progressDetail(p)),
-      });
-      bar.stop();
-      for (const line of runReport(result)) this.log(line);
-      if (result.outcome === 'interrupted') process.exitCode = 130;
-      return result;
-    } finally {
-      bar.stop();
-      interrupt.dispose();
-    }
+      }),
+    );
   }
 }

@@ -1,17 +1,11 @@
 import { Flags } from '@oclif/core';
 import { BaseCommand } from '../../cli/base-command.js';
+import { runEvalCommand } from '../../cli/eval-command.js';
 import { evalRunFlags, exampleLimitFlag, maxPromptTokensFlag } from '../../cli/eval-flags.js';
-import { onInterrupt } from '../../cli/interrupt.js';
-import { progressBar } from '../../cli/progress.js';
-import { createBackend } from '../../core/backend/create-backend.js';
 import type { LongBenchChatMode } from '../../core/eval/longbench/prompt.js';
-import { parseCacheChoice } from '../../core/eval/run/cache-choice.js';
 import { runLongbench } from '../../core/eval/run/longbench-run.js';
-import { progressDetail, runReport } from '../../core/eval/run/report.js';
 import type { EvalRunResult } from '../../core/eval/run/run-benchmark.js';
 import type { LongBenchSummary } from '../../core/eval/run/summary.js';
-import { parseShard } from '../../core/eval/shard.js';
-import type { DType } from '../../core/tensor/dtype.js';
 
 export default class EvalLongbench extends BaseCommand {
   static override summary = 'LongBench: the paper’s 8 tasks (or any of the 21) with the reference prompts, truncation and metrics.';
@@ -38,34 +32,16 @@ export default class EvalLongbench extends BaseCommand {
 
   async run(): Promise<EvalRunResult<LongBenchSummary>> {
     const { flags } = await this.parse(EvalLongbench);
-    const cache = parseCacheChoice(flags.cache);
-    const shard = parseShard(flags.shard);
-    const interrupt = onInterrupt();
-    const bar = progressBar('longbench', this.jsonEnabled());
-    try {
-      const result = await runLongbench({
-        modelDir: flags.model,
+    return runEvalCommand(this, 'longbench', flags, (common) =>
+      runLongbench({
+        ...common,
         dataDir: flags.data,
-        out: flags.out,
         tasks: flags.tasks,
         e: flags.e,
         chat: flags.chat as LongBenchChatMode,
         maxPromptTokens: flags['max-prompt-tokens'],
-        cache,
-        shard,
         limit: flags.limit,
-        backend: await createBackend(flags.device),
-        dtype: flags.dtype === 'auto' ? undefined : (flags.dtype as DType),
-        signal: interrupt.signal,
-        onProgress: (p) => bar.update(p.done, p.total, progressDetail(p)),
-      });
-      bar.stop();
-      for (const line of runReport(result)) this.log(line);
-      if (result.outcome === 'interrupted') process.exitCode = 130;
-      return result;
-    } finally {
-      bar.stop();
-      interrupt.dispose();
-    }
+      }),
+    );
   }
 }

@@ -1,17 +1,11 @@
 import { Flags } from '@oclif/core';
 import { BaseCommand } from '../../cli/base-command.js';
+import { runEvalCommand } from '../../cli/eval-command.js';
 import { evalRunFlags } from '../../cli/eval-flags.js';
-import { onInterrupt } from '../../cli/interrupt.js';
-import { progressBar } from '../../cli/progress.js';
-import { createBackend } from '../../core/backend/create-backend.js';
 import { parseNiahDepths, parseNiahLengths } from '../../core/eval/niah/grid.js';
 import { parseNiahScorer } from '../../core/eval/niah/score.js';
-import { parseCacheChoice } from '../../core/eval/run/cache-choice.js';
 import { NIAH_DEFAULT_LENGTHS, runNiah, type NiahSummary } from '../../core/eval/run/niah-run.js';
-import { progressDetail, runReport } from '../../core/eval/run/report.js';
 import type { EvalRunResult } from '../../core/eval/run/run-benchmark.js';
-import { parseShard } from '../../core/eval/shard.js';
-import type { DType } from '../../core/tensor/dtype.js';
 
 export default class EvalNiah extends BaseCommand {
   static override summary = 'Needle in a haystack: recall of one sentence hidden at each depth of contexts of each length.';
@@ -39,36 +33,21 @@ export default class EvalNiah extends BaseCommand {
 
   async run(): Promise<EvalRunResult<NiahSummary>> {
     const { flags } = await this.parse(EvalNiah);
-    const options = {
+    // grid flags are checked before the model loads
+    const grid = {
       lengths: flags.lengths === undefined ? undefined : parseNiahLengths(flags.lengths),
       depths: parseNiahDepths(flags.depths),
       scorer: parseNiahScorer(flags.scorer),
-      cache: parseCacheChoice(flags.cache),
-      shard: parseShard(flags.shard),
     };
-    const interrupt = onInterrupt();
-    const bar = progressBar('niah cells', this.jsonEnabled());
-    try {
-      const result = await runNiah({
-        ...options,
-        modelDir: flags.model,
-        out: flags.out,
-        backend: await createBackend(flags.device),
-        dtype: flags.dtype === 'auto' ? undefined : (flags.dtype as DType),
+    return runEvalCommand(this, 'niah cells', flags, (common) =>
+      runNiah({
+        ...common,
+        ...grid,
         haystack: flags.haystack === undefined ? undefined : { kind: 'folder', dir: flags.haystack },
         needle: flags.needle,
         question: flags.question,
         limit: flags.limit,
-        signal: interrupt.signal,
-        onProgress: (p) => bar.update(p.done, p.total, progressDetail(p)),
-      });
-      bar.stop();
-      for (const line of runReport(result)) this.log(line);
-      if (result.outcome === 'interrupted') process.exitCode = 130;
-      return result;
-    } finally {
-      bar.stop();
-      interrupt.dispose();
-    }
+      }),
+    );
   }
 }

@@ -1,0 +1,61 @@
+import type { Backend } from '../core/backend/backend.js';
+import { createBackend } from '../core/backend/create-backend.js';
+import { parseCacheChoice, type CacheChoice } from '../core/eval/run/cache-choice.js';
+import type { EvalProgress } from '../core/eval/run/eval-run.js';
+import { progressDetail, runReport } from '../core/eval/run/report.js';
+import type { EvalRunResult } from '../core/eval/run/run-benchmark.js';
+import type { SummaryBase } from '../core/eval/run/summary.js';
+import { parseShard, type Shard } from '../core/eval/shard.js';
+import type { DType } from '../core/tensor/dtype.js';
+import type { BaseCommand } from './base-command.js';
+import { onInterrupt } from './interrupt.js';
+import { progressBar } from './progress.js';
+
+/** What every eval runner takes from the shared flags (eval-flags.ts). */
+export interface CommonRunOptions {
+  modelDir: string;
+  out: string;
+  cache: CacheChoice;
+  shard: Shard;
+  backend: Backend;
+  dtype?: DType;
+  signal: AbortSignal;
+  onProgress: (p: EvalProgress) => void;
+}
+
+/**
+ * The frame of `commvq eval <benchmark>`: parses the shared flags, runs the benchmark with a progress bar and Ctrl-C
+ * handling, prints the report, and exits 130 when interrupted.
+ *
+ *   return runEvalCommand(this, 'longbench', flags, (common) => runLongbench({ ...common, dataDir: flags.data }));
+ */
+export async function runEvalCommand<S extends SummaryBase>(
+  command: BaseCommand,
+  label: string,
+  flags: { model: string; out: string; cache: string; shard: string; device: string; dtype: string },
+  run: (common: CommonRunOptions) => Promise<EvalRunResult<S>>,
+): Promise<EvalRunResult<S>> {
+  const cache = parseCacheChoice(flags.cache);
+  const shard = parseShard(flags.shard);
+  const interrupt = onInterrupt();
+  const bar = progressBar(label, command.jsonEnabled());
+  try {
+    const result = await run({
+      modelDir: flags.model,
+      out: flags.out,
+      cache,
+      shard,
+      backend: await createBackend(flags.device),
+      dtype: flags.dtype === 'auto' ? undefined : (flags.dtype as DType),
+      signal: interrupt.signal,
+      onProgress: (p) => bar.update(p.done, p.total, progressDetail(p)),
+    });
+    bar.stop();
+    for (const line of runReport(result)) command.log(line);
+    if (result.outcome === 'interrupted') process.exitCode = 130;
+    return result;
+  } finally {
+    bar.stop();
+    interrupt.dispose();
+  }
+}
