@@ -34,6 +34,8 @@ export interface CommvqCacheOptions {
   /** value codes: deterministic argmax (default), or the reference's Gumbel sampling with a seed (§10.1 item 2) */
   valueEncoding?: 'argmax' | { gumbelSeed: number };
   capacity: number;
+  /** sequences held (default 1) */
+  batch?: number;
 }
 
 /** One layer's state: compressed tokens as packed codes, and the exact tokens (sinks and the recent window). */
@@ -74,14 +76,15 @@ export class CommvqCache implements KVCache {
   readonly capacity: number;
   /** the host reference reads its inputs back from the device: not recordable */
   readonly replayable = false;
-  private readonly layers: LayerState[];
+  readonly batch: number;
+  private readonly states: LayerState[][]; // [sequence][layer]
   private readonly W: number;
   private readonly sinks: number;
   private readonly mode: PrefillMode;
   private readonly ops = new CpuTrainOps(new CpuBackend());
-  private lengths: number[];
+  private readonly lengths: number[][]; // [sequence][layer]
   private readonly valueHost = new Map<number, { E: Float32Array; ls: Float32Array }>();
-  private pending = new Map<number, { kPre: Float32Array; k: Float32Array; v: Float32Array; start: number; T: number }>();
+  private readonly pending = new Map<number, { kPre: Float32Array; k: Float32Array; v: Float32Array }>();
 
   constructor(
     private readonly backend: Backend,
@@ -92,8 +95,9 @@ export class CommvqCache implements KVCache {
     this.W = o.window ?? 128;
     this.sinks = o.sinks ?? 0;
     this.mode = o.prefill ?? 'faithful';
-    this.layers = Array.from({ length: shape.numLayers }, () => new LayerState());
-    this.lengths = new Array<number>(shape.numLayers).fill(0);
+    this.batch = o.batch ?? 1;
+    this.states = Array.from({ length: this.batch }, () => Array.from({ length: shape.numLayers }, () => new LayerState()));
+    this.lengths = Array.from({ length: this.batch }, () => new Array<number>(shape.numLayers).fill(0));
     for (let l = 0; l < shape.numLayers; l++) {
       if (!o.keys.has(l)) throw new CommvqError(`key codebook has no layer ${l}`, 'train it with commvq train-key --layers all');
       if (!o.values.has(l)) throw new CommvqError(`value codebook has no layer ${l}`, 'train it with commvq train-value');
@@ -105,14 +109,22 @@ export class CommvqCache implements KVCache {
   }
 
   get length(): number {
-    return Math.min(...this.lengths);
+    return this.lengthOf(0);
+  }
+
+  lengthOf(sequence: number): number {
+    return Math.min(...this.lengths[sequence]!);
   }
 
   append(layer: number, kv: LayerKV, step: StepInputs): void {
-    if (step.start + step.tokens > this.capacity) throw new CommvqError(`KV cache full: ${step.start} + ${step.tokens} tokens exceed its capacity of ${this.capacity}`);
-    if (step.start !== this.lengths[layer]) throw new CommvqError(`the CommVQ cache appends in order: step at ${step.start}, cache holds ${this.lengths[layer]}`);
+    for (const g of step.groups) {
+      if (g.sequence >= this.batch) throw new Error(`sequence ${g.sequence} of a cache of ${this.batch}`);
+      if (g.start + g.tokens > this.capacity) throw new CommvqError(`KV cache full: ${g.start} + ${g.tokens} tokens exceed its capacity of ${this.capacity}`);
+      const held = this.lengths[g.sequence]![layer]!;
+      if (g.start !== held) throw new CommvqError(`the CommVQ cache appends in order: step at ${g.start}, cache holds ${held}`);
+    }
     const host = (t: Tensor) => this.backend.toFloat32(t);
-    this.pending.set(layer, { kPre: host(kv.kPre), k: host(kv.k), v: host(kv.v), start: step.start, T: step.tokens });
+    this.pending.set(layer, { kPre: host(kv.kPre), k: host(kv.k), v: host(kv.v) });
   }
 
   attend(layer: number, q: Tensor, step: StepInputs): Tensor {
@@ -121,32 +133,47 @@ export class CommvqCache implements KVCache {
     this.pending.delete(layer);
     const qs = this.backend.toFloat32(q);
     const { queryHeads: Hq, headDim: Dh } = this.shape;
-    const out = new Float32Array(p.T * Hq * Dh);
+    const out = new Float32Array(step.tokens * Hq * Dh);
     const D = this.shape.kvHeads * Dh;
+    for (const g of step.groups) {
+      // each sequence's rows, as if it were alone
+      const rows = (a: Float32Array, width: number) => a.subarray(g.row * width, (g.row + g.tokens) * width);
+      const part = this.attendSequence(layer, g.sequence, g.start, { kPre: rows(p.kPre, D), k: rows(p.k, D), v: rows(p.v, D) }, rows(qs, Hq * Dh));
+      out.set(part, g.row * Hq * Dh);
+      this.lengths[g.sequence]![layer] = g.start + g.tokens;
+    }
+    return this.backend.fromArray(out, q.shape, this.backend.activationDType);
+  }
+
+  /** T tokens of one sequence from `start`: kv rows [T, D], queries [T, H_q·D_h] → outputs [T, H_q·D_h]. */
+  private attendSequence(layer: number, seq: number, start: number, kv: { kPre: Float32Array; k: Float32Array; v: Float32Array }, qs: Float32Array): Float32Array {
+    const { queryHeads: Hq, headDim: Dh } = this.shape;
+    const D = this.shape.kvHeads * Dh;
+    const T = kv.k.length / D;
+    const out = new Float32Array(T * Hq * Dh);
+    const s = this.states[seq]![layer]!;
     const rows = (a: Float32Array, i: number) => Array.from(a.subarray(i * D, (i + 1) * D));
     const addExact = (i: number) => {
-      const s = this.layers[layer]!;
-      s.exactKPre.push(rows(p.kPre, i));
-      s.exactK.push(rows(p.k, i));
-      s.exactV.push(rows(p.v, i));
+      s.exactKPre.push(rows(kv.kPre, i));
+      s.exactK.push(rows(kv.k, i));
+      s.exactV.push(rows(kv.v, i));
     };
-    if (p.T > 1 && this.mode === 'faithful') {
-      if (p.start !== 0) throw new CommvqError('faithful prefill runs the whole prompt in one forward (the cache must be empty)', 'use --prefill strict for chunked prompts');
+    if (T > 1 && this.mode === 'faithful') {
+      if (start !== 0) throw new CommvqError('faithful prefill runs the whole prompt in one forward (the cache must be empty)', 'use --prefill strict for chunked prompts');
       // exact attention over the prompt (spec §6.3), then compress its aligned prefix
-      out.set(attentionF32(qs, p.k, p.v, { ...this.shapeOf(0, p.T) }));
-      for (let i = 0; i < p.T; i++) addExact(i);
-      this.compressAligned(layer, p.start + p.T);
+      out.set(attentionF32(qs, kv.k, kv.v, { ...this.shapeOf(0, T) }));
+      for (let i = 0; i < T; i++) addExact(i);
+      this.compressAligned(s, layer, start + T);
     } else {
-      for (let i = 0; i < p.T; i++) {
-        const pos = p.start + i;
+      for (let i = 0; i < T; i++) {
+        const pos = start + i;
         // decoding rule (§6.6): a full window is flushed before the next token is appended
-        this.compressAligned(layer, pos);
+        this.compressAligned(s, layer, pos);
         addExact(i);
-        out.set(this.attendOne(layer, qs.subarray(i * Hq * Dh, (i + 1) * Hq * Dh), pos), i * Hq * Dh);
+        out.set(this.attendOne(s, layer, qs.subarray(i * Hq * Dh, (i + 1) * Hq * Dh), pos), i * Hq * Dh);
       }
     }
-    this.lengths[layer] = p.start + p.T;
-    return this.backend.fromArray(out, q.shape, this.backend.activationDType);
+    return out;
   }
 
   seek(length: number): void {
@@ -156,7 +183,7 @@ export class CommvqCache implements KVCache {
   /** Bytes held: packed codes, norms, bits and scales of compressed tokens, plus the exact tokens (f32 here). */
   bytes(): number {
     let total = 0;
-    for (const s of this.layers) {
+    for (const s of this.states.flat()) {
       total += s.keyCodes.length + 2 * s.keyNorms.length + s.valueBits.length + 2 * s.valueRho.length;
       total += s.exactK.length * 3 * this.shape.kvHeads * this.shape.headDim * 4;
     }
@@ -170,7 +197,7 @@ export class CommvqCache implements KVCache {
   }
 
   dispose(): void {
-    this.layers.forEach((_, i) => (this.layers[i] = new LayerState()));
+    for (const seq of this.states) seq.forEach((_, i) => (seq[i] = new LayerState()));
   }
 
   private shapeOf(qStart: number, kvLength: number) {
@@ -178,8 +205,7 @@ export class CommvqCache implements KVCache {
   }
 
   /** Compresses exact window tokens below the last W-aligned boundary at or before `position` (sinks stay exact). */
-  private compressAligned(layer: number, position: number): void {
-    const s = this.layers[layer]!;
+  private compressAligned(s: LayerState, layer: number, position: number): void {
     const boundary = Math.max(this.sinks, this.sinks + Math.floor((position - this.sinks) / this.W) * this.W);
     const firstWindow = this.sinks + s.compressed; // absolute position of the window's first token
     const count = boundary - firstWindow;
@@ -189,12 +215,11 @@ export class CommvqCache implements KVCache {
     const kPre = Float32Array.from(take(s.exactKPre).flat());
     take(s.exactK);
     const v = Float32Array.from(take(s.exactV).flat());
-    this.encodeBlock(layer, kPre, v, count);
+    this.encodeBlock(s, layer, kPre, v, count);
   }
 
   /** Encodes `n` tokens' pre-RoPE keys and values [n, D] into the layer's packed state. */
-  private encodeBlock(layer: number, kPre: Float32Array, v: Float32Array, n: number): void {
-    const s = this.layers[layer]!;
+  private encodeBlock(s: LayerState, layer: number, kPre: Float32Array, v: Float32Array, n: number): void {
     const cb = this.o.keys.get(layer)!;
     const { residuals: R, groups: G } = cb.shape;
     const enc = encodeKeys(cb, kPre); // codes [R, G, n]
@@ -228,14 +253,13 @@ export class CommvqCache implements KVCache {
   }
 
   /** One query token at `pos` over compressed tokens (on codes) and exact ones, joint softmax (§6.6, §6.8). */
-  private attendOne(layer: number, q: Float32Array, pos: number): Float32Array {
-    const s = this.layers[layer]!;
+  private attendOne(s: LayerState, layer: number, q: Float32Array, pos: number): Float32Array {
     const cb = this.o.keys.get(layer)!;
     const { queryHeads: Hq, kvHeads: Hkv, headDim: Dh } = this.shape;
     const D = Hkv * Dh;
     const group = Hq / Hkv;
     const N = s.compressed;
-    const { codes, norms, rhoPrime, bits, positions } = this.unpacked(layer);
+    const { codes, norms, rhoPrime, bits, positions } = this.unpacked(s, layer);
     const Nc = this.o.valueShape.codeBits;
     // exact tokens (sinks, then the window) have their keys already rotated
     const { E, ls } = this.valueTables(layer);
@@ -270,8 +294,7 @@ export class CommvqCache implements KVCache {
   }
 
   /** The layer's compressed tokens unpacked, cached until the next block is compressed. */
-  private unpacked(layer: number): UnpackedTokens {
-    const s = this.layers[layer]!;
+  private unpacked(s: LayerState, layer: number): UnpackedTokens {
     if (s.unpacked?.tokens === s.compressed) return s.unpacked;
     const { residuals: R, groups: G } = this.o.keys.get(layer)!.shape;
     const N = s.compressed;
@@ -309,10 +332,10 @@ export class CommvqCache implements KVCache {
    * The compressed tokens of a layer dequantized (keys pre-RoPE, values), for tests and for dense comparisons:
    * k̂_t = n_t·Σ_r C_r[code] (HF layout), v̂_t = (b_t·E)·ρ′_t ⊙ (ls + ε).
    */
-  dequantized(layer: number): { keys: Float32Array; values: Float32Array; positions: Int32Array } {
+  dequantized(layer: number, sequence = 0): { keys: Float32Array; values: Float32Array; positions: Int32Array } {
     const cb = this.o.keys.get(layer)!;
     const RG = cb.shape.residuals * cb.shape.groups;
-    const u = this.unpacked(layer);
+    const u = this.unpacked(this.states[sequence]![layer]!, layer);
     const N = u.tokens;
     const codes = new Uint16Array(RG * N); // [R, G, N] as encodeKeys makes them
     for (let t = 0; t < N; t++) for (let i = 0; i < RG; i++) codes[i * N + t] = u.codes[t * RG + i]!;

@@ -16,11 +16,16 @@ export interface CacheShape {
 /**
  * What the model needs from a KV cache. The model hands each layer's new post-RoPE keys and values to `append` and
  * asks the cache to `attend`: a compressed cache (CommVQ) answers from its codes, so the model never tests which
- * kind of cache it has.
+ * kind of cache it has. A cache holds `batch` sequences, each with its own length; a step feeds either several
+ * tokens of one sequence or one token of every sequence (StepInputs' groups say which rows are whose).
  */
 export interface KVCache {
-  /** Tokens held by every layer (the absolute position of the next token). */
+  /** Sequences held. */
+  readonly batch: number;
+  /** Tokens held by every layer for sequence 0 (the absolute position of its next token). */
   readonly length: number;
+  /** Tokens held by every layer for `sequence`. */
+  lengthOf(sequence: number): number;
   /**
    * Stores the step's tokens for `layer`: kv.k (after RoPE) and kv.v [T, H_kv·D_h] for a dense cache; a compressed
    * cache encodes kv.kPre (before RoPE) instead.
@@ -29,87 +34,123 @@ export interface KVCache {
   /** Causal attention of the step's queries q [T, H_q·D_h] (already appended) over this layer's cache. */
   attend(layer: number, q: Tensor, step: StepInputs): Tensor;
   /**
-   * Sets the number of tokens held: forgets the ones past `length` (rewind), or takes on rows that a replayed
-   * graph step wrote (no host code runs during a replay, so the host count is told afterwards).
+   * Sets the number of tokens held by sequence 0: forgets the ones past `length` (rewind), or takes on rows that a
+   * replayed graph step wrote (no host code runs during a replay, so the host count is told afterwards).
    */
   seek(length: number): void;
-  /** The most tokens it can hold. */
+  /** The most tokens it can hold per sequence. */
   readonly capacity: number;
   /** Whether append and attend only enqueue device work, so that a decode step can be recorded as a CUDA graph. */
   readonly replayable: boolean;
-  /** Bytes of storage held for keys and values. */
+  /** Bytes of storage held for keys and values (all sequences). */
   bytes(): number;
   dispose(): void;
 }
 
 /**
  * The exact cache: keys and values in the backend's activation dtype, in buffers preallocated for `capacity` tokens
- * (fixed addresses, which CUDA graphs need).
+ * per sequence (fixed addresses, which CUDA graphs need).
  *
- *   const cache = new DenseKVCache(backend, shape, 4096);
+ *   const cache = new DenseKVCache(backend, shape, 4096);        // one sequence
+ *   const batch = new DenseKVCache(backend, shape, 32768, 8);    // eight
  */
 export class DenseKVCache implements KVCache {
-  private readonly keys: Tensor[] = []; // per layer: [capacity, H_kv·D_h], post-RoPE
-  private readonly values: Tensor[] = []; // per layer: [capacity, H_kv·D_h]
-  private readonly lengths: number[];
+  private readonly keys: Tensor[][] = []; // [layer][sequence]: [capacity, H_kv·D_h], post-RoPE
+  private readonly values: Tensor[][] = []; // [layer][sequence]: [capacity, H_kv·D_h]
+  private readonly lengths: number[][]; // [layer][sequence]
   readonly dtype: DType;
-  readonly replayable = true;
+  /** a single sequence replays: its step's lengths live on the device */
+  readonly replayable: boolean;
 
   constructor(
     private readonly backend: Backend,
     readonly shape: CacheShape,
     readonly capacity: number,
+    readonly batch = 1,
   ) {
     this.dtype = backend.activationDType;
+    this.replayable = batch === 1;
     const width = shape.kvHeads * shape.headDim;
     for (let l = 0; l < shape.numLayers; l++) {
-      this.keys.push(backend.zeros([capacity, width], this.dtype));
-      this.values.push(backend.zeros([capacity, width], this.dtype));
+      this.keys.push(Array.from({ length: batch }, () => backend.zeros([capacity, width], this.dtype)));
+      this.values.push(Array.from({ length: batch }, () => backend.zeros([capacity, width], this.dtype)));
     }
-    this.lengths = new Array<number>(shape.numLayers).fill(0);
+    this.lengths = Array.from({ length: shape.numLayers }, () => new Array<number>(batch).fill(0));
   }
 
   get length(): number {
-    return Math.min(...this.lengths);
+    return this.lengthOf(0);
+  }
+
+  lengthOf(sequence: number): number {
+    return Math.min(...this.lengths.map((l) => l[sequence]!));
   }
 
   append(layer: number, { k, v }: LayerKV, step: StepInputs): void {
-    const end = step.start + step.tokens;
-    if (end > this.capacity) {
-      throw new CommvqError(`KV cache full: ${step.start} + ${step.tokens} tokens exceed its capacity of ${this.capacity}`);
+    for (const g of step.groups) {
+      const end = g.start + g.tokens;
+      if (end > this.capacity) {
+        throw new CommvqError(`KV cache full: ${g.start} + ${g.tokens} tokens exceed its capacity of ${this.capacity}`);
+      }
+      if (g.sequence >= this.batch) throw new Error(`sequence ${g.sequence} of a cache of ${this.batch}`);
     }
-    // rows land at the step's device-side positions, so a replayed graph step appends at the current position
-    this.backend.scatterRows(this.keys[layer]!, step.positions, k);
-    this.backend.scatterRows(this.values[layer]!, step.positions, v);
-    this.lengths[layer] = end;
+    if (!step.batched) {
+      // rows land at the step's device-side positions, so a replayed graph step appends at the current position
+      this.backend.scatterRows(this.keys[layer]![step.sequence]!, step.positions, k);
+      this.backend.scatterRows(this.values[layer]![step.sequence]!, step.positions, v);
+    } else {
+      for (const g of step.groups) {
+        const rows = (x: Tensor) => this.backend.sliceRows(x, g.row, g.row + 1);
+        const [kr, vr] = [rows(k), rows(v)];
+        this.backend.writeRows(this.keys[layer]![g.sequence]!, g.start, kr);
+        this.backend.writeRows(this.values[layer]![g.sequence]!, g.start, vr);
+        kr.dispose();
+        vr.dispose();
+      }
+    }
+    for (const g of step.groups) this.lengths[layer]![g.sequence] = g.start + g.tokens;
   }
 
   attend(layer: number, q: Tensor, step: StepInputs): Tensor {
-    const shape = {
+    const b = this.backend;
+    const shapeOf = (qStart: number, tokens: number) => ({
       queryHeads: this.shape.queryHeads,
       kvHeads: this.shape.kvHeads,
       headDim: this.shape.headDim,
-      qStart: step.start,
-      kvLength: step.start + step.tokens,
+      qStart,
+      kvLength: qStart + tokens,
       maxKvLength: step.maxKvLength,
-    };
-    // a replayable step reads its lengths on the device; an eager one passes them as numbers
-    const lengths = step.maxKvLength === undefined ? undefined : step.lengths;
-    return this.backend.attention(q, this.keys[layer]!, this.values[layer]!, shape, lengths);
+    });
+    if (!step.batched) {
+      // a replayable step reads its lengths on the device; an eager one passes them as numbers
+      const lengths = step.maxKvLength === undefined ? undefined : step.lengths;
+      const s = step.sequence;
+      return b.attention(q, this.keys[layer]![s]!, this.values[layer]![s]!, shapeOf(step.start, step.tokens), lengths);
+    }
+    // a batch: each sequence's row attends over its own buffers
+    const out = b.zeros(q.shape, q.dtype);
+    for (const g of step.groups) {
+      const qr = b.sliceRows(q, g.row, g.row + g.tokens);
+      const o = b.attention(qr, this.keys[layer]![g.sequence]!, this.values[layer]![g.sequence]!, shapeOf(g.start, g.tokens));
+      b.writeRows(out, g.row, o);
+      qr.dispose();
+      o.dispose();
+    }
+    return out;
   }
 
   seek(length: number): void {
     if (length < 0 || length > this.capacity) throw new Error(`seek(${length}) outside a cache of ${this.capacity}`);
-    this.lengths.fill(length);
+    for (const l of this.lengths) l[0] = length;
   }
 
   bytes(): number {
     const width = this.shape.kvHeads * this.shape.headDim;
-    return 2 * this.shape.numLayers * this.capacity * width * bytesPerElement(this.dtype);
+    return 2 * this.shape.numLayers * this.batch * this.capacity * width * bytesPerElement(this.dtype);
   }
 
   dispose(): void {
-    [...this.keys, ...this.values].forEach((t) => t.dispose());
+    [...this.keys.flat(), ...this.values.flat()].forEach((t) => t.dispose());
     this.keys.length = 0;
     this.values.length = 0;
   }

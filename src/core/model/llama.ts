@@ -24,7 +24,7 @@ export interface LayerAttention extends LayerKV {
 }
 
 export interface ForwardOptions {
-  /** which rows get logits: every token (scoring, tests) or only the last (generation) */
+  /** which rows get logits: every token (scoring, tests) or only the last of each sequence (generation) */
   logits?: 'all' | 'last';
   observe?: KVObserver;
   /** called after each layer's attention; tensors valid during the call only */
@@ -56,16 +56,36 @@ export class LlamaModel {
     return { numLayers: c.numLayers, queryHeads: c.numHeads, kvHeads: c.numKvHeads, headDim: c.headDim };
   }
 
-  /** An exact cache with room for `capacity` tokens. */
-  createDenseCache(capacity: number): DenseKVCache {
-    return new DenseKVCache(this.backend, this.cacheShape, capacity);
+  /** An exact cache with room for `capacity` tokens in each of `batch` sequences. */
+  createDenseCache(capacity: number, batch = 1): DenseKVCache {
+    return new DenseKVCache(this.backend, this.cacheShape, capacity, batch);
   }
 
-  /** Runs `ids` (the tokens after those already in `cache`) and appends their keys and values to it. */
-  forward(ids: Int32Array, cache: KVCache, options: ForwardOptions = {}): Tensor {
-    const step = StepInputs.create(this.backend, ids, cache.length);
+  /**
+   * Runs `ids` (the tokens after those already in `cache` for `sequence`, default 0) and appends their keys and
+   * values to it.
+   */
+  forward(ids: Int32Array, cache: KVCache, options: ForwardOptions & { sequence?: number } = {}): Tensor {
+    const sequence = options.sequence ?? 0;
+    const step = StepInputs.create(this.backend, ids, cache.lengthOf(sequence), undefined, sequence);
     try {
       return this.forwardStep(step, cache, options);
+    } finally {
+      step.dispose();
+    }
+  }
+
+  /**
+   * One decode step for every sequence of `cache` at once: ids[b] is sequence b's next token, run at its own
+   * position (sequences may hold different lengths). Returns logits [B, V].
+   *
+   *   const logits = model.decodeBatch(Int32Array.from(next), cache);
+   */
+  decodeBatch(ids: Int32Array, cache: KVCache, options: Omit<ForwardOptions, 'logits'> = {}): Tensor {
+    if (ids.length !== cache.batch) throw new CommvqError(`decodeBatch: ${ids.length} tokens for a cache of ${cache.batch} sequences`);
+    const step = StepInputs.decode(this.backend, ids, Array.from({ length: cache.batch }, (_, b) => cache.lengthOf(b)));
+    try {
+      return this.forwardStep(step, cache, { ...options, logits: 'all' });
     } finally {
       step.dispose();
     }
@@ -87,7 +107,9 @@ export class LlamaModel {
       h = next;
     });
     const scope = new TensorScope();
-    const rows = options.logits === 'last' ? scope.keep(b.sliceRows(h, step.tokens - 1, step.tokens)) : h;
+    // a batched step's rows are each the last token of their sequence
+    const last = options.logits === 'last' && !step.batched;
+    const rows = last ? scope.keep(b.sliceRows(h, step.tokens - 1, step.tokens)) : h;
     const normed = scope.keep(b.rmsNorm(rows, this.weights.norm, this.config.rmsNormEps));
     const logits = b.linear(normed, this.weights.lmHead); // [T or 1, V]
     scope.dispose();
