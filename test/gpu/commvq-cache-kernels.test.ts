@@ -1,0 +1,479 @@
+/**
+ * The kernels of the device-resident CommVQ cache against the CPU reference (CommvqCache.encodeBlock/dequantized):
+ * the device key encoder (src/core/commvq/device-key-encoder.ts) against `encodeKeys`, and the pack/dequant
+ * launchers (src/core/commvq/cuda-cache-kernels.ts, kernels/commvq_pack.cu, kernels/commvq_dequant.cu) against
+ * packCodes12/packBits, `decodeKeys` and the value formula, on random inputs drawn fresh each run (seed in every
+ * message): head_dim 64 and 128, R 11 and 21, G 1, 2, 8, n 1, 127, 128, 300, rows written at rowStart > 0 of larger
+ * arrays whose other rows hold guard bytes that must stay untouched. Argument checks run without a GPU.
+ *
+ * Tolerances:
+ *   codes:   equal to encodeKeys, except near-ties: the GPU ranks centres by f32 distances (the CPU by f64 ones), so
+ *            where the two pick different centres at a (token, group)'s first differing stage, the f64 distances of
+ *            both centres to the CPU residual must agree within 3e-5·(‖v‖² + ‖C‖²) (f32 sums of 64 pairs and the
+ *            α + β + Q split lose ≲ 1e-5 of that scale); later stages of that unit are not compared (their residual
+ *            differs), and at most 1% of units may hold such a tie.
+ *   norms:   √n2 within 1e-6 relative of the f64 norm (f32 block sum); stored bf16 within one bf16 step (2^-7 rel.) of
+ *            the CPU's bf16, and bit-exactly bf16(√n2) of the GPU's own n2.
+ *   packing: byte-exact (packCodes12, packBits) and rows outside [rowStart, rowStart + n) untouched.
+ *   k̂:      |gpu − cpu| ≤ 2^-8·|cpu| + 4e-6·M, M = n_t·Σ_r (|terms| of the pair component): one bf16 rounding plus
+ *            f32 sums of R centres (the GPU rounds 2R times, decodeKeys R times: ≤ 3R·2^-24·M ≤ 3.8e-6·M for R 21).
+ *   ρ′:      the reference is the CPU formula on the bf16-rounded E (the device holds only bf16 E), in f64:
+ *            |gpu − ref| ≤ (2^-8 + 1e-5)·ref: one bf16 rounding plus the f32 sums of W = b·E and ‖W‖.
+ *   v̂:      |gpu − ref| ≤ 2^-8·|ref| + 1e-5·M, M = ρ′·(ls + 1e-6)·Σ_{i set} |E_i,c| (f32 sum of ≤ N_c rows).
+ */
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { CudaBackend, cudaAvailable } from '../../src/core/backend/cuda/cuda-backend.js';
+import type { CudaContext } from '../../src/core/backend/cuda/context.js';
+import type { CudaKernel, DeviceBlock, DeviceInfo, KernelArg } from '../../src/core/backend/cuda/kernels.js';
+import { CudaTimer } from '../../src/core/backend/cuda/timing.js';
+import { packBits, packCodes12, packedCodeBytes } from '../../src/core/commvq/code-packing.js';
+import {
+  launchDequantKeys,
+  launchDequantValues,
+  launchPackKeys,
+  launchPackValues,
+  packValuesWorkspaceBytes,
+} from '../../src/core/commvq/cuda-cache-kernels.js';
+import { DeviceKeyTables, encodeChunkTokens, encodeKeysOnDevice, type KeyEncoderContext } from '../../src/core/commvq/device-key-encoder.js';
+import { CommvqError } from '../../src/core/errors.js';
+import { LayerKeyCodebook } from '../../src/core/keys/codebook.js';
+import { decodeKeys, encodeKeys } from '../../src/core/keys/encoder.js';
+import { prepareKeys } from '../../src/core/keys/layout.js';
+import { subtractCentre } from '../../src/core/keys/distance.js';
+import { bf16ToF32, f32ToBf16 } from '../../src/core/tensor/dtype.js';
+import { BF16_EPS, checkClose, nonFinite, Rng, SEED } from './gpu-helpers.js';
+
+const gpu = cudaAvailable();
+const bytesOf = (a: ArrayBufferView): Uint8Array => new Uint8Array(a.buffer, a.byteOffset, a.byteLength);
+
+interface Config {
+  headDim: number;
+  residuals: number;
+  groups: number;
+  tokens: number;
+  rowStart: number;
+  codeBits: number;
+  keyDType: 'f32' | 'bf16';
+}
+
+const CASES: Config[] = [
+  { headDim: 64, residuals: 11, groups: 1, tokens: 1, rowStart: 5, codeBits: 128, keyDType: 'f32' },
+  { headDim: 64, residuals: 21, groups: 2, tokens: 127, rowStart: 64, codeBits: 256, keyDType: 'bf16' },
+  { headDim: 64, residuals: 11, groups: 8, tokens: 128, rowStart: 1, codeBits: 1024, keyDType: 'bf16' },
+  { headDim: 128, residuals: 11, groups: 1, tokens: 300, rowStart: 3, codeBits: 192, keyDType: 'f32' },
+  { headDim: 128, residuals: 11, groups: 8, tokens: 128, rowStart: 128, codeBits: 1024, keyDType: 'bf16' },
+  { headDim: 128, residuals: 21, groups: 8, tokens: 300, rowStart: 129, codeBits: 2048, keyDType: 'bf16' },
+  { headDim: 128, residuals: 21, groups: 2, tokens: 1, rowStart: 0, codeBits: 64, keyDType: 'f32' },
+];
+
+/** f64 squared distance of PI row v [D] to centre `code` of θ_{r,g} [128, P]. */
+function sqDist(theta: Float32Array, P: number, code: number, v: Float32Array): { d: number; c2: number } {
+  const A = code >> 6;
+  const B = code & 63;
+  let d = 0;
+  let c2 = 0;
+  for (let j = 0; j < P; j++) {
+    const re = theta[2 * A * P + j]! - theta[(2 * B + 1) * P + j]!;
+    const im = theta[(2 * A + 1) * P + j]! + theta[2 * B * P + j]!;
+    d += (v[2 * j]! - re) ** 2 + (v[2 * j + 1]! - im) ** 2;
+    c2 += re * re + im * im;
+  }
+  return { d, c2 };
+}
+
+/**
+ * Compares GPU codes with CPU codes unit by unit (token, group); at a unit's first differing stage, certifies a
+ * near-tie from the CPU residual (see the header). Returns an error message or null, and the number of ties.
+ */
+function compareCodes(cb: LayerKeyCodebook, rows: Float32Array, cpu: Uint16Array, got: Int32Array, n: number): { msg: string | null; ties: number } {
+  const { residuals: R, groups: G, pairs: P } = cb.shape;
+  const D = 2 * P;
+  let ties = 0;
+  for (let t = 0; t < n; t++) {
+    for (let g = 0; g < G; g++) {
+      for (let r = 0; r < R; r++) {
+        const i = (r * G + g) * n + t;
+        if (cpu[i] === got[i]) continue;
+        ties++;
+        const v = prepareKeys(rows.subarray(t * G * D, (t + 1) * G * D), G, D).data[g]!;
+        for (let s = 0; s < r; s++) subtractCentre(cb.stage(s, g), 64, P, cpu[(s * G + g) * n + t]!, v, 0);
+        const a = sqDist(cb.stage(r, g), P, cpu[i]!, v);
+        const b = sqDist(cb.stage(r, g), P, got[i]!, v);
+        let v2 = 0;
+        for (let k = 0; k < D; k++) v2 += v[k]! ** 2;
+        const bound = 3e-5 * (v2 + a.c2);
+        if (!(Math.abs(a.d - b.d) <= bound)) {
+          return { msg: `codes (seed ${SEED}): token ${t} group ${g} stage ${r}: GPU ${got[i]} (d² ${b.d}) vs CPU ${cpu[i]} (d² ${a.d}), not a near-tie (bound ${bound.toExponential(2)})`, ties };
+        }
+        break; // later stages of this unit start from another residual
+      }
+    }
+  }
+  return { msg: ties <= Math.max(1, 0.01 * n * G) ? null : `codes (seed ${SEED}): ${ties} of ${n * G} units hold near-ties`, ties };
+}
+
+describe.skipIf(!gpu)(`CommVQ cache kernels, GPU vs CPU (${gpu ? `seed ${SEED}` : 'skipped: no CUDA driver or GPU here'})`, () => {
+  let cuda: CudaBackend;
+  let ctx: CudaContext;
+  const ok = (msg: string | null): void => expect(msg, msg ?? '').toBeNull();
+  let blocks: DeviceBlock[] = [];
+  const up = (a: ArrayBufferView): bigint => {
+    const b = ctx.alloc(Math.max(16, a.byteLength));
+    blocks.push(b);
+    ctx.upload(b.ptr, bytesOf(a));
+    return b.ptr;
+  };
+  const down = <T extends ArrayBufferView>(out: T, src: bigint): T => {
+    ctx.download(bytesOf(out), src);
+    return out;
+  };
+  const freeAll = (): void => {
+    ctx.synchronize();
+    blocks.forEach((b) => b.free());
+    blocks = [];
+  };
+
+  beforeAll(() => {
+    cuda = CudaBackend.create(0);
+    ctx = cuda.ctx;
+  });
+  afterAll(() => cuda?.dispose());
+
+  CASES.forEach((cfg, caseIndex) => {
+    const { headDim: D, residuals: R, groups: G, tokens: n, rowStart, codeBits: Nc } = cfg;
+    const P = D / 2;
+    const F = G * D;
+    const name = `D_h ${D}, R ${R}, G ${G}, n ${n}, rowStart ${rowStart}, N_c ${Nc}, ${cfg.keyDType} keys`;
+
+    it(`${name}: keys encode, pack and dequantize as the CPU cache does`, () => {
+      const rng = new Rng(SEED + 7919 * caseIndex);
+      const before = cuda.memory().bytesInUse;
+      const cb = new LayerKeyCodebook({ residuals: R, groups: G, halfSize: 64, pairs: P }, Float32Array.from({ length: R * G * 128 * P }, () => 0.05 * rng.normal()));
+      const raw = Float32Array.from({ length: n * F }, () => rng.normal() * (1 + 0.5 * rng.uniform()));
+      const rows = cfg.keyDType === 'bf16' ? raw.map((x) => bf16ToF32(f32ToBf16(x))) : raw;
+      const capacity = rowStart + n + 3;
+      const rowBytes = packedCodeBytes(R * G);
+      try {
+        const theta = up(cb.theta);
+        const kPre = { ptr: up(cfg.keyDType === 'bf16' ? Uint16Array.from(rows, f32ToBf16) : rows), dtype: cfg.keyDType };
+        const enc = encodeKeysOnDevice(ctx, { theta, residuals: R, groups: G, headDim: D }, kPre, n);
+        const codes = down(new Int32Array(R * G * n), enc.codes);
+        const n2 = down(new Float32Array(n), enc.n2);
+
+        // codes and norms against encodeKeys
+        const cpu = encodeKeys(cb, rows);
+        ok(compareCodes(cb, rows, cpu.codes, codes, n).msg);
+        ok(checkClose('√n2', n2.map(Math.sqrt), cpu.norms, (t) => 1e-6 * cpu.norms[t]!));
+
+        // pack into rows rowStart.. of arrays holding guard bytes
+        const guardCodes = Uint8Array.from({ length: capacity * rowBytes }, () => rng.int(256));
+        const guardNorms = Uint16Array.from({ length: capacity }, () => rng.int(65536));
+        const keyCodes = up(guardCodes);
+        const keyNorms = up(guardNorms);
+        launchPackKeys(ctx, { codes: enc.codes, n2: enc.n2, keyCodes, keyNorms }, { residuals: R, groups: G, tokens: n, rowStart, capacity });
+        enc.dispose();
+        const gotCodes = down(new Uint8Array(capacity * rowBytes), keyCodes);
+        const gotNorms = down(new Uint16Array(capacity), keyNorms);
+        const wantCodes = guardCodes.slice();
+        const wantNorms = guardNorms.slice();
+        const perToken = new Uint16Array(R * G);
+        for (let t = 0; t < n; t++) {
+          for (let i = 0; i < R * G; i++) perToken[i] = codes[i * n + t]!;
+          packCodes12(perToken, wantCodes, (rowStart + t) * rowBytes);
+          wantNorms[rowStart + t] = f32ToBf16(Math.fround(Math.sqrt(n2[t]!)));
+        }
+        ok(checkClose('packed key codes (bytes)', gotCodes, wantCodes, () => 0));
+        ok(checkClose('key norms (bf16 bits of √n2)', gotNorms, wantNorms, () => 0));
+        const cpuNormBits = Uint16Array.from(cpu.norms, f32ToBf16);
+        ok(checkClose('key norms vs CPU (bf16 steps)', gotNorms.subarray(rowStart, rowStart + n), cpuNormBits, () => 1));
+
+        // dequantize the stored rows: k̂ [n, G·D_h] bf16, HF, pre-RoPE
+        const out = up(new Uint16Array(n * F + 8).fill(0x7fc0));
+        launchDequantKeys(ctx, { keyCodes, keyNorms, theta, out }, { residuals: R, groups: G, headDim: D, tokens: n, rowStart, capacity });
+        const got = Float32Array.from(down(new Uint16Array(n * F + 8), out), bf16ToF32);
+        expect(nonFinite(got.subarray(0, n * F)), `non-finite k̂ (seed ${SEED})`).toEqual([]);
+        expect(Array.from(got.subarray(n * F)).every(Number.isNaN), `k̂ written past row n (seed ${SEED})`).toBe(true);
+        const norms = Float32Array.from(gotNorms.subarray(rowStart, rowStart + n), bf16ToF32);
+        const want = decodeKeys(cb, { tokens: n, codes: Uint16Array.from(codes), norms });
+        const mag = new Float64Array(n * F);
+        for (let t = 0; t < n; t++) {
+          for (let g = 0; g < G; g++) {
+            for (let r = 0; r < R; r++) {
+              const c = codes[(r * G + g) * n + t]!;
+              const th = cb.stage(r, g);
+              for (let j = 0; j < P; j++) {
+                const [A, B] = [c >> 6, c & 63];
+                mag[t * F + g * D + j] += norms[t]! * (Math.abs(th[2 * A * P + j]!) + Math.abs(th[(2 * B + 1) * P + j]!));
+                mag[t * F + g * D + P + j] += norms[t]! * (Math.abs(th[(2 * A + 1) * P + j]!) + Math.abs(th[2 * B * P + j]!));
+              }
+            }
+          }
+        }
+        ok(checkClose('k̂', got.subarray(0, n * F), want, (i) => BF16_EPS * Math.abs(want[i]!) + 4e-6 * mag[i]!));
+      } finally {
+        freeAll();
+      }
+      expect(cuda.memory().bytesInUse, 'device memory leaked').toBe(before);
+    });
+
+    it(`${name}: values pack (bits, ρ′) and dequantize as the CPU formula on bf16 E`, () => {
+      const rng = new Rng(SEED + 7919 * caseIndex + 1);
+      const before = cuda.memory().bytesInUse;
+      const E = Float32Array.from({ length: Nc * F }, () => bf16ToF32(f32ToBf16(0.05 * rng.normal())));
+      const ls = Float32Array.from({ length: F }, () => 0.5 + rng.uniform());
+      const bits = Float32Array.from({ length: n * Nc }, (_, i) => (i < Nc ? 0 : rng.uniform() < 0.5 ? 1 : 0)); // token 0: no bit set
+      const rho = Float32Array.from({ length: n }, () => 0.5 + rng.uniform());
+      const capacity = rowStart + n + 3;
+      const rowBytes = Nc / 8;
+      try {
+        const guardBits = Uint8Array.from({ length: capacity * rowBytes }, () => rng.int(256));
+        const guardRho = Uint16Array.from({ length: capacity }, () => rng.int(65536));
+        const valueBits = up(guardBits);
+        const valueRho = up(guardRho);
+        const codebook = up(Uint16Array.from(E, f32ToBf16));
+        launchPackValues(ctx, { bits: up(bits), rho: up(rho), codebook, valueBits, valueRho }, { codeBits: Nc, featDim: F, tokens: n, rowStart, capacity });
+        const gotBits = down(new Uint8Array(capacity * rowBytes), valueBits);
+        const gotRho = down(new Uint16Array(capacity), valueRho);
+        const wantBits = guardBits.slice();
+        for (let t = 0; t < n; t++) packBits(bits.subarray(t * Nc, (t + 1) * Nc), wantBits, (rowStart + t) * rowBytes);
+        ok(checkClose('packed value bits (bytes)', gotBits, wantBits, () => 0));
+        ok(checkClose('rows outside the call (ρ′ guard)', [...gotRho.subarray(0, rowStart), ...gotRho.subarray(rowStart + n)], [...guardRho.subarray(0, rowStart), ...guardRho.subarray(rowStart + n)], () => 0));
+        // ρ′ reference and b·E in f64 from the bf16 E
+        const W = new Float64Array(n * F);
+        const absW = new Float64Array(n * F);
+        for (let t = 0; t < n; t++) {
+          for (let i = 0; i < Nc; i++) {
+            if (!bits[t * Nc + i]) continue;
+            for (let c = 0; c < F; c++) {
+              W[t * F + c] += E[i * F + c]!;
+              absW[t * F + c] += Math.abs(E[i * F + c]!);
+            }
+          }
+        }
+        const rhoRef = Float64Array.from({ length: n }, (_, t) => {
+          let ss = 0;
+          for (let c = 0; c < F; c++) ss += W[t * F + c]! ** 2;
+          return (rho[t]! + 1e-6) / (Math.sqrt(ss) + 1e-6);
+        });
+        const rhoGot = Float32Array.from(gotRho.subarray(rowStart, rowStart + n), bf16ToF32);
+        ok(checkClose('ρ′', rhoGot, rhoRef, (t) => (BF16_EPS + 1e-5) * rhoRef[t]!));
+
+        const out = up(new Uint16Array(n * F + 8).fill(0x7fc0));
+        const scale = up(ls);
+        launchDequantValues(ctx, { valueBits, valueRho, codebook, scale, out }, { codeBits: Nc, featDim: F, tokens: n, rowStart, capacity });
+        const got = Float32Array.from(down(new Uint16Array(n * F + 8), out), bf16ToF32);
+        expect(nonFinite(got.subarray(0, n * F)), `non-finite v̂ (seed ${SEED})`).toEqual([]);
+        expect(Array.from(got.subarray(n * F)).every(Number.isNaN), `v̂ written past row n (seed ${SEED})`).toBe(true);
+        const want = new Float64Array(n * F);
+        const mag = new Float64Array(n * F);
+        for (let t = 0; t < n; t++) {
+          for (let c = 0; c < F; c++) {
+            const s = rhoGot[t]! * (ls[c]! + 1e-6);
+            want[t * F + c] = W[t * F + c]! * s;
+            mag[t * F + c] = absW[t * F + c]! * s;
+          }
+        }
+        ok(checkClose('v̂', got.subarray(0, n * F), want, (i) => BF16_EPS * Math.abs(want[i]!) + 1e-5 * mag[i]!));
+      } finally {
+        freeAll();
+      }
+      expect(cuda.memory().bytesInUse, 'device memory leaked').toBe(before);
+    });
+  });
+
+  it('encodes in chunks as it does in one piece, with given outputs and prebuilt tables (D_h 128, G 8, R 11)', () => {
+    const rng = new Rng(SEED + 31);
+    const before = cuda.memory().bytesInUse;
+    const [R, G, D] = [11, 8, 128];
+    const chunk = encodeChunkTokens(1 << 20, G, D);
+    const n = chunk + 300; // two chunks: the second one 300 tokens
+    try {
+      const theta = up(Float32Array.from({ length: R * G * 128 * (D / 2) }, () => 0.05 * rng.normal()));
+      const rows = up(Uint16Array.from({ length: n * G * D }, () => f32ToBf16(rng.normal())));
+      const tables = DeviceKeyTables.build(ctx, { theta, residuals: R, groups: G, headDim: D });
+      const layer = { theta, residuals: R, groups: G, headDim: D, tables };
+      const codes = ctx.alloc(R * G * n * 4);
+      const n2 = ctx.alloc(n * 4);
+      blocks.push(codes, n2);
+      encodeKeysOnDevice(ctx, layer, { ptr: rows, dtype: 'bf16' }, n, { out: { codes: codes.ptr, n2: n2.ptr } }).dispose(); // frees nothing of ours
+      const whole = down(new Int32Array(R * G * n), codes.ptr);
+      const wholeN2 = down(new Float32Array(n), n2.ptr);
+      for (const first of [0, chunk]) {
+        const part = encodeKeysOnDevice(ctx, layer, { ptr: rows + BigInt(first * G * D * 2), dtype: 'bf16' }, 300);
+        const c = down(new Int32Array(R * G * 300), part.codes);
+        const p2 = down(new Float32Array(300), part.n2);
+        part.dispose();
+        const sliced = new Int32Array(R * G * 300);
+        for (let i = 0; i < R * G; i++) sliced.set(whole.subarray(i * n + first, i * n + first + 300), i * 300);
+        ok(checkClose(`codes of tokens ${first}.. (chunked vs alone)`, sliced, c, () => 0));
+        ok(checkClose(`n2 of tokens ${first}.. (chunked vs alone)`, wholeN2.subarray(first, first + 300), p2, () => 0));
+      }
+      tables.dispose();
+    } finally {
+      freeAll();
+    }
+    expect(cuda.memory().bytesInUse, 'device memory leaked').toBe(before);
+  });
+
+  it('runs a 128K-token layer fast: dequant values (N_c 1024, D 1024), pack values, key encoding (R 11, G 8)', () => {
+    const rng = new Rng(SEED + 37);
+    const before = cuda.memory().bytesInUse;
+    const [n, Nc, F] = [131072, 1024, 1024];
+    const timer = new CudaTimer(ctx);
+    const time = (fn: () => void, reps: number): number => {
+      fn(); // warm-up: module load, allocator
+      timer.start();
+      for (let i = 0; i < reps; i++) fn();
+      return timer.stop() / reps;
+    };
+    try {
+      const bitsHost = Uint8Array.from({ length: (n * Nc) / 8 }, () => rng.int(256));
+      const rhoHost = Uint16Array.from({ length: n }, () => f32ToBf16(0.5 + rng.uniform()));
+      const E = Float32Array.from({ length: Nc * F }, () => bf16ToF32(f32ToBf16(0.05 * rng.normal())));
+      const ls = Float32Array.from({ length: F }, () => 0.5 + rng.uniform());
+      const valueBits = up(bitsHost);
+      const valueRho = up(rhoHost);
+      const codebook = up(Uint16Array.from(E, f32ToBf16));
+      const scale = up(ls);
+      const outBlock = ctx.alloc(n * F * 2);
+      blocks.push(outBlock);
+      const shape = { codeBits: Nc, featDim: F, tokens: n, rowStart: 0, capacity: n };
+      const dequantMs = time(() => launchDequantValues(ctx, { valueBits, valueRho, codebook, scale, out: outBlock.ptr }, shape), 5);
+      // spot-check rows across the range against the formula (f64)
+      const rowsOut = new Uint16Array(n * F);
+      down(rowsOut, outBlock.ptr);
+      for (const t of [0, 4097, 65535, n - 1]) {
+        const want = new Float64Array(F);
+        const mag = new Float64Array(F);
+        for (let i = 0; i < Nc; i++) {
+          if (!((bitsHost[t * (Nc / 8) + (i >> 3)]! >> (i & 7)) & 1)) continue;
+          for (let c = 0; c < F; c++) {
+            want[c] += E[i * F + c]!;
+            mag[c] += Math.abs(E[i * F + c]!);
+          }
+        }
+        const s = (c: number) => bf16ToF32(rhoHost[t]!) * (ls[c]! + 1e-6);
+        for (let c = 0; c < F; c++) [want[c], mag[c]] = [want[c]! * s(c), mag[c]! * s(c)];
+        const got = Float32Array.from(rowsOut.subarray(t * F, (t + 1) * F), bf16ToF32);
+        ok(checkClose(`v̂ row ${t} of 131072`, got, want, (c) => BF16_EPS * Math.abs(want[c]!) + 1e-5 * mag[c]!));
+      }
+      const bitsF32 = ctx.alloc(n * Nc * 4); // 512 MiB of 0/1 floats, as encodeValues hands them over
+      const rhoF32 = up(new Float32Array(n).fill(1));
+      const ws = ctx.alloc(packValuesWorkspaceBytes(shape));
+      blocks.push(bitsF32, ws);
+      ctx.memset(bitsF32.ptr, 0, n * Nc * 4);
+      const packMs = time(() => launchPackValues(ctx, { bits: bitsF32.ptr, rho: rhoF32, codebook, valueBits, valueRho, workspace: ws.ptr }, shape), 3);
+      const [R, G, D] = [11, 8, 128];
+      const theta = up(Float32Array.from({ length: R * G * 128 * (D / 2) }, () => 0.05 * rng.normal()));
+      const layer = { theta, residuals: R, groups: G, headDim: D };
+      const kPre = { ptr: outBlock.ptr, dtype: 'bf16' }; // any [n, 1024] bf16 rows will do for timing
+      const encodeMs = time(() => encodeKeysOnDevice(ctx, layer, kPre, n).dispose(), 1);
+      const encode128Ms = time(() => encodeKeysOnDevice(ctx, layer, kPre, 128).dispose(), 10);
+      console.log(`[commvq cache kernels, ${ctx.info.name}] n = 131072, N_c 1024, D 1024: dequant values ${dequantMs.toFixed(2)} ms, `
+        + `pack values ${packMs.toFixed(2)} ms; key encoding (R 11, G 8, D_h 128): ${encodeMs.toFixed(1)} ms for 131072 tokens, ${encode128Ms.toFixed(2)} ms for 128`);
+      expect(dequantMs, 'dequant values at 128K tokens').toBeLessThan(250);
+    } finally {
+      timer.dispose();
+      freeAll();
+    }
+    expect(cuda.memory().bytesInUse, 'device memory leaked').toBe(before);
+  });
+});
+
+describe('CommVQ cache kernels: argument checks and launch plans (no GPU needed)', () => {
+  const info: DeviceInfo = { ordinal: 0, name: 'test device', computeCapability: [9, 0], smCount: 132, maxSharedPerBlockOptin: 232448, totalMemory: 80e9 };
+
+  /** A context that records launches and allocations instead of running them. */
+  function fakeContext() {
+    const launches: { name: string; grid: readonly number[]; shared: number; args: readonly KernelArg[] }[] = [];
+    const live = new Set<bigint>();
+    let next = 1n << 20n;
+    const ctx: KeyEncoderContext = {
+      info, stream: 0n,
+      kernel: (module, name): CudaKernel => ({ module, name, handle: 1n }),
+      launch: (k, grid, _block, shared, args) => void launches.push({ name: k.name, grid, shared, args }),
+      alloc: (bytes) => {
+        const p = next;
+        next += BigInt(Math.ceil(bytes / 256) * 256 + 256);
+        live.add(p);
+        return { ptr: p, bytes, free: () => live.delete(p) };
+      },
+      copy: () => undefined,
+      memset: () => undefined,
+    };
+    return { ctx, launches, live };
+  }
+  const P = 1n << 12n;
+  const argOf = (a: KernelArg): bigint | number => a.value;
+
+  it.each([
+    ['rows past the capacity', () => launchPackKeys(fakeContext().ctx, { codes: P, n2: P, keyCodes: P, keyNorms: P }, { residuals: 11, groups: 8, tokens: 128, rowStart: 4000, capacity: 4096 }), /exceed the capacity/],
+    ['a negative rowStart', () => launchPackKeys(fakeContext().ctx, { codes: P, n2: P, keyCodes: P, keyNorms: P }, { residuals: 11, groups: 8, tokens: 1, rowStart: -1, capacity: 4096 }), /rowStart/],
+    ['a null pointer', () => launchPackKeys(fakeContext().ctx, { codes: P, n2: 0n, keyCodes: P, keyNorms: P }, { residuals: 11, groups: 8, tokens: 1, rowStart: 0, capacity: 64 }), /n2 is a null pointer/],
+    ['N_c not a multiple of 64', () => launchPackValues(fakeContext().ctx, { bits: P, rho: P, codebook: P, valueBits: P, valueRho: P }, { codeBits: 96, featDim: 1024, tokens: 1, rowStart: 0, capacity: 64 }), /N_c = 96/],
+    ['D not a multiple of 64', () => launchDequantValues(fakeContext().ctx, { valueBits: P, valueRho: P, codebook: P, scale: P, out: P }, { codeBits: 1024, featDim: 96, tokens: 1, rowStart: 0, capacity: 64 }), /D = 96/],
+    ['a misaligned codebook', () => launchDequantValues(fakeContext().ctx, { valueBits: P, valueRho: P, codebook: P + 8n, scale: P, out: P }, { codeBits: 1024, featDim: 1024, tokens: 1, rowStart: 0, capacity: 64 }), /codebook is not 16-byte aligned/],
+    ['head_dim 96', () => launchDequantKeys(fakeContext().ctx, { keyCodes: P, keyNorms: P, theta: P, out: P }, { residuals: 11, groups: 8, headDim: 96, tokens: 1, rowStart: 0, capacity: 64 }), /head_dim 96/],
+    ['keys of dtype i32', () => encodeKeysOnDevice(fakeContext().ctx, { theta: P, residuals: 11, groups: 8, headDim: 128 }, { ptr: P, dtype: 'i32' }, 128), /dtype i32/],
+    ['an encoder head_dim 80', () => encodeKeysOnDevice(fakeContext().ctx, { theta: P, residuals: 11, groups: 8, headDim: 80 }, { ptr: P, dtype: 'f32' }, 128), /head_dim 80/],
+    ['tables of another layer shape', () => {
+      const { ctx } = fakeContext();
+      const tables = DeviceKeyTables.build(ctx, { theta: P, residuals: 11, groups: 8, headDim: 128 });
+      encodeKeysOnDevice(ctx, { theta: P, residuals: 21, groups: 8, headDim: 128, tables }, { ptr: P, dtype: 'f32' }, 128);
+    }, /do not fit the layer/],
+  ] as [string, () => void, RegExp][])('refuses %s with a CommvqError', (_, call, message) => {
+    expect(call).toThrow(CommvqError);
+    expect(call).toThrow(message);
+  });
+
+  it('launches nothing for zero tokens, and offsets every row pointer by rowStart', () => {
+    const { ctx, launches } = fakeContext();
+    launchPackKeys(ctx, { codes: P, n2: P, keyCodes: P, keyNorms: P }, { residuals: 11, groups: 8, tokens: 0, rowStart: 5, capacity: 64 });
+    expect(launches).toEqual([]);
+    launchPackKeys(ctx, { codes: P, n2: P, keyCodes: P, keyNorms: P }, { residuals: 11, groups: 8, tokens: 300, rowStart: 5, capacity: 320 });
+    launchDequantValues(ctx, { valueBits: P, valueRho: P, codebook: P, scale: P, out: P }, { codeBits: 1024, featDim: 1024, tokens: 300, rowStart: 5, capacity: 320 });
+    const [pack, dq] = launches;
+    expect(pack!.args.map(argOf)).toEqual([P, P, P + 5n * 132n, P + 10n, 300, 88, 132]);
+    expect(pack!.grid).toEqual([2, 1, 1]);
+    expect(dq!.args.map(argOf).slice(0, 2)).toEqual([P + 5n * 128n, P + 10n]);
+    expect(dq!.grid).toEqual([5, 8, 1]);
+  });
+
+  it('packs values in three launches and frees its own workspace', () => {
+    const { ctx, launches, live } = fakeContext();
+    launchPackValues(ctx, { bits: P, rho: P, codebook: P, valueBits: P, valueRho: P }, { codeBits: 1024, featDim: 1024, tokens: 128, rowStart: 0, capacity: 128 });
+    expect(launches.map((l) => l.name)).toEqual(['commvq_pack_value_bits', 'commvq_value_sumsq', 'commvq_value_rho']);
+    expect(launches[1]!.grid).toEqual([2, 8, 1]);
+    expect(live.size).toBe(0);
+  });
+
+  it('encodes 100K tokens in chunks: one key_prepare per chunk, R·G key_assign per chunk on ≤ one block per SM', () => {
+    const { ctx, launches, live } = fakeContext();
+    const [R, G, D, n] = [11, 8, 128, 100_000];
+    const chunk = encodeChunkTokens(n, G, D);
+    expect(chunk % 64).toBe(0);
+    expect(G * chunk * D * 4).toBeLessThanOrEqual(64 << 20);
+    const enc = encodeKeysOnDevice(ctx, { theta: P, residuals: R, groups: G, headDim: D }, { ptr: P, dtype: 'bf16' }, n);
+    const chunks = Math.ceil(n / chunk);
+    const names = launches.map((l) => l.name);
+    expect(names.filter((x) => x === 'key_stage_tables').length).toBe(R * G);
+    expect(names.filter((x) => x === 'cast_bf16_to_f32').length).toBe(chunks);
+    expect(names.filter((x) => x === 'key_prepare').length).toBe(chunks);
+    const assigns = launches.filter((l) => l.name === 'key_assign_d128');
+    expect(assigns.length).toBe(chunks * R * G);
+    expect(Math.max(...assigns.map((l) => l.grid[0]!))).toBe(info.smCount);
+    // the last chunk's stage r = 1, group 0 writes codes[(1·G + 0)·n + n0 ..]
+    const n0 = (chunks - 1) * chunk;
+    const last = assigns[(chunks - 1) * R * G + 1]!;
+    expect(last.args.map(argOf)[3]).toBe(n - n0);
+    expect(last.args.map(argOf)[4]).toBe(enc.codes + BigInt((G * n + n0) * 4));
+    expect(live.size).toBe(2); // the result's codes and n2
+    enc.dispose();
+    expect(live.size).toBe(0);
+    // n = 128: one chunk, two blocks per assign
+    launches.length = 0;
+    encodeKeysOnDevice(ctx, { theta: P, residuals: R, groups: G, headDim: D }, { ptr: P, dtype: 'f32' }, 128, { out: { codes: P, n2: P } }).dispose();
+    expect(launches.filter((l) => l.name === 'key_assign_d128').every((l) => l.grid[0] === 2)).toBe(true);
+    expect(live.size).toBe(0);
+  });
+});
