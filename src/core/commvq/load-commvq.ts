@@ -3,7 +3,9 @@ import { CommvqError } from '../errors.js';
 import { readKeyCodebook } from '../keys/format.js';
 import type { LlamaModel } from '../model/llama.js';
 import { readValueCodebook } from '../values/value-codebook-file.js';
+import type { CudaBackend } from '../backend/cuda/cuda-backend.js';
 import { CommvqCache, type CommvqCacheOptions } from './commvq-cache.js';
+import { DeviceCommvqCache } from './device-commvq-cache.js';
 
 /** The trained codebooks a CommVQ cache needs, read once and shared by every cache made from them. */
 export type CommvqCodebooks = Pick<CommvqCacheOptions, 'keys' | 'values' | 'valueShape'> & { keyPath: string; valuePath: string; bits: { key: number; value: number } };
@@ -29,10 +31,16 @@ export function loadCommvqCodebooks(model: LlamaModel, keyPath: string, valuePat
   return { keys: key.layers, values: value.layers, valueShape: value.shape, keyPath, valuePath, bits: { key: key.meta.bits, value: value.shape.bits } };
 }
 
+/**
+ * A CommVQ cache for `model`: in device memory on a GPU (DeviceCommvqCache), the host reference elsewhere
+ * (CommvqCache). Both attend on codes and hold the same packed state.
+ */
 export function createCommvqCache(
   model: LlamaModel,
   books: CommvqCodebooks,
-  o: Pick<CommvqCacheOptions, 'capacity' | 'prefill' | 'window' | 'sinks' | 'valueEncoding'>,
-): CommvqCache {
-  return new CommvqCache(model.backend, model.cacheShape, { ...books, rope: model.rope, ...o });
+  o: Pick<CommvqCacheOptions, 'capacity' | 'prefill' | 'window' | 'sinks' | 'valueEncoding' | 'batch'>,
+): CommvqCache | DeviceCommvqCache {
+  const options = { ...books, rope: model.rope, ...o };
+  if (model.backend.device.startsWith('cuda')) return new DeviceCommvqCache(model.backend as CudaBackend, model.cacheShape, options);
+  return new CommvqCache(model.backend, model.cacheShape, options);
 }

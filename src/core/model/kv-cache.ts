@@ -71,9 +71,18 @@ export class DenseKVCache implements KVCache {
     this.dtype = backend.activationDType;
     this.replayable = batch === 1;
     const width = shape.kvHeads * shape.headDim;
-    for (let l = 0; l < shape.numLayers; l++) {
-      this.keys.push(Array.from({ length: batch }, () => backend.zeros([capacity, width], this.dtype)));
-      this.values.push(Array.from({ length: batch }, () => backend.zeros([capacity, width], this.dtype)));
+    try {
+      for (let l = 0; l < shape.numLayers; l++) {
+        this.keys.push([]);
+        this.values.push([]);
+        for (let s = 0; s < batch; s++) {
+          this.keys[l]!.push(backend.zeros([capacity, width], this.dtype));
+          this.values[l]!.push(backend.zeros([capacity, width], this.dtype));
+        }
+      }
+    } catch (err) {
+      this.dispose(); // out of memory part way: give back what was taken
+      throw err;
     }
     this.lengths = Array.from({ length: shape.numLayers }, () => new Array<number>(batch).fill(0));
   }
@@ -142,6 +151,15 @@ export class DenseKVCache implements KVCache {
   seek(length: number): void {
     if (length < 0 || length > this.capacity) throw new Error(`seek(${length}) outside a cache of ${this.capacity}`);
     for (const l of this.lengths) l[0] = length;
+  }
+
+  /**
+   * Takes sequence `s` as holding `length` tokens whose rows were never written (they hold zeros): measure-memory's
+   * stand-in for running the prompts of a whole batch, since the buffers are preallocated either way.
+   */
+  assumeFilled(s: number, length: number): void {
+    if (length > this.capacity) throw new Error(`assumeFilled(${length}) beyond a capacity of ${this.capacity}`);
+    for (const l of this.lengths) l[s] = length;
   }
 
   bytes(): number {

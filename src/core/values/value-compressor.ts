@@ -40,6 +40,9 @@ export interface ValueCompressorParams {
   codebook: Tensor; // embedding E [N_c, D]
 }
 
+/** The encoder's part of the parameters (what inference encoding reads: everything but the codebook). */
+export type EncoderParams = Omit<ValueCompressorParams, 'codebook'>;
+
 export const PARAM_NAMES = ['lnGamma', 'lnBeta', 'w1', 'b1', 'w2', 'b2', 'codebook'] as const;
 export type ParamName = (typeof PARAM_NAMES)[number];
 
@@ -94,7 +97,7 @@ export interface EncoderActivations {
 }
 
 /** The encoder up to the logits (spec §5.3 steps 1–4). v [T, D]; ls [D]. */
-export function encodeLogits(ops: TrainOps, p: ValueCompressorParams, v: Tensor, ls: Tensor): EncoderActivations {
+export function encodeLogits(ops: TrainOps, p: EncoderParams, v: Tensor, ls: Tensor): EncoderActivations {
   const { uhat, rho } = ops.prescale(v, ls);
   const { y: x1, xhat } = ops.layerNorm(uhat, p.lnGamma, p.lnBeta, 1e-5);
   const h1 = withBias(ops, ops.matmul(x1, p.w1, { transB: true }), p.b1);
@@ -113,7 +116,7 @@ function withBias(ops: TrainOps, x: Tensor, bias: Tensor): Tensor {
  * Inference: values [T, D] → (bits [T, N_c] as 0/1 f32, ρ [T]) with the deterministic argmax encoder by default
  * (spec §10.1 item 2); the reference's stochastic Gumbel sampling with `noise = { seed, stream }`. And back.
  */
-export function encodeValues(ops: TrainOps, p: ValueCompressorParams, v: Tensor, ls: Tensor, noise: GumbelNoise = 'argmax'): { bits: Tensor; rho: Tensor } {
+export function encodeValues(ops: TrainOps, p: EncoderParams, v: Tensor, ls: Tensor, noise: GumbelNoise = 'argmax'): { bits: Tensor; rho: Tensor } {
   const acts = encodeLogits(ops, p, v, ls);
   const { bits, soft } = ops.gumbelBits(acts.logits, 1, noise);
   soft.dispose();

@@ -1,0 +1,587 @@
+import type { CudaBackend } from '../backend/cuda/cuda-backend.js';
+import { CudaTensor } from '../backend/cuda/cuda-tensor.js';
+import type { DeviceBlock } from '../backend/cuda/kernels.js';
+import { CommvqError } from '../errors.js';
+import type { CacheShape, KVCache } from '../model/kv-cache.js';
+import type { LayerKV } from '../model/llama.js';
+import type { StepGroup, StepInputs } from '../model/step-inputs.js';
+import { TensorScope, type Tensor } from '../tensor/tensor.js';
+import { CudaTrainOps } from '../values/cuda-train-ops.js';
+import { encodeValues, type EncoderParams, type ValueCompressorParams } from '../values/value-compressor.js';
+import { CpuBackend } from '../backend/cpu/cpu-backend.js';
+import { commvqBytesPerToken } from '../memory/cache-accounting.js';
+import type { CommvqCacheOptions, PrefillMode } from './commvq-cache.js';
+import { packedCodeBytes } from './code-packing.js';
+import { codeAttentionStep } from './cuda-code-attention.js';
+import { launchDequantKeys, launchDequantValues, launchPackKeys, launchPackValues } from './cuda-cache-kernels.js';
+import { encodeKeysOnDevice } from './device-key-encoder.js';
+
+/** Reads host (CPU backend) codebook tensors. */
+const hostBackend = new CpuBackend();
+
+/** Tokens encoded per call: bounds the encoder's f32 activations (4096 × 4·n_e floats) during a long prefill. */
+const ENCODE_CHUNK = 4096;
+
+/** One layer's codebooks on the device: θ f32 (keys), E bf16 and ls f32 (values), the encoder's f32 weights. */
+interface DeviceLayerBooks {
+  theta: Tensor; // f32 [R, G, 128, D_h/2]
+  codebook: Tensor; // bf16 [N_c, D]: E, the only copy on the device
+  scale: Tensor; // f32 [D]: ls
+  encoder: EncoderParams; // f32, as trained
+}
+
+/** One layer's state for all B sequences, in device memory. */
+interface DeviceLayerState {
+  keyCodes: DeviceBlock; // u8 [B, Ccap, packedCodeBytes(R·G)]
+  keyNorms: DeviceBlock; // bf16 [B, Ccap]: n_t
+  valueBits: DeviceBlock; // u8 [B, Ccap, N_c/8]
+  valueRho: DeviceBlock; // bf16 [B, Ccap]: ρ′_t
+  exactKPre: Tensor; // bf16 [B·X, D]: exact tokens before RoPE (encoded when their block is flushed)
+  exactK: Tensor; // bf16 [B·X, D]: exact tokens after RoPE (attention)
+  exactV: Tensor; // bf16 [B·X, D]
+  compressedCount: Tensor; // i32 [B]: N_b
+  exactCount: Tensor; // i32 [B]: E_b
+}
+
+/** Tokens of one sequence to encode: pre-RoPE keys and values [n, D], bf16. */
+interface EncodePart {
+  seq: number;
+  kPre: Tensor;
+  v: Tensor;
+}
+
+/** What the cache knows of one sequence of one layer on the host. */
+interface SequenceCounts {
+  length: number; // tokens held
+  compressed: number; // tokens in codes: positions sinks .. sinks + compressed − 1
+}
+
+/**
+ * The CommVQ cache in device memory (spec §6, §7): the GPU twin of `CommvqCache` (commvq-cache.ts, the host
+ * reference it is tested against). Compressed tokens are stored packed (12-bit key codes and a bf16 norm; N_c value
+ * bits and a bf16 ρ′), the exact sinks and recent window in bf16; only θ and E of the codebooks are resident.
+ *
+ * - Encoding runs on the GPU: keys by the greedy residual encoder (device-key-encoder.ts), values by the trained
+ *   encoder (CudaTrainOps), packed by kernels/commvq_pack.cu.
+ * - A decode step (one token per sequence) attends on the codes (cuda-code-attention.ts): one launch sequence for the
+ *   whole batch, sequences of different lengths.
+ * - A prompt: `faithful` attends exactly over the whole prompt (one forward, empty cache), then compresses its
+ *   aligned prefix; `strict` follows the decoding rule token by token (a query at p sees the blocks before p's
+ *   block compressed) and may come in chunks of any size: each W-block of queries attends over the dequantized
+ *   compressed prefix (kernels/commvq_dequant.cu, RoPE reapplied) plus its own block exact, so a 128K prompt in
+ *   chunks holds at most one layer's dequantized prefix at a time, never the full bf16 K/V of all layers.
+ *
+ *   const cache = new DeviceCommvqCache(backend, model.cacheShape, { ...books, rope: model.rope, capacity: 131072, prefill: 'strict' });
+ */
+export class DeviceCommvqCache implements KVCache {
+  readonly capacity: number;
+  readonly batch: number;
+  /** flushes and encoding run host logic between launches: not recordable as a graph */
+  readonly replayable = false;
+  private readonly W: number;
+  private readonly sinks: number;
+  private readonly mode: PrefillMode;
+  private readonly X: number; // exact rows per sequence: sinks + W
+  private readonly Ccap: number; // compressed rows per sequence (a multiple of 64)
+  private readonly ops: CudaTrainOps;
+  private readonly books: DeviceLayerBooks[] = [];
+  private readonly layers: DeviceLayerState[] = [];
+  private readonly counts: SequenceCounts[][]; // [layer][sequence]
+  private readonly invFreq: Tensor; // f32 [D_h/2]
+  private readonly R: number;
+  private readonly Nc: number;
+  private pending = new Map<number, LayerKV>();
+
+  constructor(
+    private readonly backend: CudaBackend,
+    readonly shape: CacheShape,
+    private readonly o: CommvqCacheOptions,
+  ) {
+    this.capacity = o.capacity;
+    this.batch = o.batch ?? 1;
+    this.W = o.window ?? 128;
+    this.sinks = o.sinks ?? 0;
+    this.mode = o.prefill ?? 'faithful';
+    this.X = this.sinks + this.W;
+    this.Ccap = Math.ceil(Math.max(0, this.capacity - this.sinks) / 64) * 64;
+    this.ops = new CudaTrainOps(backend, { matmul: 'tf32' });
+    const first = o.keys.get(0);
+    if (!first) throw new CommvqError('key codebook has no layer 0', 'train it with commvq train-key --layers all');
+    this.R = first.shape.residuals;
+    this.Nc = o.valueShape.codeBits;
+    this.invFreq = backend.fromArray(o.rope.invFreq, [o.rope.invFreq.length], 'f32');
+    const B = this.batch;
+    this.counts = Array.from({ length: shape.numLayers }, () => Array.from({ length: B }, () => ({ length: 0, compressed: 0 })));
+    try {
+      this.allocate(o);
+    } catch (err) {
+      this.dispose(); // out of memory part way: give back what was taken
+      throw err;
+    }
+  }
+
+  private allocate(o: CommvqCacheOptions): void {
+    const { numLayers, kvHeads, headDim } = this.shape;
+    const backend = this.backend;
+    const D = kvHeads * headDim;
+    const B = this.batch;
+    for (let l = 0; l < numLayers; l++) {
+      const key = o.keys.get(l);
+      const value = o.values.get(l);
+      if (!key) throw new CommvqError(`key codebook has no layer ${l}`, 'train it with commvq train-key --layers all');
+      if (!value) throw new CommvqError(`value codebook has no layer ${l}`, 'train it with commvq train-value');
+      if (key.shape.residuals !== this.R) throw new CommvqError(`key codebook: layer ${l} has ${key.shape.residuals} stages, layer 0 has ${this.R}`);
+      this.books.push(this.uploadBooks(key.theta, value.params, value.scale));
+      const zeroed = (bytes: number) => {
+        const block = backend.ctx.alloc(Math.max(bytes, 16));
+        backend.ctx.memset(block.ptr, 0, Math.max(bytes, 16));
+        return block;
+      };
+      this.layers.push({
+        keyCodes: zeroed(B * this.Ccap * packedCodeBytes(this.R * kvHeads)),
+        keyNorms: zeroed(B * this.Ccap * 2),
+        valueBits: zeroed((B * this.Ccap * this.Nc) / 8),
+        valueRho: zeroed(B * this.Ccap * 2),
+        exactKPre: backend.zeros([B * this.X, D], 'bf16'),
+        exactK: backend.zeros([B * this.X, D], 'bf16'),
+        exactV: backend.zeros([B * this.X, D], 'bf16'),
+        compressedCount: backend.zeros([B], 'i32'),
+        exactCount: backend.zeros([B], 'i32'),
+      });
+    }
+  }
+
+  get prefillMode(): PrefillMode {
+    return this.mode;
+  }
+
+  get length(): number {
+    return this.lengthOf(0);
+  }
+
+  lengthOf(sequence: number): number {
+    return Math.min(...this.counts.map((c) => c[sequence]!.length));
+  }
+
+  append(layer: number, kv: LayerKV, step: StepInputs): void {
+    for (const g of step.groups) {
+      if (g.sequence >= this.batch) throw new Error(`sequence ${g.sequence} of a cache of ${this.batch}`);
+      if (g.start + g.tokens > this.capacity) throw new CommvqError(`KV cache full: ${g.start} + ${g.tokens} tokens exceed its capacity of ${this.capacity}`);
+      const held = this.counts[layer]![g.sequence]!.length;
+      if (g.start !== held) throw new CommvqError(`the CommVQ cache appends in order: step at ${g.start}, cache holds ${held}`);
+    }
+    if (step.batched && step.groups.some((g, i) => g.sequence !== i || g.tokens !== 1)) {
+      throw new CommvqError('a batched step must hold one token of every sequence, in order');
+    }
+    this.pending.set(layer, kv);
+  }
+
+  attend(layer: number, q: Tensor, step: StepInputs): Tensor {
+    const kv = this.pending.get(layer);
+    if (!kv) throw new Error(`attend(${layer}) before append`);
+    this.pending.delete(layer);
+    if (step.tokens === 1 || step.batched) return this.decode(layer, kv, q, step.groups);
+    const g = step.groups[0]!;
+    const out = this.mode === 'faithful' ? this.prefillFaithful(layer, g, kv, q) : this.prefillStrict(layer, g, kv, q);
+    this.counts[layer]![g.sequence]!.length = g.start + g.tokens;
+    return out;
+  }
+
+  seek(length: number): void {
+    if (length !== this.length) throw new CommvqError('the CommVQ cache cannot rewind or skip tokens (codes are not kept per step)');
+  }
+
+  /**
+   * Takes sequence `s` as holding `length` tokens whose rows were never written (zero codes and zero exact rows), with
+   * the split between codes and the exact window the decoding rule gives: measure-memory's stand-in for running the
+   * prompts of a whole batch, since every buffer is preallocated for the capacity.
+   */
+  assumeFilled(s: number, length: number): void {
+    if (length > this.capacity) throw new Error(`assumeFilled(${length}) beyond a capacity of ${this.capacity}`);
+    for (const layer of this.counts) layer[s] = { length, compressed: Math.max(0, this.boundary(Math.max(0, length - 1)) - this.sinks) };
+  }
+
+  /** Bytes of the device buffers that hold tokens (packed arrays at capacity, exact rows, counts). */
+  bytes(): number {
+    let total = 0;
+    for (const s of this.layers) {
+      total += s.keyCodes.bytes + s.keyNorms.bytes + s.valueBits.bytes + s.valueRho.bytes;
+      total += 3 * (s.exactK as CudaTensor).byteLength + 2 * 4 * this.batch;
+    }
+    return total;
+  }
+
+  /** Bytes of the resident codebooks: θ (f32) and E (bf16) of every layer; and the value encoders apart. */
+  codebookBytes(): { codebooks: number; encoders: number } {
+    let codebooks = 0;
+    let encoders = 0;
+    for (const b of this.books) {
+      codebooks += (b.theta as CudaTensor).byteLength + (b.codebook as CudaTensor).byteLength + (b.scale as CudaTensor).byteLength;
+      encoders += Object.values(b.encoder).reduce((n, t) => n + (t as CudaTensor).byteLength, 0);
+    }
+    return { codebooks, encoders };
+  }
+
+  /** Bytes per compressed token per layer by the packed arithmetic. */
+  get compressedBytesPerToken(): { key: number; value: number } {
+    return commvqBytesPerToken(this.shape, { residuals: this.R, codeBits: this.Nc, window: this.W });
+  }
+
+  /** The packed state of one layer and sequence, copied to the host (tests compare it with the host reference). */
+  download(layer: number, sequence = 0): { compressed: number; keyCodes: Uint8Array; keyNorms: Uint16Array; valueBits: Uint8Array; valueRho: Uint16Array } {
+    const s = this.layers[layer]!;
+    const n = this.counts[layer]![sequence]!.compressed;
+    const kb = packedCodeBytes(this.R * this.shape.kvHeads);
+    const read = (block: DeviceBlock, rowBytes: number) => {
+      const out = new Uint8Array(n * rowBytes);
+      this.backend.synchronize();
+      if (n > 0) this.backend.ctx.download(out, block.ptr + BigInt(sequence * this.Ccap * rowBytes));
+      return out;
+    };
+    const u16 = (b: Uint8Array) => new Uint16Array(b.buffer, b.byteOffset, b.byteLength / 2);
+    return { compressed: n, keyCodes: read(s.keyCodes, kb), keyNorms: u16(read(s.keyNorms, 2)), valueBits: read(s.valueBits, this.Nc / 8), valueRho: u16(read(s.valueRho, 2)) };
+  }
+
+  /**
+   * The compressed tokens of a layer dequantized (keys pre-RoPE, values), as the host reference's `dequantized`:
+   * k̂_t = n_t·Σ_r C_r[code] (HF layout), v̂_t = (b_t·E)·ρ′_t ⊙ (ls + ε); computed on the device, bf16.
+   */
+  dequantized(layer: number, sequence = 0): { keys: Float32Array; values: Float32Array; positions: Int32Array } {
+    const b = this.backend;
+    const n = this.counts[layer]![sequence]!.compressed;
+    const D = this.shape.kvHeads * this.shape.headDim;
+    const positions = Int32Array.from({ length: n }, (_, t) => this.sinks + t);
+    if (n === 0) return { keys: new Float32Array(0), values: new Float32Array(0), positions };
+    const s = new TensorScope();
+    const keys = s.keep(b.zeros([n, D], 'bf16'));
+    const values = s.keep(b.zeros([n, D], 'bf16'));
+    this.dequantizeInto(layer, sequence, 0, n, keys, values);
+    const out = { keys: b.toFloat32(keys), values: b.toFloat32(values), positions };
+    s.dispose();
+    return out;
+  }
+
+  dispose(): void {
+    for (const s of this.layers) {
+      [s.keyCodes, s.keyNorms, s.valueBits, s.valueRho].forEach((b) => b.free());
+      [s.exactKPre, s.exactK, s.exactV, s.compressedCount, s.exactCount].forEach((t) => t.dispose());
+    }
+    for (const b of this.books) [b.theta, b.codebook, b.scale, ...Object.values(b.encoder)].forEach((t) => t.dispose());
+    this.invFreq.dispose();
+    this.layers.length = 0;
+    this.books.length = 0;
+  }
+
+  // ---- decoding ----------------------------------------------------------------------------------------------
+
+  /** One token per group: flush full windows, store the token exact, attend on codes for all groups at once. */
+  private decode(layer: number, kv: LayerKV, q: Tensor, groups: readonly StepGroup[]): Tensor {
+    const b = this.backend;
+    const st = this.layers[layer]!;
+    this.flushBefore(layer, groups);
+    for (const g of groups) {
+      const c = this.counts[layer]![g.sequence]!;
+      const slot = g.sequence * this.X + (g.start - c.compressed);
+      for (const [dst, src] of [[st.exactKPre, kv.kPre], [st.exactK, kv.k], [st.exactV, kv.v]] as const) {
+        const row = b.sliceRows(src, g.row, g.row + 1);
+        b.writeRows(dst, slot, row);
+        row.dispose();
+      }
+      c.length = g.start + 1;
+    }
+    // device lengths of the sequences this step covers (all of them, or one)
+    const first = groups[0]!.sequence;
+    const seqs = groups.map((g) => this.counts[layer]![g.sequence]!);
+    b.upload(st.compressedCount, this.counts[layer]!.map((c) => c.compressed));
+    b.upload(st.exactCount, this.counts[layer]!.map((c) => c.length - c.compressed));
+    const out = b.zeros([groups.length, this.shape.queryHeads * this.shape.headDim], 'bf16');
+    const books = this.books[layer]!;
+    const kb = packedCodeBytes(this.R * this.shape.kvHeads);
+    const D = this.shape.kvHeads * this.shape.headDim;
+    const off = (block: bigint, rowBytes: number) => block + BigInt(first * this.Ccap * rowBytes);
+    codeAttentionStep(b.ctx, {
+      q: (q as CudaTensor).ptr,
+      theta: (books.theta as CudaTensor).ptr,
+      invFreq: (this.invFreq as CudaTensor).ptr,
+      keyCodes: off(st.keyCodes.ptr, kb),
+      keyNorms: off(st.keyNorms.ptr, 2),
+      valueBits: off(st.valueBits.ptr, this.Nc / 8),
+      valueRho: off(st.valueRho.ptr, 2),
+      codebook: (books.codebook as CudaTensor).ptr,
+      scale: (books.scale as CudaTensor).ptr,
+      exactKeys: (st.exactK as CudaTensor).ptr + BigInt(first * this.X * D * 2),
+      exactValues: (st.exactV as CudaTensor).ptr + BigInt(first * this.X * D * 2),
+      compressed: (st.compressedCount as CudaTensor).ptr + BigInt(first * 4),
+      exact: (st.exactCount as CudaTensor).ptr + BigInt(first * 4),
+      out: (out as CudaTensor).ptr,
+    }, {
+      batch: groups.length,
+      queryHeads: this.shape.queryHeads,
+      kvHeads: this.shape.kvHeads,
+      headDim: this.shape.headDim,
+      residuals: this.R,
+      codeBits: this.Nc,
+      capacity: this.Ccap,
+      window: this.X,
+      firstPosition: this.sinks,
+      maxCompressed: Math.max(...seqs.map((c) => c.compressed)),
+    });
+    return out;
+  }
+
+  /**
+   * The decoding rule (§6.6): before each group's token is stored, every full W-block before it is compressed. The
+   * window starts at a block boundary, so a flush takes all of its tokens, from slot `sinks` on; the sequences that
+   * flush in this step are encoded together.
+   */
+  private flushBefore(layer: number, groups: readonly StepGroup[]): void {
+    const st = this.layers[layer]!;
+    const s = new TensorScope();
+    const parts: EncodePart[] = [];
+    for (const g of groups) {
+      const c = this.counts[layer]![g.sequence]!;
+      const count = this.boundary(g.start) - (this.sinks + c.compressed);
+      if (count <= 0) continue;
+      const first = g.sequence * this.X + this.sinks;
+      parts.push({ seq: g.sequence, kPre: s.keep(this.backend.sliceRows(st.exactKPre, first, first + count)), v: s.keep(this.backend.sliceRows(st.exactV, first, first + count)) });
+    }
+    this.encode(layer, parts);
+    s.dispose();
+  }
+
+  /** Absolute position where the block holding `position` starts (sinks stay exact). */
+  private boundary(position: number): number {
+    return Math.max(this.sinks, this.sinks + Math.floor((position - this.sinks) / this.W) * this.W);
+  }
+
+  // ---- prompts -----------------------------------------------------------------------------------------------
+
+  /** Exact attention over the whole prompt (§6.3), then its aligned prefix compressed and the rest kept exact. */
+  private prefillFaithful(layer: number, g: StepGroup, kv: LayerKV, q: Tensor): Tensor {
+    if (g.start !== 0) throw new CommvqError('faithful prefill runs the whole prompt in one forward (the cache must be empty)', 'use --prefill strict for chunked prompts');
+    const b = this.backend;
+    const T = g.tokens;
+    const out = b.attention(q, kv.k, kv.v, this.attentionShape(0, T));
+    const end = this.boundary(T); // tokens [sinks, end) are compressed
+    if (end > this.sinks) {
+      const s = new TensorScope();
+      this.encode(layer, [{ seq: g.sequence, kPre: s.keep(b.sliceRows(kv.kPre, this.sinks, end)), v: s.keep(b.sliceRows(kv.v, this.sinks, end)) }]);
+      s.dispose();
+    }
+    this.storeExact(layer, g, kv);
+    return out;
+  }
+
+  /**
+   * The decoding rule over a chunk of a prompt: walk its W-blocks in order; before a block's queries attend, every
+   * earlier block is compressed and present in the scratch K/V dequantized (RoPE reapplied), the block itself exact.
+   */
+  private prefillStrict(layer: number, g: StepGroup, kv: LayerKV, q: Tensor): Tensor {
+    const b = this.backend;
+    const st = this.layers[layer]!;
+    const c = this.counts[layer]![g.sequence]!;
+    const D = this.shape.kvHeads * this.shape.headDim;
+    const end = g.start + g.tokens;
+    const s = new TensorScope();
+    const keys = s.keep(b.zeros([end, D], 'bf16')); // scratch: [end, D] post-RoPE, dequantized or exact
+    const values = s.keep(b.zeros([end, D], 'bf16'));
+    this.writeDequantized(layer, g.sequence, 0, c.compressed, keys, values);
+    // exact tokens held from earlier steps: sinks at their positions, the window after the compressed ones
+    const held = g.start - c.compressed; // exact slots in use
+    for (const [dst, src] of [[keys, st.exactK], [values, st.exactV]] as const) {
+      const copyRows = (slot0: number, slot1: number, position: number) => {
+        if (slot1 <= slot0) return;
+        const rows = b.sliceRows(src, g.sequence * this.X + slot0, g.sequence * this.X + slot1);
+        b.writeRows(dst, position, rows);
+        rows.dispose();
+      };
+      copyRows(0, Math.min(this.sinks, held), 0);
+      copyRows(this.sinks, held, this.sinks + c.compressed);
+      b.writeRows(dst, g.start, dst === keys ? kv.k : kv.v);
+    }
+    const out = b.zeros(q.shape, q.dtype);
+    for (let a = g.start; a < end; ) {
+      const blockStart = this.boundary(a);
+      const first = this.sinks + c.compressed;
+      if (blockStart > first) {
+        // compress [first, blockStart): the window held from earlier steps, then this chunk's rows, as one block
+        // (one encoder call, so that sampled value codes draw the same noise stream as the host reference)
+        const fromWindow = Math.max(0, Math.min(blockStart, g.start) - first);
+        const r0 = Math.max(first, g.start) - g.start;
+        const r1 = Math.max(r0, blockStart - g.start);
+        const block = (windowRows: Tensor, stepRows: Tensor) => {
+          const rows = s.keep(b.zeros([blockStart - first, D], 'bf16'));
+          if (fromWindow > 0) b.writeRows(rows, 0, s.keep(b.sliceRows(windowRows, g.sequence * this.X + this.sinks, g.sequence * this.X + this.sinks + fromWindow)));
+          if (r1 > r0) b.writeRows(rows, fromWindow, s.keep(b.sliceRows(stepRows, r0, r1)));
+          return rows;
+        };
+        this.encode(layer, [{ seq: g.sequence, kPre: block(st.exactKPre, kv.kPre), v: block(st.exactV, kv.v) }]);
+        this.writeDequantized(layer, g.sequence, first - this.sinks, blockStart - this.sinks, keys, values);
+      }
+      const blockEnd = a < this.sinks ? Math.min(end, this.sinks) : Math.min(end, blockStart + this.W);
+      const qRows = s.keep(b.sliceRows(q, a - g.start, blockEnd - g.start));
+      const o = s.keep(b.attention(qRows, keys, values, this.attentionShape(a, blockEnd - a)));
+      b.writeRows(out, a - g.start, o);
+      a = blockEnd;
+    }
+    this.storeExact(layer, g, kv);
+    s.dispose();
+    return out;
+  }
+
+  /**
+   * Scratch rows [sinks + t0, sinks + t1) ← compressed tokens t0..t1−1 of a sequence, dequantized: keys
+   * k̂ = n·Σ_r C_r[code] rotated to their positions, values v̂ = (b·E)·ρ′ ⊙ (ls + ε).
+   */
+  private writeDequantized(layer: number, seq: number, t0: number, t1: number, keys: Tensor, values: Tensor): void {
+    if (t1 <= t0) return;
+    const b = this.backend;
+    const n = t1 - t0;
+    const D = this.shape.kvHeads * this.shape.headDim;
+    const s = new TensorScope();
+    const kPre = s.keep(b.zeros([n, D], 'bf16'));
+    const v = s.keep(b.zeros([n, D], 'bf16'));
+    this.dequantizeInto(layer, seq, t0, t1, kPre, v);
+    const positions = s.keep(b.fromArray(Int32Array.from({ length: n }, (_, i) => this.sinks + t0 + i), [n], 'i32'));
+    b.writeRows(keys, this.sinks + t0, s.keep(b.rope(kPre, positions, this.o.rope)));
+    b.writeRows(values, this.sinks + t0, v);
+    s.dispose();
+  }
+
+  /** kPre [t1 − t0, D] ← dequantized pre-RoPE keys, v [t1 − t0, D] ← dequantized values of compressed tokens t0..t1−1. */
+  private dequantizeInto(layer: number, seq: number, t0: number, t1: number, kPre: Tensor, v: Tensor): void {
+    const b = this.backend;
+    const st = this.layers[layer]!;
+    const books = this.books[layer]!;
+    const kb = packedCodeBytes(this.R * this.shape.kvHeads);
+    const rows = { tokens: t1 - t0, rowStart: t0, capacity: this.Ccap };
+    launchDequantKeys(b.ctx, {
+      keyCodes: st.keyCodes.ptr + BigInt(seq * this.Ccap * kb),
+      keyNorms: st.keyNorms.ptr + BigInt(seq * this.Ccap * 2),
+      theta: (books.theta as CudaTensor).ptr,
+      out: (kPre as CudaTensor).ptr,
+    }, { ...rows, residuals: this.R, groups: this.shape.kvHeads, headDim: this.shape.headDim });
+    launchDequantValues(b.ctx, {
+      valueBits: st.valueBits.ptr + BigInt((seq * this.Ccap * this.Nc) / 8),
+      valueRho: st.valueRho.ptr + BigInt(seq * this.Ccap * 2),
+      codebook: (books.codebook as CudaTensor).ptr,
+      scale: (books.scale as CudaTensor).ptr,
+      out: (v as CudaTensor).ptr,
+    }, { ...rows, codeBits: this.Nc, featDim: this.shape.kvHeads * this.shape.headDim });
+  }
+
+  /** After a prompt chunk: its rows that stay exact (sinks, and the tokens past the last compressed one) into the exact arrays. */
+  private storeExact(layer: number, g: StepGroup, kv: LayerKV): void {
+    const b = this.backend;
+    const st = this.layers[layer]!;
+    const c = this.counts[layer]![g.sequence]!;
+    const end = g.start + g.tokens;
+    const put = (p0: number, p1: number, slot: number) => {
+      if (p1 <= p0) return;
+      for (const [dst, src] of [[st.exactKPre, kv.kPre], [st.exactK, kv.k], [st.exactV, kv.v]] as const) {
+        const rows = b.sliceRows(src, p0 - g.start, p1 - g.start);
+        b.writeRows(dst, g.sequence * this.X + slot, rows);
+        rows.dispose();
+      }
+    };
+    put(g.start, Math.min(end, this.sinks), g.start); // sinks sit at their positions
+    const windowStart = Math.max(g.start, this.sinks + c.compressed);
+    put(windowStart, end, windowStart - c.compressed);
+  }
+
+  // ---- encoding ----------------------------------------------------------------------------------------------
+
+  /**
+   * Encodes tokens (pre-RoPE keys and values [n, D], bf16) into the next compressed rows of their sequences: the
+   * parts of several sequences are encoded in one pass (a batch flushes its windows together), then packed per part.
+   */
+  private encode(layer: number, parts: readonly EncodePart[]): void {
+    const b = this.backend;
+    const total = parts.reduce((n, p) => n + p.kPre.shape[0]!, 0);
+    if (total === 0) return;
+    for (const p of parts) {
+      const c = this.counts[layer]![p.seq]!;
+      if (c.compressed + p.kPre.shape[0]! > this.Ccap) throw new CommvqError(`KV cache full: ${c.compressed + p.kPre.shape[0]!} compressed tokens exceed ${this.Ccap}`);
+    }
+    const s = new TensorScope();
+    const gather = (pick: (p: EncodePart) => Tensor) => {
+      if (parts.length === 1) return pick(parts[0]!);
+      const all = s.keep(b.zeros([total, pick(parts[0]!).shape[1]!], 'bf16'));
+      let row = 0;
+      for (const p of parts) {
+        b.writeRows(all, row, pick(p));
+        row += p.kPre.shape[0]!;
+      }
+      return all;
+    };
+    const kPre = gather((p) => p.kPre);
+    const v = gather((p) => p.v);
+    // where each part's tokens sit in the gathered rows
+    const offsets: number[] = [];
+    parts.reduce((row, p) => (offsets.push(row), row + p.kPre.shape[0]!), 0);
+    for (let t0 = 0; t0 < total; t0 += ENCODE_CHUNK) {
+      const m = Math.min(ENCODE_CHUNK, total - t0);
+      const cs = new TensorScope();
+      const keys = total <= ENCODE_CHUNK ? kPre : cs.keep(b.sliceRows(kPre, t0, t0 + m));
+      const values = total <= ENCODE_CHUNK ? v : cs.keep(b.sliceRows(v, t0, t0 + m));
+      this.encodeChunk(layer, keys, values, m, parts.map((p, i) => ({ seq: p.seq, from: Math.max(0, offsets[i]! - t0), to: Math.min(m, offsets[i]! + p.kPre.shape[0]! - t0) })));
+      cs.dispose();
+    }
+    s.dispose();
+  }
+
+  /** Encodes m gathered tokens and packs rows [from, to) of each sequence's share into its next compressed rows. */
+  private encodeChunk(layer: number, keys: Tensor, values: Tensor, m: number, shares: { seq: number; from: number; to: number }[]): void {
+    const b = this.backend;
+    const st = this.layers[layer]!;
+    const books = this.books[layer]!;
+    const G = this.shape.kvHeads;
+    const kb = packedCodeBytes(this.R * G);
+    const D = G * this.shape.headDim;
+    const enc = encodeKeysOnDevice(b.ctx, { theta: (books.theta as CudaTensor).ptr, residuals: this.R, groups: G, headDim: this.shape.headDim }, { ptr: (keys as CudaTensor).ptr, dtype: keys.dtype }, m);
+    const encoding = this.o.valueEncoding ?? 'argmax';
+    for (const { seq, from, to } of shares) {
+      if (to <= from) continue;
+      const c = this.counts[layer]![seq]!;
+      launchPackKeys(b.ctx, {
+        codes: enc.codes + BigInt(from * 4), n2: enc.n2 + BigInt(from * 4),
+        keyCodes: st.keyCodes.ptr + BigInt(seq * this.Ccap * kb),
+        keyNorms: st.keyNorms.ptr + BigInt(seq * this.Ccap * 2),
+      }, { residuals: this.R, groups: G, tokens: to - from, rowStart: c.compressed, capacity: this.Ccap, codeStride: m });
+      // the values: one noise stream per layer and block of tokens of a sequence, as the host reference draws it
+      const noise = encoding === 'argmax' ? 'argmax' : { seed: encoding.gumbelSeed, stream: ((layer << 20) ^ c.compressed) >>> 0 };
+      const share = to - from === m ? values : b.sliceRows(values, from, to);
+      const { bits, rho } = encodeValues(this.ops, books.encoder, share, books.scale, noise);
+      if (share !== values) share.dispose();
+      launchPackValues(b.ctx, {
+        bits: (bits as CudaTensor).ptr, rho: (rho as CudaTensor).ptr, codebook: (books.codebook as CudaTensor).ptr,
+        valueBits: st.valueBits.ptr + BigInt((seq * this.Ccap * this.Nc) / 8),
+        valueRho: st.valueRho.ptr + BigInt(seq * this.Ccap * 2),
+      }, { codeBits: this.Nc, featDim: D, tokens: to - from, rowStart: c.compressed, capacity: this.Ccap });
+      bits.dispose();
+      rho.dispose();
+      c.compressed += to - from;
+    }
+    enc.dispose();
+  }
+
+  /** One layer's codebooks on the device: host (CPU) tensors are copied over, device ones converted; E kept as bf16 only. */
+  private uploadBooks(theta: Float32Array, params: ValueCompressorParams, scale: Tensor): DeviceLayerBooks {
+    const b = this.backend;
+    const toDevice = (t: Tensor, dtype: 'f32' | 'bf16') =>
+      t.device === b.device ? b.cast(t, dtype) : b.fromArray(hostBackend.toFloat32(t), t.shape, dtype);
+    return {
+      theta: b.fromArray(theta, [theta.length], 'f32'),
+      codebook: toDevice(params.codebook, 'bf16'),
+      scale: toDevice(scale, 'f32'),
+      encoder: {
+        lnGamma: toDevice(params.lnGamma, 'f32'), lnBeta: toDevice(params.lnBeta, 'f32'),
+        w1: toDevice(params.w1, 'f32'), b1: toDevice(params.b1, 'f32'), w2: toDevice(params.w2, 'f32'), b2: toDevice(params.b2, 'f32'),
+      },
+    };
+  }
+
+  private attentionShape(qStart: number, tokens: number) {
+    return { queryHeads: this.shape.queryHeads, kvHeads: this.shape.kvHeads, headDim: this.shape.headDim, qStart, kvLength: qStart + tokens };
+  }
+}

@@ -1,0 +1,155 @@
+/**
+ * The device-resident CommVQ cache (src/core/commvq/device-commvq-cache.ts) against the host reference
+ * (commvq-cache.ts), fed identical bf16 inputs: prompts of 1, W−1, W, W+1 and 2W+3 tokens then decoding across
+ * flushes, faithful and strict prefill, with and without sinks, strict prompts in several chunks; and at the model
+ * level, a batch of mixed lengths equal to each sequence decoded alone (bit for bit).
+ *
+ * What may differ, and the bounds: key codes are the same greedy choice on the same inputs (f32 on both sides: a
+ * near-tie may flip, ≤ 1% of codes); value bits come from the encoder run with TF32 matmuls on the GPU and f32 on
+ * the host, so a 4-way choice within ~1e-3 of a tie may flip (≤ 2% of bits); the host uses E rounded to bf16 as the
+ * device stores it. Outputs are compared with |gpu − cpu| ≤ 0.03·max|cpu| + 0.02·|cpu|: a wrong window slot, a
+ * missed flush or a misplaced position moves outputs by O(max|cpu|), far outside it.
+ */
+import { describe, expect, it } from 'vitest';
+import { CpuBackend } from '../../src/core/backend/cpu/cpu-backend.js';
+import { ropeF32 } from '../../src/core/backend/cpu/cpu-ops.js';
+import { CudaBackend, cudaAvailable } from '../../src/core/backend/cuda/cuda-backend.js';
+import { CommvqCache, type PrefillMode } from '../../src/core/commvq/commvq-cache.js';
+import { DeviceCommvqCache } from '../../src/core/commvq/device-commvq-cache.js';
+import { LayerKeyCodebook } from '../../src/core/keys/codebook.js';
+import { parseModelConfig } from '../../src/core/model/config.js';
+import type { KVCache } from '../../src/core/model/kv-cache.js';
+import { randomModel } from '../../src/core/model/random-model.js';
+import { ropeTable } from '../../src/core/model/rope.js';
+import { StepInputs } from '../../src/core/model/step-inputs.js';
+import type { Backend } from '../../src/core/backend/backend.js';
+import { compressorShape, initCompressor } from '../../src/core/values/value-compressor.js';
+import { bf16ToF32, f32ToBf16 } from '../../src/core/tensor/dtype.js';
+import { Rng, SEED } from './gpu-helpers.js';
+
+const gpu = cudaAvailable();
+const W = 8;
+const shape = { numLayers: 2, queryHeads: 4, kvHeads: 2, headDim: 64 };
+const D = shape.kvHeads * shape.headDim;
+const rope = ropeTable({ type: 'default', theta: 10000 }, 64);
+const bf16 = (a: Float32Array) => a.map((x) => bf16ToF32(f32ToBf16(x)));
+
+/** Codebooks on the host: θ of 3 stages, a random value compressor (E rounded to bf16, as the device keeps it). */
+function codebooks(seed: number, layers = shape.numLayers, kvHeads = shape.kvHeads, width = D) {
+  const cpu = new CpuBackend();
+  const rng = new Rng(seed);
+  const valueShape = compressorShape(1, width);
+  const keys = new Map<number, LayerKeyCodebook>();
+  const values = new Map<number, { params: ReturnType<typeof initCompressor>; scale: ReturnType<CpuBackend['fromArray']> }>();
+  for (let l = 0; l < layers; l++) {
+    const theta = Float32Array.from({ length: 3 * kvHeads * 128 * 32 }, () => 0.05 * rng.normal());
+    keys.set(l, new LayerKeyCodebook({ residuals: 3, groups: kvHeads, halfSize: 64, pairs: 32 }, theta));
+    const params = initCompressor(cpu, valueShape, 3 + l);
+    params.codebook = cpu.fromArray(bf16(cpu.toFloat32(params.codebook)), params.codebook.shape, 'f32');
+    values.set(l, { params, scale: cpu.fromArray(Float32Array.from({ length: width }, () => 0.5 + rng.uniform()), [width], 'f32') });
+  }
+  return { keys, values, valueShape };
+}
+
+function worstError(got: Float32Array, want: Float32Array): { bad: number; worst: number } {
+  let max = 0;
+  for (const x of want) max = Math.max(max, Math.abs(x));
+  let bad = 0;
+  let worst = 0;
+  for (let i = 0; i < want.length; i++) {
+    const e = Math.abs(got[i]! - want[i]!);
+    worst = Math.max(worst, e / (max || 1));
+    if (e > 0.03 * max + 0.02 * Math.abs(want[i]!)) bad++;
+  }
+  return { bad, worst };
+}
+
+describe.skipIf(!gpu)('DeviceCommvqCache against the host reference', () => {
+  const cases: [PrefillMode, number, number[]][] = [
+    ['faithful', 0, [1]], ['faithful', 0, [W - 1]], ['faithful', 0, [W]], ['faithful', 0, [W + 1]], ['faithful', 2, [2 * W + 3]],
+    ['strict', 0, [1]], ['strict', 0, [W]], ['strict', 0, [2 * W + 3]], ['strict', 2, [2 * W + 3]], ['strict', 0, [5, 9, W, 3]],
+  ];
+  it.each(cases)('%s prefill, %i sinks, prompt chunks %j, then 20 decode steps', (mode, sinks, chunks) => {
+    const cuda = new CudaBackend();
+    const cpu = new CpuBackend();
+    const books = codebooks(SEED);
+    const capacity = 128;
+    const options = { ...books, rope, window: W, sinks, prefill: mode, capacity };
+    const host = new CommvqCache(cpu, shape, options);
+    const device = new DeviceCommvqCache(cuda, shape, options);
+    const rng = new Rng(SEED + 1);
+    let start = 0;
+    const run = (T: number) => {
+      const positions = Int32Array.from({ length: T }, (_, i) => start + i);
+      const kPre = bf16(Float32Array.from({ length: T * D }, () => rng.normal()));
+      const k = bf16(ropeF32(kPre, positions, rope));
+      const v = bf16(Float32Array.from({ length: T * D }, () => rng.normal()));
+      const q = bf16(ropeF32(Float32Array.from({ length: T * shape.queryHeads * 64 }, () => rng.normal()), positions, rope));
+      const outputs = ([[cpu, host], [cuda, device]] as [Backend, KVCache][]).map(([b, cache]) => {
+        const step = StepInputs.create(b, new Int32Array(T), start);
+        const t = (a: Float32Array, w: number) => b.fromArray(a, [T, w], b.activationDType);
+        let out: Float32Array = new Float32Array(0);
+        for (let l = 0; l < shape.numLayers; l++) {
+          cache.append(l, { kPre: t(kPre, D), k: t(k, D), v: t(v, D) }, step);
+          out = b.toFloat32(cache.attend(l, t(q, shape.queryHeads * 64), step));
+        }
+        step.dispose();
+        return out;
+      });
+      start += T;
+      return worstError(outputs[1]!, outputs[0]!);
+    };
+    for (const T of chunks) {
+      if (mode === 'faithful' && start > 0) break;
+      const { bad, worst } = run(T);
+      expect(bad, `seed ${SEED}: prompt chunk of ${T} at ${start - T}: ${bad} outputs off (worst ${worst.toExponential(2)} of max)`).toBe(0);
+    }
+    for (let i = 0; i < 20; i++) {
+      const { bad, worst } = run(1);
+      expect(bad, `seed ${SEED}: decode step at ${start - 1}: ${bad} outputs off (worst ${worst.toExponential(2)} of max)`).toBe(0);
+    }
+    expect(device.length).toBe(start);
+    // the packed state: the same codes up to near-ties
+    for (let l = 0; l < shape.numLayers; l++) {
+      const got = device.download(l);
+      const want = host.dequantized(l);
+      expect(got.compressed).toBe(want.positions.length);
+      const mine = device.dequantized(l);
+      const { bad } = worstError(mine.keys, want.keys);
+      expect(bad, `seed ${SEED}: layer ${l} dequantized keys`).toBeLessThanOrEqual(Math.ceil(0.01 * want.keys.length));
+    }
+    device.dispose();
+  });
+
+  it('a batch of mixed lengths decodes as each sequence alone, bit for bit', () => {
+    const cuda = new CudaBackend();
+    const config = parseModelConfig({
+      architectures: ['LlamaForCausalLM'], vocab_size: 300, hidden_size: 256, intermediate_size: 512, num_hidden_layers: 2,
+      num_attention_heads: 4, num_key_value_heads: 2, head_dim: 64, max_position_embeddings: 4096, rms_norm_eps: 1e-5, rope_theta: 10000,
+    }, 'test config');
+    const model = randomModel(config, cuda, { seed: SEED, std: 0.05, dtype: 'bf16' });
+    const books = codebooks(SEED);
+    const make = (batch: number) => new DeviceCommvqCache(cuda, model.cacheShape, { ...books, rope: model.rope, window: W, prefill: 'strict', capacity: 64, batch });
+    const rng = new Rng(SEED + 2);
+    const prompts = [3, 17, 9].map((n) => Int32Array.from({ length: n }, () => rng.int(300)));
+    const steps = 10;
+    const next = prompts.map(() => Int32Array.from({ length: steps }, () => rng.int(300)));
+    const alone = prompts.map((p, b) => {
+      const cache = make(1);
+      model.forward(p, cache).dispose();
+      const out = Array.from(next[b]!, (id) => cuda.toFloat32(model.forward(Int32Array.of(id), cache)));
+      cache.dispose();
+      return out;
+    });
+    const cache = make(prompts.length);
+    prompts.forEach((p, b) => model.forward(p, cache, { sequence: b }).dispose());
+    for (let i = 0; i < steps; i++) {
+      const logits = cuda.toFloat32(model.decodeBatch(Int32Array.from(next, (ids) => ids[i]!), cache));
+      const V = logits.length / prompts.length;
+      prompts.forEach((_, b) => {
+        expect(Array.from(logits.subarray(b * V, (b + 1) * V)), `seed ${SEED}: sequence ${b}, step ${i}`).toEqual(Array.from(alone[b]![i]!));
+      });
+    }
+    cache.dispose();
+  });
+});
