@@ -1,0 +1,203 @@
+import { CudaBackend } from '../backend/cuda/cuda-backend.js';
+import { loadCommvqCodebooks, createCommvqCache, type CommvqCodebooks } from '../commvq/load-commvq.js';
+import { LayerKeyCodebook, HALF_SIZE } from '../keys/codebook.js';
+import { DenseKVCache, type KVCache } from '../model/kv-cache.js';
+import type { LlamaModel } from '../model/llama.js';
+import { loadModel } from '../model/load-model.js';
+import { randomModel } from '../model/random-model.js';
+import { SeededRandom } from '../model/seeded-random.js';
+import { cacheBytes, commvqBytesPerToken, denseBytesPerToken } from '../memory/cache-accounting.js';
+import { DeviceCommvqCache } from '../commvq/device-commvq-cache.js';
+import { compressorShape, initCompressor, type ValueCompressorParams } from '../values/value-compressor.js';
+import type { Tensor } from '../tensor/tensor.js';
+import { cacheGeometry, commvqGeometry, readMemoryModelConfig, type CacheSetting, type ProbeOptions } from './measure-memory.js';
+import type { MemoryPointResult, MemoryPointSpec, MemoryProbe, MemoryProbeProgress } from './memory-probe.js';
+
+/** Prompt tokens per forward during a prefill: the prefill peak holds one chunk's activations. */
+const PREFILL_CHUNK = 2048;
+
+/**
+ * measure-memory on a GPU: for each point, a cache of `batch` sequences with room for `context + decodeTokens`
+ * tokens, a prefill of sequence 0 in chunks of 2048 tokens (CommVQ in `strict` mode, the one that can run a prompt
+ * in chunks), then `decodeTokens` decode steps of the whole batch. Sequences 1..B−1 are taken as filled to the same
+ * length without running their prompts: caches preallocate every row, so the memory held does not depend on what
+ * the rows hold, and decode time depends on lengths only (the decode steps do run for all B sequences, including
+ * the window flush at block boundaries). Peaks are the caching allocator's counters (reset before each phase);
+ * the driver's used memory (total − free, all processes, the CUDA context and the allocator's cached blocks
+ * included) is read at the end of each phase.
+ *
+ *   const probe = await createGpuMemoryProbe({ model: undefined, randomWeights: 'llama-3.1-8b.json', caches, device: 'cuda', decodeTokens: 16 });
+ */
+export async function createGpuMemoryProbe(o: ProbeOptions): Promise<MemoryProbe> {
+  const ordinal = typeof o.device === 'string' && o.device.startsWith('cuda:') ? Number(o.device.slice(5)) : 0;
+  const backend = CudaBackend.create(ordinal);
+  const { config } = readMemoryModelConfig({ model: o.model, randomWeights: o.randomWeights });
+  const before = backend.memory().bytesInUse;
+  const model = o.randomWeights ? randomModel(config, backend, { seed: 0, std: 0.02, dtype: 'bf16' }) : loadModel(o.model!, { backend }).model;
+  backend.synchronize();
+  const weights = backend.memory().bytesInUse - before;
+  return new GpuMemoryProbe(backend, model, weights, o);
+}
+
+class GpuMemoryProbe implements MemoryProbe {
+  readonly device: string;
+  readonly measures = true;
+  /** host codebooks per bit width, read or drawn once */
+  private readonly books = new Map<number, CommvqCodebooks>();
+
+  constructor(
+    private readonly backend: CudaBackend,
+    private readonly model: LlamaModel,
+    private readonly weights: number,
+    private readonly o: ProbeOptions,
+  ) {
+    this.device = `${backend.device} (${backend.ctx.info.name})`;
+  }
+
+  async probe(spec: MemoryPointSpec, onProgress?: MemoryProbeProgress): Promise<MemoryPointResult> {
+    const b = this.backend;
+    const alloc = b.ctx.allocator;
+    const tokens = spec.context + this.o.decodeTokens;
+    const g = cacheGeometry(this.model.config);
+    const commvq = spec.cache === 'commvq' ? commvqGeometry(this.model.config, spec.bits ?? 1) : undefined;
+    const perToken = commvq ? sum(commvqBytesPerToken(g, commvq)) : denseBytesPerToken(g);
+    const deviceBytes = b.ctx.deviceMemory().total;
+    const base = {
+      spec,
+      breakdown: { weights: this.weights, cacheArithmetic: cacheBytes(g, tokens, commvq) * spec.batch, cacheAllocated: 0, codebooks: 0, encoders: 0 },
+      bytesPerToken: { arithmetic: perToken, allocated: perToken },
+      deviceBytes,
+    };
+    let cache: KVCache | undefined;
+    try {
+      onProgress?.('load', 0, 1);
+      const inUse0 = alloc.memory().bytesInUse;
+      if (spec.cache === 'dense') {
+        cache = this.model.createDenseCache(tokens, spec.batch);
+      } else {
+        const books = this.codebooks(spec.bits ?? 1);
+        cache = createCommvqCache(this.model, books.books, { capacity: tokens, batch: spec.batch, prefill: 'strict' });
+        books.release(); // the cache holds its own copies
+      }
+      b.synchronize();
+      const resident = alloc.memory().bytesInUse - inUse0;
+      const held = cache.bytes();
+      const { codebooks, encoders } = cache instanceof DeviceCommvqCache ? cache.codebookBytes() : { codebooks: 0, encoders: 0 };
+      const breakdown = { ...base.breakdown, cacheAllocated: held, codebooks, encoders };
+      if (Math.abs(resident - (held + codebooks + encoders)) > 64 * 2 ** 20 + 0.01 * resident) {
+        throw new Error(`measure-memory: the allocator grew by ${resident} bytes for a cache reporting ${held + codebooks + encoders}`);
+      }
+      const allocatedPerToken = held / (spec.batch * tokens * g.numLayers);
+      onProgress?.('load', 1, 1);
+
+      // prefill: sequence 0 for real, in chunks; the others taken as filled to the same length
+      alloc.resetPeak();
+      const rng = new SeededRandom(spec.context + spec.batch);
+      const randomIds = (n: number) => Int32Array.from({ length: n }, () => Math.floor(rng.uniform() * this.model.config.vocabSize));
+      const t0 = performance.now();
+      for (let at = 0; at < spec.context; at += PREFILL_CHUNK) {
+        const n = Math.min(PREFILL_CHUNK, spec.context - at);
+        this.model.forward(randomIds(n), cache, { logits: 'last' }).dispose();
+        b.synchronize();
+        onProgress?.('prefill', at + n, spec.context);
+      }
+      for (let s = 1; s < spec.batch; s++) fillAs(cache, s, spec.context);
+      const prefillMs = performance.now() - t0;
+      const peakPrefill = alloc.memory().peakBytes;
+      const driverUsedPrefill = used(b);
+
+      // decode: every sequence one token per step
+      alloc.resetPeak();
+      const times: number[] = [];
+      for (let i = 0; i < this.o.decodeTokens; i++) {
+        const start = performance.now();
+        const logits = spec.batch === 1 ? this.model.forward(randomIds(1), cache, { logits: 'last' }) : this.model.decodeBatch(randomIds(spec.batch), cache);
+        b.synchronize();
+        times.push(performance.now() - start);
+        logits.dispose();
+        onProgress?.('decode', i + 1, this.o.decodeTokens);
+      }
+      const peakDecode = alloc.memory().peakBytes;
+      return {
+        ...base,
+        fits: true,
+        breakdown,
+        bytesPerToken: { arithmetic: perToken, allocated: allocatedPerToken },
+        peakPrefill,
+        peakDecode,
+        driverUsedPrefill,
+        driverUsedDecode: used(b),
+        decodeMsPerToken: median(times),
+        prefillMs,
+      };
+    } catch (err) {
+      if (!/out of memory/i.test((err as Error).message)) throw err;
+      return { ...base, fits: false, reason: (err as Error).message.split('\n')[0] };
+    } finally {
+      cache?.dispose();
+      b.synchronize();
+      alloc.releaseCached(); // the next point starts from what is resident
+    }
+  }
+
+  dispose(): void {
+    this.backend.ctx.allocator.releaseCached();
+  }
+
+  /**
+   * The codebooks of a bit width: the files given (read once, kept on the host), or random ones of the standard
+   * geometry drawn on the device for this point and released once the cache has copied them.
+   */
+  private codebooks(bits: 1 | 2): { books: CommvqCodebooks; release(): void } {
+    const setting: CacheSetting | undefined = this.o.caches.find((c) => c.cache === 'commvq' && c.bits === bits);
+    if (!setting?.keyCodebook || !setting.valueCodebook) {
+      const books = randomCodebooks(this.model, bits);
+      return { books, release: () => [...books.values.values()].forEach((v) => [...Object.values(v.params), v.scale].forEach((t) => t.dispose())) };
+    }
+    let books = this.books.get(bits);
+    if (!books) {
+      books = loadCommvqCodebooks(this.model, setting.keyCodebook, setting.valueCodebook);
+      this.books.set(bits, books);
+    }
+    return { books, release() {} };
+  }
+}
+
+/**
+ * Codebooks of the standard geometry with seeded random entries (R = 11 or 21 stages of θ on the host; value
+ * compressors drawn on the device, copied by the cache). Memory and time do not depend on the values.
+ */
+function randomCodebooks(model: LlamaModel, bits: 1 | 2): CommvqCodebooks {
+  const c = model.config;
+  const geometry = commvqGeometry(c, bits);
+  const rng = new SeededRandom(bits);
+  const valueShape = compressorShape(bits, c.numKvHeads * c.headDim);
+  const keys = new Map<number, LayerKeyCodebook>();
+  const values = new Map<number, { params: ValueCompressorParams; scale: Tensor }>();
+  const D = c.numKvHeads * c.headDim;
+  for (let l = 0; l < c.numLayers; l++) {
+    const shape = { residuals: geometry.residuals, groups: c.numKvHeads, halfSize: HALF_SIZE, pairs: c.headDim / 2 };
+    const theta = Float32Array.from({ length: shape.residuals * shape.groups * 2 * HALF_SIZE * shape.pairs }, () => 0.1 * rng.normal());
+    keys.set(l, new LayerKeyCodebook(shape, theta));
+    values.set(l, { params: initCompressor(model.backend, valueShape, 100 + l), scale: model.backend.fromArray(new Float32Array(D).fill(1), [D], 'f32') });
+  }
+  return { keys, values, valueShape, keyPath: '(random)', valuePath: '(random)', bits: { key: bits, value: bits } };
+}
+
+/** Marks sequence `s` as holding `length` tokens without running them (the probe's stand-in for B−1 prompts). */
+function fillAs(cache: KVCache, s: number, length: number): void {
+  if (cache instanceof DenseKVCache || cache instanceof DeviceCommvqCache) cache.assumeFilled(s, length);
+  else throw new Error('measure-memory: this cache cannot be filled without running its prompt');
+}
+
+function used(b: CudaBackend): number {
+  const { free, total } = b.ctx.deviceMemory();
+  return total - free;
+}
+
+function median(xs: number[]): number {
+  const s = [...xs].sort((a, b) => a - b);
+  return s.length === 0 ? 0 : s[Math.floor((s.length - 1) / 2)]!;
+}
+
+const sum = (x: { key: number; value: number }): number => x.key + x.value;

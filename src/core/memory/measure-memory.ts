@@ -1,0 +1,354 @@
+/**
+ * `commvq measure-memory` as a library call: a plan (grid points and max-batch searches) measured through one
+ * MemoryProbe (memory-probe.ts). On a GPU the probe loads the model and measures; on the CPU the AccountingProbe
+ * below fills every point from the arithmetic (cache-accounting.ts) and the model's config, and says that it
+ * measures nothing (`measures: false`).
+ *
+ *   const { config } = readMemoryModelConfig({ randomWeights: 'llama-3.1-8b.config.json' });
+ *   const probe = new AccountingProbe(config, { decodeTokens: 16 });
+ *   const m = await measureMemory(probe, { points: [{ cache: 'commvq', bits: 1, context: 131072, batch: 1 }] });
+ */
+import { existsSync, readFileSync, statSync } from 'node:fs';
+import { basename, dirname, join, resolve } from 'node:path';
+import { CommvqError } from '../errors.js';
+import { keyCodebookFileName } from '../keys/format.js';
+import { parseModelConfig, type ModelConfig } from '../model/config.js';
+import { expectedTensors } from '../model/weights.js';
+import { bytesPerElement, type DType } from '../tensor/dtype.js';
+import { compressorShape } from '../values/value-compressor.js';
+import { cacheBytes, codebookBytes, commvqBytesPerToken, denseBytesPerToken, type CacheGeometry, type CommvqGeometry } from './cache-accounting.js';
+import { findMaxBatch, type MaxBatchResult } from './max-batch.js';
+import type { MemoryCacheKind, MemoryPointResult, MemoryPointSpec, MemoryProbe, MemoryProbeProgress } from './memory-probe.js';
+
+export const GiB = 2 ** 30;
+
+/** One cache a run measures, with the codebooks it needs (none for dense, none with --random-weights: random ones). */
+export interface CacheSetting {
+  readonly cache: MemoryCacheKind;
+  /** CommVQ bits per value; absent for dense */
+  readonly bits?: 1 | 2;
+  readonly keyCodebook?: string;
+  readonly valueCodebook?: string;
+}
+
+/** The --device value: auto, cpu, cuda or cuda:N. */
+export type DeviceName = 'cpu' | 'cuda' | 'auto' | `cuda:${number}`;
+
+/** What a probe is opened with: the model (a folder, or a config.json for random weights), the caches, the device. */
+export interface ProbeOptions {
+  readonly model: string | undefined;
+  /** a config.json (or a folder holding one): seeded random weights, and random codebooks where none are given */
+  readonly randomWeights: string | undefined;
+  /** every cache the plan's points use; the probe loads what they need once */
+  readonly caches: readonly CacheSetting[];
+  readonly device: DeviceName;
+  /** tokens decoded after the prompt at each point (the decode peak and the time per token come from these) */
+  readonly decodeTokens: number;
+}
+
+export type ProbeFactory = (o: ProbeOptions) => Promise<MemoryProbe>;
+
+/** The grid: points measured as given, and max-batch searches (one per cache and context). */
+export interface MemoryPlan {
+  readonly points: readonly MemoryPointSpec[];
+  readonly maxBatch?: { readonly targets: readonly Omit<MemoryPointSpec, 'batch'>[]; readonly limit: number };
+}
+
+export interface MemoryMeasurement {
+  readonly device: string;
+  readonly measures: boolean;
+  readonly points: MemoryPointResult[];
+  readonly maxBatch: MaxBatchResult[];
+}
+
+/** Progress over the plan: which point runs (`index` of `total` planned; max-batch trials count one each) and its phase. */
+export interface MeasureProgress {
+  readonly index: number;
+  readonly total: number;
+  readonly spec: MemoryPointSpec;
+  readonly phase: 'load' | 'prefill' | 'decode' | 'done';
+}
+
+/**
+ * Measures every point of the plan, then runs each max-batch search; a point that does not fit is a result
+ * (fits: false), not an error. A spec is probed once: a search's trial that the grid holds reuses its result.
+ *
+ *   const m = await measureMemory(probe, { points, maxBatch: { targets: [{ cache: 'dense', context: 32768 }], limit: 1024 } });
+ */
+export async function measureMemory(probe: MemoryProbe, plan: MemoryPlan, onProgress?: (p: MeasureProgress) => void): Promise<MemoryMeasurement> {
+  let index = 0;
+  // a search's trial count is unknown up front: count ~log2(limit) + a few per search for the bar
+  const searchGuess = plan.maxBatch ? plan.maxBatch.targets.length * (2 * Math.ceil(Math.log2(plan.maxBatch.limit)) + 1) : 0;
+  let total = plan.points.length + searchGuess;
+  const done = new Map<string, MemoryPointResult>(); // a search's trial that the grid already measured is not run again
+  const run = async (spec: MemoryPointSpec): Promise<MemoryPointResult> => {
+    const key = `${spec.cache}/${spec.bits ?? 0}/${spec.context}/${spec.batch}`;
+    const known = done.get(key);
+    if (known) return known;
+    total = Math.max(total, index + 1);
+    const report: MemoryProbeProgress = (phase) => onProgress?.({ index, total, spec, phase });
+    const result = await probe.probe(spec, report);
+    done.set(key, result);
+    index += 1;
+    onProgress?.({ index, total, spec, phase: 'done' });
+    return result;
+  };
+  const points: MemoryPointResult[] = [];
+  for (const spec of plan.points) points.push(await run(spec));
+  const maxBatch: MaxBatchResult[] = [];
+  for (const target of plan.maxBatch?.targets ?? []) maxBatch.push(await findMaxBatch((spec) => run(spec), target, { limit: plan.maxBatch!.limit }));
+  return { device: probe.device, measures: probe.measures, points, maxBatch };
+}
+
+// ---- parsing the grid --------------------------------------------------------------------------------------------
+
+/**
+ * A comma list of context lengths: `8k,32k,128k` → [8192, 32768, 131072] (k = 1024, m = 1024²; plain numbers too).
+ */
+export function parseContextList(text: string): number[] {
+  return parseList(text, '--context', (part) => {
+    const m = /^(\d+(?:\.\d+)?)([kKmM]?)$/.exec(part);
+    const n = m ? Number(m[1]) * (m[2] === '' ? 1 : /k/i.test(m[2]!) ? 1024 : 1024 ** 2) : NaN;
+    return Number.isInteger(n) && n > 0 ? n : undefined;
+  });
+}
+
+/** A comma list of batch sizes: `1,8,64`. */
+export function parseBatchList(text: string): number[] {
+  return parseList(text, '--batch', (part) => (/^\d+$/.test(part) && Number(part) > 0 ? Number(part) : undefined));
+}
+
+/** A comma list of caches: `dense,commvq`. */
+export function parseCacheList(text: string): MemoryCacheKind[] {
+  return parseList(text, '--cache', (part) => (part === 'dense' || part === 'commvq' ? part : undefined), 'dense or commvq');
+}
+
+/** A comma list of CommVQ bit widths: `1,2`. */
+export function parseBitsList(text: string): (1 | 2)[] {
+  return parseList(text, '--bits', (part) => (part === '1' || part === '2' ? (Number(part) as 1 | 2) : undefined), '1 or 2');
+}
+
+function parseList<T>(text: string, flag: string, parse: (part: string) => T | undefined, expected = 'a positive whole number, e.g. 8k or 32768'): T[] {
+  const parts = text.split(',').map((p) => p.trim());
+  const out: T[] = [];
+  for (const part of parts) {
+    const v = parse(part);
+    if (v === undefined) throw new CommvqError(`${flag} ${text}: '${part}' is not ${expected}`);
+    if (!out.includes(v)) out.push(v);
+  }
+  return out;
+}
+
+/** `131072` → `128K`, `20000` → `20000`: context labels for tables and plots. */
+export function contextLabel(tokens: number): string {
+  if (tokens % 1024 ** 2 === 0) return `${tokens / 1024 ** 2}M`;
+  return tokens % 1024 === 0 ? `${tokens / 1024}K` : String(tokens);
+}
+
+/** `dense`, `commvq-1bit`: one name per cache setting, as the report and the plots label them. */
+export function cacheLabel(s: { cache: MemoryCacheKind; bits?: number }): string {
+  return s.cache === 'dense' ? 'dense' : `commvq-${s.bits ?? 1}bit`;
+}
+
+// ---- the model and its codebooks -----------------------------------------------------------------------------------
+
+/** The config of `--model DIR` (DIR/config.json) or `--random-weights CONFIG` (a config.json, or a folder holding one). */
+export function readMemoryModelConfig(o: { model?: string; randomWeights?: string }): { config: ModelConfig; source: string; name: string } {
+  const given = o.model ?? o.randomWeights;
+  if (!given) throw new CommvqError('give --model DIR or --random-weights CONFIG');
+  const isDir = existsSync(given) && statSync(given).isDirectory();
+  if (o.model && !isDir) throw new CommvqError(`${given}: model folder not found`);
+  const path = isDir ? join(given, 'config.json') : given;
+  if (!existsSync(path)) throw new CommvqError(`${path}: model config not found`);
+  let json: unknown;
+  try {
+    json = JSON.parse(readFileSync(path, 'utf8'));
+  } catch (err) {
+    throw new CommvqError(`${path}: not valid JSON: ${(err as Error).message}`);
+  }
+  const name = isDir ? basename(resolve(given)) : basename(path).replace(/(\.config)?\.json$/, '') || basename(dirname(resolve(path)));
+  return { config: parseModelConfig(json, path), source: path, name };
+}
+
+/** Refuses contexts beyond max_position_embeddings (the decoded tokens run past the context, as generation does). */
+export function checkContexts(contexts: readonly number[], config: ModelConfig, source: string): void {
+  for (const c of contexts) {
+    if (c > config.maxPositionEmbeddings) {
+      throw new CommvqError(`--context ${contextLabel(c)}: ${c} tokens is beyond the model's limit of ${config.maxPositionEmbeddings} (max_position_embeddings in ${source})`);
+    }
+  }
+}
+
+/**
+ * The caches a run measures, with their codebooks: `--key-codebook`/`--value-codebook` (one bit width), or a run
+ * folder holding key-codebook-{em|e2e}-{b}bit.arrow and value-codebook-{b}bit.arrow for each bit width. With
+ * random weights and no codebooks given, CommVQ uses random ones; with a real model, missing codebooks are an error.
+ */
+export function resolveCacheSettings(o: {
+  caches: readonly MemoryCacheKind[];
+  bits: readonly (1 | 2)[];
+  randomWeights: boolean;
+  keyCodebook?: string;
+  valueCodebook?: string;
+  run?: string;
+}): CacheSetting[] {
+  const out: CacheSetting[] = [];
+  if (o.caches.includes('dense')) out.push({ cache: 'dense' });
+  if (!o.caches.includes('commvq')) return out;
+  if (Boolean(o.keyCodebook) !== Boolean(o.valueCodebook)) throw new CommvqError('--key-codebook and --value-codebook go together');
+  if (o.keyCodebook && o.run) throw new CommvqError('give codebooks either as --key-codebook/--value-codebook or as --run DIR, not both');
+  if (o.keyCodebook) {
+    if (o.bits.length !== 1) throw new CommvqError(`one --key-codebook/--value-codebook pair is one bit width, but --bits asks for ${o.bits.join(',')}`, 'use --run DIR to measure several');
+    for (const path of [o.keyCodebook, o.valueCodebook!]) if (!existsSync(path)) throw new CommvqError(`${path}: codebook not found`);
+    return [...out, { cache: 'commvq', bits: o.bits[0], keyCodebook: o.keyCodebook, valueCodebook: o.valueCodebook }];
+  }
+  if (o.run) return [...out, ...o.bits.map((bits) => runCodebooks(o.run!, bits))];
+  if (!o.randomWeights) {
+    throw new CommvqError('--cache commvq needs codebooks: --key-codebook and --value-codebook, or --run DIR', 'train them with commvq train-key and commvq train-value, or measure with --random-weights CONFIG');
+  }
+  return [...out, ...o.bits.map((bits) => ({ cache: 'commvq' as const, bits }))];
+}
+
+function runCodebooks(run: string, bits: 1 | 2): CacheSetting {
+  if (!existsSync(run) || !statSync(run).isDirectory()) throw new CommvqError(`${run}: run folder not found`);
+  const key = (['em', 'e2e'] as const).map((m) => join(run, keyCodebookFileName(m, bits))).find((p) => existsSync(p));
+  const value = join(run, `value-codebook-${bits}bit.arrow`);
+  if (!key) throw new CommvqError(`${run}: no ${bits}-bit key codebook (${keyCodebookFileName('em', bits)})`, `train it with commvq train-key ${run} --bits ${bits}`);
+  if (!existsSync(value)) throw new CommvqError(`${run}: no ${bits}-bit value codebook (value-codebook-${bits}bit.arrow)`, `train it with commvq train-value ${run} --bits ${bits}`);
+  return { cache: 'commvq', bits, keyCodebook: key, valueCodebook: value };
+}
+
+/** Every (cache, context, batch) of the grid, caches outermost. */
+export function gridPoints(caches: readonly CacheSetting[], contexts: readonly number[], batches: readonly number[]): MemoryPointSpec[] {
+  return caches.flatMap((s) => contexts.flatMap((context) => batches.map((batch) => ({ cache: s.cache, ...(s.bits ? { bits: s.bits } : {}), context, batch }))));
+}
+
+// ---- opening a probe ---------------------------------------------------------------------------------------------
+
+/**
+ * The probe for a device: the AccountingProbe on the CPU (and on `auto` without a GPU), the GPU probe otherwise.
+ * The GPU probe is loaded on first use, so a build without it still measures on the CPU.
+ */
+export async function openMemoryProbe(o: ProbeOptions, accounting: { config: ModelConfig; assumeDeviceBytes?: number }, loadGpu = loadGpuProbeFactory): Promise<MemoryProbe> {
+  const useGpu = o.device === 'cpu' ? false : o.device === 'auto' ? await gpuPresent() : true;
+  if (!useGpu) return new AccountingProbe(accounting.config, { decodeTokens: o.decodeTokens, deviceBytes: accounting.assumeDeviceBytes });
+  const create = await loadGpu();
+  return create(o);
+}
+
+async function gpuPresent(): Promise<boolean> {
+  try {
+    const cuda = await import('../backend/cuda/cuda-backend.js');
+    return cuda.cudaAvailable();
+  } catch {
+    return false; // no driver or no FFI: auto falls back to the CPU
+  }
+}
+
+/** The GPU probe's factory, or a one-line error when this build has none. `importer` is replaceable for tests. */
+export async function loadGpuProbeFactory(importer: () => Promise<unknown> = importGpuProbe): Promise<ProbeFactory> {
+  let module: { createGpuMemoryProbe?: ProbeFactory };
+  try {
+    module = (await importer()) as { createGpuMemoryProbe?: ProbeFactory };
+  } catch (err) {
+    const e = err as { code?: string; message?: string };
+    // only the probe's own file missing means "not in this build"; a module it imports missing is a real error
+    if (e.code === 'ERR_MODULE_NOT_FOUND' && /Cannot find module '[^']*gpu-memory-probe\.js'/.test(e.message ?? '')) throw new CommvqError('GPU memory measurement is not available in this build', 'run with --device cpu for the byte accounting');
+    throw err;
+  }
+  if (typeof module.createGpuMemoryProbe !== 'function') throw new CommvqError('GPU memory measurement is not available in this build', 'run with --device cpu for the byte accounting');
+  return module.createGpuMemoryProbe;
+}
+
+function importGpuProbe(): Promise<unknown> {
+  const path = './gpu-memory-probe.js'; // not a literal: the file may be absent from a build, which the caller reports
+  return import(path);
+}
+
+// ---- the CPU accounting path ---------------------------------------------------------------------------------------
+
+/** CommVQ's geometry at `bits` (spec §3.1, §3.7, §5.2): R = 11 or 21 key residuals, N_c = D·bits value bits, W = 128. */
+export function commvqGeometry(config: ModelConfig, bits: 1 | 2): CommvqGeometry {
+  return { residuals: bits === 1 ? 11 : 21, codeBits: compressorShape(bits, config.numKvHeads * config.headDim).codeBits, window: 128 };
+}
+
+export function cacheGeometry(config: ModelConfig): CacheGeometry {
+  return { numLayers: config.numLayers, kvHeads: config.numKvHeads, headDim: config.headDim };
+}
+
+/** Parameters of the model a config describes (every tensor expectedTensors lists). */
+export function parameterCount(config: ModelConfig): number {
+  let n = 0;
+  for (const shape of expectedTensors(config).values()) n += shape.reduce((a, b) => a * b, 1);
+  return n;
+}
+
+/**
+ * Value-encoder parameters of all layers (spec §5.2): LayerNorm γ, β [D]; enc1 [inter, D] + bias; out [4·n_e, inter]
+ * + bias; and the frozen per-channel scale [D], which decoding multiplies by. The codebook E is counted apart.
+ */
+export function encoderParameterCount(config: ModelConfig, bits: 1 | 2): number {
+  const s = compressorShape(bits, config.numKvHeads * config.headDim);
+  const perLayer = 2 * s.featDim + s.inter * s.featDim + s.inter + s.embedDim * s.inter + s.embedDim + s.featDim;
+  return config.numLayers * perLayer;
+}
+
+export interface AccountingOptions {
+  decodeTokens: number;
+  /** dtype of weights and encoders (default bf16, as the GPU backend holds them) */
+  weightDType?: DType;
+  /** the device size a point is checked against (default 80 GiB, an H100's nominal size): resident bytes only */
+  deviceBytes?: number;
+}
+
+/**
+ * A MemoryProbe without a device: every point from the arithmetic. Weights = parameters × dtype bytes; cache =
+ * cacheBytes(context + decodeTokens) × batch (allocated taken equal to it: nothing is allocated); codebooks = key θ
+ * in f32 and value E in bf16 (codebookBytes); encoders as §5.2. A point fits when those resident bytes fit the
+ * assumed device; activations are not counted, so the CPU's max batch is an upper bound.
+ */
+export class AccountingProbe implements MemoryProbe {
+  readonly device = 'cpu';
+  readonly measures = false;
+
+  constructor(
+    readonly config: ModelConfig,
+    readonly options: AccountingOptions,
+  ) {}
+
+  async probe(spec: MemoryPointSpec): Promise<MemoryPointResult> {
+    return accountPoint(this.config, spec, this.options);
+  }
+
+  dispose(): void {}
+}
+
+/** One point by arithmetic (what AccountingProbe returns). */
+export function accountPoint(config: ModelConfig, spec: MemoryPointSpec, o: AccountingOptions): MemoryPointResult {
+  const dtypeBytes = bytesPerElement(o.weightDType ?? 'bf16');
+  const deviceBytes = o.deviceBytes ?? 80 * GiB;
+  const g = cacheGeometry(config);
+  const tokens = spec.context + o.decodeTokens;
+  const commvq = spec.cache === 'commvq' ? commvqGeometry(config, spec.bits ?? 1) : undefined;
+  const cache = cacheBytes(g, tokens, commvq) * spec.batch;
+  let perToken = denseBytesPerToken(g);
+  let codebooks = 0;
+  let encoders = 0;
+  if (commvq) {
+    const b = commvqBytesPerToken(g, commvq);
+    perToken = b.key + b.value;
+    codebooks = codebookBytes(g, commvq, { dtype: 'f32' }).key + codebookBytes(g, commvq, { dtype: 'bf16' }).value;
+    encoders = encoderParameterCount(config, spec.bits ?? 1) * 4; // f32, as trained: the device cache encodes with them as they are
+  }
+  const breakdown = { weights: parameterCount(config) * dtypeBytes, cacheArithmetic: cache, cacheAllocated: cache, codebooks, encoders };
+  const resident = breakdown.weights + cache + codebooks + encoders;
+  const fits = resident <= deviceBytes;
+  return {
+    spec,
+    fits,
+    ...(fits ? {} : { reason: `resident bytes ${(resident / GiB).toFixed(2)} GiB exceed the assumed ${(deviceBytes / GiB).toFixed(2)} GiB (arithmetic)` }),
+    breakdown,
+    bytesPerToken: { arithmetic: perToken, allocated: perToken },
+    deviceBytes,
+  };
+}

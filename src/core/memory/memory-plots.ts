@@ -1,0 +1,107 @@
+/**
+ * The measure-memory plots as Vega-Lite specs, drawn headless to SVG and PNG (plot/heatmap-render.ts):
+ *   memory          one panel per cache (dense, CommVQ 1-bit, 2-bit): resident bytes stacked by owner against the
+ *                   context on a log₂ axis, at the grid's smallest batch; the measured decode peak as a line and
+ *                   the device's size as a dashed rule
+ *   bytes-per-token bytes per token and layer of each cache (packed arithmetic, and as allocated when measured)
+ *
+ *   const { memory, bytesPerToken } = await renderMemoryPlots(doc);   // { svg, png } each
+ */
+import { renderVegaLite, type RenderedPlot } from '../plot/heatmap-render.js';
+import { GiB } from './measure-memory.js';
+import type { MemoryReportDocument } from './memory-report.js';
+
+const SCHEMA = 'https://vega.github.io/schema/vega-lite/v6.json';
+const OWNERS = ['weights', 'cache', 'codebooks', 'encoders', 'workspace'] as const;
+const OWNER_COLORS = ['#4c78a8', '#f58518', '#54a24b', '#b279a2', '#bab0ac'];
+const CONTEXT_LABEL = "datum.value >= 1048576 ? (datum.value / 1048576) + 'M' : datum.value >= 1024 ? (datum.value / 1024) + 'K' : datum.value";
+
+/** Memory against context, stacked by owner, one panel per cache; undefined when the report has no points. */
+export function memoryPlotSpec(doc: MemoryReportDocument): Record<string, unknown> | undefined {
+  if (doc.points.length === 0) return undefined;
+  const batch = Math.min(...doc.points.map((p) => p.batch));
+  const points = doc.points.filter((p) => p.batch === batch);
+  const caches = [...new Set(points.map((p) => p.cache))];
+  const contexts = [...new Set(points.map((p) => p.context))].sort((a, b) => a - b);
+  const shown = doc.measures ? OWNERS : OWNERS.filter((o) => o !== 'workspace'); // the CPU measures no workspace
+  const values = points.flatMap((p) => {
+    const owners: Record<(typeof OWNERS)[number], number> = {
+      weights: p.weights, cache: p.cache_allocated, codebooks: p.codebooks, encoders: p.encoders, workspace: Math.max(0, p.workspace_decode ?? 0),
+    };
+    return shown.map((owner, order) => ({
+      cache: p.cache, context: p.context, owner, order, gib: owners[owner] / GiB,
+      peak: p.peak_decode === null ? null : p.peak_decode / GiB, device: p.device_bytes / GiB, fits: p.fits,
+    }));
+  });
+  const x = {
+    field: 'context', type: 'quantitative', title: 'context (tokens, log scale)',
+    scale: { type: 'log', base: 2, domain: [contexts[0]! / 1.6, contexts[contexts.length - 1]! * 1.6] },
+    axis: { values: contexts, labelExpr: CONTEXT_LABEL, grid: false },
+  };
+  const peakRows = { filter: "datum.owner === 'weights' && datum.peak !== null" }; // one row per point
+  return {
+    $schema: SCHEMA,
+    title: {
+      text: `${doc.model.name}: memory by owner at batch ${batch} (${doc.measures ? doc.device : 'arithmetic, CPU'})`,
+      subtitle: `${doc.measures ? 'line: decode peak; ' : ''}dashed: device memory${doc.measures ? '' : ' (assumed)'}; faint: did not fit`,
+    },
+    background: 'white',
+    data: { values },
+    facet: { column: { field: 'cache', type: 'nominal', title: null, sort: caches } },
+    spec: {
+      width: 240,
+      height: 320,
+      layer: [
+        {
+          mark: { type: 'bar', size: 22 },
+          encoding: {
+            x,
+            y: { field: 'gib', type: 'quantitative', stack: 'zero', title: 'GiB' },
+            color: { field: 'owner', type: 'nominal', title: 'owner', scale: { domain: [...shown], range: OWNER_COLORS.slice(0, shown.length) } },
+            order: { field: 'order', type: 'quantitative' },
+            opacity: { condition: { test: 'datum.fits', value: 1 }, value: 0.35 }, // faint: the point did not fit
+            tooltip: [{ field: 'cache' }, { field: 'context' }, { field: 'owner' }, { field: 'gib', format: '.2f' }],
+          },
+        },
+        // one filter per layer: vega-lite's optimiser warns on stderr about a filter shared by nested layers
+        { transform: [peakRows], mark: { type: 'line', color: 'black', point: { color: 'black' } }, encoding: { x, y: { field: 'peak', type: 'quantitative' } } },
+        { mark: { type: 'rule', color: '#d62728', strokeDash: [6, 4] }, encoding: { y: { aggregate: 'max', field: 'device', type: 'quantitative' } } },
+      ],
+    },
+    resolve: { scale: { y: 'shared' } },
+  };
+}
+
+/** Bytes per token and layer of one sequence, one bar per cache (and per kind when the allocation was measured). */
+export function bytesPerTokenPlotSpec(doc: MemoryReportDocument): Record<string, unknown> | undefined {
+  const seen = new Map<string, MemoryReportDocument['points'][number]>();
+  for (const p of doc.points) if (!seen.has(p.cache)) seen.set(p.cache, p);
+  if (seen.size === 0) return undefined;
+  const kinds = doc.measures ? (['arithmetic', 'allocated'] as const) : (['arithmetic'] as const);
+  const values = [...seen.values()].flatMap((p) => kinds.map((kind) => ({ cache: p.cache, kind, bytes: p.bytes_per_token[kind] })));
+  const x = { field: 'cache', type: 'nominal', title: null, sort: [...seen.keys()], axis: { labelAngle: 0 } };
+  const xOffset = doc.measures ? { xOffset: { field: 'kind', type: 'nominal', sort: [...kinds] } } : {};
+  return {
+    $schema: SCHEMA,
+    title: `${doc.model.name}: KV cache bytes per token and layer`,
+    background: 'white',
+    width: 120 * seen.size,
+    height: 300,
+    data: { values },
+    encoding: { x, ...xOffset },
+    layer: [
+      { mark: { type: 'bar' }, encoding: { y: { field: 'bytes', type: 'quantitative', title: 'bytes per token per layer' }, color: { field: 'kind', type: 'nominal', title: null, scale: { domain: [...kinds] } } } },
+      { mark: { type: 'text', dy: -6, fontSize: 12 }, encoding: { y: { field: 'bytes', type: 'quantitative' }, text: { field: 'bytes', type: 'quantitative', format: ',.0f' } } },
+    ],
+  };
+}
+
+/** Both plots, drawn; a plot whose report has no points is absent. */
+export async function renderMemoryPlots(doc: MemoryReportDocument): Promise<{ memory?: RenderedPlot; bytesPerToken?: RenderedPlot }> {
+  const memory = memoryPlotSpec(doc);
+  const bytes = bytesPerTokenPlotSpec(doc);
+  return {
+    ...(memory ? { memory: await renderVegaLite(memory) } : {}),
+    ...(bytes ? { bytesPerToken: await renderVegaLite(bytes) } : {}),
+  };
+}

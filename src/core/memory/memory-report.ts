@@ -1,0 +1,242 @@
+/**
+ * The measure-memory report: one JSON document (format name and version, device, date, command line, every point
+ * by owner, the max-batch searches, and a summary of the paper's targets), and the same as a terminal table.
+ *
+ *   const doc = memoryReportDocument(measurement, { command: 'commvq measure-memory ...', model, decodeTokens: 16 });
+ *   for (const line of formatMemoryReport(doc)) console.log(line);
+ */
+import { mkdirSync } from 'node:fs';
+import { join } from 'node:path';
+import { writeFileAtomic } from '../io/atomic-write.js';
+import type { ModelConfig } from '../model/config.js';
+import type { MaxBatchResult } from './max-batch.js';
+import type { MemoryPointResult } from './memory-probe.js';
+import { cacheLabel, contextLabel, GiB, parameterCount, type MemoryMeasurement } from './measure-memory.js';
+import { renderMemoryPlots } from './memory-plots.js';
+
+export const MEMORY_REPORT_FORMAT = 'commvq.memory-report';
+export const MEMORY_REPORT_VERSION = 1;
+
+/** One point, every size in bytes; null where the device did not measure it (CPU) or the point did not fit. */
+export interface MemoryReportPoint {
+  cache: string; // label: dense, commvq-1bit, commvq-2bit
+  mode: 'dense' | 'commvq';
+  bits: number | null;
+  context: number;
+  batch: number;
+  fits: boolean;
+  reason: string | null;
+  weights: number;
+  cache_arithmetic: number;
+  cache_allocated: number;
+  codebooks: number;
+  encoders: number;
+  /** weights + cache as allocated + codebooks + encoders */
+  resident: number;
+  /** transient bytes at the peaks: peak − resident */
+  workspace_prefill: number | null;
+  workspace_decode: number | null;
+  peak_prefill: number | null;
+  peak_decode: number | null;
+  driver_used_prefill: number | null;
+  driver_used_decode: number | null;
+  /** whether the driver's used memory covers the allocator's peaks (it must: the allocator lives inside it) */
+  driver_covers_peak: boolean | null;
+  decode_ms_per_token: number | null;
+  prefill_ms: number | null;
+  device_bytes: number;
+  /** per token, per layer, one sequence */
+  bytes_per_token: { arithmetic: number; allocated: number };
+}
+
+export interface MemoryMaxBatchEntry {
+  cache: string;
+  bits: number | null;
+  context: number;
+  max_batch: number;
+  capped: boolean;
+  peak_decode: number | null;
+  trials: { batch: number; fits: boolean; peak_decode: number | null; reason: string | null }[];
+}
+
+export interface MemoryTarget {
+  id: string;
+  description: string;
+  /** what was found (bytes, sequences or a ratio), null when the point did not fit */
+  value: number | null;
+  threshold: number;
+  /** null: not decided here (the CPU measures no peak) */
+  pass: boolean | null;
+  note: string | null;
+}
+
+export interface MemoryReportDocument {
+  format: typeof MEMORY_REPORT_FORMAT;
+  version: typeof MEMORY_REPORT_VERSION;
+  device: string;
+  measures: boolean;
+  date: string;
+  command: string;
+  model: { name: string; source: string; parameters: number; layers: number; kv_heads: number; head_dim: number; max_position_embeddings: number };
+  decode_tokens: number;
+  note: string | null;
+  points: MemoryReportPoint[];
+  max_batch: MemoryMaxBatchEntry[];
+  summary: { targets: MemoryTarget[] };
+}
+
+export const CPU_NOTE = 'byte accounting only: peaks, workspace and decode time are measured on a GPU (--device cuda); fits = resident bytes within the assumed device size';
+
+/** The targets of the paper this report checks when their points are present (spec §7.5). */
+export const TARGETS = {
+  peak128k: { id: 'commvq-1bit-128k-batch1-peak', threshold: 17.5 * GiB, description: 'CommVQ 1-bit, 128K context, batch 1: decode peak ≤ 17.5 GiB' },
+  maxBatch32k: { id: 'commvq-1bit-32k-max-batch', threshold: 128, description: 'CommVQ 1-bit, 32K context: max batch ≥ 128' },
+  oneBit: { id: 'commvq-1bit-bytes-per-token', threshold: 0.0645, description: 'CommVQ 1-bit cache per token ≤ 6.45% of dense (−93.55%)' },
+  twoBit: { id: 'commvq-2bit-bytes-per-token', threshold: 0.125, description: 'CommVQ 2-bit cache per token ≤ 12.5% of dense (−87.5%)' },
+} as const;
+
+export function memoryReportDocument(
+  m: MemoryMeasurement,
+  o: { command: string; model: { name: string; source: string; config: ModelConfig }; decodeTokens: number; date?: Date },
+): MemoryReportDocument {
+  const c = o.model.config;
+  const points = m.points.map(reportPoint);
+  const maxBatch = m.maxBatch.map(reportMaxBatch);
+  return {
+    format: MEMORY_REPORT_FORMAT,
+    version: MEMORY_REPORT_VERSION,
+    device: m.device,
+    measures: m.measures,
+    date: (o.date ?? new Date()).toISOString(),
+    command: o.command,
+    model: { name: o.model.name, source: o.model.source, parameters: parameterCount(c), layers: c.numLayers, kv_heads: c.numKvHeads, head_dim: c.headDim, max_position_embeddings: c.maxPositionEmbeddings },
+    decode_tokens: o.decodeTokens,
+    note: m.measures ? null : CPU_NOTE,
+    points,
+    max_batch: maxBatch,
+    summary: { targets: memoryTargets(points, maxBatch, m.measures) },
+  };
+}
+
+export function reportPoint(r: MemoryPointResult): MemoryReportPoint {
+  const b = r.breakdown;
+  const resident = b.weights + b.cacheAllocated + b.codebooks + b.encoders;
+  const or = (v: number | undefined) => (v === undefined ? null : v);
+  const covers = r.peakDecode !== undefined && r.driverUsedDecode !== undefined ? r.driverUsedDecode >= r.peakDecode && (r.driverUsedPrefill ?? Infinity) >= (r.peakPrefill ?? 0) : null;
+  return {
+    cache: cacheLabel(r.spec), mode: r.spec.cache, bits: r.spec.bits ?? null, context: r.spec.context, batch: r.spec.batch, fits: r.fits, reason: r.reason ?? null,
+    weights: b.weights, cache_arithmetic: b.cacheArithmetic, cache_allocated: b.cacheAllocated, codebooks: b.codebooks, encoders: b.encoders, resident,
+    workspace_prefill: r.peakPrefill === undefined ? null : r.peakPrefill - resident,
+    workspace_decode: r.peakDecode === undefined ? null : r.peakDecode - resident,
+    peak_prefill: or(r.peakPrefill), peak_decode: or(r.peakDecode), driver_used_prefill: or(r.driverUsedPrefill), driver_used_decode: or(r.driverUsedDecode), driver_covers_peak: covers,
+    decode_ms_per_token: or(r.decodeMsPerToken), prefill_ms: or(r.prefillMs), device_bytes: r.deviceBytes,
+    bytes_per_token: { ...r.bytesPerToken },
+  };
+}
+
+function reportMaxBatch(r: MaxBatchResult): MemoryMaxBatchEntry {
+  return {
+    cache: cacheLabel(r), bits: r.bits ?? null, context: r.context, max_batch: r.maxBatch, capped: r.capped, peak_decode: r.best?.peakDecode ?? null,
+    trials: r.trials.map((t) => ({ batch: t.spec.batch, fits: t.fits, peak_decode: t.peakDecode ?? null, reason: t.reason ?? null })),
+  };
+}
+
+/** The paper's targets, each checked only when the report holds its points. */
+export function memoryTargets(points: readonly MemoryReportPoint[], maxBatch: readonly MemoryMaxBatchEntry[], measures: boolean): MemoryTarget[] {
+  const out: MemoryTarget[] = [];
+  const p128 = points.find((p) => p.cache === 'commvq-1bit' && p.context === 128 * 1024 && p.batch === 1);
+  if (p128) {
+    const t = TARGETS.peak128k;
+    if (!p128.fits) out.push({ ...t, value: null, pass: false, note: p128.reason });
+    else if (!measures) out.push({ ...t, value: p128.resident, pass: null, note: 'resident bytes by arithmetic; the peak is measured on a GPU' });
+    else out.push({ ...t, value: p128.peak_decode, pass: p128.peak_decode !== null && p128.peak_decode <= t.threshold, note: null });
+  }
+  const mb = maxBatch.find((e) => e.cache === 'commvq-1bit' && e.context === 32 * 1024);
+  if (mb) {
+    const t = TARGETS.maxBatch32k;
+    out.push({ ...t, value: mb.max_batch, pass: measures ? mb.max_batch >= t.threshold : null, note: measures ? null : 'an upper bound by arithmetic, activations not counted; measured on a GPU' });
+  }
+  const dense = points.find((p) => p.mode === 'dense');
+  for (const [label, t] of [['commvq-1bit', TARGETS.oneBit], ['commvq-2bit', TARGETS.twoBit]] as const) {
+    const q = points.find((p) => p.cache === label);
+    if (!dense || !q) continue;
+    const which = measures ? 'allocated' : 'arithmetic';
+    const ratio = q.bytes_per_token[which] / dense.bytes_per_token[which];
+    out.push({ ...t, value: ratio, pass: ratio <= t.threshold, note: measures ? 'as allocated' : 'by arithmetic' });
+  }
+  return out;
+}
+
+/**
+ * Writes DIR/memory.json, DIR/memory.svg/.png and DIR/bytes-per-token.svg/.png, each atomically; returns the paths.
+ *
+ *   const files = await writeMemoryOutputs('out/mem', doc);   // ['out/mem/memory.json', ...]
+ */
+export async function writeMemoryOutputs(dir: string, doc: MemoryReportDocument): Promise<string[]> {
+  mkdirSync(dir, { recursive: true });
+  const files: [string, string | Uint8Array][] = [['memory.json', JSON.stringify(doc, null, 1) + '\n']];
+  const plots = await renderMemoryPlots(doc);
+  if (plots.memory) files.push(['memory.svg', plots.memory.svg], ['memory.png', plots.memory.png]);
+  if (plots.bytesPerToken) files.push(['bytes-per-token.svg', plots.bytesPerToken.svg], ['bytes-per-token.png', plots.bytesPerToken.png]);
+  for (const [name, data] of files) writeFileAtomic(join(dir, name), [typeof data === 'string' ? Buffer.from(data) : data]);
+  return files.map(([name]) => join(dir, name));
+}
+
+// ---- the terminal table ------------------------------------------------------------------------------------------
+
+const gib = (v: number | null) => (v === null ? '—' : (v / GiB).toFixed(2));
+
+/** The report as lines for the terminal: the points by owner (GiB), the max-batch searches, the targets. */
+export function formatMemoryReport(doc: MemoryReportDocument): string[] {
+  const lines = [
+    `measure-memory on ${doc.device}: ${doc.model.name} (${(doc.model.parameters / 1e9).toFixed(2)} B parameters), ${doc.decode_tokens} decoded tokens per point`,
+    ...(doc.note ? [`note: ${doc.note}`] : []),
+  ];
+  if (doc.points.length > 0) {
+    lines.push('', 'sizes in GiB; cache = packed arithmetic / as allocated; B/tok = bytes per token and layer');
+    // the CPU measures no peak, workspace or time: those columns are left out rather than filled with dashes
+    const measured = doc.measures ? ['workspace', 'peak prefill', 'peak decode', 'driver used', 'ms/token'] : [];
+    const header = ['cache', 'context', 'batch', 'fits', 'weights', 'cache', 'codebooks', 'encoders', ...measured, 'B/tok'];
+    const rows = doc.points.map((p) => [
+      p.cache, contextLabel(p.context), String(p.batch), p.fits ? 'yes' : 'no', gib(p.weights),
+      doc.measures ? `${gib(p.cache_arithmetic)} / ${gib(p.cache_allocated)}` : gib(p.cache_arithmetic),
+      gib(p.codebooks), gib(p.encoders),
+      ...(doc.measures ? [gib(p.workspace_decode), gib(p.peak_prefill), gib(p.peak_decode), gib(p.driver_used_decode), p.decode_ms_per_token === null ? '—' : p.decode_ms_per_token.toFixed(1)] : []),
+      String(doc.measures ? p.bytes_per_token.allocated : p.bytes_per_token.arithmetic),
+    ]);
+    lines.push(...table(header, rows));
+    for (const p of doc.points) if (!p.fits && p.reason) lines.push(`  ${p.cache} ${contextLabel(p.context)} × ${p.batch}: ${p.reason}`);
+    for (const p of doc.points) if (p.driver_covers_peak === false) lines.push(`  ${p.cache} ${contextLabel(p.context)} × ${p.batch}: the driver reports less in use than the allocator's peak — check the measurement`);
+  }
+  if (doc.max_batch.length > 0) {
+    lines.push('', 'largest batch that fits');
+    const rows = doc.max_batch.map((e) => [
+      e.cache, contextLabel(e.context), `${e.max_batch}${e.capped ? '+' : ''}`, ...(doc.measures ? [gib(e.peak_decode)] : []), e.trials.map((t) => `${t.batch}${t.fits ? '' : '✗'}`).join(' '),
+    ]);
+    lines.push(...table(['cache', 'context', 'max batch', ...(doc.measures ? ['peak decode'] : []), 'trials (✗ = did not fit)'], rows));
+    if (doc.max_batch.some((e) => e.capped)) lines.push('  + : the search limit fit (raise --max-batch-limit)');
+  }
+  if (doc.summary.targets.length > 0) {
+    lines.push('', 'targets');
+    for (const t of doc.summary.targets) {
+      const verdict = t.pass === null ? 'n/a ' : t.pass ? 'PASS' : 'FAIL';
+      lines.push(`  ${verdict} ${t.description}: ${targetValue(t)}${t.note ? ` (${t.note})` : ''}`);
+    }
+  }
+  return lines;
+}
+
+function targetValue(t: MemoryTarget): string {
+  if (t.value === null) return 'did not fit';
+  if (t.id.endsWith('peak')) return `${gib(t.value)} GiB`;
+  if (t.id.endsWith('bytes-per-token')) return `${(100 * t.value).toFixed(2)}%`;
+  return String(t.value);
+}
+
+/** Columns padded to their widest cell; text left, numbers right. */
+function table(header: string[], rows: string[][]): string[] {
+  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));
+  const numeric = header.map((_, i) => rows.length > 0 && rows.every((r) => /^[\d.—+ /]+$/.test(r[i]!)));
+  const fmt = (cells: string[]) => cells.map((c, i) => (numeric[i] ? c.padStart(widths[i]!) : c.padEnd(widths[i]!))).join('  ').trimEnd();
+  return [fmt(header), widths.map((w) => '-'.repeat(w)).join('  '), ...rows.map(fmt)];
+}

@@ -1,0 +1,69 @@
+/**
+ * measure-memory's GPU side: the caching allocator's counts agree with the driver's free memory, and the GPU probe
+ * measures dense and CommVQ points of a small random model (peaks cover what is resident, a batch that cannot fit
+ * is an answer rather than a crash).
+ *
+ * Allocator vs driver: cuMemAlloc hands out whole 2 MiB pages for large blocks and the driver may keep a little
+ * bookkeeping of its own, so the driver's used memory must grow by the allocator's bytes within 2 MiB per block
+ * plus 64 MiB (other processes on a shared GPU could move it further; the test GPU runs one job at a time).
+ */
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, describe, expect, it } from 'vitest';
+import { CudaBackend, cudaAvailable } from '../../src/core/backend/cuda/cuda-backend.js';
+import { createGpuMemoryProbe } from '../../src/core/memory/gpu-memory-probe.js';
+
+const gpu = cudaAvailable();
+const MiB = 2 ** 20;
+
+describe.skipIf(!gpu)('GPU memory measurement', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'commvq-memory-'));
+  afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+  it('allocator counts agree with the driver within a small margin', () => {
+    const backend = new CudaBackend();
+    const used = () => {
+      const { free, total } = backend.ctx.deviceMemory();
+      return total - free;
+    };
+    backend.ctx.allocator.releaseCached();
+    const driver0 = used();
+    const alloc0 = backend.memory().bytesInUse;
+    const blocks = [256, 1000, 3, 4096].map((mib) => backend.ctx.alloc(mib * MiB));
+    const grown = used() - driver0;
+    const counted = backend.memory().bytesInUse - alloc0;
+    expect(counted).toBe((256 + 1000 + 4 + 4096) * MiB); // 3 MiB rounds up to 4
+    expect(Math.abs(grown - counted), `driver grew ${grown}, allocator counted ${counted}`).toBeLessThanOrEqual(blocks.length * 2 * MiB + 64 * MiB);
+    blocks.forEach((b) => b.free());
+    backend.ctx.allocator.releaseCached();
+    expect(Math.abs(used() - driver0)).toBeLessThanOrEqual(64 * MiB);
+  });
+
+  it('measures dense and CommVQ points of a small model, and reports a batch that cannot fit', async () => {
+    const config = join(dir, 'config.json');
+    writeFileSync(config, JSON.stringify({
+      architectures: ['LlamaForCausalLM'], vocab_size: 1000, hidden_size: 512, intermediate_size: 1024, num_hidden_layers: 2,
+      num_attention_heads: 8, num_key_value_heads: 2, head_dim: 128, max_position_embeddings: 8192, rms_norm_eps: 1e-5, rope_theta: 10000,
+    }));
+    const probe = await createGpuMemoryProbe({ model: undefined, randomWeights: config, caches: [{ cache: 'dense' }, { cache: 'commvq', bits: 1 }], device: 'cuda', decodeTokens: 4 });
+    for (const spec of [{ cache: 'dense' as const, context: 2500, batch: 1 }, { cache: 'commvq' as const, bits: 1 as const, context: 2500, batch: 3 }]) {
+      const r = await probe.probe(spec);
+      const resident = r.breakdown.weights + r.breakdown.cacheAllocated + r.breakdown.codebooks + r.breakdown.encoders;
+      expect(r.fits).toBe(true);
+      expect(r.peakPrefill!).toBeGreaterThanOrEqual(resident);
+      expect(r.peakDecode!).toBeGreaterThanOrEqual(resident);
+      expect(r.driverUsedDecode!).toBeGreaterThanOrEqual(r.peakDecode! - 64 * MiB);
+      expect(r.decodeMsPerToken!).toBeGreaterThan(0);
+      expect(r.breakdown.cacheAllocated).toBeGreaterThanOrEqual(r.breakdown.cacheArithmetic);
+      if (spec.cache === 'commvq') {
+        expect(r.bytesPerToken.arithmetic).toBe(132 * 2 / 8 + 2 + 256 / 8 + 2); // R = 11 codes of 2 heads, N_c = 256 bits
+        expect(r.breakdown.codebooks).toBeGreaterThan(0);
+      }
+    }
+    const huge = await probe.probe({ cache: 'dense', context: 8192, batch: 100_000 });
+    expect(huge.fits).toBe(false);
+    expect(huge.reason).toMatch(/out of memory/i);
+    probe.dispose();
+  });
+});

@@ -1,0 +1,63 @@
+/**
+ * `commvq measure-memory` on the CPU, run as a user would (bin/run.js → dist/, so `npm run build` first): the byte
+ * accounting as a table and as JSON, --out's files, a batch that cannot fit as an answer, and bad input as one line.
+ */
+import { mkdtempSync, readdirSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, describe, expect, it } from 'vitest';
+import { writeDemoModel } from '../../src/core/model/demo-model.js';
+import { runCli } from '../helpers/cli.js';
+import { REPO_ROOT } from '../helpers/fixtures.js';
+
+const LLAMA = join(REPO_ROOT, 'scripts/bench/llama-3.1-8b.config.json');
+const work = mkdtempSync(join(tmpdir(), 'commvq-mem-cli-'));
+const demo = join(work, 'demo');
+writeDemoModel(demo);
+afterAll(() => rmSync(work, { recursive: true, force: true }));
+
+const measure = (args: string[]) => runCli(['measure-memory', '--device', 'cpu', ...args]);
+
+function expectOneLineError(args: string[], pattern: RegExp): void {
+  const r = measure(args);
+  expect(r.status, r.stdout + r.stderr).toBe(1);
+  const lines = r.stderr.trim().split('\n');
+  expect(lines[0]).toMatch(/^commvq: /);
+  expect(lines[0]).toMatch(pattern);
+  expect(r.stderr).not.toMatch(/\n\s+at /);
+  expect(lines.length).toBeLessThanOrEqual(2);
+  expect(r.stdout).toBe('');
+}
+
+describe('commvq measure-memory on the CPU', () => {
+  it('prints the accounting table, with a batch that cannot fit reported as the answer', () => {
+    const r = measure(['--random-weights', LLAMA, '--cache', 'dense,commvq', '--context', '128k', '--batch', '1,8']);
+    expect(r.status, r.stderr).toBe(0);
+    expect(r.stdout).toMatch(/^measure-memory on cpu: llama-3.1-8b/);
+    expect(r.stdout).toMatch(/^dense\s+128K\s+8\s+no\s+/m);
+    expect(r.stdout).toMatch(/^commvq-1bit\s+128K\s+8\s+yes\s+/m);
+    expect(r.stdout).toMatch(/dense 128K × 8: resident bytes 142\.\d\d GiB exceed the assumed 80\.00 GiB/);
+  });
+
+  it('prints the JSON document with --json, and --out writes the report and both plots', () => {
+    const out = join(work, 'out');
+    const r = measure(['--random-weights', LLAMA, '--cache', 'commvq', '--bits', '1,2', '--context', '8k,32k', '--max-batch', '--max-batch-limit', '64', '--json', '--out', out]);
+    expect(r.status, r.stderr).toBe(0);
+    const doc = JSON.parse(r.stdout);
+    expect(doc).toMatchObject({ format: 'commvq.memory-report', version: 1, device: 'cpu', measures: false });
+    expect(doc.command).toMatch(/^commvq measure-memory --device cpu --random-weights \S+ --cache commvq --bits 1,2/);
+    expect(doc.points).toHaveLength(4);
+    expect(doc.max_batch.map((e: { cache: string; max_batch: number; capped: boolean }) => [e.cache, e.max_batch, e.capped])).toEqual([
+      ['commvq-1bit', 64, true], ['commvq-1bit', 64, true], ['commvq-2bit', 64, true], ['commvq-2bit', 64, true],
+    ]);
+    expect(readdirSync(out).sort()).toEqual(['bytes-per-token.png', 'bytes-per-token.svg', 'memory.json', 'memory.png', 'memory.svg']);
+  });
+
+  it('refuses a context beyond the model’s limit', () =>
+    expectOneLineError(['--random-weights', LLAMA, '--context', '8k,256k'], /--context 256K: 262144 tokens is beyond the model's limit of 131072 \(max_position_embeddings in .*llama-3\.1-8b\.config\.json\)/));
+
+  it('refuses --cache commvq on a real model without codebooks', () =>
+    expectOneLineError(['--model', demo, '--cache', 'commvq', '--context', '64'], /--cache commvq needs codebooks: --key-codebook and --value-codebook, or --run DIR/));
+
+  it('refuses an unknown --cache', () => expectOneLineError(['--random-weights', LLAMA, '--cache', 'kivi'], /--cache kivi: 'kivi' is not dense or commvq/));
+});

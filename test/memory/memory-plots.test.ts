@@ -1,0 +1,64 @@
+/** The measure-memory plots: Vega-Lite specs (log₂ context axis, one panel per cache), SVG and PNG, and --out's files. */
+import { mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, describe, expect, it } from 'vitest';
+import { AccountingProbe, gridPoints, measureMemory, readMemoryModelConfig } from '../../src/core/memory/measure-memory.js';
+import { bytesPerTokenPlotSpec, memoryPlotSpec, renderMemoryPlots } from '../../src/core/memory/memory-plots.js';
+import { memoryReportDocument, writeMemoryOutputs } from '../../src/core/memory/memory-report.js';
+import { REPO_ROOT } from '../helpers/fixtures.js';
+
+const model = readMemoryModelConfig({ randomWeights: join(REPO_ROOT, 'scripts/bench/llama-3.1-8b.config.json') });
+const work = mkdtempSync(join(tmpdir(), 'commvq-mem-plots-'));
+afterAll(() => rmSync(work, { recursive: true, force: true }));
+
+async function doc() {
+  const caches = [{ cache: 'dense' as const }, { cache: 'commvq' as const, bits: 1 as const }, { cache: 'commvq' as const, bits: 2 as const }];
+  const points = gridPoints(caches, [8192, 32768, 131072], [1, 8]);
+  const m = await measureMemory(new AccountingProbe(model.config, { decodeTokens: 16 }), { points });
+  return memoryReportDocument(m, { command: 'test', model, decodeTokens: 16 });
+}
+
+describe('measure-memory plots', () => {
+  it('draws memory against a log₂ context axis, stacked by owner, one panel per cache, at the smallest batch', async () => {
+    const spec = memoryPlotSpec(await doc()) as any;
+    expect(spec.facet.column.sort).toEqual(['dense', 'commvq-1bit', 'commvq-2bit']);
+    const bars = spec.spec.layer[0];
+    expect(bars.encoding.x.scale).toMatchObject({ type: 'log', base: 2 });
+    expect(bars.encoding.x.axis.values).toEqual([8192, 32768, 131072]);
+    expect(bars.encoding.y.stack).toBe('zero');
+    expect(spec.title.text).toMatch(/memory by owner at batch 1 \(arithmetic, CPU\)/);
+    const values = spec.data.values as { cache: string; context: number; owner: string; gib: number }[];
+    expect(values).toHaveLength(3 * 3 * 4); // caches × contexts × owners (no workspace on the CPU), batch 1 only
+    expect(values.find((v) => v.cache === 'dense' && v.context === 131072 && v.owner === 'cache')!.gib).toBeCloseTo(16.002, 3);
+  });
+
+  it('draws bytes per token per cache', async () => {
+    const spec = bytesPerTokenPlotSpec(await doc()) as any;
+    expect(spec.data.values).toEqual([
+      { cache: 'dense', kind: 'arithmetic', bytes: 4096 },
+      { cache: 'commvq-1bit', kind: 'arithmetic', bytes: 264 },
+      { cache: 'commvq-2bit', kind: 'arithmetic', bytes: 512 },
+    ]);
+  });
+
+  it('renders both as SVG and PNG, and --out writes the five files', async () => {
+    const d = await doc();
+    const { memory, bytesPerToken } = await renderMemoryPlots(d);
+    expect(memory!.svg).toMatch(/^<svg[^>]*>/);
+    expect(memory!.svg).toContain('commvq-2bit');
+    expect(memory!.svg).toContain('128K');
+    expect(bytesPerToken!.svg).toContain('4,096');
+    expect(Buffer.from(memory!.png.subarray(1, 4)).toString()).toBe('PNG');
+    const files = await writeMemoryOutputs(join(work, 'out'), d);
+    expect(readdirSync(join(work, 'out')).sort()).toEqual(['bytes-per-token.png', 'bytes-per-token.svg', 'memory.json', 'memory.png', 'memory.svg']);
+    expect(files).toHaveLength(5);
+    expect(JSON.parse(readFileSync(join(work, 'out', 'memory.json'), 'utf8'))).toEqual(d);
+  });
+
+  it('draws nothing for a report without points', async () => {
+    const empty = { ...(await doc()), points: [] };
+    expect(memoryPlotSpec(empty)).toBeUndefined();
+    expect(await renderMemoryPlots(empty)).toEqual({});
+  });
+});
