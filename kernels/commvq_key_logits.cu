@@ -4,17 +4,19 @@
 // Math, sequence b, compressed token t (absolute position p_t = firstPos + t), kv head g, query head h of g's group,
 // pair j < P = D_h/2 (HF rotate-half layout: q_j = q[j] + i·q[j + P]), code c_{r,t} = 64·A + B of stage r:
 //   K_{t,j} = Σ_r (z_{r,j,A} + i·z_{r,j,B}),   z_{r,j,i} = X + iY = θ[r, g, 2i, j] + i·θ[r, g, 2i+1, j]
-//   φ_{t,j} = f32(p_t · invFreq_j),  K′ = K·e^{iφ} (sincosf: exact for every position, no fast math)
+//   K′ = K·e^{iφ_{t,j}},  e^{iφ} read from the rotation table (commvq_attn_rotation.cu: sincosf(f32(p_t·invFreq_j)))
 //   logit_t = n_t/√D_h · Σ_j Re[q_j · conj(K′_{t,j})] = n_t/√D_h · Σ_j (q[j]·Re K′ + q[j+P]·Im K′)
 // This is the reference's U^A/U^B form (code-attention.ts `codeLogits`) with the product by q taken after the sum
 // over stages instead of before (P_{r,j,i} = q_j·conj z_{r,j,i}): the gather of θ rows is then done once per kv head
-// and shared by the G = H_q/H_kv query heads of its group — G times fewer table reads than per-query-head tables,
-// which is what bounds this kernel (shared-memory bandwidth). θ stays θ: no centre is ever expanded.
+// and shared by the G = H_q/H_kv query heads of its group — G times fewer table reads than per-query-head tables.
+// The gather (2R rows × 16 bytes per lane and stage, through shared memory) is what bounds this kernel; the rotation
+// comes from a table shared by all kv heads and layers instead of 64 sincosf per token and kv head (which cost about
+// as many instructions as the gather itself). θ stays θ: no centre is ever expanded.
 //
 // Tensors:
 //   q         [B, H_q·D_h]                    bf16  rotated queries
 //   theta     [R, H_kv, 2·64, P]               f32   the layer's key codebook (LayerKeyCodebook.theta)
-//   invFreq   [P]                              f32
+//   rot       [≥ maxN, P] float2               f32   (cos φ, sin φ) of token t (position firstPos + t), pair j
 //   codes     [B, capacity, codeBytes] u8      12-bit codes, per token [R][H_kv] packed two per three bytes
 //             (code k = r·H_kv + g occupies bits 12k .. 12k+11, little-endian); codeBytes = ceil(12·R·H_kv / 8)
 //   norms     [B, capacity]                    bf16  n_t
@@ -22,13 +24,15 @@
 //   logits    [B, H_q, logitStride]            f32   out: logit_t for t < N_b
 //   stats     [B, H_q, statStride] float2      f32   out: per chunk of `chunk` tokens (max logit, Σ exp(logit − max))
 //
-// Launch: grid (ceil(maxN / chunk), H_kv·headBlocks, B), block 256 threads (8 warps), dynamic shared memory
-//   RS·16 KiB (θ of RS stages × 32 pairs, f32) + GM·chunk·4 bytes (partial logits). Each CTA owns `chunk` tokens of
-//   one kv head and up to GM of its query heads (GM ∈ {1, 2, 4, 8} is the template width; G > 8 uses several head
-//   blocks). θ is staged with cp.async in phases of 32 pairs × RS stages; per phase every 8-lane group takes one
-//   token at a time: lane l8 holds pairs 4·l8 .. 4·l8+3 of the phase, reads the 16-byte slices of rows X_A, Y_A,
-//   X_B, Y_B (a quarter-warp reads 128 contiguous bytes: no bank conflicts), sums over stages, rotates, and dots with
-//   the heads' q kept in registers; the 8 lanes reduce by shuffles and add into the partial logits in shared memory.
+// Launch: grid (H_kv·headBlocks, ceil(maxN / chunk), B) — kv heads fastest, so that the CTAs of one chunk run together
+//   and share its rotation rows in L2 — block 512 threads (16 warps), dynamic shared memory RS·16 KiB (θ of RS stages ×
+//   32 pairs, f32) + GM·chunk·4 bytes (partial logits). Each CTA owns `chunk` tokens of one kv head and up to GM of its
+//   query heads (GM ∈ {1, 2, 4, 8} is the template width; G > 8 uses several head blocks). θ is staged with cp.async
+//   in phases of 32 pairs × RS stages; per phase every 8-lane group takes one token at a time: lane l8 holds pairs
+//   4·l8 .. 4·l8+3 of the phase, reads the 16-byte slices of rows X_A, Y_A, X_B, Y_B (a quarter-warp reads 128
+//   contiguous bytes: no bank conflicts), sums over stages, rotates, and dots with the heads' q kept in registers; the
+//   8 lanes reduce by shuffles and add into the partial logits in shared memory. A token's codes and rotation are
+//   loaded one token ahead.
 // Accumulation: f32 throughout (θ rows, rotation, dot products, softmax statistics).
 // Entry points: commvq_key_logits_g1, _g2, _g4, _g8.
 
@@ -38,7 +42,7 @@ namespace {
 
 using u32 = unsigned int;
 
-constexpr int kThreads = 256;
+constexpr int kThreads = 512;
 constexpr int kGroups = kThreads / 8;  // 8-lane groups: tokens in flight per CTA
 constexpr int kPhasePairs = 32;        // pairs of θ held in shared memory at a time
 constexpr int kRows = 128;             // 2·N_h rows of θ per stage (X_i, Y_i interleaved by row)
@@ -64,27 +68,27 @@ __device__ __forceinline__ int code12(const unsigned char* tok, int k) {
 
 template <int GM>
 __device__ __forceinline__ void key_logits(const __nv_bfloat16* __restrict__ q, const float* __restrict__ theta,
-                                           const float* __restrict__ invFreq, const unsigned char* __restrict__ codes,
+                                           const float2* __restrict__ rot, const unsigned char* __restrict__ codes,
                                            const __nv_bfloat16* __restrict__ norms, const int* __restrict__ compressed,
                                            float* __restrict__ logits, float2* __restrict__ stats, int Hq, int Hkv,
-                                           int D, int R, int RS, int capacity, int firstPos, int chunk,
-                                           int logitStride, int statStride, float scale) {
+                                           int D, int R, int RS, int capacity, int chunk, int logitStride,
+                                           int statStride, float scale) {
   const int b = blockIdx.z;
   const int G = Hq / Hkv;
   const int headBlocks = (G + GM - 1) / GM;
-  const int g = blockIdx.y / headBlocks;
-  const int hb = blockIdx.y % headBlocks;
+  const int g = blockIdx.x / headBlocks;
+  const int hb = blockIdx.x % headBlocks;
   const int nHeads = min(GM, G - hb * GM);
   const int h0 = g * G + hb * GM;
   const int N = compressed[b];
-  const int t0 = blockIdx.x * chunk;
+  const int t0 = blockIdx.y * chunk;
   if (t0 >= N) return;  // grid sized for the longest sequence
   const int nTok = min(chunk, N - t0);
   const int P = D / 2;
   const int codeBytes = (R * Hkv * 12 + 7) / 8;
 
   extern __shared__ __align__(16) unsigned char smem[];
-  float* sTheta = reinterpret_cast<float*>(smem);                 // [RS][128 rows][32 pairs]
+  float* sTheta = reinterpret_cast<float*>(smem);                        // [RS][128 rows][32 pairs]
   float* sLog = sTheta + static_cast<size_t>(RS) * kRows * kPhasePairs;  // [GM][chunk] partial logits
   for (int i = threadIdx.x; i < GM * chunk; i += kThreads) sLog[i] = 0.f;
 
@@ -97,12 +101,11 @@ __device__ __forceinline__ void key_logits(const __nv_bfloat16* __restrict__ q, 
   const __nv_bfloat16* qb = q + static_cast<size_t>(b) * Hq * D;
 
   for (int j0 = 0; j0 < P; j0 += kPhasePairs) {
-    // this lane's 4 pairs j0 + 4·l8 + k: q of each head in registers, inverse frequencies
-    float q1[GM][4], q2[GM][4], inv[4];
+    // this lane's 4 pairs j0 + 4·l8 + k: q of each head in registers
+    float q1[GM][4], q2[GM][4];
 #pragma unroll
     for (int k = 0; k < 4; ++k) {
       const int j = j0 + 4 * l8 + k;
-      inv[k] = invFreq[j];
 #pragma unroll
       for (int h = 0; h < GM; ++h) {
         const bool ok = h < nHeads;
@@ -111,6 +114,9 @@ __device__ __forceinline__ void key_logits(const __nv_bfloat16* __restrict__ q, 
         q2[h][k] = ok ? __bfloat162float(qh[j + P]) : 0.f;
       }
     }
+    // this lane's rotation slice of token t: 4 float2 = two 16-byte loads
+    const float4* rotLane = reinterpret_cast<const float4*>(rot + static_cast<size_t>(t0) * P + j0 + 4 * l8);
+    const int rotRow = P / 2;  // float4 per token row
     for (int r0 = 0; r0 < R; r0 += RS) {
       const int rs = min(RS, R - r0);
       __syncthreads();  // everyone is done with the previous phase's θ
@@ -126,20 +132,24 @@ __device__ __forceinline__ void key_logits(const __nv_bfloat16* __restrict__ q, 
       __syncthreads();
 
       const float4* th = reinterpret_cast<const float4*>(sTheta);
-      // the codes of the next token are loaded one iteration ahead (their global latency overlaps the θ gather)
-      auto loadCodes = [&](int base, int& c0, int& c1) {
+      // the codes and rotation of the next token are loaded one iteration ahead (their global latency overlaps the
+      // θ gather)
+      auto loadNext = [&](int base, int& c0, int& c1, float4& ra, float4& rb) {
         const int tl = min(base + grp, nTok - 1);
         const unsigned char* tok = seqCodes + static_cast<size_t>(t0 + tl) * codeBytes;
         c0 = l8 < rs ? code12(tok, (r0 + l8) * Hkv + g) : 0;
         c1 = l8 + 8 < rs ? code12(tok, (r0 + l8 + 8) * Hkv + g) : 0;
+        ra = rotLane[static_cast<size_t>(tl) * rotRow];
+        rb = rotLane[static_cast<size_t>(tl) * rotRow + 1];
       };
       int n0, n1;
-      loadCodes(0, n0, n1);
+      float4 na, nb;
+      loadNext(0, n0, n1, na, nb);
       for (int base = 0; base < nTok; base += kGroups) {
         const int c0 = n0, c1 = n1;
-        if (base + kGroups < nTok) loadCodes(base + kGroups, n0, n1);
+        const float4 ra = na, rb = nb;
+        if (base + kGroups < nTok) loadNext(base + kGroups, n0, n1, na, nb);
         const int tl = base + grp;
-        const bool valid = tl < nTok;
         float kr[4] = {0.f, 0.f, 0.f, 0.f};
         float ki[4] = {0.f, 0.f, 0.f, 0.f};
 #pragma unroll 4
@@ -158,16 +168,16 @@ __device__ __forceinline__ void key_logits(const __nv_bfloat16* __restrict__ q, 
           kr[2] += xa.z - yb.z; ki[2] += ya.z + xb.z;
           kr[3] += xa.w - yb.w; ki[3] += ya.w + xb.w;
         }
-        const float pos = static_cast<float>(firstPos + t0 + min(tl, nTok - 1));  // exact: positions < 2^24
+        // rotation is linear: with R > RS each phase of stages is rotated and dotted on its own and added up
+        const float cs[4] = {ra.x, ra.z, rb.x, rb.z};
+        const float sn[4] = {ra.y, ra.w, rb.y, rb.w};
         float part[GM];
 #pragma unroll
         for (int h = 0; h < GM; ++h) part[h] = 0.f;
 #pragma unroll
         for (int k = 0; k < 4; ++k) {
-          float sn, cs;
-          sincosf(__fmul_rn(pos, inv[k]), &sn, &cs);
-          const float re = kr[k] * cs - ki[k] * sn;  // K·e^{iφ}
-          const float im = kr[k] * sn + ki[k] * cs;
+          const float re = kr[k] * cs[k] - ki[k] * sn[k];  // K·e^{iφ}
+          const float im = kr[k] * sn[k] + ki[k] * cs[k];
 #pragma unroll
           for (int h = 0; h < GM; ++h) part[h] += q1[h][k] * re + q2[h][k] * im;
         }
@@ -180,7 +190,7 @@ __device__ __forceinline__ void key_logits(const __nv_bfloat16* __restrict__ q, 
           v += __shfl_xor_sync(kFull, v, 1);
           if (l8 == h) mine = v;
         }
-        if (valid && l8 < nHeads) sLog[l8 * chunk + tl] += mine;
+        if (tl < nTok && l8 < nHeads) sLog[l8 * chunk + tl] += mine;
       }
     }
   }
@@ -205,7 +215,7 @@ __device__ __forceinline__ void key_logits(const __nv_bfloat16* __restrict__ q, 
     for (int tl = lane; tl < nTok; tl += 32) sum += expf(sl[tl] - m);
 #pragma unroll
     for (int o = 16; o > 0; o >>= 1) sum += __shfl_xor_sync(kFull, sum, o);
-    if (lane == 0) stats[(static_cast<size_t>(b) * Hq + hq) * statStride + blockIdx.x] = make_float2(m, sum);
+    if (lane == 0) stats[(static_cast<size_t>(b) * Hq + hq) * statStride + blockIdx.y] = make_float2(m, sum);
   }
 }
 
@@ -213,11 +223,11 @@ __device__ __forceinline__ void key_logits(const __nv_bfloat16* __restrict__ q, 
 
 #define COMMVQ_KEY_LOGITS(GM)                                                                                        \
   extern "C" __global__ void __launch_bounds__(kThreads, 1) commvq_key_logits_g##GM(                                 \
-      const __nv_bfloat16* q, const float* theta, const float* invFreq, const unsigned char* codes,                  \
+      const __nv_bfloat16* q, const float* theta, const float2* rot, const unsigned char* codes,                     \
       const __nv_bfloat16* norms, const int* compressed, float* logits, float2* stats, int Hq, int Hkv, int D, int R, \
-      int RS, int capacity, int firstPos, int chunk, int logitStride, int statStride, float scale) {                \
-    key_logits<GM>(q, theta, invFreq, codes, norms, compressed, logits, stats, Hq, Hkv, D, R, RS, capacity,         \
-                   firstPos, chunk, logitStride, statStride, scale);                                                \
+      int RS, int capacity, int chunk, int logitStride, int statStride, float scale) {                              \
+    key_logits<GM>(q, theta, rot, codes, norms, compressed, logits, stats, Hq, Hkv, D, R, RS, capacity, chunk,      \
+                   logitStride, statStride, scale);                                                                 \
   }
 
 COMMVQ_KEY_LOGITS(1)

@@ -14,80 +14,132 @@
 //   logits   [B, H_q, window]          f32   exact-token logits (commvq_exact_logits.cu)
 //   v        [B, window, H_kv·D_h]     bf16  exact values, rows t < E_b valid
 //   exact    int32 [B]                       E_b
+//   partial  [B, 8 + 4, H_q·D_h]       f32   workspace: 8 runs of codebook rows, then 4 runs of exact tokens
 //   out      [B, H_q·D_h]              f32 or bf16
 //
-// Launch: grid (H_q, B), block 256 threads, dynamic shared memory N_c·4 bytes (S of the head) + 2·256·4 (partials).
-//   Thread (part, c) with c = tid mod D_h, part = tid / D_h sums every (256/D_h)-th codebook row and exact token;
-//   loads of E and v rows are coalesced across c. The parts are then added in shared memory.
+// Launch, partial kernel: grid (B·H_kv, D_h/64, 12), block 256 threads (8 warps). A CTA owns 64 channels of one kv
+//   head and one run of rows (N_c/8 codebook rows, or ceil(E_b/4) exact tokens: runs depend on the sequence's own
+//   lengths only); warp w takes rows w, w + 8, …, lane l channels 2l, 2l + 1 (one 128-byte row slice per warp load),
+//   for the group's query heads in blocks of 4 (E rows are read once per block of heads); the 8 warps are added in
+//   shared memory in a fixed order. Wide on purpose: one CTA per head streaming E serially was latency-bound.
+// Launch, final kernel: grid (ceil(H_q·D_h / 256), B), block 256: out = Σ codebook runs · (ls + 1e-6) + Σ exact runs.
 // Accumulation: f32; only the final store rounds (bf16 entry point).
-// Entry points: commvq_value_out_f32, commvq_value_out_bf16.
+// Entry points: commvq_value_out_partial, commvq_value_out_f32, commvq_value_out_bf16.
 
 #include <cuda_bf16.h>
 
 namespace {
 
 constexpr int kThreads = 256;
+constexpr int kWarps = kThreads / 32;
+constexpr int kCodeRuns = 8;
+constexpr int kExactRuns = 4;
+constexpr int kHeadBlock = 4;
 
 __device__ __forceinline__ void store(float* p, float v) { *p = v; }
 __device__ __forceinline__ void store(__nv_bfloat16* p, float v) { *p = __float2bfloat16_rn(v); }
 
 template <typename T>
-__device__ __forceinline__ void value_out(const float* __restrict__ S, const float2* __restrict__ ms,
-                                          const __nv_bfloat16* __restrict__ E, const float* __restrict__ ls,
-                                          const float* __restrict__ logits, const __nv_bfloat16* __restrict__ v,
-                                          const int* __restrict__ exact, T* __restrict__ out, int Hq, int Hkv, int Hp,
-                                          int D, int Nc, int window) {
-  const int h = blockIdx.x;
+__device__ __forceinline__ void value_final(const float* __restrict__ partial, const float* __restrict__ ls,
+                                           T* __restrict__ out, int Hq, int Hkv, int D) {
   const int b = blockIdx.y;
+  const int F = Hq * D;
+  const int i = blockIdx.x * kThreads + threadIdx.x;
+  if (i >= F) return;
+  const int h = i / D;
+  const int c = i % D;
   const int g = h / (Hq / Hkv);
-  const int F = Hkv * D;
-  extern __shared__ float smem[];
-  float* sS = smem;               // [N_c]
-  float* sPart = smem + Nc;       // [2][256]
-  const float* Sb = S + static_cast<size_t>(b) * Nc * Hp + h;
-  for (int d = threadIdx.x; d < Nc; d += kThreads) sS[d] = Sb[static_cast<size_t>(d) * Hp];
-  __syncthreads();
-
-  const int parts = kThreads / D;
-  const int c = threadIdx.x % D;
-  const int part = threadIdx.x / D;
-  float accQ = 0.f;
-  float accE = 0.f;
-  if (part < parts) {
-    const __nv_bfloat16* Ec = E + static_cast<size_t>(g) * D + c;
-#pragma unroll 8
-    for (int d = part; d < Nc; d += parts) accQ += sS[d] * __bfloat162float(Ec[static_cast<size_t>(d) * F]);
-    const float2 mz = ms[static_cast<size_t>(b) * Hq + h];
-    const float* lg = logits + (static_cast<size_t>(b) * Hq + h) * window;
-    const __nv_bfloat16* vc = v + static_cast<size_t>(b) * window * F + static_cast<size_t>(g) * D + c;
-    const int Eb = exact[b];
-    for (int t = part; t < Eb; t += parts) accE += expf(lg[t] - mz.x) * mz.y * __bfloat162float(vc[static_cast<size_t>(t) * F]);
-  }
-  sPart[threadIdx.x] = accQ;
-  sPart[kThreads + threadIdx.x] = accE;
-  __syncthreads();
-  if (threadIdx.x < D) {
-    float q = 0.f;
-    float e = 0.f;
-    for (int p = 0; p < parts; ++p) {
-      q += sPart[p * D + c];
-      e += sPart[kThreads + p * D + c];
-    }
-    store(out + (static_cast<size_t>(b) * Hq + h) * D + c, q * (ls[g * D + c] + 1e-6f) + e);
-  }
+  const float* p = partial + static_cast<size_t>(b) * (kCodeRuns + kExactRuns) * F + i;
+  float q = 0.f;
+#pragma unroll
+  for (int z = 0; z < kCodeRuns; ++z) q += p[static_cast<size_t>(z) * F];
+  float e = 0.f;
+#pragma unroll
+  for (int z = kCodeRuns; z < kCodeRuns + kExactRuns; ++z) e += p[static_cast<size_t>(z) * F];
+  store(out + static_cast<size_t>(b) * F + i, q * (ls[g * D + c] + 1e-6f) + e);
 }
 
 }  // namespace
 
-extern "C" __global__ void __launch_bounds__(kThreads) commvq_value_out_f32(
-    const float* S, const float2* ms, const __nv_bfloat16* E, const float* ls, const float* logits,
-    const __nv_bfloat16* v, const int* exact, float* out, int Hq, int Hkv, int Hp, int D, int Nc, int window) {
-  value_out(S, ms, E, ls, logits, v, exact, out, Hq, Hkv, Hp, D, Nc, window);
+extern "C" __global__ void __launch_bounds__(kThreads) commvq_value_out_partial(
+    const float* __restrict__ S, const float2* __restrict__ ms, const __nv_bfloat16* __restrict__ E,
+    const float* __restrict__ logits, const __nv_bfloat16* __restrict__ v, const int* __restrict__ exact,
+    float* __restrict__ partial, int Hq, int Hkv, int Hp, int D, int Nc, int window) {
+  const int b = blockIdx.x / Hkv;
+  const int g = blockIdx.x % Hkv;
+  const int c0 = blockIdx.y * 64;
+  const int z = blockIdx.z;
+  const int G = Hq / Hkv;
+  const int F = Hkv * D;
+  const int warp = threadIdx.x >> 5;
+  const int lane = threadIdx.x & 31;
+  const bool code = z < kCodeRuns;
+  int r0, r1;
+  if (code) {
+    const int per = Nc / kCodeRuns;
+    r0 = z * per;
+    r1 = r0 + per;
+  } else {
+    const int Eb = exact[b];
+    const int per = (Eb + kExactRuns - 1) / kExactRuns;
+    r0 = min(Eb, (z - kCodeRuns) * per);
+    r1 = min(Eb, r0 + per);
+  }
+  // rows: codebook rows d of E, or exact tokens t of v (same channel layout g·D_h + c)
+  const __nv_bfloat16* rows = code ? E + static_cast<size_t>(g) * D + c0 + 2 * lane
+                                   : v + static_cast<size_t>(b) * window * F + static_cast<size_t>(g) * D + c0 + 2 * lane;
+  const float* Sb = S + static_cast<size_t>(b) * Nc * Hp;
+  __shared__ float2 red[kWarps][kHeadBlock][32];
+
+  for (int hb = 0; hb < G; hb += kHeadBlock) {
+    const int nh = min(kHeadBlock, G - hb);
+    const int h0 = g * G + hb;
+    float2 mz[kHeadBlock];
+#pragma unroll
+    for (int k = 0; k < kHeadBlock; ++k) mz[k] = !code && k < nh ? ms[static_cast<size_t>(b) * Hq + h0 + k] : make_float2(0.f, 0.f);
+    float2 acc[kHeadBlock];
+#pragma unroll
+    for (int k = 0; k < kHeadBlock; ++k) acc[k] = make_float2(0.f, 0.f);
+#pragma unroll 4
+    for (int r = r0 + warp; r < r1; r += kWarps) {
+      const float2 x = __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162*>(rows + static_cast<size_t>(r) * F));
+#pragma unroll
+      for (int k = 0; k < kHeadBlock; ++k) {
+        if (k < nh) {
+          const float w = code ? Sb[static_cast<size_t>(r) * Hp + h0 + k]
+                               : expf(logits[(static_cast<size_t>(b) * Hq + h0 + k) * window + r] - mz[k].x) * mz[k].y;
+          acc[k].x += w * x.x;
+          acc[k].y += w * x.y;
+        }
+      }
+    }
+#pragma unroll
+    for (int k = 0; k < kHeadBlock; ++k) red[warp][k][lane] = acc[k];
+    __syncthreads();
+    {
+      const int k = threadIdx.x >> 6;  // head of the block
+      const int ch = threadIdx.x & 63;
+      if (k < nh) {
+        float sum = 0.f;
+#pragma unroll
+        for (int w = 0; w < kWarps; ++w) {
+          const float2 a = red[w][k][ch >> 1];
+          sum += (ch & 1) ? a.y : a.x;
+        }
+        partial[(static_cast<size_t>(b) * (kCodeRuns + kExactRuns) + z) * Hq * D + static_cast<size_t>(h0 + k) * D + c0 + ch] = sum;
+      }
+    }
+    __syncthreads();
+  }
 }
 
-extern "C" __global__ void __launch_bounds__(kThreads) commvq_value_out_bf16(
-    const float* S, const float2* ms, const __nv_bfloat16* E, const float* ls, const float* logits,
-    const __nv_bfloat16* v, const int* exact, __nv_bfloat16* out, int Hq, int Hkv, int Hp, int D, int Nc,
-    int window) {
-  value_out(S, ms, E, ls, logits, v, exact, out, Hq, Hkv, Hp, D, Nc, window);
+extern "C" __global__ void __launch_bounds__(kThreads) commvq_value_out_f32(const float* partial, const float* ls,
+                                                                            float* out, int Hq, int Hkv, int D) {
+  value_final(partial, ls, out, Hq, Hkv, D);
+}
+
+extern "C" __global__ void __launch_bounds__(kThreads) commvq_value_out_bf16(const float* partial, const float* ls,
+                                                                             __nv_bfloat16* out, int Hq, int Hkv,
+                                                                             int D) {
+  value_final(partial, ls, out, Hq, Hkv, D);
 }

@@ -6,7 +6,11 @@
  * For reference it also times our dense bf16 decode kernel (kernels/attention_decode.cu) over the same context.
  *
  * Timing: CUDA events around a captured CUDA graph of 20 back-to-back steps (as a graph-captured decode loop runs
- * them), after warm-up; the median of the timed replays divided by 20. Prints one JSON object.
+ * them), after warm-up; the median of the timed replays divided by 20. `commvqMs` is the step as a cache runs it, with
+ * the rotation table (positions only) filled once for the cache and passed in; `commvqOwnRotationMs` lets every call
+ * fill it (the standalone default). Each step's kernels are also timed alone the
+ * same way (`breakdownUs`: a graph of 20 launches of one launcher on the same workspace), which sums to slightly more
+ * than the whole step (each kernel's tail is not overlapped by the next one's start). Prints one JSON object.
  *
  *   npm run build && node dist/bench/commvq-attention-bench.js --contexts 32768,131072 > ours.json
  */
@@ -16,7 +20,19 @@ import { decodeAttention } from '../core/backend/cuda/attention.js';
 import { CudaContext } from '../core/backend/cuda/context.js';
 import type { DeviceBlock } from '../core/backend/cuda/kernels.js';
 import { CudaTimer } from '../core/backend/cuda/timing.js';
-import { codeAttentionStep, CodeAttentionWorkspace, planCodeAttention, type CodeAttentionShape } from '../core/commvq/cuda-code-attention.js';
+import {
+  codeAttentionStep,
+  CodeAttentionWorkspace,
+  launchExactLogits,
+  launchKeyLogits,
+  launchRotationTable,
+  launchSoftmaxStats,
+  launchValueBits,
+  launchValueOut,
+  planCodeAttention,
+  rotationTableBytes,
+  type CodeAttentionShape,
+} from '../core/commvq/cuda-code-attention.js';
 import { packedCodeBytes } from '../core/commvq/code-packing.js';
 import { ropeTable } from '../core/model/rope.js';
 import { f32ToBf16 } from '../core/tensor/dtype.js';
@@ -114,9 +130,24 @@ for (const context of contexts) {
     exact: upload(new Uint8Array(Int32Array.of(W).buffer)),
     out: upload(new Uint8Array(Hq * D * 2)),
   };
-  const plan = planCodeAttention(ctx.info, shape);
+  const rotation = upload(new Uint8Array(rotationTableBytes(capacity, D)));
+  launchRotationTable(ctx, { invFreq: buffers.invFreq, rotation }, 0, capacity, D); // once per cache, as a cache does
+  const plan = planCodeAttention(ctx.info, shape, { rotationProvided: true });
   const ws = new CodeAttentionWorkspace(ctx, plan);
-  const commvqMs = timeGraph(() => codeAttentionStep(ctx, buffers, shape, { workspace: ws }));
+  const commvqMs = timeGraph(() => codeAttentionStep(ctx, { ...buffers, rotation }, shape, { workspace: ws }));
+  const ownPlan = planCodeAttention(ctx.info, shape);
+  const ownWs = new CodeAttentionWorkspace(ctx, ownPlan);
+  const commvqOwnRotationMs = timeGraph(() => codeAttentionStep(ctx, buffers, shape, { workspace: ownWs }));
+  ownWs.dispose();
+  const us = (f: () => void): number => Math.round(timeGraph(f) * 1e4) / 10;
+  const breakdownUs = {
+    rotationTable: us(() => launchRotationTable(ctx, { invFreq: buffers.invFreq, rotation }, 0, N, D)),
+    keyLogits: us(() => launchKeyLogits(ctx, plan, shape, { ...buffers, rotation, logits: ws.at('logits'), stats: ws.at('stats') })),
+    exactLogits: us(() => launchExactLogits(ctx, plan, shape, { ...buffers, logits: ws.at('exactLogits') })),
+    softmaxStats: us(() => launchSoftmaxStats(ctx, plan, shape, { ...buffers, stats: ws.at('stats'), exactLogits: ws.at('exactLogits'), ms: ws.at('ms') })),
+    valueBits: us(() => launchValueBits(ctx, plan, shape, { ...buffers, logits: ws.at('logits'), ms: ws.at('ms'), partial: ws.at('partial'), sums: ws.at('sums') })),
+    valueOut: us(() => launchValueOut(ctx, plan, shape, { ...buffers, sums: ws.at('sums'), ms: ws.at('ms'), exactLogits: ws.at('exactLogits'), outPartial: ws.at('outPartial') }, 'bf16')),
+  };
   ws.dispose();
 
   // dense bf16 decode over the same context, for scale
@@ -126,8 +157,8 @@ for (const context of contexts) {
     decodeAttention(ctx, { q: buffers.q, k, v, out: buffers.out }, { queryRows: 1, queryHeads: Hq, kvHeads: Hkv, headDim: D, qStart: context - 1, kvLength: context }),
   );
   const cacheBytes = N * (packedCodeBytes(R * Hkv) + 2 + Nc / 8 + 2) + 2 * W * F * 2;
-  results.push({ context, compressed: N, window: W, commvqMs, denseOursMs: denseMs, cacheBytes, denseCacheBytes: 2 * context * F * 2 });
-  process.stderr.write(`context ${context}: commvq ${(commvqMs * 1e3).toFixed(1)} µs, our dense bf16 decode ${(denseMs * 1e3).toFixed(1)} µs\n`);
+  results.push({ context, compressed: N, window: W, commvqMs, commvqOwnRotationMs, breakdownUs, denseOursMs: denseMs, cacheBytes, denseCacheBytes: 2 * context * F * 2 });
+  process.stderr.write(`context ${context}: commvq ${(commvqMs * 1e3).toFixed(1)} µs (${(commvqOwnRotationMs * 1e3).toFixed(1)} µs filling the rotation table per call), our dense bf16 decode ${(denseMs * 1e3).toFixed(1)} µs; per kernel ${JSON.stringify(breakdownUs)}\n`);
   while (blocks.length) blocks.pop()!.free();
 }
 console.log(JSON.stringify({ device: ctx.info.name, date: new Date().toISOString().slice(0, 10), queryHeads: Hq, kvHeads: Hkv, headDim: D, residuals: R, codeBits: Nc, batch: 1, stepsPerGraph: BATCH, reps, results }, null, 1));

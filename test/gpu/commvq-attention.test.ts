@@ -3,8 +3,9 @@
  * reference (code-attention.ts `queryTables`/`codeLogits`/`codeValues`, composed as `CommvqCache.attendOne` does),
  * on random θ, codes, bits, norms, queries and exact windows drawn fresh each run (the seed is in every message):
  * head_dim 64 and 128, GQA 1, 2, 4 and Llama-3.1-8B's 32:8, positions up to 131072, batches of mixed lengths (one
- * sequence with no compressed token) that must equal each sequence run alone. Memory past each sequence's length is
- * NaN or random bytes, so a read past a length shows. Shape misuse is checked without a GPU.
+ * sequence with no compressed token) that must equal each sequence run alone, and a caller-filled rotation table that
+ * must give the same bits as the step's own. Memory past each sequence's length is NaN or random bytes, so a read past
+ * a length shows. Shape misuse is checked without a GPU.
  *
  * Tolerances (the GPU works in f32 from the same bf16/f32 inputs; the CPU in f64):
  *   logits:  |gpu − cpu| ≤ 1e-5·M_t + 1e-6, M_t = n_t/√D_h·Σ_j (|q_j| + |q_{j+P}|)·Σ_r (|X_A| + |Y_A| + |X_B| + |Y_B|),
@@ -24,7 +25,9 @@ import {
   codeAttentionStep,
   CodeAttentionWorkspace,
   launchKeyLogits,
+  launchRotationTable,
   planCodeAttention,
+  rotationTableBytes,
   type CodeAttentionBuffers,
   type CodeAttentionShape,
 } from '../../src/core/commvq/cuda-code-attention.js';
@@ -272,7 +275,8 @@ describe.skipIf(!gpu)(`CommVQ decode attention, GPU vs CPU (${gpu ? `seed ${SEED
         // 1. key logits alone against codeLogits
         const plan = planCodeAttention(ctx.info, batch.shape);
         const ws = new CodeAttentionWorkspace(ctx, plan);
-        launchKeyLogits(ctx, plan, batch.shape, { ...batch.buffers, logits: ws.at('logits'), stats: ws.at('stats') });
+        launchRotationTable(ctx, { invFreq: batch.buffers.invFreq, rotation: ws.at('rotation') }, batch.shape.firstPosition, batch.shape.maxCompressed, cfg.headDim);
+        launchKeyLogits(ctx, plan, batch.shape, { ...batch.buffers, rotation: ws.at('rotation'), logits: ws.at('logits'), stats: ws.at('stats') });
         const logits = download(ctx, ws.at('logits'), c.seqs.length * cfg.queryHeads * plan.logitStride);
         ws.dispose();
         c.seqs.forEach((s, b) => {
@@ -301,7 +305,18 @@ describe.skipIf(!gpu)(`CommVQ decode attention, GPU vs CPU (${gpu ? `seed ${SEED
           ok(checkClose(`bf16 output seq ${b}`, outBf16.subarray(b * F, (b + 1) * F), r.out, (i) => 1e-3 * r.absOut[i]! + 2 ** -8 * Math.abs(r.out[i]!) + 1e-6));
         });
 
-        // 3. each sequence alone gives the same bits as in the batch
+        // 3. a rotation table filled once for the whole capacity (as a cache does) gives the same bits
+        const rot = ctx.alloc(rotationTableBytes(batch.shape.capacity, cfg.headDim));
+        try {
+          launchRotationTable(ctx, { invFreq: batch.buffers.invFreq, rotation: rot.ptr }, batch.shape.firstPosition, batch.shape.capacity, cfg.headDim);
+          codeAttentionStep(ctx, { ...batch.buffers, rotation: rot.ptr }, batch.shape, { outDType: 'f32' });
+          const got = download(ctx, batch.buffers.out, c.seqs.length * F);
+          ok(checkClose('caller rotation table vs the step\'s own', got, out, () => 0));
+        } finally {
+          rot.free();
+        }
+
+        // 4. each sequence alone gives the same bits as in the batch
         for (const i of all) {
           const alone = new Batch(ctx, c, [i], rng);
           try {
@@ -337,6 +352,10 @@ describe('CommVQ decode attention: shape checks (no GPU needed)', () => {
     expect(planCodeAttention({ ...info, maxSharedPerBlockOptin: 101376 }, good).stagesPerPhase).toBe(4);
     // GQA 16 runs as two blocks of 8 heads
     expect(planCodeAttention(info, { ...good, queryHeads: 128 })).toMatchObject({ keyHeads: 8, headBlocks: 2, chunk: 512 });
+    // the workspace holds a rotation table of maxCompressed tokens unless the caller passes one
+    const own = planCodeAttention(info, good);
+    const provided = planCodeAttention(info, good, { rotationProvided: true });
+    expect(own.workspaceBytes - provided.workspaceBytes).toBe(130944 * 64 * 8);
   });
 
   it.each([
@@ -371,7 +390,12 @@ describe('CommVQ decode attention: shape checks (no GPU needed)', () => {
     expect(launched).toEqual([]);
     codeAttentionStep(ctx, buffers, good);
     expect(launched).toEqual([
-      'commvq_key_logits_g4', 'commvq_exact_logits', 'commvq_softmax_stats', 'commvq_value_bits_split', 'commvq_value_bits_reduce', 'commvq_value_out_bf16',
+      'commvq_attn_rotation', 'commvq_key_logits_g4', 'commvq_exact_logits', 'commvq_softmax_stats', 'commvq_value_bits_split', 'commvq_value_bits_reduce',
+      'commvq_value_out_partial', 'commvq_value_out_bf16',
     ]);
+    launched.length = 0;
+    codeAttentionStep(ctx, { ...buffers, rotation: p }, good);
+    expect(launched[0]).toBe('commvq_key_logits_g4'); // a caller's table is not refilled
+    expect(() => codeAttentionStep(ctx, { ...buffers, rotation: p + 8n }, good)).toThrow(/rotation is not 16-byte aligned/);
   });
 });

@@ -15,11 +15,13 @@ import { packedCodeBytes } from './code-packing.js';
  *     token, the key norm n_t (bf16), N_c value bits (LSB first) and ρ′_t (bf16);
  *   - E_b exact tokens (sinks and the recent window): rotated keys and values, bf16.
  * One softmax spans both sets. The steps (each a kernel, shapes in its header):
+ *   0. commvq_attn_rotation  e^{iφ} per compressed token and pair (skipped when the caller passes `rotation`, which
+ *                            depends on positions only and so can be filled once for every layer and step)
  *   1. commvq_key_logits     logits of compressed tokens from codes and θ, plus per-chunk (max, Σexp)
- *   2. commvq_exact_logits   logits of exact tokens, plus their (max, Σexp)
- *   3. commvq_softmax_stats  (M, 1/Z) per (b, h)
+ *   2. commvq_exact_logits   logits of exact tokens
+ *   3. commvq_softmax_stats  the window's (max, Σexp), then (M, 1/Z) per (b, h)
  *   4. commvq_value_bits     S = Σ_t a_t ρ′_t b_t per head, split over tokens into f32 partials, then summed
- *   5. commvq_value_out      out = (S·E_h) ⊙ (ls_h + 1e-6) + Σ_exact a_t v_t
+ *   5. commvq_value_out      out = (S·E_h) ⊙ (ls_h + 1e-6) + Σ_exact a_t v_t, in runs of rows, then summed
  */
 
 /** The shape of one decode step. Every size is a host number; per-sequence lengths are device int32 arrays. */
@@ -54,6 +56,13 @@ export interface CodeAttentionBuffers {
   readonly theta: bigint;
   /** f32 [D_h/2] */
   readonly invFreq: bigint;
+  /**
+   * Optional: float2 f32 [≥ maxCompressed, D_h/2], (cos φ, sin φ) of compressed token t (position firstPosition + t)
+   * and pair j, as `launchRotationTable` fills it. It depends on positions only, so a cache can fill it once for its
+   * capacity and pass it to every layer and step (8 bytes × D_h/2 per token: 64 MiB for 131072 tokens at D_h 128).
+   * Without it every call fills a table of maxCompressed tokens in the workspace (≈ 30 µs at 128K tokens on an H100).
+   */
+  readonly rotation?: bigint;
   /** u8 [B, capacity, packedCodeBytes(R·H_kv)] */
   readonly keyCodes: bigint;
   /** bf16 [B, capacity]: n_t */
@@ -85,16 +94,20 @@ export interface CodeAttentionOptions {
   readonly workspace?: CodeAttentionWorkspace;
 }
 
-const KEY_THREADS = 256; // kernels/commvq_key_logits.cu kThreads
+const KEY_THREADS = 512; // kernels/commvq_key_logits.cu kThreads
 const KEY_STAGE_BYTES = 2 * HALF_SIZE * 32 * 4; // θ of one stage × 32 pairs, f32
 const KEY_MAX_STAGES = 16; // the kernel holds a token's codes of ≤ 16 stages in two registers per lane
 const EXACT_THREADS = 128;
+const EXACT_CTA_TOKENS = 16; // kernels/commvq_exact_logits.cu: 8 lanes per token
 const STATS_THREADS = 128;
+const ROTATION_THREADS = 256;
 const VALUE_SPLITS = 64; // token runs per sequence: fixed, so that a sequence's sums do not depend on the batch
 const VALUE_CTA_BITS = 512; // kernels/commvq_value_bits.cu: 8 warps × 64 bits
 const VALUE_CTA_HEADS = 32;
 const VALUE_THREADS = 256;
 const OUT_THREADS = 256;
+const OUT_RUNS = 12; // kernels/commvq_value_out.cu: 8 runs of codebook rows + 4 runs of exact tokens
+const OUT_CHANNELS = 64; // channels per partial CTA
 const STEP_TOKENS = 64;
 /** f32 represents every integer position below this exactly: φ = f32(p·invFreq) as the CPU computes it. */
 const MAX_POSITION = 2 ** 24;
@@ -116,15 +129,22 @@ export interface CodeAttentionPlan {
   /** padded head stride of the value sums */
   readonly valueHeads: number;
   readonly splits: number;
-  /** byte offsets into the workspace and its size */
-  readonly offsets: { logits: number; stats: number; exactLogits: number; ms: number; partial: number; sums: number };
+  /** byte offsets into the workspace and its size; `rotation` is empty when the caller passes its own table */
+  readonly offsets: {
+    logits: number; stats: number; exactLogits: number; ms: number; partial: number; sums: number; outPartial: number; rotation: number;
+  };
   readonly workspaceBytes: number;
 }
 
 const roundUp = (x: number, m: number): number => Math.ceil(x / m) * m;
 
+export interface CodeAttentionPlanOptions {
+  /** the caller passes `CodeAttentionBuffers.rotation`: the workspace holds no rotation table (default false) */
+  readonly rotationProvided?: boolean;
+}
+
 /** Checks a shape and chooses grids, shared memory and workspace layout for `info`'s device. */
-export function planCodeAttention(info: DeviceInfo, shape: CodeAttentionShape): CodeAttentionPlan {
+export function planCodeAttention(info: DeviceInfo, shape: CodeAttentionShape, options: CodeAttentionPlanOptions = {}): CodeAttentionPlan {
   checkShape(shape);
   const { batch: B, queryHeads: Hq, kvHeads: Hkv, residuals: R, codeBits: Nc } = shape;
   const G = Hq / Hkv;
@@ -148,6 +168,8 @@ export function planCodeAttention(info: DeviceInfo, shape: CodeAttentionShape): 
     ms: B * Hq * 8,
     partial: B * VALUE_SPLITS * Nc * valueHeads * 4,
     sums: B * Nc * valueHeads * 4,
+    outPartial: B * OUT_RUNS * Hq * shape.headDim * 4,
+    rotation: options.rotationProvided ? 0 : rotationTableBytes(shape.maxCompressed, shape.headDim),
   };
   let at = 0;
   const offsets = {} as Record<keyof typeof sizes, number>;
@@ -249,27 +271,59 @@ export class CodeAttentionWorkspace {
  *     codeBits: 1024, capacity: 131072, window: 128, firstPosition: 0, maxCompressed: 130944 });
  */
 export function codeAttentionStep(ctx: CudaContextLike, b: CodeAttentionBuffers, shape: CodeAttentionShape, options: CodeAttentionOptions = {}): void {
-  const plan = planCodeAttention(ctx.info, shape);
-  checkPointers({ ...b }, ['theta', 'valueBits', 'valueRho']);
+  const rotationProvided = b.rotation !== undefined;
+  const plan = planCodeAttention(ctx.info, shape, { rotationProvided });
+  checkPointers({ ...b }, ['theta', 'valueBits', 'valueRho', ...(rotationProvided ? ['rotation'] : [])]);
   const ws = options.workspace ?? new CodeAttentionWorkspace(ctx, plan);
   if (options.workspace && !options.workspace.fits(plan)) {
     throw new CommvqError('code attention: the workspace was planned for another shape', 'plan it with planCodeAttention(ctx.info, shape)');
   }
   try {
-    launchKeyLogits(ctx, plan, shape, { ...b, logits: ws.at('logits'), stats: ws.at('stats') });
-    launchExactLogits(ctx, plan, shape, { q: b.q, exactKeys: b.exactKeys, exact: b.exact, logits: ws.at('exactLogits'), stats: ws.at('stats') });
-    launchSoftmaxStats(ctx, plan, shape, { stats: ws.at('stats'), compressed: b.compressed, ms: ws.at('ms') });
+    const rotation = b.rotation ?? ws.at('rotation');
+    if (!rotationProvided) launchRotationTable(ctx, { invFreq: b.invFreq, rotation }, shape.firstPosition, shape.maxCompressed, shape.headDim);
+    launchKeyLogits(ctx, plan, shape, { ...b, rotation, logits: ws.at('logits'), stats: ws.at('stats') });
+    launchExactLogits(ctx, plan, shape, { q: b.q, exactKeys: b.exactKeys, exact: b.exact, logits: ws.at('exactLogits') });
+    launchSoftmaxStats(ctx, plan, shape, {
+      stats: ws.at('stats'), exactLogits: ws.at('exactLogits'), compressed: b.compressed, exact: b.exact, ms: ws.at('ms'),
+    });
     launchValueBits(ctx, plan, shape, {
       logits: ws.at('logits'), ms: ws.at('ms'), valueRho: b.valueRho, valueBits: b.valueBits, compressed: b.compressed,
       partial: ws.at('partial'), sums: ws.at('sums'),
     });
     launchValueOut(ctx, plan, shape, {
       sums: ws.at('sums'), ms: ws.at('ms'), codebook: b.codebook, scale: b.scale, exactLogits: ws.at('exactLogits'),
-      exactValues: b.exactValues, exact: b.exact, out: b.out,
+      exactValues: b.exactValues, exact: b.exact, outPartial: ws.at('outPartial'), out: b.out,
     }, options.outDType ?? 'bf16');
   } finally {
     if (!options.workspace) ws.dispose(); // the caching allocator hands it out again only to work queued after this
   }
+}
+
+/** Bytes of a rotation table of `tokens` tokens (float2 per token and pair). */
+export function rotationTableBytes(tokens: number, headDim: number): number {
+  return tokens * (headDim / 2) * 8;
+}
+
+/**
+ * Step 0: fills rotation [count, D_h/2] float2 with (cos φ, sin φ), φ = f32((firstPosition + t)·invFreq_j). A cache
+ * fills it once for its capacity and passes it as `CodeAttentionBuffers.rotation` to every layer and step:
+ *
+ *   const rot = ctx.alloc(rotationTableBytes(capacity, 128));
+ *   launchRotationTable(ctx, { invFreq, rotation: rot.ptr }, firstPosition, capacity, 128);
+ */
+export function launchRotationTable(
+  ctx: CudaContextLike,
+  p: { invFreq: bigint; rotation: bigint },
+  firstPosition: number,
+  count: number,
+  headDim: number,
+): void {
+  if (count === 0) return;
+  if (firstPosition + count > MAX_POSITION) throw new CommvqError(`rotation table: positions up to ${firstPosition + count} exceed 2^24`);
+  const P = headDim / 2;
+  ctx.launch(ctx.kernel('commvq_attn_rotation', 'commvq_attn_rotation'), [Math.ceil((count * P) / ROTATION_THREADS), 1, 1], [ROTATION_THREADS, 1, 1], 0, [
+    ptr(p.invFreq), ptr(p.rotation), i32(P), i32(firstPosition), i32(count),
+  ]);
 }
 
 /** Step 1: logits [B, H_q, logitStride] f32 and per-chunk statistics of the compressed tokens. */
@@ -277,40 +331,42 @@ export function launchKeyLogits(
   ctx: CudaContextLike,
   plan: CodeAttentionPlan,
   s: CodeAttentionShape,
-  p: Pick<CodeAttentionBuffers, 'q' | 'theta' | 'invFreq' | 'keyCodes' | 'keyNorms' | 'compressed'> & { logits: bigint; stats: bigint },
+  p: Pick<CodeAttentionBuffers, 'q' | 'theta' | 'keyCodes' | 'keyNorms' | 'compressed'> & { rotation: bigint; logits: bigint; stats: bigint },
 ): void {
   const kernel = ctx.kernel('commvq_key_logits', `commvq_key_logits_g${plan.keyHeads}`);
-  const grid = [Math.max(1, Math.ceil(s.maxCompressed / plan.chunk)), s.kvHeads * plan.headBlocks, s.batch] as const;
+  // kv heads fastest: the CTAs of one chunk run together and share its rotation rows in L2
+  const grid = [s.kvHeads * plan.headBlocks, Math.max(1, Math.ceil(s.maxCompressed / plan.chunk)), s.batch] as const;
   if (s.maxCompressed === 0) return; // no compressed token anywhere: the statistics kernel reads no chunk
   ctx.launch(kernel, grid, [KEY_THREADS, 1, 1], plan.keySharedBytes, [
-    ptr(p.q), ptr(p.theta), ptr(p.invFreq), ptr(p.keyCodes), ptr(p.keyNorms), ptr(p.compressed), ptr(p.logits), ptr(p.stats),
+    ptr(p.q), ptr(p.theta), ptr(p.rotation), ptr(p.keyCodes), ptr(p.keyNorms), ptr(p.compressed), ptr(p.logits), ptr(p.stats),
     i32(s.queryHeads), i32(s.kvHeads), i32(s.headDim), i32(s.residuals), i32(plan.stagesPerPhase), i32(s.capacity),
-    i32(s.firstPosition), i32(plan.chunk), i32(plan.logitStride), i32(plan.statStride), f32(1 / Math.sqrt(s.headDim)),
+    i32(plan.chunk), i32(plan.logitStride), i32(plan.statStride), f32(1 / Math.sqrt(s.headDim)),
   ]);
 }
 
-/** Step 2: logits [B, H_q, window] f32 of the exact tokens and their statistics (entry `exactSlot`). */
+/** Step 2: logits [B, H_q, window] f32 of the exact tokens. */
 export function launchExactLogits(
   ctx: CudaContextLike,
-  plan: CodeAttentionPlan,
+  _plan: CodeAttentionPlan,
   s: CodeAttentionShape,
-  p: Pick<CodeAttentionBuffers, 'q' | 'exactKeys' | 'exact'> & { logits: bigint; stats: bigint },
+  p: Pick<CodeAttentionBuffers, 'q' | 'exactKeys' | 'exact'> & { logits: bigint },
 ): void {
-  ctx.launch(ctx.kernel('commvq_exact_logits', 'commvq_exact_logits'), [s.queryHeads, s.batch, 1], [EXACT_THREADS, 1, 1], s.window * 4, [
-    ptr(p.q), ptr(p.exactKeys), ptr(p.exact), ptr(p.logits), ptr(p.stats),
-    i32(s.queryHeads), i32(s.kvHeads), i32(s.headDim), i32(s.window), i32(plan.statStride), i32(plan.exactSlot), f32(1 / Math.sqrt(s.headDim)),
+  ctx.launch(ctx.kernel('commvq_exact_logits', 'commvq_exact_logits'), [s.queryHeads, Math.ceil(s.window / EXACT_CTA_TOKENS), s.batch], [EXACT_THREADS, 1, 1], 0, [
+    ptr(p.q), ptr(p.exactKeys), ptr(p.exact), ptr(p.logits),
+    i32(s.queryHeads), i32(s.kvHeads), i32(s.headDim), i32(s.window), f32(1 / Math.sqrt(s.headDim)),
   ]);
 }
 
-/** Step 3: (M, 1/Z) [B, H_q] float2 of the joint softmax. */
+/** Step 3: the window's statistics (entry `exactSlot`) and (M, 1/Z) [B, H_q] float2 of the joint softmax. */
 export function launchSoftmaxStats(
   ctx: CudaContextLike,
   plan: CodeAttentionPlan,
   s: CodeAttentionShape,
-  p: { stats: bigint; compressed: bigint; ms: bigint },
+  p: { stats: bigint; exactLogits: bigint; compressed: bigint; exact: bigint; ms: bigint },
 ): void {
   ctx.launch(ctx.kernel('commvq_softmax_stats', 'commvq_softmax_stats'), [s.queryHeads, s.batch, 1], [STATS_THREADS, 1, 1], 0, [
-    ptr(p.stats), ptr(p.compressed), ptr(p.ms), i32(s.queryHeads), i32(plan.statStride), i32(plan.chunk), i32(plan.exactSlot),
+    ptr(p.stats), ptr(p.exactLogits), ptr(p.compressed), ptr(p.exact), ptr(p.ms),
+    i32(s.queryHeads), i32(plan.statStride), i32(plan.chunk), i32(plan.exactSlot), i32(s.window),
   ]);
 }
 
@@ -335,17 +391,20 @@ export function launchValueBits(
   ]);
 }
 
-/** Step 5: out [B, H_q·D_h] = (S·E_h) ⊙ (ls_h + 1e-6) + exact tokens' weighted values. */
+/** Step 5: out [B, H_q·D_h] = (S·E_h) ⊙ (ls_h + 1e-6) + exact tokens' weighted values, through f32 partials. */
 export function launchValueOut(
   ctx: CudaContextLike,
   plan: CodeAttentionPlan,
   s: CodeAttentionShape,
-  p: Pick<CodeAttentionBuffers, 'codebook' | 'scale' | 'exactValues' | 'exact' | 'out'> & { sums: bigint; ms: bigint; exactLogits: bigint },
+  p: Pick<CodeAttentionBuffers, 'codebook' | 'scale' | 'exactValues' | 'exact' | 'out'> & { sums: bigint; ms: bigint; exactLogits: bigint; outPartial: bigint },
   outDType: 'bf16' | 'f32',
 ): void {
-  ctx.launch(ctx.kernel('commvq_value_out', `commvq_value_out_${outDType}`), [s.queryHeads, s.batch, 1], [OUT_THREADS, 1, 1], (s.codeBits + 2 * OUT_THREADS) * 4, [
-    ptr(p.sums), ptr(p.ms), ptr(p.codebook), ptr(p.scale), ptr(p.exactLogits), ptr(p.exactValues), ptr(p.exact), ptr(p.out),
+  ctx.launch(ctx.kernel('commvq_value_out', 'commvq_value_out_partial'), [s.batch * s.kvHeads, s.headDim / OUT_CHANNELS, OUT_RUNS], [OUT_THREADS, 1, 1], 0, [
+    ptr(p.sums), ptr(p.ms), ptr(p.codebook), ptr(p.exactLogits), ptr(p.exactValues), ptr(p.exact), ptr(p.outPartial),
     i32(s.queryHeads), i32(s.kvHeads), i32(plan.valueHeads), i32(s.headDim), i32(s.codeBits), i32(s.window),
+  ]);
+  ctx.launch(ctx.kernel('commvq_value_out', `commvq_value_out_${outDType}`), [Math.ceil((s.queryHeads * s.headDim) / OUT_THREADS), s.batch, 1], [OUT_THREADS, 1, 1], 0, [
+    ptr(p.outPartial), ptr(p.scale), ptr(p.out), i32(s.queryHeads), i32(s.kvHeads), i32(s.headDim),
   ]);
 }
 
