@@ -12,7 +12,7 @@ import { CpuBackend } from '../backend/cpu/cpu-backend.js';
 import { commvqBytesPerToken } from '../memory/cache-accounting.js';
 import type { CommvqCacheOptions, PrefillMode } from './commvq-cache.js';
 import { packedCodeBytes } from './code-packing.js';
-import { codeAttentionStep } from './cuda-code-attention.js';
+import { codeAttentionStep, launchRotationTable, rotationTableBytes } from './cuda-code-attention.js';
 import { launchDequantKeys, launchDequantValues, launchPackKeys, launchPackValues } from './cuda-cache-kernels.js';
 import { encodeKeysOnDevice } from './device-key-encoder.js';
 
@@ -88,6 +88,7 @@ export class DeviceCommvqCache implements KVCache {
   private readonly layers: DeviceLayerState[] = [];
   private readonly counts: SequenceCounts[][]; // [layer][sequence]
   private readonly invFreq: Tensor; // f32 [D_h/2]
+  private rotation: DeviceBlock | undefined; // float2 [Ccap, D_h/2]: e^{iφ} of every compressed position, shared by all layers
   private readonly R: number;
   private readonly Nc: number;
   private pending = new Map<number, LayerKV>();
@@ -111,6 +112,8 @@ export class DeviceCommvqCache implements KVCache {
     this.Nc = o.valueShape.codeBits;
     this.invFreq = backend.fromArray(o.rope.invFreq, [o.rope.invFreq.length], 'f32');
     const B = this.batch;
+    this.rotation = backend.ctx.alloc(rotationTableBytes(Math.max(this.Ccap, 1), shape.headDim));
+    launchRotationTable(backend.ctx, { invFreq: (this.invFreq as CudaTensor).ptr, rotation: this.rotation.ptr }, this.sinks, Math.max(this.Ccap, 1), shape.headDim);
     this.counts = Array.from({ length: shape.numLayers }, () => Array.from({ length: B }, () => ({ length: 0, compressed: 0 })));
     try {
       this.allocate(o);
@@ -203,7 +206,7 @@ export class DeviceCommvqCache implements KVCache {
 
   /** Bytes of the device buffers that hold tokens (packed arrays at capacity, exact rows, counts). */
   bytes(): number {
-    let total = 0;
+    let total = this.rotation?.bytes ?? 0;
     for (const s of this.layers) {
       total += s.keyCodes.bytes + s.keyNorms.bytes + s.valueBits.bytes + s.valueRho.bytes;
       total += 3 * (s.exactK as CudaTensor).byteLength + 2 * 4 * this.batch;
@@ -268,6 +271,8 @@ export class DeviceCommvqCache implements KVCache {
     }
     for (const b of this.books) [b.theta, b.codebook, b.scale, ...Object.values(b.encoder)].forEach((t) => t.dispose());
     this.invFreq.dispose();
+    this.rotation?.free();
+    this.rotation = undefined;
     this.layers.length = 0;
     this.books.length = 0;
   }
@@ -303,6 +308,7 @@ export class DeviceCommvqCache implements KVCache {
       q: (q as CudaTensor).ptr,
       theta: (books.theta as CudaTensor).ptr,
       invFreq: (this.invFreq as CudaTensor).ptr,
+      rotation: this.rotation!.ptr,
       keyCodes: off(st.keyCodes.ptr, kb),
       keyNorms: off(st.keyNorms.ptr, 2),
       valueBits: off(st.valueBits.ptr, this.Nc / 8),
