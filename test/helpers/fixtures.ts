@@ -15,6 +15,11 @@ export type FixtureModel = (typeof FIXTURE_MODELS)[number];
 export const haveFixtures = existsSync(join(FIXTURES_DIR, 'tiny-llama', 'reference.safetensors'));
 if (!haveFixtures) console.warn(`skipping fixture tests: ${FIXTURES_DIR} not found (it is ../shared/fixtures beside the repo)`);
 
+/** Whether one fixture model is present (a GPU run may carry only some of them). */
+export function haveFixture(name: FixtureModel): boolean {
+  return existsSync(join(FIXTURES_DIR, name, 'reference.safetensors'));
+}
+
 export function fixtureDir(name: FixtureModel): string {
   return join(FIXTURES_DIR, name);
 }
