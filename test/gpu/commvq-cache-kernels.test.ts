@@ -433,8 +433,11 @@ describe('CommVQ cache kernels: argument checks and launch plans (no GPU needed)
     launchPackKeys(ctx, { codes: P, n2: P, keyCodes: P, keyNorms: P }, { residuals: 11, groups: 8, tokens: 300, rowStart: 5, capacity: 320 });
     launchDequantValues(ctx, { valueBits: P, valueRho: P, codebook: P, scale: P, out: P }, { codeBits: 1024, featDim: 1024, tokens: 300, rowStart: 5, capacity: 320 });
     const [pack, dq] = launches;
-    expect(pack!.args.map(argOf)).toEqual([P, P, P + 5n * 132n, P + 10n, 300, 88, 132]);
+    expect(pack!.args.map(argOf)).toEqual([P, P, P + 5n * 132n, P + 10n, 300, 88, 132, 300]); // stride defaults to tokens
     expect(pack!.grid).toEqual([2, 1, 1]);
+    launchPackKeys(ctx, { codes: P, n2: P, keyCodes: P, keyNorms: P }, { residuals: 11, groups: 8, tokens: 100, rowStart: 0, capacity: 320, codeStride: 300 });
+    expect(launches[2]!.args.map(argOf).at(-1)).toBe(300); // one sequence's tokens within codes encoded for several
+    expect(() => launchPackKeys(ctx, { codes: P, n2: P, keyCodes: P, keyNorms: P }, { residuals: 11, groups: 8, tokens: 100, rowStart: 0, capacity: 320, codeStride: 99 })).toThrow(/codeStride 99/);
     expect(dq!.args.map(argOf).slice(0, 2)).toEqual([P + 5n * 128n, P + 10n]);
     expect(dq!.grid).toEqual([5, 8, 1]);
   });

@@ -6,9 +6,10 @@
  *
  * What may differ, and the bounds: key codes are the same greedy choice on the same inputs (f32 on both sides: a
  * near-tie may flip, ≤ 1% of codes); value bits come from the encoder run with TF32 matmuls on the GPU and f32 on
- * the host, so a 4-way choice within ~1e-3 of a tie may flip (≤ 2% of bits); the host uses E rounded to bf16 as the
- * device stores it. Outputs are compared with |gpu − cpu| ≤ 0.03·max|cpu| + 0.02·|cpu|: a wrong window slot, a
- * missed flush or a misplaced position moves outputs by O(max|cpu|), far outside it.
+ * the host, so a 4-way choice within ~1e-3 of a tie may flip (≤ 2% of bits); the host uses E and the encoder's
+ * matrices rounded to bf16 as the device stores them. A flipped bit moves one token's v̂ by about one row of E (a few % of an output at these sizes),
+ * so outputs are compared with |gpu − cpu| ≤ 0.06·max|cpu| + 0.02·|cpu|: a wrong window slot, a missed flush or a
+ * misplaced position moves outputs by O(max|cpu|), far outside it.
  */
 import { describe, expect, it } from 'vitest';
 import { CpuBackend } from '../../src/core/backend/cpu/cpu-backend.js';
@@ -45,7 +46,8 @@ function codebooks(seed: number, layers = shape.numLayers, kvHeads = shape.kvHea
     const theta = Float32Array.from({ length: 3 * kvHeads * 128 * 32 }, () => 0.05 * rng.normal());
     keys.set(l, new LayerKeyCodebook({ residuals: 3, groups: kvHeads, halfSize: 64, pairs: 32 }, theta));
     const params = initCompressor(cpu, valueShape, 3 + l);
-    params.codebook = cpu.fromArray(bf16(cpu.toFloat32(params.codebook)), params.codebook.shape, 'f32');
+    // E and the encoder's matrices rounded to bf16, as the device holds them
+    for (const name of ['codebook', 'w1', 'w2'] as const) params[name] = cpu.fromArray(bf16(cpu.toFloat32(params[name])), params[name].shape, 'f32');
     values.set(l, { params, scale: cpu.fromArray(Float32Array.from({ length: width }, () => 0.5 + rng.uniform()), [width], 'f32') });
   }
   return { keys, values, valueShape };
@@ -59,7 +61,7 @@ function worstError(got: Float32Array, want: Float32Array): { bad: number; worst
   for (let i = 0; i < want.length; i++) {
     const e = Math.abs(got[i]! - want[i]!);
     worst = Math.max(worst, e / (max || 1));
-    if (e > 0.03 * max + 0.02 * Math.abs(want[i]!)) bad++;
+    if (e > 0.06 * max + 0.02 * Math.abs(want[i]!)) bad++;
   }
   return { bad, worst };
 }

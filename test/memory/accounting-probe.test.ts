@@ -37,7 +37,7 @@ describe('the accounting probe (Llama-3.1-8B)', () => {
     // θ [R=11, G=8, 2·64, 64] f32 and E [1024, 1024] bf16, per layer
     expect(r.breakdown.codebooks).toBe(32 * (11 * 8 * 128 * 64 * 4 + 1024 * 1024 * 2));
     // LayerNorm 2·1024, enc1 2048×1024 + 2048, out 2048×2048 + 2048, scale 1024; bf16
-    expect(r.breakdown.encoders).toBe(32 * (2048 + 2048 * 1024 + 2048 + 2048 * 2048 + 2048 + 1024) * 4); // f32, as the device cache holds them
+    expect(r.breakdown.encoders).toBe(32 * (2048 + 2048 * 1024 + 2048 + 2048 * 2048 + 2048 + 1024) * 2); // bf16, as the device cache holds them
     expect(r.bytesPerToken).toEqual({ arithmetic: 264, allocated: 264 });
     expect(r.peakDecode).toBeUndefined();
     expect(r.deviceBytes).toBe(80 * GiB);

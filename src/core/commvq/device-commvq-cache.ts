@@ -22,12 +22,15 @@ const hostBackend = new CpuBackend();
 /** Tokens encoded per call: bounds the encoder's f32 activations (4096 × 4·n_e floats) during a long prefill. */
 const ENCODE_CHUNK = 4096;
 
+/** Compressed tokens dequantized per step when a strict prompt rebuilds its prefix (bounds the temporaries). */
+const DEQUANT_SEGMENT = 8192;
+
 /** One layer's codebooks on the device: θ f32 (keys), E bf16 and ls f32 (values), the encoder's f32 weights. */
 interface DeviceLayerBooks {
   theta: Tensor; // f32 [R, G, 128, D_h/2]
   codebook: Tensor; // bf16 [N_c, D]: E, the only copy on the device
   scale: Tensor; // f32 [D]: ls
-  encoder: EncoderParams; // f32, as trained
+  encoder: EncoderParams; // w1, w2 bf16 (rounded once from the trained f32), the rest f32
 }
 
 /** One layer's state for all B sequences, in device memory. */
@@ -59,7 +62,8 @@ interface SequenceCounts {
 /**
  * The CommVQ cache in device memory (spec §6, §7): the GPU twin of `CommvqCache` (commvq-cache.ts, the host
  * reference it is tested against). Compressed tokens are stored packed (12-bit key codes and a bf16 norm; N_c value
- * bits and a bf16 ρ′), the exact sinks and recent window in bf16; only θ and E of the codebooks are resident.
+ * bits and a bf16 ρ′), the exact sinks and recent window in bf16; only θ (f32) and E (bf16) of the codebooks are
+ * resident, and the value encoders' two matrices are held in bf16 like the model's weights.
  *
  * - Encoding runs on the GPU: keys by the greedy residual encoder (device-key-encoder.ts), values by the trained
  *   encoder (CudaTrainOps), packed by kernels/commvq_pack.cu.
@@ -88,6 +92,7 @@ export class DeviceCommvqCache implements KVCache {
   private readonly layers: DeviceLayerState[] = [];
   private readonly counts: SequenceCounts[][]; // [layer][sequence]
   private readonly invFreq: Tensor; // f32 [D_h/2]
+  private scratch: { keys: Tensor; values: Tensor } | undefined; // strict prefill: [capacity, D] bf16 each
   private rotation: DeviceBlock | undefined; // float2 [Ccap, D_h/2]: e^{iφ} of every compressed position, shared by all layers
   private readonly R: number;
   private readonly Nc: number;
@@ -183,7 +188,10 @@ export class DeviceCommvqCache implements KVCache {
     const kv = this.pending.get(layer);
     if (!kv) throw new Error(`attend(${layer}) before append`);
     this.pending.delete(layer);
-    if (step.tokens === 1 || step.batched) return this.decode(layer, kv, q, step.groups);
+    if (step.tokens === 1 || step.batched) {
+      this.releaseScratch(); // decoding: the prompt's scratch is no longer needed
+      return this.decode(layer, kv, q, step.groups);
+    }
     const g = step.groups[0]!;
     const out = this.mode === 'faithful' ? this.prefillFaithful(layer, g, kv, q) : this.prefillStrict(layer, g, kv, q);
     this.counts[layer]![g.sequence]!.length = g.start + g.tokens;
@@ -258,7 +266,7 @@ export class DeviceCommvqCache implements KVCache {
     const s = new TensorScope();
     const keys = s.keep(b.zeros([n, D], 'bf16'));
     const values = s.keep(b.zeros([n, D], 'bf16'));
-    this.dequantizeInto(layer, sequence, 0, n, keys, values);
+    this.dequantizeInto(layer, sequence, 0, n, (keys as CudaTensor).ptr, (values as CudaTensor).ptr);
     const out = { keys: b.toFloat32(keys), values: b.toFloat32(values), positions };
     s.dispose();
     return out;
@@ -273,6 +281,7 @@ export class DeviceCommvqCache implements KVCache {
     this.invFreq.dispose();
     this.rotation?.free();
     this.rotation = undefined;
+    this.releaseScratch();
     this.layers.length = 0;
     this.books.length = 0;
   }
@@ -379,8 +388,9 @@ export class DeviceCommvqCache implements KVCache {
   }
 
   /**
-   * The decoding rule over a chunk of a prompt: walk its W-blocks in order; before a block's queries attend, every
+   * The decoding rule over a chunk of a prompt: walk its W-blocks in order; when a block's queries attend, every
    * earlier block is compressed and present in the scratch K/V dequantized (RoPE reapplied), the block itself exact.
+   * (With sampled value codes the chunk's tokens draw one noise stream, where the host reference draws one per block.)
    */
   private prefillStrict(layer: number, g: StepGroup, kv: LayerKV, q: Tensor): Tensor {
     const b = this.backend;
@@ -389,8 +399,7 @@ export class DeviceCommvqCache implements KVCache {
     const D = this.shape.kvHeads * this.shape.headDim;
     const end = g.start + g.tokens;
     const s = new TensorScope();
-    const keys = s.keep(b.zeros([end, D], 'bf16')); // scratch: [end, D] post-RoPE, dequantized or exact
-    const values = s.keep(b.zeros([end, D], 'bf16'));
+    const { keys, values } = this.prefillScratch(); // [capacity, D] post-RoPE, rows < end used: dequantized or exact
     this.writeDequantized(layer, g.sequence, 0, c.compressed, keys, values);
     // exact tokens held from earlier steps: sinks at their positions, the window after the compressed ones
     const held = g.start - c.compressed; // exact slots in use
@@ -405,24 +414,34 @@ export class DeviceCommvqCache implements KVCache {
       copyRows(this.sinks, held, this.sinks + c.compressed);
       b.writeRows(dst, g.start, dst === keys ? kv.k : kv.v);
     }
+    // every token this chunk compresses ([first, the block of its last token)), encoded in one call and
+    // dequantized once; the scratch takes those rows block by block, after the block's own queries have attended
+    const first = this.sinks + c.compressed;
+    const last = this.boundary(end - 1);
+    let fresh: { keys: Tensor; values: Tensor } | undefined;
+    if (last > first) {
+      const fromWindow = Math.max(0, Math.min(last, g.start) - first);
+      const r0 = Math.max(first, g.start) - g.start;
+      const r1 = Math.max(r0, last - g.start);
+      const rowsOf = (windowRows: Tensor, stepRows: Tensor) => {
+        const rows = s.keep(b.zeros([last - first, D], 'bf16'));
+        if (fromWindow > 0) b.writeRows(rows, 0, s.keep(b.sliceRows(windowRows, g.sequence * this.X + this.sinks, g.sequence * this.X + this.sinks + fromWindow)));
+        if (r1 > r0) b.writeRows(rows, fromWindow, s.keep(b.sliceRows(stepRows, r0, r1)));
+        return rows;
+      };
+      this.encode(layer, [{ seq: g.sequence, kPre: rowsOf(st.exactKPre, kv.kPre), v: rowsOf(st.exactV, kv.v) }]);
+      fresh = { keys: s.keep(b.zeros([last - first, D], 'bf16')), values: s.keep(b.zeros([last - first, D], 'bf16')) };
+      this.writeDequantized(layer, g.sequence, first - this.sinks, last - this.sinks, fresh.keys, fresh.values, 0);
+    }
     const out = b.zeros(q.shape, q.dtype);
+    let dequantizedTo = first; // scratch rows below this hold dequantized tokens
     for (let a = g.start; a < end; ) {
       const blockStart = this.boundary(a);
-      const first = this.sinks + c.compressed;
-      if (blockStart > first) {
-        // compress [first, blockStart): the window held from earlier steps, then this chunk's rows, as one block
-        // (one encoder call, so that sampled value codes draw the same noise stream as the host reference)
-        const fromWindow = Math.max(0, Math.min(blockStart, g.start) - first);
-        const r0 = Math.max(first, g.start) - g.start;
-        const r1 = Math.max(r0, blockStart - g.start);
-        const block = (windowRows: Tensor, stepRows: Tensor) => {
-          const rows = s.keep(b.zeros([blockStart - first, D], 'bf16'));
-          if (fromWindow > 0) b.writeRows(rows, 0, s.keep(b.sliceRows(windowRows, g.sequence * this.X + this.sinks, g.sequence * this.X + this.sinks + fromWindow)));
-          if (r1 > r0) b.writeRows(rows, fromWindow, s.keep(b.sliceRows(stepRows, r0, r1)));
-          return rows;
-        };
-        this.encode(layer, [{ seq: g.sequence, kPre: block(st.exactKPre, kv.kPre), v: block(st.exactV, kv.v) }]);
-        this.writeDequantized(layer, g.sequence, first - this.sinks, blockStart - this.sinks, keys, values);
+      if (blockStart > dequantizedTo && fresh) {
+        for (const [dst, src] of [[keys, fresh.keys], [values, fresh.values]] as const) {
+          b.writeRows(dst, dequantizedTo, s.keep(b.sliceRows(src, dequantizedTo - first, blockStart - first)));
+        }
+        dequantizedTo = blockStart;
       }
       const blockEnd = a < this.sinks ? Math.min(end, this.sinks) : Math.min(end, blockStart + this.W);
       const qRows = s.keep(b.sliceRows(q, a - g.start, blockEnd - g.start));
@@ -436,26 +455,41 @@ export class DeviceCommvqCache implements KVCache {
   }
 
   /**
-   * Scratch rows [sinks + t0, sinks + t1) ← compressed tokens t0..t1−1 of a sequence, dequantized: keys
+   * Rows [row, row + t1 − t0) (default: their positions) ← compressed tokens t0..t1−1 of a sequence, dequantized: keys
    * k̂ = n·Σ_r C_r[code] rotated to their positions, values v̂ = (b·E)·ρ′ ⊙ (ls + ε).
    */
-  private writeDequantized(layer: number, seq: number, t0: number, t1: number, keys: Tensor, values: Tensor): void {
-    if (t1 <= t0) return;
+  private writeDequantized(layer: number, seq: number, t0: number, t1: number, keys: Tensor, values: Tensor, row = this.sinks + t0): void {
     const b = this.backend;
-    const n = t1 - t0;
     const D = this.shape.kvHeads * this.shape.headDim;
-    const s = new TensorScope();
-    const kPre = s.keep(b.zeros([n, D], 'bf16'));
-    const v = s.keep(b.zeros([n, D], 'bf16'));
-    this.dequantizeInto(layer, seq, t0, t1, kPre, v);
-    const positions = s.keep(b.fromArray(Int32Array.from({ length: n }, (_, i) => this.sinks + t0 + i), [n], 'i32'));
-    b.writeRows(keys, this.sinks + t0, s.keep(b.rope(kPre, positions, this.o.rope)));
-    b.writeRows(values, this.sinks + t0, v);
-    s.dispose();
+    // in segments, so that a 128K prefix needs no prefix-sized temporaries: values straight into their rows, keys
+    // through a pre-RoPE segment that the backend's rope op rotates
+    for (let a = t0; a < t1; a += DEQUANT_SEGMENT) {
+      const n = Math.min(DEQUANT_SEGMENT, t1 - a);
+      const at = row + (a - t0);
+      const s = new TensorScope();
+      const kPre = s.keep(b.zeros([n, D], 'bf16'));
+      this.dequantizeInto(layer, seq, a, a + n, (kPre as CudaTensor).ptr, (values as CudaTensor).ptr + BigInt(at * D * 2));
+      const positions = s.keep(b.fromArray(Int32Array.from({ length: n }, (_, i) => this.sinks + a + i), [n], 'i32'));
+      b.writeRows(keys, at, s.keep(b.rope(kPre, positions, this.o.rope)));
+      s.dispose();
+    }
   }
 
-  /** kPre [t1 − t0, D] ← dequantized pre-RoPE keys, v [t1 − t0, D] ← dequantized values of compressed tokens t0..t1−1. */
-  private dequantizeInto(layer: number, seq: number, t0: number, t1: number, kPre: Tensor, v: Tensor): void {
+  /** The strict prefill's scratch K/V [capacity, D], made once and kept until decoding starts. */
+  private prefillScratch(): { keys: Tensor; values: Tensor } {
+    const D = this.shape.kvHeads * this.shape.headDim;
+    this.scratch ??= { keys: this.backend.zeros([this.capacity, D], 'bf16'), values: this.backend.zeros([this.capacity, D], 'bf16') };
+    return this.scratch;
+  }
+
+  private releaseScratch(): void {
+    this.scratch?.keys.dispose();
+    this.scratch?.values.dispose();
+    this.scratch = undefined;
+  }
+
+  /** kPre [t1 − t0, D] ← dequantized pre-RoPE keys, v [t1 − t0, D] ← dequantized values of compressed tokens t0..t1−1 (bf16 device addresses). */
+  private dequantizeInto(layer: number, seq: number, t0: number, t1: number, kPre: bigint, v: bigint): void {
     const b = this.backend;
     const st = this.layers[layer]!;
     const books = this.books[layer]!;
@@ -465,14 +499,14 @@ export class DeviceCommvqCache implements KVCache {
       keyCodes: st.keyCodes.ptr + BigInt(seq * this.Ccap * kb),
       keyNorms: st.keyNorms.ptr + BigInt(seq * this.Ccap * 2),
       theta: (books.theta as CudaTensor).ptr,
-      out: (kPre as CudaTensor).ptr,
+      out: kPre,
     }, { ...rows, residuals: this.R, groups: this.shape.kvHeads, headDim: this.shape.headDim });
     launchDequantValues(b.ctx, {
       valueBits: st.valueBits.ptr + BigInt((seq * this.Ccap * this.Nc) / 8),
       valueRho: st.valueRho.ptr + BigInt(seq * this.Ccap * 2),
       codebook: (books.codebook as CudaTensor).ptr,
       scale: (books.scale as CudaTensor).ptr,
-      out: (v as CudaTensor).ptr,
+      out: v,
     }, { ...rows, codeBits: this.Nc, featDim: this.shape.kvHeads * this.shape.headDim });
   }
 
@@ -546,6 +580,7 @@ export class DeviceCommvqCache implements KVCache {
     const D = G * this.shape.headDim;
     const enc = encodeKeysOnDevice(b.ctx, { theta: (books.theta as CudaTensor).ptr, residuals: this.R, groups: G, headDim: this.shape.headDim }, { ptr: (keys as CudaTensor).ptr, dtype: keys.dtype }, m);
     const encoding = this.o.valueEncoding ?? 'argmax';
+    const wide = { ...books.encoder, w1: b.cast(books.encoder.w1, 'f32'), w2: b.cast(books.encoder.w2, 'f32') };
     for (const { seq, from, to } of shares) {
       if (to <= from) continue;
       const c = this.counts[layer]![seq]!;
@@ -557,7 +592,7 @@ export class DeviceCommvqCache implements KVCache {
       // the values: one noise stream per layer and block of tokens of a sequence, as the host reference draws it
       const noise = encoding === 'argmax' ? 'argmax' : { seed: encoding.gumbelSeed, stream: ((layer << 20) ^ c.compressed) >>> 0 };
       const share = to - from === m ? values : b.sliceRows(values, from, to);
-      const { bits, rho } = encodeValues(this.ops, books.encoder, share, books.scale, noise);
+      const { bits, rho } = encodeValues(this.ops, wide, share, books.scale, noise);
       if (share !== values) share.dispose();
       launchPackValues(b.ctx, {
         bits: (bits as CudaTensor).ptr, rho: (rho as CudaTensor).ptr, codebook: (books.codebook as CudaTensor).ptr,
@@ -568,6 +603,8 @@ export class DeviceCommvqCache implements KVCache {
       rho.dispose();
       c.compressed += to - from;
     }
+    wide.w1.dispose();
+    wide.w2.dispose();
     enc.dispose();
   }
 
@@ -582,7 +619,8 @@ export class DeviceCommvqCache implements KVCache {
       scale: toDevice(scale, 'f32'),
       encoder: {
         lnGamma: toDevice(params.lnGamma, 'f32'), lnBeta: toDevice(params.lnBeta, 'f32'),
-        w1: toDevice(params.w1, 'f32'), b1: toDevice(params.b1, 'f32'), w2: toDevice(params.w2, 'f32'), b2: toDevice(params.b2, 'f32'),
+        // the two large matrices in bf16, like the model's weights (widened to f32 for each encoding call)
+        w1: toDevice(params.w1, 'bf16'), b1: toDevice(params.b1, 'f32'), w2: toDevice(params.w2, 'bf16'), b2: toDevice(params.b2, 'f32'),
       },
     };
   }

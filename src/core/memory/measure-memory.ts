@@ -338,7 +338,7 @@ export function accountPoint(config: ModelConfig, spec: MemoryPointSpec, o: Acco
     const b = commvqBytesPerToken(g, commvq);
     perToken = b.key + b.value;
     codebooks = codebookBytes(g, commvq, { dtype: 'f32' }).key + codebookBytes(g, commvq, { dtype: 'bf16' }).value;
-    encoders = encoderParameterCount(config, spec.bits ?? 1) * 4; // f32, as trained: the device cache encodes with them as they are
+    encoders = encoderParameterCount(config, spec.bits ?? 1) * dtypeBytes; // bf16, as the device cache holds them
   }
   const breakdown = { weights: parameterCount(config) * dtypeBytes, cacheArithmetic: cache, cacheAllocated: cache, codebooks, encoders };
   const resident = breakdown.weights + cache + codebooks + encoders;
