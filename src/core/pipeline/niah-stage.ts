@@ -1,0 +1,59 @@
+import { join } from 'node:path';
+import type { CacheChoice } from '../eval/run/cache-choice.js';
+import { runNiah } from '../eval/run/niah-run.js';
+import { keyCodebookFileName } from '../keys/format.js';
+import type { PipelineStage, StageContext } from './stage.js';
+
+/**
+ * eval niah with the dense cache and with the CommVQ cache of every bit width, on the generated filler haystack at
+ * the run's lengths and depths: RUN_DIR/niah/{dense,commvq-1bit,commvq-2bit}/ (summary.json, per-cell JSON,
+ * heatmaps). Each run folder resumes on its own, cell by cell.
+ */
+export const niahStage: PipelineStage = {
+  name: 'eval-niah',
+  label: 'needle in a haystack',
+  async run(ctx) {
+    const s = ctx.settings;
+    const caches = niahCaches(ctx);
+    const cellsPerRun = s.niahLengths.length * s.niahDepths.length;
+    const total = cellsPerRun * caches.length;
+    const numbers: Record<string, number | null> = {};
+    const files: string[] = [];
+    const parts: string[] = [];
+    for (const [i, { label, cache }] of caches.entries()) {
+      const out = join(ctx.runDir, 'niah', label);
+      const r = await runNiah({
+        modelDir: ctx.modelDir,
+        out,
+        backend: ctx.backend,
+        cache,
+        lengths: s.niahLengths,
+        depths: s.niahDepths,
+        signal: ctx.signal,
+        onProgress: (p) => ctx.progress(i * cellsPerRun + p.done, total, `| ${label} ${p.id}`),
+      });
+      numbers[`niah_${label.replace('-', '_')}`] = r.summary.overall;
+      files.push(r.summaryPath, ...(r.plots ? [r.plots.svg] : []));
+      parts.push(`${label} ${r.summary.overall === null ? '-' : r.summary.overall.toFixed(2)}`);
+      if (r.outcome === 'interrupted') return { headline: parts.join(', '), files, numbers, interrupted: true };
+    }
+    return { headline: `mean score /10 over ${cellsPerRun} cells (lengths ${s.niahLengths.join(', ')}; depths ${s.niahDepths.join(', ')}%): ${parts.join(', ')}`, files, numbers };
+  },
+};
+
+function niahCaches(ctx: StageContext): { label: string; cache: CacheChoice }[] {
+  return [
+    { label: 'dense', cache: { kind: 'dense' } },
+    ...ctx.settings.bits.map((bits) => ({
+      label: `commvq-${bits}bit`,
+      cache: {
+        kind: 'commvq' as const,
+        key: join(ctx.runDir, keyCodebookFileName('em', bits)),
+        value: join(ctx.runDir, `value-codebook-${bits}bit.arrow`),
+        prefill: 'faithful' as const,
+        encoding: 'argmax' as const,
+        seed: ctx.settings.seed,
+      },
+    })),
+  ];
+}

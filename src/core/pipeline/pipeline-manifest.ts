@@ -1,0 +1,77 @@
+import { existsSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { CommvqError } from '../errors.js';
+import { writeFileAtomic } from '../io/atomic-write.js';
+import type { PipelineSettings } from './settings.js';
+import type { StageName, StageOutput } from './stage.js';
+
+/**
+ * RUN_DIR/pipeline.json: what a pipeline run was asked to do (model, corpus, settings) and which stages finished,
+ * with what each produced. Written atomically after every stage; `--resume` skips the stages it lists as done and
+ * refuses a run folder made with other settings (their outputs would not match).
+ */
+export const PIPELINE_FORMAT = 'commvq.pipeline';
+export const PIPELINE_VERSION = 1;
+export const PIPELINE_MANIFEST = 'pipeline.json';
+
+export interface StageRecord extends StageOutput {
+  seconds: number;
+  finished: string;
+}
+
+export interface PipelineIdentity {
+  /** the model folder (for --demo: RUN_DIR/model, written by the run) */
+  model: string;
+  demo: boolean;
+  /** the corpus file (generated: RUN_DIR/corpus.jsonl) */
+  corpus: string;
+  generatedCorpus: boolean;
+  settings: PipelineSettings;
+}
+
+export interface PipelineManifest extends PipelineIdentity {
+  format: typeof PIPELINE_FORMAT;
+  version: typeof PIPELINE_VERSION;
+  created: string;
+  stages: Partial<Record<StageName, StageRecord>>;
+}
+
+export function readPipelineManifest(runDir: string): PipelineManifest | undefined {
+  const path = join(runDir, PIPELINE_MANIFEST);
+  if (!existsSync(path)) return undefined;
+  let m: PipelineManifest;
+  try {
+    m = JSON.parse(readFileSync(path, 'utf8')) as PipelineManifest;
+  } catch (err) {
+    throw new CommvqError(`${path}: not valid JSON: ${(err as Error).message}`, 'delete it to start the run over');
+  }
+  if (m.format !== PIPELINE_FORMAT) throw new CommvqError(`${path}: not a commvq pipeline manifest`);
+  if (m.version !== PIPELINE_VERSION) throw new CommvqError(`${path}: pipeline manifest version ${m.version}; this commvq reads version ${PIPELINE_VERSION}`, 'start a new run with commvq pipeline --out NEW_DIR');
+  return m;
+}
+
+export function writePipelineManifest(runDir: string, m: PipelineManifest): void {
+  writeFileAtomic(join(runDir, PIPELINE_MANIFEST), [Buffer.from(JSON.stringify(m, null, 1) + '\n')]);
+}
+
+/**
+ * The manifest to run with: a new one, or (with `resume`) the existing one when it was made for the same model,
+ * corpus and settings. An existing run without `resume` is refused rather than overwritten.
+ *
+ *   const m = openPipelineManifest('runs/p', identity, { resume: true });
+ */
+export function openPipelineManifest(runDir: string, identity: PipelineIdentity, o: { resume: boolean }): PipelineManifest {
+  const existing = readPipelineManifest(runDir);
+  if (!existing) return { format: PIPELINE_FORMAT, version: PIPELINE_VERSION, created: new Date().toISOString(), ...identity, stages: {} };
+  if (!o.resume) throw new CommvqError(`${runDir}: holds a pipeline run already`, 'pass --resume to continue it, or choose another --out');
+  for (const key of ['model', 'demo', 'corpus', 'generatedCorpus'] as const) {
+    if (existing[key] !== identity[key]) throw new CommvqError(`${runDir}: was run with ${key} ${JSON.stringify(existing[key])}, not ${JSON.stringify(identity[key])}; use another --out`);
+  }
+  const had = JSON.stringify(existing.settings);
+  const want = JSON.stringify(identity.settings);
+  if (had !== want) {
+    const changed = Object.keys(identity.settings).filter((k) => JSON.stringify(existing.settings[k as keyof PipelineSettings]) !== JSON.stringify(identity.settings[k as keyof PipelineSettings]));
+    throw new CommvqError(`${runDir}: was run with other settings (${changed.join(', ')}); resume it with the same flags, or use another --out`);
+  }
+  return existing;
+}

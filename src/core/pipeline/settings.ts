@@ -1,0 +1,115 @@
+import { CommvqError } from '../errors.js';
+
+/**
+ * What a pipeline run trains and measures: every size that decides its outputs. The defaults are tuned so that the
+ * whole chain runs on the embedded demo model in a few minutes on two CPU cores; every one of them can be raised
+ * (the command's flags, or options here). Key codebooks are always full size (R from the bits: 11 or 21); what is
+ * small is how long each trainer runs and how much it sees.
+ *
+ *   const settings = pipelineSettings({ bits: [1], valueSteps: 100 });
+ */
+export type Bits = 1 | 2;
+
+export interface PipelineSettings {
+  /** the bit widths trained and evaluated, ascending */
+  bits: Bits[];
+  /** collect-kv: tokens per layer (rounded up to whole windows) and tokens per window */
+  collectTokens: number;
+  collectSeqLen: number;
+  /** train-key (EM): most E-steps per stage, training and held-out tokens per layer */
+  emSteps: number;
+  keyTokens: number;
+  keyHeldout: number;
+  /** R per bit width, overriding the 11 / 21 the bits imply (tests only: smaller codebooks) */
+  keyResiduals: Partial<Record<Bits, number>>;
+  /** train-value: steps (one window each), tokens per window, held-out windows for its report */
+  valueSteps: number;
+  valueSeqLen: number;
+  valueEvalWindows: number;
+  /** peak learning rate, log warm-up steps and the schedule after it */
+  valueLr: number;
+  valueWarmup: number;
+  valueSchedule: 'cosine' | 'constant';
+  /** agreement: prompt tokens and greedy new tokens, dense cache against CommVQ */
+  agreementPromptTokens: number;
+  agreementNewTokens: number;
+  /** the CommVQ cache's exact window W (the reference: 128) */
+  window: number;
+  /** eval niah: context lengths (tokens) and depth percents */
+  niahLengths: number[];
+  niahDepths: number[];
+  /** measure-memory: contexts (tokens per sequence), decoded tokens after each */
+  memoryContexts: number[];
+  memoryDecodeTokens: number;
+  /** seed of the packing shuffles, the EM draws and the value initialisation */
+  seed: number;
+}
+
+/** The demo defaults: about three minutes on two CPU cores for 1 and 2 bits (see the pipeline report). */
+export const PIPELINE_DEFAULTS: PipelineSettings = {
+  bits: [1, 2],
+  collectTokens: 4608, // 9 windows: the EM's 4096 centres need 4096 training tokens, plus an eighth held out
+  collectSeqLen: 512,
+  emSteps: 2,
+  keyTokens: 4096,
+  keyHeldout: 512,
+  keyResiduals: {},
+  valueSteps: 16,
+  valueSeqLen: 256,
+  valueEvalWindows: 1,
+  // train-value's defaults (1e-3; warm-up 100 or 10,000 steps) are for runs of 10^5 steps: a short run needs a
+  // short warm-up and a larger rate to move from the initialisation at all (demo, 32 steps: held-out relative
+  // value error 2.07 → 0.50 at 1 bit, against 1.91 with the defaults)
+  valueLr: 1e-2,
+  valueWarmup: 2,
+  valueSchedule: 'constant',
+  agreementPromptTokens: 300,
+  agreementNewTokens: 300, // positions 0..599 with W = 128: four flushes (two in the prefill, two while decoding)
+  window: 128,
+  niahLengths: [512, 1024],
+  niahDepths: [0, 100],
+  memoryContexts: [8192],
+  memoryDecodeTokens: 16,
+  seed: 42,
+};
+
+/** The defaults with `changes` applied, checked: one clear line for a value that cannot run. */
+export function pipelineSettings(changes: Partial<PipelineSettings> = {}): PipelineSettings {
+  const s: PipelineSettings = { ...PIPELINE_DEFAULTS, ...changes };
+  s.bits = [...new Set(s.bits)].sort((a, b) => a - b);
+  if (s.bits.length === 0 || s.bits.some((b) => b !== 1 && b !== 2)) throw new CommvqError(`--bits ${s.bits.join(',')}: bits are 1, 2 or 1,2`);
+  const positive = ['collectTokens', 'collectSeqLen', 'emSteps', 'keyTokens', 'keyHeldout', 'valueSteps', 'valueSeqLen', 'valueWarmup', 'agreementPromptTokens', 'agreementNewTokens', 'window'] as const;
+  for (const key of positive) {
+    if (!Number.isInteger(s[key]) || s[key] < 1) throw new CommvqError(`pipeline setting ${key} must be a positive integer (got ${s[key]})`);
+  }
+  if (!(s.valueLr > 0)) throw new CommvqError(`pipeline setting valueLr must be positive (got ${s.valueLr})`);
+  if (s.niahLengths.length === 0 || s.niahDepths.length === 0) throw new CommvqError('eval niah needs at least one length and one depth');
+  if (s.memoryContexts.length === 0 || s.memoryContexts.some((c) => !(c >= 1))) throw new CommvqError('measure-memory needs positive contexts');
+  return s;
+}
+
+/** Parses `1,2` / `512,1024`: positive integers, one clear line otherwise. */
+export function parseIntegerList(flag: string, text: string): number[] {
+  const values = text.split(',').map((p) => p.trim()).filter((p) => p !== '').map(Number);
+  if (values.length === 0 || values.some((v) => !Number.isInteger(v) || v < 0)) throw new CommvqError(`${flag} ${text}: expected a comma-separated list of whole numbers`);
+  return values;
+}
+
+/**
+ * Refuses, before any stage runs, a setting the model's context cannot hold (each stage would refuse it too, but
+ * only after the stages before it had run).
+ *
+ *   checkSettingsFit(settings, 8192, 'runs/p/model/config.json')
+ */
+export function checkSettingsFit(s: PipelineSettings, context: number, source: string): void {
+  const asks: [string, number][] = [
+    ['collect-kv window (collectSeqLen)', s.collectSeqLen],
+    ['train-value window (valueSeqLen)', s.valueSeqLen],
+    ['agreement prompt + new tokens', s.agreementPromptTokens + s.agreementNewTokens],
+    ...s.niahLengths.map((l): [string, number] => ['--niah-lengths', l]),
+    ...s.memoryContexts.map((c): [string, number] => ['--memory-context', c]),
+  ];
+  for (const [what, tokens] of asks) {
+    if (tokens > context) throw new CommvqError(`${what}: ${tokens} tokens is beyond the model's context of ${context} (max_position_embeddings in ${source})`);
+  }
+}
