@@ -7,7 +7,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { writeDemoModel } from '../src/core/model/demo-model.js';
-import { runCli } from './helpers/cli.js';
+import { expectOneLineError, runCli } from './helpers/cli.js';
 
 const work = mkdtempSync(join(tmpdir(), 'commvq-bad-'));
 const good = join(work, 'good');
@@ -41,35 +41,28 @@ function editHeader(dir: string, change: (header: Record<string, { data_offsets:
   writeFileSync(path, Buffer.concat([len, json, bytes.subarray(8 + n)]));
 }
 
-function expectOneLineError(args: string[], pattern: RegExp): void {
-  const r = runCli(['generate', ...args, '--device', 'cpu', '--max-new-tokens', '2']);
-  expect(r.status, r.stdout + r.stderr).toBe(1);
-  const lines = r.stderr.trim().split('\n');
-  expect(lines[0]).toMatch(/^commvq: /);
-  expect(lines[0]).toMatch(pattern);
-  expect(r.stderr).not.toMatch(/\n\s+at /); // no stack trace
-  expect(lines.length).toBeLessThanOrEqual(2); // the message, and at most a hint
-  expect(r.stdout).toBe('');
+function expectGenerateError(args: string[], pattern: RegExp): void {
+  expectOneLineError(runCli(['generate', ...args, '--device', 'cpu', '--max-new-tokens', '2']), pattern, { silentStdout: true });
 }
 
 const model = (dir: string) => ['--model', dir, '--prompt', 'hello'];
 
 describe('generate refuses bad input with one line', () => {
-  it('a missing model folder', () => expectOneLineError(model(join(work, 'nope')), /nope: model folder not found/));
+  it('a missing model folder', () => expectGenerateError(model(join(work, 'nope')), /nope: model folder not found/));
 
   it('a missing config.json', () => {
     const dir = broken('no-config', (d) => rmSync(join(d, 'config.json')));
-    expectOneLineError(model(dir), /no-config\/config\.json: file not found/);
+    expectGenerateError(model(dir), /no-config\/config\.json: file not found/);
   });
 
   it('a missing weights file', () => {
     const dir = broken('no-weights', (d) => rmSync(join(d, 'model.safetensors')));
-    expectOneLineError(model(dir), /no-weights: no model\.safetensors or model\.safetensors\.index\.json/);
+    expectGenerateError(model(dir), /no-weights: no model\.safetensors or model\.safetensors\.index\.json/);
   });
 
   it('a truncated safetensors file', () => {
     const dir = broken('truncated', (d) => truncateSync(join(d, 'model.safetensors'), 4000));
-    expectOneLineError(model(dir), /truncated\/model\.safetensors: corrupt safetensors file: (header length|tensor .* data offsets)/);
+    expectGenerateError(model(dir), /truncated\/model\.safetensors: corrupt safetensors file: (header length|tensor .* data offsets)/);
   });
 
   it('a header length past the end of the file', () => {
@@ -79,7 +72,7 @@ describe('generate refuses bad input with one line', () => {
       bytes.writeBigUInt64LE(BigInt(bytes.length * 2), 0);
       writeFileSync(path, bytes);
     });
-    expectOneLineError(model(dir), /long-header\/model\.safetensors: corrupt safetensors file: header length \d+ runs past the end/);
+    expectGenerateError(model(dir), /long-header\/model\.safetensors: corrupt safetensors file: header length \d+ runs past the end/);
   });
 
   it('a header that is not JSON', () => {
@@ -89,7 +82,7 @@ describe('generate refuses bad input with one line', () => {
       bytes.write('{oops: ', 8); // unquoted key: invalid JSON
       writeFileSync(path, bytes);
     });
-    expectOneLineError(model(dir), /bad-json\/model\.safetensors: corrupt safetensors file: header is not valid JSON/);
+    expectGenerateError(model(dir), /bad-json\/model\.safetensors: corrupt safetensors file: header is not valid JSON/);
   });
 
   it('tensor offsets out of range', () => {
@@ -98,37 +91,37 @@ describe('generate refuses bad input with one line', () => {
         h['model.norm.weight']!.data_offsets = [0, 1e9];
       }),
     );
-    expectOneLineError(model(dir), /bad-offsets\/model\.safetensors: corrupt safetensors file: tensor 'model\.norm\.weight' data offsets \[0, 1000000000\] are outside/);
+    expectGenerateError(model(dir), /bad-offsets\/model\.safetensors: corrupt safetensors file: tensor 'model\.norm\.weight' data offsets \[0, 1000000000\] are outside/);
   });
 
   it('a config missing a field', () => {
     const dir = broken('no-hidden', (d) => editJson(join(d, 'config.json'), (c) => delete c.hidden_size));
-    expectOneLineError(model(dir), /no-hidden\/config\.json: missing field 'hidden_size'/);
+    expectGenerateError(model(dir), /no-hidden\/config\.json: missing field 'hidden_size'/);
   });
 
   it('an unsupported architecture', () => {
     const dir = broken('gpt2', (d) => editJson(join(d, 'config.json'), (c) => (c.architectures = ['GPT2LMHeadModel'])));
-    expectOneLineError(model(dir), /gpt2\/config\.json: unsupported architecture GPT2LMHeadModel \(supported: LlamaForCausalLM, MistralForCausalLM, Qwen2ForCausalLM\)/);
+    expectGenerateError(model(dir), /gpt2\/config\.json: unsupported architecture GPT2LMHeadModel \(supported: LlamaForCausalLM, MistralForCausalLM, Qwen2ForCausalLM\)/);
   });
 
   it('an unsupported RoPE type', () => {
     const dir = broken('yarn', (d) => editJson(join(d, 'config.json'), (c) => (c.rope_scaling = { rope_type: 'yarn', factor: 4 })));
-    expectOneLineError(model(dir), /yarn\/config\.json: unsupported RoPE type 'yarn'/);
+    expectGenerateError(model(dir), /yarn\/config\.json: unsupported RoPE type 'yarn'/);
   });
 
   it('weights whose shape disagrees with the config', () => {
     const dir = broken('wide', (d) => editJson(join(d, 'config.json'), (c) => (c.intermediate_size = 512)));
-    expectOneLineError(model(dir), /wide: tensor 'model\.layers\.0\.mlp\.gate_proj\.weight' has shape \[384, 128\], config\.json implies \[512, 128\]/);
+    expectGenerateError(model(dir), /wide: tensor 'model\.layers\.0\.mlp\.gate_proj\.weight' has shape \[384, 128\], config\.json implies \[512, 128\]/);
   });
 
   it('a prompt longer than the context', () => {
     const dir = broken('short-context', (d) => editJson(join(d, 'config.json'), (c) => (c.max_position_embeddings = 8)));
-    expectOneLineError(['--model', dir, '--prompt', 'a prompt of more than eight bytes'], /the prompt is 33 tokens, longer than the model's context of 8/);
+    expectGenerateError(['--model', dir, '--prompt', 'a prompt of more than eight bytes'], /the prompt is 33 tokens, longer than the model's context of 8/);
   });
 
-  it('a missing prompt file', () => expectOneLineError(['--model', good, '--prompt-file', join(work, 'missing.txt')], /missing\.txt: prompt file not found/));
+  it('a missing prompt file', () => expectGenerateError(['--model', good, '--prompt-file', join(work, 'missing.txt')], /missing\.txt: prompt file not found/));
 
-  it('--chat without a chat template', () => expectOneLineError([...model(good), '--chat'], /the tokenizer has no chat template/));
+  it('--chat without a chat template', () => expectGenerateError([...model(good), '--chat'], /the tokenizer has no chat template/));
 
   it('an unknown device', () => {
     const r = runCli(['generate', ...model(good), '--device', 'tpu']);

@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { runLongbench } from '../../src/core/eval/run/longbench-run.js';
 import { parseShard } from '../../src/core/eval/shard.js';
-import { runCli } from '../helpers/cli.js';
+import { expectOneLineError, runCli } from '../helpers/cli.js';
 import { fixtureDir, haveFixtures } from '../helpers/fixtures.js';
 import { cpu, demoModel, isPng, jsonl, longbenchRow, readJson, tempRoot, writeLongbenchData } from './helpers.js';
 
@@ -17,14 +17,6 @@ const root = tempRoot('cli-eval');
 const demo = demoModel(root);
 const data = writeLongbenchData(join(root, 'data'), { trec: 2, samsum: 2 });
 
-/** A failed command: exit 1, one `commvq:` line on stderr (plus an optional hint), no stack trace. */
-function expectOneLineError(r: ReturnType<typeof runCli>, pattern: RegExp): void {
-  expect(r.status).toBe(1);
-  const lines = r.stderr.trim().split('\n');
-  expect(lines[0]).toMatch(/^commvq: /);
-  expect(lines[0]).toMatch(pattern);
-  expect(lines.slice(1).every((l) => l.startsWith('  hint: '))).toBe(true);
-}
 
 describe('commvq eval (CLI)', () => {
   it.skipIf(!haveFixtures)('eval niah on tiny-llama: --json result, cell files, heatmap PNG', () => {

@@ -15,7 +15,7 @@ import { KvFile } from '../../src/core/kv/kv-reader.js';
 import { KvStreamWriter } from '../../src/core/kv/kv-writer.js';
 import { writeDemoModel } from '../../src/core/model/demo-model.js';
 import { f32ToF16 } from '../../src/core/tensor/dtype.js';
-import { runCli } from '../helpers/cli.js';
+import { expectOneLineError, runCli } from '../helpers/cli.js';
 
 const work = mkdtempSync(join(tmpdir(), 'commvq-trainkey-'));
 afterAll(() => rmSync(work, { recursive: true, force: true }));
@@ -49,14 +49,8 @@ async function rewritten(name: string, edit: { meta?: Partial<KvFileMetadata> | 
   return dir;
 }
 
-function expectOneLineError(args: string[], pattern: RegExp): void {
-  const r = runCli(['train-key', ...args]);
-  expect(r.status, r.stdout + r.stderr).toBe(1);
-  const lines = r.stderr.trim().split('\n');
-  expect(lines[0]).toMatch(/^commvq: /);
-  expect(lines[0]).toMatch(pattern);
-  expect(r.stderr).not.toMatch(/\n\s+at /);
-  expect(lines.length).toBeLessThanOrEqual(2);
+function expectTrainKeyError(args: string[], pattern: RegExp): void {
+  expectOneLineError(runCli(['train-key', ...args]), pattern);
 }
 
 beforeAll(async () => {
@@ -96,35 +90,35 @@ describe('train-key', () => {
 });
 
 describe('train-key refuses bad input with one line', () => {
-  it('a folder without collected keys', () => expectOneLineError([join(work, 'nothing'), ...fast], /nothing: not a collected run/));
+  it('a folder without collected keys', () => expectTrainKeyError([join(work, 'nothing'), ...fast], /nothing: not a collected run/));
 
   it('a run whose key file is missing', () => {
     const dir = join(work, 'no-keys');
     cpSync(good, dir, { recursive: true });
     rmSync(join(dir, 'kv', 'key-L001.arrows'));
-    expectOneLineError([dir, ...fast], /no-keys: no collected keys for layer 1/);
+    expectTrainKeyError([dir, ...fast], /no-keys: no collected keys for layer 1/);
   });
 
   it('values passed as keys', () => {
     const dir = join(work, 'values');
     cpSync(good, dir, { recursive: true });
     copyFileSync(join(dir, 'kv', 'value-L001.arrows'), join(dir, 'kv', 'key-L001.arrows'));
-    expectOneLineError([dir, ...fast], /key-L001\.arrows: holds values, not keys/);
+    expectTrainKeyError([dir, ...fast], /key-L001\.arrows: holds values, not keys/);
   });
 
   it('post-RoPE keys', async () => {
     const dir = await rewritten('post-rope', { meta: { rope: 'post' } });
-    expectOneLineError([dir, ...fast], /keys are post-RoPE/);
+    expectTrainKeyError([dir, ...fast], /keys are post-RoPE/);
   });
 
   it('NaN in the keys', async () => {
     const dir = await rewritten('nan', { x: (x, w) => w === 3 && (x[5 * 64 + 2] = f32ToF16(NaN)) });
-    expectOneLineError([dir, ...fast], /nan: layer 1 keys: token 1541 holds NaN or infinite values/);
+    expectTrainKeyError([dir, ...fast], /nan: layer 1 keys: token 1541 holds NaN or infinite values/);
   });
 
   it('too few tokens for the 4096 centres', async () => {
     const dir = join(work, 'small');
     await collect(dir, 2048);
-    expectOneLineError([dir, ...fast], /small: layer 1 keys: 2048 collected tokens are too few/);
+    expectTrainKeyError([dir, ...fast], /small: layer 1 keys: 2048 collected tokens are too few/);
   });
 });

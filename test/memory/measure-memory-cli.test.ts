@@ -7,7 +7,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { writeDemoModel } from '../../src/core/model/demo-model.js';
-import { runCli } from '../helpers/cli.js';
+import { expectOneLineError, runCli } from '../helpers/cli.js';
 import { REPO_ROOT } from '../helpers/fixtures.js';
 
 const LLAMA = join(REPO_ROOT, 'scripts/bench/llama-3.1-8b.config.json');
@@ -18,15 +18,8 @@ afterAll(() => rmSync(work, { recursive: true, force: true }));
 
 const measure = (args: string[]) => runCli(['measure-memory', '--device', 'cpu', ...args]);
 
-function expectOneLineError(args: string[], pattern: RegExp): void {
-  const r = measure(args);
-  expect(r.status, r.stdout + r.stderr).toBe(1);
-  const lines = r.stderr.trim().split('\n');
-  expect(lines[0]).toMatch(/^commvq: /);
-  expect(lines[0]).toMatch(pattern);
-  expect(r.stderr).not.toMatch(/\n\s+at /);
-  expect(lines.length).toBeLessThanOrEqual(2);
-  expect(r.stdout).toBe('');
+function expectMeasureError(args: string[], pattern: RegExp): void {
+  expectOneLineError(measure(args), pattern, { silentStdout: true });
 }
 
 describe('commvq measure-memory on the CPU', () => {
@@ -54,10 +47,10 @@ describe('commvq measure-memory on the CPU', () => {
   });
 
   it('refuses a context beyond the model’s limit', () =>
-    expectOneLineError(['--random-weights', LLAMA, '--context', '8k,256k'], /--context 256K: 262144 tokens is beyond the model's limit of 131072 \(max_position_embeddings in .*llama-3\.1-8b\.config\.json\)/));
+    expectMeasureError(['--random-weights', LLAMA, '--context', '8k,256k'], /--context 256K: 262144 tokens is beyond the model's limit of 131072 \(max_position_embeddings in .*llama-3\.1-8b\.config\.json\)/));
 
   it('refuses --cache commvq on a real model without codebooks', () =>
-    expectOneLineError(['--model', demo, '--cache', 'commvq', '--context', '64'], /--cache commvq needs codebooks: --key-codebook and --value-codebook, or --run DIR/));
+    expectMeasureError(['--model', demo, '--cache', 'commvq', '--context', '64'], /--cache commvq needs codebooks: --key-codebook and --value-codebook, or --run DIR/));
 
-  it('refuses an unknown --cache', () => expectOneLineError(['--random-weights', LLAMA, '--cache', 'kivi'], /--cache kivi: 'kivi' is not dense or commvq/));
+  it('refuses an unknown --cache', () => expectMeasureError(['--random-weights', LLAMA, '--cache', 'kivi'], /--cache kivi: 'kivi' is not dense or commvq/));
 });

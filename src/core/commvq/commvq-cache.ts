@@ -38,6 +38,11 @@ export interface CommvqCacheOptions {
   batch?: number;
 }
 
+/** The options' defaults, shared by the host and device caches: window 128, no sinks, faithful prefill, one sequence. */
+export function commvqCacheDefaults(o: CommvqCacheOptions): { window: number; sinks: number; prefill: PrefillMode; batch: number } {
+  return { window: o.window ?? 128, sinks: o.sinks ?? 0, prefill: o.prefill ?? 'faithful', batch: o.batch ?? 1 };
+}
+
 /** One layer's state: compressed tokens as packed codes, and the exact tokens (sinks and the recent window). */
 class LayerState {
   readonly keyCodes = new Growable((n) => new Uint8Array(n)); // packed 12-bit, token-major [t][r][g]
@@ -92,10 +97,7 @@ export class CommvqCache implements KVCache {
     private readonly o: CommvqCacheOptions,
   ) {
     this.capacity = o.capacity;
-    this.W = o.window ?? 128;
-    this.sinks = o.sinks ?? 0;
-    this.mode = o.prefill ?? 'faithful';
-    this.batch = o.batch ?? 1;
+    ({ window: this.W, sinks: this.sinks, prefill: this.mode, batch: this.batch } = commvqCacheDefaults(o));
     this.states = Array.from({ length: this.batch }, () => Array.from({ length: shape.numLayers }, () => new LayerState()));
     this.lengths = Array.from({ length: this.batch }, () => new Array<number>(shape.numLayers).fill(0));
     for (let l = 0; l < shape.numLayers; l++) {

@@ -10,7 +10,7 @@ import { CudaTrainOps } from '../values/cuda-train-ops.js';
 import { encodeValues, type EncoderParams, type ValueCompressorParams } from '../values/value-compressor.js';
 import { CpuBackend } from '../backend/cpu/cpu-backend.js';
 import { commvqBytesPerToken } from '../memory/cache-accounting.js';
-import type { CommvqCacheOptions, PrefillMode } from './commvq-cache.js';
+import { commvqCacheDefaults, type CommvqCacheOptions, type PrefillMode } from './commvq-cache.js';
 import { packedCodeBytes } from './code-packing.js';
 import { codeAttentionStep, launchRotationTable, rotationTableBytes } from './cuda-code-attention.js';
 import { launchDequantKeys, launchDequantValues, launchPackKeys, launchPackValues } from './cuda-cache-kernels.js';
@@ -104,10 +104,7 @@ export class DeviceCommvqCache implements KVCache {
     private readonly o: CommvqCacheOptions,
   ) {
     this.capacity = o.capacity;
-    this.batch = o.batch ?? 1;
-    this.W = o.window ?? 128;
-    this.sinks = o.sinks ?? 0;
-    this.mode = o.prefill ?? 'faithful';
+    ({ window: this.W, sinks: this.sinks, prefill: this.mode, batch: this.batch } = commvqCacheDefaults(o));
     this.X = this.sinks + this.W;
     this.Ccap = Math.ceil(Math.max(0, this.capacity - this.sinks) / 64) * 64;
     this.ops = new CudaTrainOps(backend, { matmul: 'tf32' });
