@@ -61,6 +61,11 @@ describe.skipIf(!gpu)('GPU memory measurement', () => {
         expect(r.breakdown.codebooks).toBeGreaterThan(0);
       }
     }
+    // a max-batch trial reserves the workspace the batch-1 prompt needed instead of running it
+    const trial = await probe.probe({ cache: 'dense', context: 2500, batch: 4, prefill: 'reserve' });
+    expect(trial.prefillPeak).toBe('reserved');
+    const dense1 = await probe.probe({ cache: 'dense', context: 2500, batch: 1 });
+    expect(trial.peakPrefill! - trial.breakdown.cacheAllocated).toBeCloseTo(dense1.peakPrefill! - dense1.breakdown.cacheAllocated, -7);
     const huge = await probe.probe({ cache: 'dense', context: 8192, batch: 100_000 });
     expect(huge.fits).toBe(false);
     expect(huge.reason).toMatch(/out of memory/i);

@@ -60,6 +60,13 @@ describe('max-batch search', () => {
     expect(below).toMatchObject({ maxBatch: 700, capped: false });
   });
 
+  it('a search without grid points runs batch 1 with its prompt first, then reserves for the trials', async () => {
+    const probe = fakeProbe(3);
+    const m = await measureMemory(probe, { points: [], maxBatch: { targets: [target], limit: 8 } });
+    expect(m.maxBatch[0]!.maxBatch).toBe(3);
+    expect(probe.calls.map((c) => [c.batch, c.prefill ?? 'run'])).toEqual([[1, 'run'], [2, 'reserve'], [4, 'reserve'], [3, 'reserve']]);
+  });
+
   it('measureMemory runs the grid, then the searches, reusing grid points and reporting progress', async () => {
     const probe = fakeProbe(20);
     const progress: MeasureProgress[] = [];
@@ -71,6 +78,8 @@ describe('max-batch search', () => {
     expect(m.maxBatch[0]!.trials.map((t) => t.spec.batch)).toEqual([1, 2, 4, 8, 16, 32, 24, 20, 22, 21]);
     // batches 1 and 8 were grid points: the search reused them
     expect(probe.calls.map((c) => c.batch)).toEqual([1, 8, 64, 2, 4, 16, 32, 24, 20, 22, 21]);
+    // the grid runs prompts; the trials reserve the prefill workspace batch 1 measured instead
+    expect(probe.calls.map((c) => c.prefill ?? 'run')).toEqual(['run', 'run', 'run', ...Array<string>(8).fill('reserve')]);
     const finished = progress.filter((p) => p.phase === 'done');
     expect(finished.map((p) => p.index)).toEqual(probe.calls.map((_, i) => i + 1));
     expect(finished.every((p) => p.total >= p.index)).toBe(true);

@@ -19,7 +19,8 @@ const PREFILL_CHUNK = 2048;
 /**
  * measure-memory on a GPU: for each point, a cache of `batch` sequences with room for `context + decodeTokens`
  * tokens, a prefill of sequence 0 in chunks of 2048 tokens (CommVQ in `strict` mode, the one that can run a prompt
- * in chunks), then `decodeTokens` decode steps of the whole batch. Sequences 1..B−1 are taken as filled to the same
+ * in chunks), then `decodeTokens` decode steps of the whole batch. A max-batch trial (`prefill: 'reserve'`) reserves
+ * the prefill workspace measured at batch 1 instead of running the prompt. Sequences 1..B−1 are taken as filled to the same
  * length without running their prompts: caches preallocate every row, so the memory held does not depend on what
  * the rows hold, and decode time depends on lengths only (the decode steps do run for all B sequences, including
  * the window flush at block boundaries). Peaks are the caching allocator's counters (reset before each phase);
@@ -44,6 +45,8 @@ class GpuMemoryProbe implements MemoryProbe {
   readonly measures = true;
   /** host codebooks per bit width, read or drawn once */
   private readonly books = new Map<number, CommvqCodebooks>();
+  /** prefill workspace (peak − what was resident) measured per cache, bits and context, for max-batch trials */
+  private readonly prefillWorkspace = new Map<string, number>();
 
   constructor(
     private readonly backend: CudaBackend,
@@ -88,20 +91,29 @@ class GpuMemoryProbe implements MemoryProbe {
       const allocatedPerToken = cache.bytes() / (spec.batch * tokens * g.numLayers);
       onProgress?.('load', 1, 1);
 
-      // prefill: sequence 0 for real, in chunks; the others taken as filled to the same length
+      // prefill: sequence 0 for real, in chunks, the others taken as filled to the same length; or, for a max-batch
+      // trial, the workspace that prompt needed at batch 1 reserved beside this batch's cache
       alloc.resetPeak();
       const rng = new SeededRandom(spec.context + spec.batch);
       const randomIds = (n: number) => Int32Array.from({ length: n }, () => Math.floor(rng.uniform() * this.model.config.vocabSize));
+      const workspaceKey = `${spec.cache}/${spec.bits ?? 0}/${spec.context}`;
+      const reserved = spec.prefill === 'reserve' ? this.prefillWorkspace.get(workspaceKey) : undefined;
       const t0 = performance.now();
-      for (let at = 0; at < spec.context; at += PREFILL_CHUNK) {
-        const n = Math.min(PREFILL_CHUNK, spec.context - at);
-        this.model.forward(randomIds(n), cache, { logits: 'last' }).dispose();
-        b.synchronize();
-        onProgress?.('prefill', at + n, spec.context);
+      if (reserved !== undefined) {
+        alloc.alloc(reserved).free();
+        for (let s = 0; s < spec.batch; s++) fillAs(cache, s, spec.context);
+      } else {
+        for (let at = 0; at < spec.context; at += PREFILL_CHUNK) {
+          const n = Math.min(PREFILL_CHUNK, spec.context - at);
+          this.model.forward(randomIds(n), cache, { logits: 'last' }).dispose();
+          b.synchronize();
+          onProgress?.('prefill', at + n, spec.context);
+        }
+        for (let s = 1; s < spec.batch; s++) fillAs(cache, s, spec.context);
       }
-      for (let s = 1; s < spec.batch; s++) fillAs(cache, s, spec.context);
       const prefillMs = performance.now() - t0;
       const peakPrefill = alloc.memory().peakBytes;
+      if (reserved === undefined) this.prefillWorkspace.set(workspaceKey, Math.max(0, peakPrefill - inUse0 - resident));
       const driverUsedPrefill = used(b);
 
       // decode: every sequence one token per step
@@ -127,6 +139,7 @@ class GpuMemoryProbe implements MemoryProbe {
         driverUsedDecode: used(b),
         decodeMsPerToken: median(times),
         prefillMs,
+        prefillPeak: reserved === undefined ? 'measured' : 'reserved',
       };
     } catch (err) {
       if (!/out of memory/i.test((err as Error).message)) throw err;

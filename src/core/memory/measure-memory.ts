@@ -82,8 +82,10 @@ export async function measureMemory(probe: MemoryProbe, plan: MemoryPlan, onProg
   let total = plan.points.length + searchGuess;
   const done = new Map<string, MemoryPointResult>(); // a search's trial that the grid already measured is not run again
   const run = async (spec: MemoryPointSpec): Promise<MemoryPointResult> => {
-    const key = `${spec.cache}/${spec.bits ?? 0}/${spec.context}/${spec.batch}`;
-    const known = done.get(key);
+    const base = `${spec.cache}/${spec.bits ?? 0}/${spec.context}/${spec.batch}`;
+    const key = `${base}/${spec.prefill ?? 'run'}`;
+    // a point measured with its prompt run answers a trial that would only reserve the prompt's workspace
+    const known = done.get(key) ?? (spec.prefill === 'reserve' ? done.get(`${base}/run`) : undefined);
     if (known) return known;
     total = Math.max(total, index + 1);
     const report: MemoryProbeProgress = (phase) => onProgress?.({ index, total, spec, phase });
@@ -96,7 +98,13 @@ export async function measureMemory(probe: MemoryProbe, plan: MemoryPlan, onProg
   const points: MemoryPointResult[] = [];
   for (const spec of plan.points) points.push(await run(spec));
   const maxBatch: MaxBatchResult[] = [];
-  for (const target of plan.maxBatch?.targets ?? []) maxBatch.push(await findMaxBatch((spec) => run(spec), target, { limit: plan.maxBatch!.limit }));
+  for (const target of plan.maxBatch?.targets ?? []) {
+    // batch 1 runs its prompt and measures the prefill workspace; the trials reserve that workspace instead of
+    // running a prompt each (the memory held is the same: the other sequences' prompts never run in any case)
+    const first = await run({ ...target, batch: 1 });
+    const trial = (spec: MemoryPointSpec) => (spec.batch === 1 ? Promise.resolve(first) : run({ ...spec, prefill: 'reserve' }));
+    maxBatch.push(await findMaxBatch(trial, target, { limit: plan.maxBatch!.limit }));
+  }
   return { device: probe.device, measures: probe.measures, points, maxBatch };
 }
 

@@ -17,6 +17,12 @@ export interface MemoryPointSpec {
   readonly context: number;
   /** sequences decoded together */
   readonly batch: number;
+  /**
+   * `run` (default): sequence 0's prompt runs for real, in chunks. `reserve`: a max-batch trial; instead of running
+   * it, a block the size of the prefill workspace measured at batch 1 (same cache and context) is allocated beside
+   * the batch's cache: the same memory question, answered in a fraction of the time.
+   */
+  readonly prefill?: 'run' | 'reserve';
 }
 
 /** Resident bytes by owner, as the allocator holds them (arithmetic where it says so). */
@@ -51,6 +57,8 @@ export interface MemoryPointResult {
   readonly decodeMsPerToken?: number;
   /** prefill wall time of the whole batch */
   readonly prefillMs?: number;
+  /** how the prefill peak was found: measured while the prompt ran, or the batch-1 workspace reserved (max-batch trials) */
+  readonly prefillPeak?: 'measured' | 'reserved';
   /** the device's total memory */
   readonly deviceBytes: number;
 }

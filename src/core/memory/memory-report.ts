@@ -44,6 +44,8 @@ export interface MemoryReportPoint {
   driver_covers_peak: boolean | null;
   decode_ms_per_token: number | null;
   prefill_ms: number | null;
+  /** `measured` while the prompt ran, `reserved` for a max-batch trial (the batch-1 workspace allocated beside the cache) */
+  prefill_peak: 'measured' | 'reserved' | null;
   device_bytes: number;
   /** per token, per layer, one sequence */
   bytes_per_token: { arithmetic: number; allocated: number };
@@ -129,7 +131,7 @@ export function reportPoint(r: MemoryPointResult): MemoryReportPoint {
     workspace_prefill: r.peakPrefill === undefined ? null : r.peakPrefill - resident,
     workspace_decode: r.peakDecode === undefined ? null : r.peakDecode - resident,
     peak_prefill: or(r.peakPrefill), peak_decode: or(r.peakDecode), driver_used_prefill: or(r.driverUsedPrefill), driver_used_decode: or(r.driverUsedDecode), driver_covers_peak: covers,
-    decode_ms_per_token: or(r.decodeMsPerToken), prefill_ms: or(r.prefillMs), device_bytes: r.deviceBytes,
+    decode_ms_per_token: or(r.decodeMsPerToken), prefill_ms: or(r.prefillMs), prefill_peak: r.prefillPeak ?? null, device_bytes: r.deviceBytes,
     bytes_per_token: { ...r.bytesPerToken },
   };
 }
