@@ -23,6 +23,13 @@ describe('the accounting probe (Llama-3.1-8B)', () => {
     expect(encoderParameterCount(config, 2) / 32 + 2048 * 1024).toBe(23_079_936);
   });
 
+  it('uses the geometry of given codebook files (R, N_c) instead of the standard one', () => {
+    const r = accountPoint(config, { cache: 'commvq', bits: 1, context: 8192, batch: 1 }, { decodeTokens: 0, geometry: new Map([[1, { residuals: 3, codeBits: 256, window: 128 }]]) });
+    // key: 3·8 codes of 12 bits = 36 bytes + a bf16 norm; value: 256 bits = 32 bytes + a bf16 scale
+    expect(r.bytesPerToken.arithmetic).toBe(36 + 2 + 32 + 2);
+    expect(r.breakdown.cacheArithmetic).toBe(32 * ((8192 - 128) * 72 + 128 * 4096));
+  });
+
   it('fills a 1-bit point at 8K + 32 decoded tokens from the arithmetic', async () => {
     const probe = new AccountingProbe(config, { decodeTokens: 32 });
     expect(probe.measures).toBe(false);

@@ -6,7 +6,7 @@ import type { LlamaModel } from '../model/llama.js';
 import { loadModel } from '../model/load-model.js';
 import { randomModel } from '../model/random-model.js';
 import { SeededRandom } from '../model/seeded-random.js';
-import { cacheBytes, commvqBytesPerToken, denseBytesPerToken } from '../memory/cache-accounting.js';
+import { cacheBytes, commvqBytesPerToken, denseBytesPerToken, type CommvqGeometry } from '../memory/cache-accounting.js';
 import { DeviceCommvqCache } from '../commvq/device-commvq-cache.js';
 import { compressorShape, initCompressor, type ValueCompressorParams } from '../values/value-compressor.js';
 import type { Tensor } from '../tensor/tensor.js';
@@ -62,7 +62,7 @@ class GpuMemoryProbe implements MemoryProbe {
     const alloc = b.ctx.allocator;
     const tokens = spec.context + this.o.decodeTokens;
     const g = cacheGeometry(this.model.config);
-    const commvq = spec.cache === 'commvq' ? commvqGeometry(this.model.config, spec.bits ?? 1) : undefined;
+    const commvq = spec.cache === 'commvq' ? this.geometry(spec.bits ?? 1) : undefined;
     const perToken = commvq ? sum(commvqBytesPerToken(g, commvq)) : denseBytesPerToken(g);
     const deviceBytes = b.ctx.deviceMemory().total;
     const base = {
@@ -155,22 +155,34 @@ class GpuMemoryProbe implements MemoryProbe {
     this.backend.ctx.allocator.releaseCached();
   }
 
-  /**
-   * The codebooks of a bit width: the files given (read once, kept on the host), or random ones of the standard
-   * geometry drawn on the device for this point and released once the cache has copied them.
-   */
-  private codebooks(bits: 1 | 2): { books: CommvqCodebooks; release(): void } {
+  /** R and N_c of the codebooks a bit width uses: the files' own, or the standard ones (random codebooks). */
+  private geometry(bits: 1 | 2): CommvqGeometry {
+    const files = this.fileCodebooks(bits);
+    if (!files) return commvqGeometry(this.model.config, bits);
+    return { residuals: files.keys.get(0)!.shape.residuals, codeBits: files.valueShape.codeBits, window: 128 };
+  }
+
+  /** The codebook files of a bit width, read once and kept on the host; undefined for random codebooks. */
+  private fileCodebooks(bits: 1 | 2): CommvqCodebooks | undefined {
     const setting: CacheSetting | undefined = this.o.caches.find((c) => c.cache === 'commvq' && c.bits === bits);
-    if (!setting?.keyCodebook || !setting.valueCodebook) {
-      const books = randomCodebooks(this.model, bits);
-      return { books, release: () => [...books.values.values()].forEach((v) => [...Object.values(v.params), v.scale].forEach((t) => t.dispose())) };
-    }
+    if (!setting?.keyCodebook || !setting.valueCodebook) return undefined;
     let books = this.books.get(bits);
     if (!books) {
       books = loadCommvqCodebooks(this.model, setting.keyCodebook, setting.valueCodebook);
       this.books.set(bits, books);
     }
-    return { books, release() {} };
+    return books;
+  }
+
+  /**
+   * The codebooks of a bit width: the files given (read once, kept on the host), or random ones of the standard
+   * geometry drawn on the device for this point and released once the cache has copied them.
+   */
+  private codebooks(bits: 1 | 2): { books: CommvqCodebooks; release(): void } {
+    const files = this.fileCodebooks(bits);
+    if (files) return { books: files, release() {} };
+    const books = randomCodebooks(this.model, bits);
+    return { books, release: () => [...books.values.values()].forEach((v) => [...Object.values(v.params), v.scale].forEach((t) => t.dispose())) };
   }
 }
 

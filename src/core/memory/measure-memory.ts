@@ -11,10 +11,12 @@
 import { existsSync, readFileSync, statSync } from 'node:fs';
 import { basename, dirname, join, resolve } from 'node:path';
 import { CommvqError } from '../errors.js';
-import { keyCodebookFileName } from '../keys/format.js';
+import { CpuBackend } from '../backend/cpu/cpu-backend.js';
+import { keyCodebookFileName, readKeyCodebook } from '../keys/format.js';
 import { parseModelConfig, type ModelConfig } from '../model/config.js';
 import { expectedTensors } from '../model/weights.js';
 import { bytesPerElement, type DType } from '../tensor/dtype.js';
+import { readValueCodebook } from '../values/value-codebook-file.js';
 import { compressorShape } from '../values/value-compressor.js';
 import { cacheBytes, codebookBytes, commvqBytesPerToken, denseBytesPerToken, type CacheGeometry, type CommvqGeometry } from './cache-accounting.js';
 import { findMaxBatch, type MaxBatchResult } from './max-batch.js';
@@ -239,7 +241,9 @@ export function gridPoints(caches: readonly CacheSetting[], contexts: readonly n
  */
 export async function openMemoryProbe(o: ProbeOptions, accounting: { config: ModelConfig; assumeDeviceBytes?: number }, loadGpu = loadGpuProbeFactory): Promise<MemoryProbe> {
   const useGpu = o.device === 'cpu' ? false : o.device === 'auto' ? await gpuPresent() : true;
-  if (!useGpu) return new AccountingProbe(accounting.config, { decodeTokens: o.decodeTokens, deviceBytes: accounting.assumeDeviceBytes });
+  if (!useGpu) {
+    return new AccountingProbe(accounting.config, { decodeTokens: o.decodeTokens, deviceBytes: accounting.assumeDeviceBytes, geometry: fileGeometries(o.caches) });
+  }
   const create = await loadGpu();
   return create(o);
 }
@@ -275,6 +279,18 @@ function importGpuProbe(): Promise<unknown> {
 
 // ---- the CPU accounting path ---------------------------------------------------------------------------------------
 
+/** R and N_c of the codebook files a run names (bits → geometry); bit widths without files keep the standard one. */
+export function fileGeometries(caches: readonly CacheSetting[]): Map<number, CommvqGeometry> {
+  const out = new Map<number, CommvqGeometry>();
+  for (const c of caches) {
+    if (c.cache !== 'commvq' || !c.keyCodebook || !c.valueCodebook) continue;
+    const key = readKeyCodebook(c.keyCodebook);
+    const value = readValueCodebook(c.valueCodebook, new CpuBackend());
+    out.set(c.bits ?? 1, { residuals: key.meta.residuals, codeBits: value.shape.codeBits, window: 128 });
+  }
+  return out;
+}
+
 /** CommVQ's geometry at `bits` (spec §3.1, §3.7, §5.2): R = 11 or 21 key residuals, N_c = D·bits value bits, W = 128. */
 export function commvqGeometry(config: ModelConfig, bits: 1 | 2): CommvqGeometry {
   return { residuals: bits === 1 ? 11 : 21, codeBits: compressorShape(bits, config.numKvHeads * config.headDim).codeBits, window: 128 };
@@ -305,6 +321,8 @@ export interface AccountingOptions {
   decodeTokens: number;
   /** dtype of weights and encoders (default bf16, as the GPU backend holds them) */
   weightDType?: DType;
+  /** R and N_c per bit width where codebook files say them (default: the standard geometry) */
+  geometry?: ReadonlyMap<number, CommvqGeometry>;
   /** the device size a point is checked against (default 80 GiB, an H100's nominal size): resident bytes only */
   deviceBytes?: number;
 }
@@ -337,7 +355,7 @@ export function accountPoint(config: ModelConfig, spec: MemoryPointSpec, o: Acco
   const deviceBytes = o.deviceBytes ?? 80 * GiB;
   const g = cacheGeometry(config);
   const tokens = spec.context + o.decodeTokens;
-  const commvq = spec.cache === 'commvq' ? commvqGeometry(config, spec.bits ?? 1) : undefined;
+  const commvq = spec.cache === 'commvq' ? (o.geometry?.get(spec.bits ?? 1) ?? commvqGeometry(config, spec.bits ?? 1)) : undefined;
   const cache = cacheBytes(g, tokens, commvq) * spec.batch;
   let perToken = denseBytesPerToken(g);
   let codebooks = 0;
