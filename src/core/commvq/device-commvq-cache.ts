@@ -25,7 +25,7 @@ const ENCODE_CHUNK = 4096;
 /** Compressed tokens dequantized per step when a strict prompt rebuilds its prefix (bounds the temporaries). */
 const DEQUANT_SEGMENT = 8192;
 
-/** One layer's codebooks on the device: θ f32 (keys), E bf16 and ls f32 (values), the encoder's f32 weights. */
+/** One layer's codebooks on the device: θ f32 (keys), E bf16 and ls f32 (values), the value encoder. */
 interface DeviceLayerBooks {
   theta: Tensor; // f32 [R, G, 128, D_h/2]
   codebook: Tensor; // bf16 [N_c, D]: E, the only copy on the device
@@ -96,7 +96,7 @@ export class DeviceCommvqCache implements KVCache {
   private rotation: DeviceBlock | undefined; // float2 [Ccap, D_h/2]: e^{iφ} of every compressed position, shared by all layers
   private readonly R: number;
   private readonly Nc: number;
-  private pending = new Map<number, LayerKV>();
+  private readonly pending = new Map<number, LayerKV>();
 
   constructor(
     private readonly backend: CudaBackend,
@@ -113,11 +113,10 @@ export class DeviceCommvqCache implements KVCache {
     this.R = first.shape.residuals;
     this.Nc = o.valueShape.codeBits;
     this.invFreq = backend.fromArray(o.rope.invFreq, [o.rope.invFreq.length], 'f32');
-    const B = this.batch;
-    this.rotation = backend.ctx.alloc(rotationTableBytes(Math.max(this.Ccap, 1), shape.headDim));
-    launchRotationTable(backend.ctx, { invFreq: (this.invFreq as CudaTensor).ptr, rotation: this.rotation.ptr }, this.sinks, Math.max(this.Ccap, 1), shape.headDim);
-    this.counts = Array.from({ length: shape.numLayers }, () => Array.from({ length: B }, () => ({ length: 0, compressed: 0 })));
+    this.counts = Array.from({ length: shape.numLayers }, () => Array.from({ length: this.batch }, () => ({ length: 0, compressed: 0 })));
     try {
+      this.rotation = backend.ctx.alloc(rotationTableBytes(Math.max(this.Ccap, 1), shape.headDim));
+      launchRotationTable(backend.ctx, { invFreq: (this.invFreq as CudaTensor).ptr, rotation: this.rotation.ptr }, this.sinks, Math.max(this.Ccap, 1), shape.headDim);
       this.allocate(o);
     } catch (err) {
       this.dispose(); // out of memory part way: give back what was taken
