@@ -13,12 +13,16 @@ import type { Tensor } from '../tensor/tensor.js';
 import { cacheGeometry, commvqGeometry, readMemoryModelConfig, type CacheSetting, type ProbeOptions } from './measure-memory.js';
 import type { MemoryPointResult, MemoryPointSpec, MemoryProbe, MemoryProbeProgress } from './memory-probe.js';
 
-/** Prompt tokens per forward during a prefill: the prefill peak holds one chunk's activations. */
-const PREFILL_CHUNK = 2048;
+/**
+ * Prompt tokens per forward during a prefill: the prefill peak holds one chunk's activations (at Llama-3.1-8B's
+ * sizes about 0.12 GiB per 1024 tokens in the MLP and the value encoder), and a strict CommVQ prompt rebuilds its
+ * dequantized prefix once per chunk and layer, so smaller chunks trade time for memory.
+ */
+const PREFILL_CHUNK = 1024;
 
 /**
  * measure-memory on a GPU: for each point, a cache of `batch` sequences with room for `context + decodeTokens`
- * tokens, a prefill of sequence 0 in chunks of 2048 tokens (CommVQ in `strict` mode, the one that can run a prompt
+ * tokens, a prefill of sequence 0 in chunks of 1024 tokens (CommVQ in `strict` mode, the one that can run a prompt
  * in chunks), then `decodeTokens` decode steps of the whole batch. A max-batch trial (`prefill: 'reserve'`) reserves
  * the prefill workspace measured at batch 1 instead of running the prompt. Sequences 1..B−1 are taken as filled to the same
  * length without running their prompts: caches preallocate every row, so the memory held does not depend on what
