@@ -1,6 +1,7 @@
 import { Args, Flags } from '@oclif/core';
 import { BaseCommand } from '../cli/base-command.js';
 import { deviceFlag } from '../cli/flags.js';
+import { onInterrupt } from '../cli/interrupt.js';
 import { progressBar } from '../cli/progress.js';
 import { createBackend } from '../core/backend/create-backend.js';
 import type { KeyReport } from '../core/keys/report.js';
@@ -32,6 +33,7 @@ export default class TrainKey extends BaseCommand {
     seed: Flags.integer({ description: 'seed of the EM init draws and the E2E shuffles', default: 0 }),
     'em-steps': Flags.integer({ description: 'most EM iterations per stage (the reference: 100)', default: 100, min: 1 }),
     epochs: Flags.integer({ description: 'E2E epochs', default: 6, min: 1 }),
+    resume: Flags.boolean({ description: 'keep the layers an interrupted run with the same settings finished, and train the rest', default: false }),
     device: deviceFlag,
   };
 
@@ -39,6 +41,7 @@ export default class TrainKey extends BaseCommand {
     const { args, flags } = await this.parse(TrainKey);
     const backend = await createBackend(flags.device);
     const bar = progressBar('training key codebooks', this.jsonEnabled());
+    const interrupt = onInterrupt(); // Ctrl-C: stop after the layer in progress, keeping the finished ones
     try {
       const result = await trainKey({
         runDir: args.runDir,
@@ -53,13 +56,17 @@ export default class TrainKey extends BaseCommand {
         em: { maxSteps: flags['em-steps'] },
         e2e: { epochs: flags.epochs },
         onProgress: (done, total) => bar.update(done, total),
+        signal: interrupt.signal,
+        resume: flags.resume,
       });
       bar.stop();
+      if (!result.complete) this.logToStderr(`stopped after ${result.report.layers.length} layer(s); rerun with --resume to train the rest`);
       this.log(result.table);
       this.log(`→ ${result.codebook}\n→ ${result.reportPath}`);
       return result.report;
     } finally {
       bar.stop();
+      interrupt.dispose();
     }
   }
 }

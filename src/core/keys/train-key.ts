@@ -1,3 +1,4 @@
+import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Backend } from '../backend/backend.js';
 import { CommvqError } from '../errors.js';
@@ -11,7 +12,7 @@ import { CpuEmBackend } from './cpu-em.js';
 import { e2eData, E2E_DEFAULTS, trainE2e, type E2eConfig } from './e2e.js';
 import { EM_DEFAULTS, streamSeed, trainGroupEm, type EmConfig, type StageResult } from './em.js';
 import { stageErrors, type StageErrors } from './encoder.js';
-import { keyCodebookFileName, writeKeyCodebook, type KeyCodebookMeta } from './format.js';
+import { keyCodebookFileName, readKeyCodebook, writeKeyCodebook, type KeyCodebookMeta } from './format.js';
 import { prepareKeys } from './layout.js';
 import { formatKeyReport, relativeErrors, type KeyReport, type LayerKeyReport } from './report.js';
 
@@ -41,12 +42,18 @@ export interface TrainKeyOptions {
   em?: Partial<EmConfig>;
   e2e?: Partial<E2eConfig>;
   onProgress?: (done: number, total: number) => void;
+  /** aborting stops after the layer in progress; the files then hold every finished layer */
+  signal?: AbortSignal;
+  /** keep the layers an earlier run with the same settings finished (its codebook and report) and train the rest */
+  resume?: boolean;
 }
 
 export interface TrainKeyResult {
   codebook: string;
   reportPath: string;
   report: KeyReport;
+  /** false when the signal stopped the run before its last layer (rerun with resume to finish) */
+  complete: boolean;
   /** the report as a readable table */
   table: string;
 }
@@ -81,14 +88,40 @@ export async function trainKey(o: TrainKeyOptions): Promise<TrainKeyResult> {
   };
   const report: KeyReport = { format: 'commvq.key-report', version: 1, codebook: path, method: o.method, bits: o.bits, residuals, seed, device: o.backend.device, layers: [] };
   const codebooks = new Map<number, LayerKeyCodebook>();
+  if (o.resume) resumeLayers(path, reportPath, meta, report, codebooks);
   for (const layer of layers) {
+    if (codebooks.has(layer)) continue; // finished by the run resumed
+    await new Promise((resolve) => setImmediate(resolve)); // lets a Ctrl-C handler run between layers
+    if (o.signal?.aborted) return { codebook: path, reportPath, report, table: formatKeyReport(report), complete: false };
     const { codebook, layerReport } = trainLayer(run, layer);
     codebooks.set(layer, codebook);
     report.layers.push(layerReport);
+    report.layers.sort((a, b) => a.layer - b.layer);
     writeKeyCodebook(path, meta, codebooks); // after every layer: a long run keeps what it finished
     writeFileAtomic(reportPath, [Buffer.from(JSON.stringify(report, null, 1) + '\n')]);
   }
-  return { codebook: path, reportPath, report, table: formatKeyReport(report) };
+  return { codebook: path, reportPath, report, table: formatKeyReport(report), complete: true };
+}
+
+/**
+ * Takes over the finished layers of an earlier run into `codebooks` and `report`, if its codebook was trained with
+ * the same settings (method, bits, R, token budgets, seed, data); a different one is an error, not silently mixed.
+ */
+function resumeLayers(path: string, reportPath: string, meta: KeyCodebookMeta, report: KeyReport, codebooks: Map<number, LayerKeyCodebook>): void {
+  if (!existsSync(path) || !existsSync(reportPath)) return; // nothing finished yet: a fresh start
+  const earlier = readKeyCodebook(path);
+  const keys = ['method', 'bits', 'residuals', 'tokens', 'heldout', 'seed', 'data'] as const;
+  const differs = keys.filter((k) => earlier.meta[k] !== meta[k]);
+  if (differs.length) {
+    throw new CommvqError(`${path}: was trained with other settings (${differs.map((k) => `${k} ${earlier.meta[k]} ≠ ${meta[k]}`).join(', ')})`, 'rerun without --resume to start over');
+  }
+  const earlierReport = JSON.parse(readFileSync(reportPath, 'utf8')) as KeyReport;
+  for (const layerReport of earlierReport.layers) {
+    const codebook = earlier.layers.get(layerReport.layer);
+    if (!codebook) continue;
+    codebooks.set(layerReport.layer, codebook);
+    report.layers.push(layerReport);
+  }
 }
 
 /** What every layer of one train-key run shares. */
