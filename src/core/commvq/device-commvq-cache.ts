@@ -33,12 +33,19 @@ interface DeviceLayerBooks {
   encoder: EncoderParams; // w1, w2 bf16 (rounded once from the trained f32), the rest f32
 }
 
+/** A view of part of the packed allocation. */
+interface PackedArray {
+  readonly ptr: bigint;
+  readonly bytes: number;
+}
+
 /** One layer's state for all B sequences, in device memory. */
 interface DeviceLayerState {
-  keyCodes: DeviceBlock; // u8 [B, Ccap, packedCodeBytes(R·G)]
-  keyNorms: DeviceBlock; // bf16 [B, Ccap]: n_t
-  valueBits: DeviceBlock; // u8 [B, Ccap, N_c/8]
-  valueRho: DeviceBlock; // bf16 [B, Ccap]: ρ′_t
+  // views into the cache's one packed allocation (address and bytes)
+  keyCodes: PackedArray; // u8 [B, Ccap, packedCodeBytes(R·G)]
+  keyNorms: PackedArray; // bf16 [B, Ccap]: n_t
+  valueBits: PackedArray; // u8 [B, Ccap, N_c/8]
+  valueRho: PackedArray; // bf16 [B, Ccap]: ρ′_t
   exactKPre: Tensor; // bf16 [B·X, D]: exact tokens before RoPE (encoded when their block is flushed)
   exactK: Tensor; // bf16 [B·X, D]: exact tokens after RoPE (attention)
   exactV: Tensor; // bf16 [B·X, D]
@@ -93,6 +100,7 @@ export class DeviceCommvqCache implements KVCache {
   private readonly counts: SequenceCounts[][]; // [layer][sequence]
   private readonly invFreq: Tensor; // f32 [D_h/2]
   private scratch: { keys: Tensor; values: Tensor } | undefined; // strict prefill: [capacity, D] bf16 each
+  private packed: DeviceBlock | undefined; // every layer's keyCodes, keyNorms, valueBits, valueRho
   private rotation: DeviceBlock | undefined; // float2 [Ccap, D_h/2]: e^{iφ} of every compressed position, shared by all layers
   private readonly R: number;
   private readonly Nc: number;
@@ -129,6 +137,13 @@ export class DeviceCommvqCache implements KVCache {
     const backend = this.backend;
     const D = kvHeads * headDim;
     const B = this.batch;
+    // every layer's packed arrays in one zeroed allocation: per-array blocks would each round up to 2 MiB
+    // (≈ 0.1 GiB over 32 layers at 128K)
+    const sizes = [B * this.Ccap * packedCodeBytes(this.R * kvHeads), B * this.Ccap * 2, (B * this.Ccap * this.Nc) / 8, B * this.Ccap * 2];
+    const aligned = sizes.map((n) => Math.ceil(Math.max(n, 16) / 256) * 256);
+    const perLayer = aligned.reduce((a, n) => a + n, 0);
+    this.packed = backend.ctx.alloc(numLayers * perLayer);
+    backend.ctx.memset(this.packed.ptr, 0, numLayers * perLayer);
     for (let l = 0; l < numLayers; l++) {
       const key = o.keys.get(l);
       const value = o.values.get(l);
@@ -136,16 +151,17 @@ export class DeviceCommvqCache implements KVCache {
       if (!value) throw new CommvqError(`value codebook has no layer ${l}`, 'train it with commvq train-value');
       if (key.shape.residuals !== this.R) throw new CommvqError(`key codebook: layer ${l} has ${key.shape.residuals} stages, layer 0 has ${this.R}`);
       this.books.push(this.uploadBooks(key.theta, value.params, value.scale));
-      const zeroed = (bytes: number) => {
-        const block = backend.ctx.alloc(Math.max(bytes, 16));
-        backend.ctx.memset(block.ptr, 0, Math.max(bytes, 16));
-        return block;
-      };
+      let at = this.packed.ptr + BigInt(l * perLayer);
+      const [keyCodes, keyNorms, valueBits, valueRho] = sizes.map((bytes, i) => {
+        const view = { ptr: at, bytes };
+        at += BigInt(aligned[i]!);
+        return view;
+      });
       this.layers.push({
-        keyCodes: zeroed(B * this.Ccap * packedCodeBytes(this.R * kvHeads)),
-        keyNorms: zeroed(B * this.Ccap * 2),
-        valueBits: zeroed((B * this.Ccap * this.Nc) / 8),
-        valueRho: zeroed(B * this.Ccap * 2),
+        keyCodes: keyCodes!,
+        keyNorms: keyNorms!,
+        valueBits: valueBits!,
+        valueRho: valueRho!,
         exactKPre: backend.zeros([B * this.X, D], 'bf16'),
         exactK: backend.zeros([B * this.X, D], 'bf16'),
         exactV: backend.zeros([B * this.X, D], 'bf16'),
@@ -239,7 +255,7 @@ export class DeviceCommvqCache implements KVCache {
     const s = this.layers[layer]!;
     const n = this.counts[layer]![sequence]!.compressed;
     const kb = packedCodeBytes(this.R * this.shape.kvHeads);
-    const read = (block: DeviceBlock, rowBytes: number) => {
+    const read = (block: PackedArray, rowBytes: number) => {
       const out = new Uint8Array(n * rowBytes);
       this.backend.synchronize();
       if (n > 0) this.backend.ctx.download(out, block.ptr + BigInt(sequence * this.Ccap * rowBytes));
@@ -270,13 +286,14 @@ export class DeviceCommvqCache implements KVCache {
 
   dispose(): void {
     for (const s of this.layers) {
-      [s.keyCodes, s.keyNorms, s.valueBits, s.valueRho].forEach((b) => b.free());
       [s.exactKPre, s.exactK, s.exactV, s.compressedCount, s.exactCount].forEach((t) => t.dispose());
     }
     for (const b of this.books) [b.theta, b.codebook, b.scale, ...Object.values(b.encoder)].forEach((t) => t.dispose());
     this.invFreq.dispose();
     this.rotation?.free();
     this.rotation = undefined;
+    this.packed?.free();
+    this.packed = undefined;
     this.releaseScratch();
     this.layers.length = 0;
     this.books.length = 0;
