@@ -4,8 +4,10 @@ import { deviceFlag } from '../cli/flags.js';
 import { onInterrupt } from '../cli/interrupt.js';
 import { progressBar } from '../cli/progress.js';
 import { createBackend } from '../core/backend/create-backend.js';
-import type { KeyReport } from '../core/keys/report.js';
-import { trainKey } from '../core/keys/train-key.js';
+import { RESIDUALS_FOR_BITS } from '../core/keys/codebook.js';
+import { trainKeyWidths, type KeyWidth } from '../core/keys/nested-codebook.js';
+import { formatKeyReport, type KeyReport } from '../core/keys/report.js';
+import { CommvqError } from '../core/errors.js';
 
 export default class TrainKey extends BaseCommand {
   static override summary = 'Train the RoPE-commutative key codebook of every layer (EM, or EM refined end to end).';
@@ -19,14 +21,15 @@ export default class TrainKey extends BaseCommand {
     '<%= config.bin %> train-key runs/llama --method em --bits 1 --device cuda',
     '<%= config.bin %> train-key runs/llama --method e2e --bits 2 --layers 0-3 --tokens 262144',
     '<%= config.bin %> train-key runs/tiny --method em --bits 1 --residuals 4 --em-steps 20 --device cpu --json',
+    '<%= config.bin %> train-key runs/llama --bits 1,2 --device cuda   # one EM run, both codebooks',
   ];
 
   static override args = { runDir: Args.string({ description: 'run folder written by collect-kv', required: true }) };
 
   static override flags = {
     method: Flags.string({ description: 'em: the reference EM; e2e: EM, then all stages refined jointly', options: ['em', 'e2e'], default: 'em' }),
-    bits: Flags.string({ description: 'key bits per channel: 1 (R = 11) or 2 (R = 21)', options: ['1', '2'], default: '1' }),
-    residuals: Flags.integer({ description: 'R, residual stages (overrides the one --bits implies)', min: 1 }),
+    bits: Flags.string({ description: 'key bits per channel: 1 (R = 11), 2 (R = 21), or 1,2 (EM trains R = 21 once; the 1-bit codebook is its first 11 stages)', default: '1' }),
+    residuals: Flags.string({ description: 'R, residual stages (overrides the one --bits implies): one number per --bits width, e.g. 4,8' }),
     layers: Flags.string({ description: 'layers to train, e.g. 0-3,31 (default: every collected layer)' }),
     tokens: Flags.integer({ description: 'training tokens per layer', default: 1 << 20, min: 1 }),
     heldout: Flags.integer({ description: 'held-out tokens per layer for the report (at most an eighth of those collected)', default: 16384, min: 1 }),
@@ -37,17 +40,17 @@ export default class TrainKey extends BaseCommand {
     device: deviceFlag,
   };
 
-  async run(): Promise<KeyReport> {
+  async run(): Promise<KeyReport | KeyReport[]> {
     const { args, flags } = await this.parse(TrainKey);
+    const widths = parseWidths(flags.bits, flags.residuals);
     const backend = await createBackend(flags.device);
     const bar = progressBar('training key codebooks', this.jsonEnabled());
     const interrupt = onInterrupt(); // Ctrl-C: stop after the layer in progress, keeping the finished ones
     try {
-      const result = await trainKey({
+      const results = await trainKeyWidths({
         runDir: args.runDir,
         method: flags.method as 'em' | 'e2e',
-        bits: Number(flags.bits) as 1 | 2,
-        residuals: flags.residuals,
+        widths,
         layers: flags.layers,
         tokens: flags.tokens,
         heldout: flags.heldout,
@@ -60,13 +63,28 @@ export default class TrainKey extends BaseCommand {
         resume: flags.resume,
       });
       bar.stop();
-      if (!result.complete) this.logToStderr(`stopped after ${result.report.layers.length} layer(s); rerun with --resume to train the rest`);
-      this.log(result.table);
-      this.log(`→ ${result.codebook}\n→ ${result.reportPath}`);
-      return result.report;
+      if (results.some((r) => !r.complete)) this.logToStderr(`stopped after ${results[0]!.report.layers.length} layer(s); rerun with --resume to train the rest`);
+      for (const r of results) {
+        this.log(formatKeyReport(r.report));
+        this.log(`→ ${r.codebook}\n→ ${r.reportPath}`);
+      }
+      return results.length === 1 ? results[0]!.report : results.map((r) => r.report);
     } finally {
       bar.stop();
       interrupt.dispose();
     }
   }
+}
+
+/** --bits `1`, `2` or `1,2` with --residuals as one R per width (default 11 and 21). */
+function parseWidths(bits: string, residuals: string | undefined): KeyWidth[] {
+  const list = bits.split(',').map((b) => b.trim());
+  if (list.length === 0 || list.some((b) => b !== '1' && b !== '2') || new Set(list).size !== list.length) {
+    throw new CommvqError(`--bits ${bits}: expected 1, 2 or 1,2`);
+  }
+  const rs = residuals?.split(',').map((r) => Number(r.trim()));
+  if (rs && (rs.length !== list.length || rs.some((r) => !Number.isInteger(r) || r < 1))) {
+    throw new CommvqError(`--residuals ${residuals}: expected ${list.length} positive integer(s), one per --bits width`);
+  }
+  return list.map((b, i) => ({ bits: Number(b) as 1 | 2, residuals: rs?.[i] ?? RESIDUALS_FOR_BITS[Number(b) as 1 | 2] }));
 }

@@ -76,6 +76,21 @@ describe('train-key', () => {
     expect(JSON.parse(readFileSync(join(good, 'key-codebook-em-1bit.report.json'), 'utf8')).layers[0].relative_error).toEqual(layer.relative_error);
   });
 
+  it('trains 1 and 2 bits from one EM run: the 1-bit codebook is the first stages of the 2-bit one', () => {
+    const dir = join(work, 'widths');
+    cpSync(good, dir, { recursive: true });
+    const r = runCli(['train-key', dir, '--method', 'em', '--bits', '1,2', '--residuals', '2,3', '--em-steps', '2', '--layers', '1', '--heldout', '512', '--device', 'cpu', '--json']);
+    expect(r.status, r.stderr).toBe(0);
+    const [one, two] = JSON.parse(r.stdout) as { bits: number; residuals: number; layers: { relative_error: number[] }[] }[];
+    expect([one!.bits, one!.residuals, two!.bits, two!.residuals]).toEqual([1, 2, 2, 3]);
+    expect(one!.layers[0]!.relative_error).toEqual(two!.layers[0]!.relative_error.slice(0, 2));
+    const small = readKeyCodebook(join(dir, 'key-codebook-em-1bit.arrow'));
+    const large = readKeyCodebook(join(dir, 'key-codebook-em-2bit.arrow'));
+    expect(small.meta).toMatchObject({ bits: 1, residuals: 2 });
+    expect(small.layers.get(1)!.theta).toEqual(large.layers.get(1)!.truncate(2).theta);
+    expect(JSON.parse(readFileSync(join(dir, 'key-codebook-em-1bit.report.json'), 'utf8')).derived_from).toBe(join(dir, 'key-codebook-em-2bit.arrow'));
+  });
+
   it('refines by E2E from the EM solution, printing the table and writing both results to the report', () => {
     const r = runCli(['train-key', good, '--method', 'e2e', '--bits', '2', ...fast, '--epochs', '1']);
     expect(r.status, r.stderr).toBe(0);
@@ -120,5 +135,10 @@ describe('train-key refuses bad input with one line', () => {
     const dir = join(work, 'small');
     await collect(dir, 2048);
     expectTrainKeyError([dir, ...fast], /small: layer 1 keys: 2048 collected tokens are too few/);
+  });
+
+  it('bit widths other than 1, 2 or 1,2, or residuals that do not match them', () => {
+    expectTrainKeyError([good, '--bits', '3', '--device', 'cpu'], /--bits 3: expected 1, 2 or 1,2/);
+    expectTrainKeyError([good, '--bits', '1,2', '--residuals', '4', '--device', 'cpu'], /--residuals 4: expected 2 positive integer\(s\), one per --bits width/);
   });
 });

@@ -1,18 +1,13 @@
-import { dirname, join } from 'node:path';
-import { writeFileAtomic } from '../io/atomic-write.js';
 import { RESIDUALS_FOR_BITS } from '../keys/codebook.js';
-import { keyCodebookFileName, readKeyCodebook, writeKeyCodebook } from '../keys/format.js';
+import { trainKeyWidths } from '../keys/nested-codebook.js';
 import type { KeyReport } from '../keys/report.js';
-import { trainKey } from '../keys/train-key.js';
 import type { Bits, PipelineSettings } from './settings.js';
 import type { PipelineStage, StageOutput } from './stage.js';
 
 /**
- * train-key by EM for every bit width of the run, at full size (R = 11 for 1 bit, 21 for 2 bits). The residual
- * stages of the greedy EM nest (spec §3.5): stage r is trained on what stages 0..r−1 left, from a seed of its own
- * (layer, group, stage), so the first 11 stages of a 21-stage run are, bit for bit, what an 11-stage run trains.
- * The stage therefore trains the largest R once and writes each smaller codebook as its prefix — a third less EM
- * time for `--bits 1,2` (test/pipeline pins the equality against trainKey itself).
+ * train-key by EM for every bit width of the run, at full size (R = 11 for 1 bit, 21 for 2 bits): the largest R is
+ * trained once and the smaller codebooks are its prefixes (trainKeyWidths; test/pipeline pins the equality against
+ * trainKey itself).
  */
 export const keyStage: PipelineStage = {
   name: 'train-key',
@@ -20,12 +15,10 @@ export const keyStage: PipelineStage = {
   async run(ctx) {
     const s = ctx.settings;
     const plan = keyPlan(s);
-    const largest = plan[plan.length - 1]!;
-    const trained = await trainKey({
+    const results = await trainKeyWidths({
       runDir: ctx.runDir,
       method: 'em',
-      bits: largest.bits,
-      residuals: largest.residuals,
+      widths: plan,
       tokens: s.keyTokens,
       heldout: s.keyHeldout,
       seed: s.seed,
@@ -33,13 +26,8 @@ export const keyStage: PipelineStage = {
       em: { maxSteps: s.emSteps },
       onProgress: (done, total) => ctx.progress(done, total),
     });
-    const reports = new Map<Bits, KeyReport>([[largest.bits, trained.report]]);
-    const files = [trained.codebook, trained.reportPath];
-    for (const p of plan.slice(0, -1)) {
-      const nested = writeNestedKeyCodebook(trained.codebook, trained.report, p.bits, p.residuals);
-      reports.set(p.bits, nested.report);
-      files.unshift(nested.codebook, nested.reportPath);
-    }
+    const reports = new Map<Bits, KeyReport>(plan.map((p, i) => [p.bits, results[i]!.report]));
+    const files = results.flatMap((r) => [r.codebook, r.reportPath]);
     return keyOutput(s.bits.map((b) => reports.get(b)!), files);
   },
 };
@@ -47,35 +35,6 @@ export const keyStage: PipelineStage = {
 /** Bit widths with their R, by R ascending (the last one is trained, the others are its prefixes). */
 export function keyPlan(s: Pick<PipelineSettings, 'bits' | 'keyResiduals'>): { bits: Bits; residuals: number }[] {
   return s.bits.map((bits) => ({ bits, residuals: s.keyResiduals[bits] ?? RESIDUALS_FOR_BITS[bits] })).sort((a, b) => a.residuals - b.residuals);
-}
-
-/**
- * Writes RUN_DIR/key-codebook-em-{bits}bit.arrow as the first `residuals` stages of the codebook at `from`, and its
- * report (the same held-out errors, cut to those stages; `derived_from` names the source).
- *
- *   writeNestedKeyCodebook('runs/p/key-codebook-em-2bit.arrow', report2, 1, 11)
- */
-export function writeNestedKeyCodebook(from: string, fromReport: KeyReport, bits: Bits, residuals: number): { codebook: string; reportPath: string; report: KeyReport } {
-  const file = readKeyCodebook(from);
-  const layers = new Map([...file.layers].map(([layer, cb]) => [layer, cb.truncate(residuals)] as const));
-  const codebook = join(dirname(from), keyCodebookFileName('em', bits));
-  writeKeyCodebook(codebook, { ...file.meta, bits, residuals }, layers);
-  const cut = <T>(perStage: T[]) => perStage.slice(0, residuals);
-  const report: KeyReport = {
-    ...fromReport,
-    codebook,
-    bits,
-    residuals,
-    layers: fromReport.layers.map((l) => ({
-      ...l,
-      relative_error: cut(l.relative_error),
-      groups: l.groups.map((g) => ({ ...g, relative_error: cut(g.relative_error) })),
-      em: { steps: l.em.steps.map(cut), train_mse: l.em.train_mse.map(cut) },
-    })),
-  };
-  const reportPath = codebook.replace(/\.arrow$/, '.report.json');
-  writeFileAtomic(reportPath, [Buffer.from(JSON.stringify({ ...report, derived_from: from }, null, 1) + '\n')]);
-  return { codebook, reportPath, report };
 }
 
 function keyOutput(reports: KeyReport[], files: string[]): StageOutput {
