@@ -25,6 +25,10 @@ export { TextTokenizer, type ChatMessage } from './core/tokenizer/text-tokenizer
 export * from './core/keys/index.js';
 export { CommvqCache, type CommvqCacheOptions, type PrefillMode } from './core/commvq/commvq-cache.js';
 export { createCommvqCache, loadCommvqCodebooks, type CommvqCodebooks } from './core/commvq/load-commvq.js';
+export { DeviceCommvqCache } from './core/commvq/device-commvq-cache.js';
+export { measureMemory, openMemoryProbe, type MemoryPlan, type MemoryMeasurement, type ProbeOptions } from './core/memory/measure-memory.js';
+export type { MemoryPointResult, MemoryPointSpec, MemoryProbe } from './core/memory/memory-probe.js';
+export { runPipeline } from './core/pipeline/run-pipeline.js';
 export { collectKv, type CollectKvOptions, type CollectKvSummary } from './core/kv/collect-kv.js';
 export { makeScale, readScales } from './core/kv/make-scale.js';
 export { readKvRows, KvFile } from './core/kv/kv-reader.js';

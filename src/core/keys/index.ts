@@ -18,3 +18,4 @@ export { hfToPi, piToHf, prepareKeys, type PreparedKeys } from './layout.js';
 export { solveTheta, type EStats } from './mstep.js';
 export { formatKeyReport, type KeyReport, type LayerKeyReport } from './report.js';
 export { trainKey, type TrainKeyOptions, type TrainKeyResult } from './train-key.js';
+export { trainKeyWidths, writeNestedKeyCodebook, type KeyWidth } from './nested-codebook.js';
