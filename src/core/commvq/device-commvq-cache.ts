@@ -250,19 +250,32 @@ export class DeviceCommvqCache implements KVCache {
     return commvqBytesPerToken(this.shape, { residuals: this.R, codeBits: this.Nc, window: this.W });
   }
 
+  /**
+   * Device addresses of sequence `seq`'s row 0 in each packed array of a layer, and each array's bytes per row
+   * (the arrays are [B, Ccap, row]).
+   */
+  private sequenceArrays(layer: number, seq: number): { keyCodes: bigint; keyNorms: bigint; valueBits: bigint; valueRho: bigint; rowBytes: { keyCodes: number; keyNorms: number; valueBits: number; valueRho: number } } {
+    const st = this.layers[layer]!;
+    const rowBytes = { keyCodes: packedCodeBytes(this.R * this.shape.kvHeads), keyNorms: 2, valueBits: this.Nc / 8, valueRho: 2 };
+    const at = (a: PackedArray, row: number) => a.ptr + BigInt(seq * this.Ccap * row);
+    return {
+      keyCodes: at(st.keyCodes, rowBytes.keyCodes), keyNorms: at(st.keyNorms, rowBytes.keyNorms),
+      valueBits: at(st.valueBits, rowBytes.valueBits), valueRho: at(st.valueRho, rowBytes.valueRho), rowBytes,
+    };
+  }
+
   /** The packed state of one layer and sequence, copied to the host (tests compare it with the host reference). */
   download(layer: number, sequence = 0): { compressed: number; keyCodes: Uint8Array; keyNorms: Uint16Array; valueBits: Uint8Array; valueRho: Uint16Array } {
-    const s = this.layers[layer]!;
     const n = this.counts[layer]![sequence]!.compressed;
-    const kb = packedCodeBytes(this.R * this.shape.kvHeads);
-    const read = (block: PackedArray, rowBytes: number) => {
-      const out = new Uint8Array(n * rowBytes);
-      this.backend.synchronize();
-      if (n > 0) this.backend.ctx.download(out, block.ptr + BigInt(sequence * this.Ccap * rowBytes));
+    const a = this.sequenceArrays(layer, sequence);
+    this.backend.synchronize();
+    const read = (name: 'keyCodes' | 'keyNorms' | 'valueBits' | 'valueRho') => {
+      const out = new Uint8Array(n * a.rowBytes[name]);
+      if (n > 0) this.backend.ctx.download(out, a[name]);
       return out;
     };
     const u16 = (b: Uint8Array) => new Uint16Array(b.buffer, b.byteOffset, b.byteLength / 2);
-    return { compressed: n, keyCodes: read(s.keyCodes, kb), keyNorms: u16(read(s.keyNorms, 2)), valueBits: read(s.valueBits, this.Nc / 8), valueRho: u16(read(s.valueRho, 2)) };
+    return { compressed: n, keyCodes: read('keyCodes'), keyNorms: u16(read('keyNorms')), valueBits: read('valueBits'), valueRho: u16(read('valueRho')) };
   }
 
   /**
@@ -323,18 +336,17 @@ export class DeviceCommvqCache implements KVCache {
     b.upload(st.exactCount, this.counts[layer]!.map((c) => c.length - c.compressed));
     const out = b.zeros([groups.length, this.shape.queryHeads * this.shape.headDim], 'bf16');
     const books = this.books[layer]!;
-    const kb = packedCodeBytes(this.R * this.shape.kvHeads);
     const D = this.shape.kvHeads * this.shape.headDim;
-    const off = (block: bigint, rowBytes: number) => block + BigInt(first * this.Ccap * rowBytes);
+    const arrays = this.sequenceArrays(layer, first); // the step's sequences are `first` and those after it
     codeAttentionStep(b.ctx, {
       q: (q as CudaTensor).ptr,
       theta: (books.theta as CudaTensor).ptr,
       invFreq: (this.invFreq as CudaTensor).ptr,
       rotation: this.rotation!.ptr,
-      keyCodes: off(st.keyCodes.ptr, kb),
-      keyNorms: off(st.keyNorms.ptr, 2),
-      valueBits: off(st.valueBits.ptr, this.Nc / 8),
-      valueRho: off(st.valueRho.ptr, 2),
+      keyCodes: arrays.keyCodes,
+      keyNorms: arrays.keyNorms,
+      valueBits: arrays.valueBits,
+      valueRho: arrays.valueRho,
       codebook: (books.codebook as CudaTensor).ptr,
       scale: (books.scale as CudaTensor).ptr,
       exactKeys: (st.exactK as CudaTensor).ptr + BigInt(first * this.X * D * 2),
@@ -504,19 +516,18 @@ export class DeviceCommvqCache implements KVCache {
   /** kPre [t1 − t0, D] ← dequantized pre-RoPE keys, v [t1 − t0, D] ← dequantized values of compressed tokens t0..t1−1 (bf16 device addresses). */
   private dequantizeInto(layer: number, seq: number, t0: number, t1: number, kPre: bigint, v: bigint): void {
     const b = this.backend;
-    const st = this.layers[layer]!;
     const books = this.books[layer]!;
-    const kb = packedCodeBytes(this.R * this.shape.kvHeads);
+    const a = this.sequenceArrays(layer, seq);
     const rows = { tokens: t1 - t0, rowStart: t0, capacity: this.Ccap };
     launchDequantKeys(b.ctx, {
-      keyCodes: st.keyCodes.ptr + BigInt(seq * this.Ccap * kb),
-      keyNorms: st.keyNorms.ptr + BigInt(seq * this.Ccap * 2),
+      keyCodes: a.keyCodes,
+      keyNorms: a.keyNorms,
       theta: (books.theta as CudaTensor).ptr,
       out: kPre,
     }, { ...rows, residuals: this.R, groups: this.shape.kvHeads, headDim: this.shape.headDim });
     launchDequantValues(b.ctx, {
-      valueBits: st.valueBits.ptr + BigInt((seq * this.Ccap * this.Nc) / 8),
-      valueRho: st.valueRho.ptr + BigInt(seq * this.Ccap * 2),
+      valueBits: a.valueBits,
+      valueRho: a.valueRho,
       codebook: (books.codebook as CudaTensor).ptr,
       scale: (books.scale as CudaTensor).ptr,
       out: v,
@@ -586,10 +597,8 @@ export class DeviceCommvqCache implements KVCache {
   /** Encodes m gathered tokens and packs rows [from, to) of each sequence's share into its next compressed rows. */
   private encodeChunk(layer: number, keys: Tensor, values: Tensor, m: number, shares: { seq: number; from: number; to: number }[]): void {
     const b = this.backend;
-    const st = this.layers[layer]!;
     const books = this.books[layer]!;
     const G = this.shape.kvHeads;
-    const kb = packedCodeBytes(this.R * G);
     const D = G * this.shape.headDim;
     const enc = encodeKeysOnDevice(b.ctx, { theta: (books.theta as CudaTensor).ptr, residuals: this.R, groups: G, headDim: this.shape.headDim }, { ptr: (keys as CudaTensor).ptr, dtype: keys.dtype }, m);
     const encoding = this.o.valueEncoding ?? 'argmax';
@@ -597,10 +606,11 @@ export class DeviceCommvqCache implements KVCache {
     for (const { seq, from, to } of shares) {
       if (to <= from) continue;
       const c = this.counts[layer]![seq]!;
+      const a = this.sequenceArrays(layer, seq);
       launchPackKeys(b.ctx, {
         codes: enc.codes + BigInt(from * 4), n2: enc.n2 + BigInt(from * 4),
-        keyCodes: st.keyCodes.ptr + BigInt(seq * this.Ccap * kb),
-        keyNorms: st.keyNorms.ptr + BigInt(seq * this.Ccap * 2),
+        keyCodes: a.keyCodes,
+        keyNorms: a.keyNorms,
       }, { residuals: this.R, groups: G, tokens: to - from, rowStart: c.compressed, capacity: this.Ccap, codeStride: m });
       // the values: one noise stream per layer and block of tokens of a sequence, as the host reference draws it
       const noise = encoding === 'argmax' ? 'argmax' : { seed: encoding.gumbelSeed, stream: ((layer << 20) ^ c.compressed) >>> 0 };
@@ -609,8 +619,8 @@ export class DeviceCommvqCache implements KVCache {
       if (share !== values) share.dispose();
       launchPackValues(b.ctx, {
         bits: (bits as CudaTensor).ptr, rho: (rho as CudaTensor).ptr, codebook: (books.codebook as CudaTensor).ptr,
-        valueBits: st.valueBits.ptr + BigInt((seq * this.Ccap * this.Nc) / 8),
-        valueRho: st.valueRho.ptr + BigInt(seq * this.Ccap * 2),
+        valueBits: a.valueBits,
+        valueRho: a.valueRho,
       }, { codeBits: this.Nc, featDim: D, tokens: to - from, rowStart: c.compressed, capacity: this.Ccap });
       bits.dispose();
       rho.dispose();
