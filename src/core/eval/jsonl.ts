@@ -1,5 +1,5 @@
-import { existsSync, readFileSync } from 'node:fs';
 import { CommvqError } from '../errors.js';
+import { readTextFile } from '../io/read-text.js';
 
 /** One parsed line of a JSON-lines file, with its 1-based line number for error messages. */
 export interface JsonLine {
@@ -40,13 +40,7 @@ export function parseJsonl(text: string, source: string, options: ParseJsonlOpti
 
 /** Reads and parses a JSON-lines file; a missing file is an error naming it. */
 export function readJsonlFile(path: string, options: ParseJsonlOptions = {}): { lines: JsonLine[]; truncatedTail: boolean } {
-  if (!existsSync(path)) throw new CommvqError(`${path}: file not found`);
-  let text: string;
-  try {
-    text = readFileSync(path, 'utf8');
-  } catch (err) {
-    throw new CommvqError(`${path}: cannot read: ${(err as Error).message}`);
-  }
+  const text = readTextFile(path);
   return parseJsonl(text, path, options);
 }
 

@@ -3,6 +3,7 @@ import { join } from 'node:path';
 import { Template } from '@huggingface/jinja';
 import { Tokenizer } from '@huggingface/tokenizers';
 import { CommvqError } from '../errors.js';
+import { readTextFile } from '../io/read-text.js';
 
 export interface ChatMessage {
   role: 'system' | 'user' | 'assistant';
@@ -103,13 +104,7 @@ function readChatTemplate(dir: string, config: Record<string, unknown>): string 
 }
 
 export function readJson(path: string): Record<string, unknown> {
-  if (!existsSync(path)) throw new CommvqError(`${path}: file not found`);
-  let text: string;
-  try {
-    text = readFileSync(path, 'utf8');
-  } catch (err) {
-    throw new CommvqError(`${path}: cannot read: ${(err as Error).message}`);
-  }
+  const text = readTextFile(path);
   try {
     const json = JSON.parse(text) as unknown;
     if (typeof json !== 'object' || json === null || Array.isArray(json)) throw new Error('not an object');
