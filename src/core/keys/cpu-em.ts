@@ -2,6 +2,7 @@ import { nearestCentre, stageTables, subtractCentre, tokenScratch } from './dist
 import type { EmBackend } from './em.js';
 import { eStepDense, eStepStructured } from './estep.js';
 import { solveTheta, type EStats } from './mstep.js';
+import { gatherRows } from './layout.js';
 
 /**
  * EM on the CPU with the structured E-step (f64 arithmetic, f32 data): the reference the GPU is tested against.
@@ -25,9 +26,7 @@ export class CpuEmBackend implements EmBackend<Float32Array> {
   }
 
   init(indices: Int32Array, invTau: number): Float32Array {
-    const D = this.headDim;
-    const centres = new Float32Array(indices.length * D);
-    indices.forEach((row, c) => centres.set(this.V.subarray(row * D, row * D + D), c * D));
+    const centres = gatherRows(this.V, indices, this.headDim);
     return solveTheta(eStepDense(this.V, this.n2, centres, this.halfSize, invTau));
   }
 

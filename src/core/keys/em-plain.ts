@@ -2,6 +2,7 @@ import { centresFromTheta } from './codebook.js';
 import type { EmBackend } from './em.js';
 import { denseSqDistances } from './estep.js';
 import { WEIGHT_EPS } from './mstep.js';
+import { gatherRows } from './layout.js';
 
 /**
  * The plain EM step, written as the reference writes it (spec §3.3–3.4), kept as the test reference for the
@@ -122,9 +123,7 @@ export class PlainEmBackend implements EmBackend<Float32Array> {
   }
 
   init(indices: Int32Array, invTau: number): Float32Array {
-    const D = this.headDim;
-    const centres = new Float32Array(indices.length * D);
-    indices.forEach((row, c) => centres.set(this.V.subarray(row * D, row * D + D), c * D));
+    const centres = gatherRows(this.V, indices, this.headDim);
     return plainMStep(this.V, plainAssign(this.V, this.n2, centres, indices.length, invTau).P, this.halfSize);
   }
 

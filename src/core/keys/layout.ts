@@ -74,3 +74,10 @@ export function prepareKeys(rows: Float32Array, groups: number, headDim: number,
   }
   return { tokens: N, groups, headDim, data, norms };
 }
+
+/** Rows `indices` of V [N, D] gathered into [indices.length, D] (the EM's initial centres). */
+export function gatherRows(V: Float32Array, indices: Int32Array, D: number): Float32Array {
+  const out = new Float32Array(indices.length * D);
+  indices.forEach((row, c) => out.set(V.subarray(row * D, row * D + D), c * D));
+  return out;
+}
