@@ -38,4 +38,11 @@ describe('cache accounting (spec §7.5)', () => {
     const full = codebookBytes(llama, oneBit); // f32, as the host reference keeps them
     expect((full.key + full.value) / 1e6).toBeGreaterThan(200);
   });
+
+  it('holds 159.4 MB of θ (f32) and E (bf16) for 32 layers at 1 bit, as the device cache keeps them', () => {
+    const theta = codebookBytes(llama, oneBit).key; // f32: the exact θ the kernels read
+    const E = codebookBytes(llama, oneBit, { dtype: 'bf16' }).value;
+    expect(theta + E).toBe(32 * (11 * 8 * 128 * 64 * 4 + 1024 * 1024 * 2));
+    expect((theta + E) / 1e6).toBeLessThan(200);
+  });
 });
