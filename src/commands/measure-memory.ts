@@ -15,7 +15,7 @@ export default class MeasureMemory extends BaseCommand {
 
   static override examples = [
     '<%= config.bin %> measure-memory --random-weights scripts/bench/llama-3.1-8b.config.json --cache dense,commvq --bits 1,2 --device cpu',
-    '<%= config.bin %> measure-memory --random-weights llama.json --cache dense,commvq --context 32k --max-batch --device cuda --out runs/mem',
+    '<%= config.bin %> measure-memory --random-weights llama.json --cache dense,commvq --context 32k --max-batch --device cuda --device-memory 79.65 --out runs/mem',
     '<%= config.bin %> measure-memory --model ./Llama-3.1-8B-Instruct --cache commvq --run runs/a --bits 1,2 --context 8k,128k --json',
   ];
 
@@ -32,7 +32,11 @@ export default class MeasureMemory extends BaseCommand {
     'key-codebook': Flags.string({ description: 'key codebook from commvq train-key (one bit width)' }),
     'value-codebook': Flags.string({ description: 'value codebook from commvq train-value (one bit width)' }),
     run: Flags.string({ description: 'run folder holding key-codebook-{em|e2e}-{b}bit.arrow and value-codebook-{b}bit.arrow for each --bits' }),
-    'assume-memory': Flags.integer({ description: 'on the CPU: the device size in GiB a point must fit (resident bytes only)', default: 80, min: 1 }),
+    'device-memory': Flags.string({
+      description:
+        'device size in GiB that points must fit. On a GPU: behave as a card of this size (the allocator is capped, the CUDA context counted; ' +
+        'an H100 80GB has 79.65); default the card. On the CPU: resident bytes only; default 80',
+    }),
     out: Flags.string({ description: 'folder to write memory.json, memory.svg/.png and bytes-per-token.svg/.png' }),
     device: deviceFlag,
   };
@@ -51,10 +55,12 @@ export default class MeasureMemory extends BaseCommand {
     });
     const searches = flags['max-batch'] ? mm.gridPoints(settings, contexts, [0]).map(({ batch: _, ...target }) => target) : [];
     const plan: mm.MemoryPlan = { points: mm.gridPoints(settings, contexts, batches), ...(searches.length ? { maxBatch: { targets: searches, limit: flags['max-batch-limit'] } } : {}) };
+    const deviceBytes = flags['device-memory'] === undefined ? undefined : mm.parseDeviceMemory(flags['device-memory']);
     const options: mm.ProbeOptions = {
       model: flags.model, randomWeights: flags['random-weights'], caches: settings, device: flags.device as mm.DeviceName, decodeTokens: flags['decode-tokens'],
+      ...(deviceBytes === undefined ? {} : { deviceBytes }),
     };
-    const probe = await mm.openMemoryProbe(options, { config: model.config, assumeDeviceBytes: flags['assume-memory'] * mm.GiB });
+    const probe = await mm.openMemoryProbe(options, { config: model.config, assumeDeviceBytes: deviceBytes ?? 80 * mm.GiB });
     const bar = progressBar('measuring', this.jsonEnabled());
     let measurement: mm.MemoryMeasurement;
     try {

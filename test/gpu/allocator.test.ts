@@ -64,6 +64,22 @@ describe('CachingAllocator', () => {
     big.free();
   });
 
+  it('fails past its limit as a smaller device would, counting cached blocks and releasing them first', () => {
+    const mem = fakeMemory();
+    const a = new CachingAllocator(mem.raw);
+    a.setLimit(8192);
+    const held = a.alloc(4096);
+    a.alloc(2048).free(); // 2048 B cached: 6144 B held from the driver
+    const next = a.alloc(4096); // over the limit with the cache, within it once the cache is released
+    expect(mem.live.size).toBe(2);
+    expect(() => a.alloc(512)).toThrow(/out of memory .*limit 0\.00 GiB/);
+    expect(a.memory().bytesInUse).toBe(8192);
+    a.setLimit(Infinity);
+    a.alloc(512).free();
+    held.free();
+    next.free();
+  });
+
   it('keeps blocks allocated during a graph capture out of the cache until the graph is released', () => {
     const mem = fakeMemory();
     const a = new CachingAllocator(mem.raw);

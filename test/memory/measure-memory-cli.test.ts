@@ -32,6 +32,16 @@ describe('commvq measure-memory on the CPU', () => {
     expect(r.stdout).toMatch(/dense 128K × 8: resident bytes 142\.\d\d GiB exceed the assumed 80\.00 GiB/);
   });
 
+  it('checks points against the card --device-memory names', () => {
+    const r = measure(['--random-weights', LLAMA, '--cache', 'dense', '--context', '32k', '--device-memory', '17.5']);
+    expect(r.status, r.stderr).toBe(0);
+    expect(r.stdout).toMatch(/^dense\s+32K\s+1\s+no\s+/m);
+    expect(r.stdout).toMatch(/exceed the assumed 17\.50 GiB/);
+  });
+
+  it('refuses a --device-memory that is not a size', () =>
+    expectMeasureError(['--random-weights', LLAMA, '--device-memory', '80GB'], /--device-memory 80GB: not a size in GiB, e\.g\. 80 or 79\.65/));
+
   it('prints the JSON document with --json, and --out writes the report and both plots', () => {
     const out = join(work, 'out');
     const r = measure(['--random-weights', LLAMA, '--cache', 'commvq', '--bits', '1,2', '--context', '8k,32k', '--max-batch', '--max-batch-limit', '64', '--json', '--out', out]);

@@ -93,7 +93,7 @@ describe('the measure-memory report', () => {
     expect(text).toMatch(/^dense\s+128K\s+1\s+yes\s+14\.96\s+16\.00\s+0\.00\s+0\.00\s+4096$/m);
     expect(text).toMatch(/^commvq-1bit\s+128K\s+1\s+yes\s+14\.96\s+1\.05\s+0\.15\s+0\.38\s+264$/m);
     expect(text).toMatch(/^commvq-1bit\s+32K\s+236\s+1 2 4 8 16 32 64 128 256✗ 192 224 240✗ 232 236 238✗ 237✗$/m);
-    expect(text).toMatch(/n\/a {2}CommVQ 1-bit, 128K context, batch 1: decode peak ≤ 17\.5 GiB: 16\.5\d GiB \(resident bytes by arithmetic/);
+    expect(text).toMatch(/n\/a {2}CommVQ 1-bit, 128K context, batch 1: peak \(prefill and decode\) ≤ 17\.5 GiB: 16\.5\d GiB \(resident bytes by arithmetic/);
     expect(text).toMatch(/PASS CommVQ 2-bit cache per token ≤ 12\.5% of dense \(−87\.5%\): 12\.50%/);
   });
 
@@ -108,7 +108,7 @@ describe('the measure-memory report', () => {
     expect(text).not.toMatch(/^note:/m);
     expect(lines.find((l) => l.startsWith('cache '))!.split(/\s{2,}/)).toContain('peak decode');
     // cache 1.00 arithmetic / 1.25 allocated; workspace 17.5 − 17.0; peak prefill 18.5; decode 17.5; driver 17.0
-    expect(text).toMatch(/^commvq-1bit\s+8K\s+4\s+yes\s+15\.00\s+1\.00 \/ 1\.25\s+0\.25\s+0\.50\s+0\.50\s+18\.50\s+17\.50\s+17\.00\s+31\.3\s+308$/m);
+    expect(text).toMatch(/^commvq-1bit\s+8K\s+4\s+yes\s+15\.00\s+1\.00 \/ 1\.25\s+0\.25\s+0\.50\s+0\.50\s+18\.50\s+17\.50\s+17\.00\s+31\.3\s+264 \/ 308$/m);
     expect(text).toMatch(/^dense\s+128K\s+8\s+no\s+15\.00\s+1\.00 \/ 1\.25\s+0\.25\s+0\.50\s+—\s+—\s+—\s+—\s+—\s+4096$/m);
     expect(text).toMatch(/dense 128K × 8: out of memory in prefill layer 3/);
     expect(text).toMatch(/commvq-1bit 8K × 4: the driver reports less in use than the allocator's peak/);

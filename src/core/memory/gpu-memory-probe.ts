@@ -41,6 +41,13 @@ export async function createGpuMemoryProbe(o: ProbeOptions): Promise<MemoryProbe
   const model = o.randomWeights ? randomModel(config, backend, { seed: 0, std: 0.02, dtype: 'bf16' }) : loadModel(o.model!, { backend }).model;
   backend.synchronize();
   const weights = backend.memory().bytesInUse - before;
+  warmUp(model);
+  if (o.deviceBytes !== undefined) {
+    // a smaller card: what the driver holds outside the allocator (the CUDA context, cuBLAS) counts against it too
+    const alloc = backend.ctx.allocator.memory();
+    const outside = used(backend) - alloc.bytesInUse - alloc.bytesCached;
+    backend.ctx.allocator.setLimit(o.deviceBytes - outside);
+  }
   return new GpuMemoryProbe(backend, model, weights, o);
 }
 
@@ -58,7 +65,8 @@ class GpuMemoryProbe implements MemoryProbe {
     private readonly weights: number,
     private readonly o: ProbeOptions,
   ) {
-    this.device = `${backend.device} (${backend.ctx.info.name})`;
+    const cap = o.deviceBytes === undefined ? '' : `, behaving as a ${(o.deviceBytes / 2 ** 30).toFixed(2)} GiB card`;
+    this.device = `${backend.device} (${backend.ctx.info.name}${cap})`;
   }
 
   async probe(spec: MemoryPointSpec, onProgress?: MemoryProbeProgress): Promise<MemoryPointResult> {
@@ -68,7 +76,7 @@ class GpuMemoryProbe implements MemoryProbe {
     const g = cacheGeometry(this.model.config);
     const commvq = spec.cache === 'commvq' ? this.geometry(spec.bits ?? 1) : undefined;
     const perToken = commvq ? sum(commvqBytesPerToken(g, commvq)) : denseBytesPerToken(g);
-    const deviceBytes = b.ctx.deviceMemory().total;
+    const deviceBytes = this.o.deviceBytes ?? b.ctx.deviceMemory().total;
     const base = {
       spec,
       breakdown: { weights: this.weights, cacheArithmetic: cacheBytes(g, tokens, commvq) * spec.batch, cacheAllocated: 0, codebooks: 0, encoders: 0 },
@@ -156,6 +164,7 @@ class GpuMemoryProbe implements MemoryProbe {
   }
 
   dispose(): void {
+    this.backend.ctx.allocator.setLimit(Infinity);
     this.backend.ctx.allocator.releaseCached();
   }
 
@@ -209,6 +218,22 @@ function randomCodebooks(model: LlamaModel, bits: 1 | 2): CommvqCodebooks {
     values.set(l, { params: initCompressor(model.backend, valueShape, 100 + l), scale: model.backend.fromArray(new Float32Array(D).fill(1), [D], 'f32') });
   }
   return { keys, values, valueShape, keyPath: '(random)', valuePath: '(random)', bits: { key: bits, value: bits } };
+}
+
+/**
+ * One short prompt and one decode step on a small dense cache before any point: what the backend creates once and
+ * keeps (the cuBLAS workspace, loaded kernel modules) then exists before the first point, so every point's
+ * workspace (peak − resident) counts it alike and a max-batch trial does not reserve it a second time.
+ */
+function warmUp(model: LlamaModel): void {
+  const cache = model.createDenseCache(16, 1);
+  try {
+    model.forward(Int32Array.from([1, 2, 3, 4]), cache, { logits: 'last' }).dispose();
+    model.forward(Int32Array.from([5]), cache, { logits: 'last' }).dispose();
+    model.backend.synchronize();
+  } finally {
+    cache.dispose();
+  }
 }
 
 /** Marks sequence `s` as holding `length` tokens without running them (the probe's stand-in for B−1 prompts). */

@@ -46,6 +46,11 @@ export interface ProbeOptions {
   readonly device: DeviceName;
   /** tokens decoded after the prompt at each point (the decode peak and the time per token come from these) */
   readonly decodeTokens: number;
+  /**
+   * on a GPU, the size of the card to behave as (bytes): the allocator is capped so that the process, its CUDA
+   * context included, holds at most this much; absent: the card's own memory
+   */
+  readonly deviceBytes?: number;
 }
 
 export type ProbeFactory = (o: ProbeOptions) => Promise<MemoryProbe>;
@@ -121,6 +126,13 @@ export function parseContextList(text: string): number[] {
     const n = m ? Number(m[1]) * (m[2] === '' ? 1 : /k/i.test(m[2]!) ? 1024 : 1024 ** 2) : NaN;
     return Number.isInteger(n) && n > 0 ? n : undefined;
   });
+}
+
+/** A device size in GiB, `79.65` or `24` (--device-memory). */
+export function parseDeviceMemory(text: string): number {
+  const gib = /^\d+(\.\d+)?$/.test(text.trim()) ? Number(text) : NaN;
+  if (!(gib > 0)) throw new CommvqError(`--device-memory ${text}: not a size in GiB, e.g. 80 or 79.65`);
+  return gib * GiB;
 }
 
 /** A comma list of batch sizes: `1,8,64`. */

@@ -58,6 +58,8 @@ export interface MemoryMaxBatchEntry {
   max_batch: number;
   capped: boolean;
   peak_decode: number | null;
+  /** the device size the trials had to fit (the card's, or --device-memory's) */
+  device_bytes: number;
   trials: { batch: number; fits: boolean; peak_decode: number | null; reason: string | null }[];
 }
 
@@ -91,7 +93,7 @@ export const CPU_NOTE = 'byte accounting only: peaks, workspace and decode time 
 
 /** The targets of the paper this report checks when their points are present (spec §7.5). */
 export const TARGETS = {
-  peak128k: { id: 'commvq-1bit-128k-batch1-peak', threshold: 17.5 * GiB, description: 'CommVQ 1-bit, 128K context, batch 1: decode peak ≤ 17.5 GiB' },
+  peak128k: { id: 'commvq-1bit-128k-batch1-peak', threshold: 17.5 * GiB, description: 'CommVQ 1-bit, 128K context, batch 1: peak (prefill and decode) ≤ 17.5 GiB' },
   maxBatch32k: { id: 'commvq-1bit-32k-max-batch', threshold: 128, description: 'CommVQ 1-bit, 32K context: max batch ≥ 128' },
   oneBit: { id: 'commvq-1bit-bytes-per-token', threshold: 0.0645, description: 'CommVQ 1-bit cache per token ≤ 6.45% of dense (−93.55%)' },
   twoBit: { id: 'commvq-2bit-bytes-per-token', threshold: 0.125, description: 'CommVQ 2-bit cache per token ≤ 12.5% of dense (−87.5%)' },
@@ -139,6 +141,7 @@ export function reportPoint(r: MemoryPointResult): MemoryReportPoint {
 function reportMaxBatch(r: MaxBatchResult): MemoryMaxBatchEntry {
   return {
     cache: cacheLabel(r), bits: r.bits ?? null, context: r.context, max_batch: r.maxBatch, capped: r.capped, peak_decode: r.best?.peakDecode ?? null,
+    device_bytes: r.trials[0]?.deviceBytes ?? 0,
     trials: r.trials.map((t) => ({ batch: t.spec.batch, fits: t.fits, peak_decode: t.peakDecode ?? null, reason: t.reason ?? null })),
   };
 }
@@ -160,11 +163,13 @@ export function memoryTargets(points: readonly MemoryReportPoint[], maxBatch: re
   const mb = maxBatch.find((e) => e.cache === 'commvq-1bit' && e.context === 32 * 1024);
   if (mb) {
     const t = TARGETS.maxBatch32k;
-    out.push({ ...t, value: mb.max_batch, pass: measures ? mb.max_batch >= t.threshold : null, note: measures ? null : 'an upper bound by arithmetic, activations not counted; measured on a GPU' });
+    const on = `on ${gib(mb.device_bytes)} GiB`;
+    out.push({ ...t, value: mb.max_batch, pass: measures ? mb.max_batch >= t.threshold : null, note: measures ? on : `${on}: an upper bound by arithmetic, activations not counted; measured on a GPU` });
   }
   const dense = points.find((p) => p.mode === 'dense');
   for (const [label, t] of [['commvq-1bit', TARGETS.oneBit], ['commvq-2bit', TARGETS.twoBit]] as const) {
-    const q = points.find((p) => p.cache === label);
+    // the longest context: where the buffers' fixed overhead per token is smallest
+    const q = points.filter((p) => p.cache === label).sort((a, b) => b.context - a.context)[0];
     if (!dense || !q) continue;
     // compressed tokens by the packed layout; what the buffers hold per token besides (the exact window, the
     // rotation table, rounding to 64 rows) shrinks with the context and is shown apart
@@ -201,7 +206,7 @@ export function formatMemoryReport(doc: MemoryReportDocument): string[] {
     ...(doc.note ? [`note: ${doc.note}`] : []),
   ];
   if (doc.points.length > 0) {
-    lines.push('', 'sizes in GiB; cache = packed arithmetic / as allocated; B/tok = bytes per token and layer');
+    lines.push('', `sizes in GiB; cache = packed arithmetic / as allocated; B/tok = bytes per token and layer${doc.measures ? ' (packed / as allocated)' : ''}`);
     // the CPU measures no peak, workspace or time: those columns are left out rather than filled with dashes
     const measured = doc.measures ? ['workspace', 'peak prefill', 'peak decode', 'driver used', 'ms/token'] : [];
     const header = ['cache', 'context', 'batch', 'fits', 'weights', 'cache', 'codebooks', 'encoders', ...measured, 'B/tok'];
@@ -210,7 +215,7 @@ export function formatMemoryReport(doc: MemoryReportDocument): string[] {
       doc.measures ? `${gib(p.cache_arithmetic)} / ${gib(p.cache_allocated)}` : gib(p.cache_arithmetic),
       gib(p.codebooks), gib(p.encoders),
       ...(doc.measures ? [gib(p.workspace_decode), gib(p.peak_prefill), gib(p.peak_decode), gib(p.driver_used_decode), p.decode_ms_per_token === null ? '—' : p.decode_ms_per_token.toFixed(1)] : []),
-      String(doc.measures ? p.bytes_per_token.allocated : p.bytes_per_token.arithmetic),
+      doc.measures && p.fits ? `${p.bytes_per_token.arithmetic} / ${Math.round(p.bytes_per_token.allocated)}` : String(p.bytes_per_token.arithmetic),
     ]);
     lines.push(...table(header, rows));
     for (const p of doc.points) if (!p.fits && p.reason) lines.push(`  ${p.cache} ${contextLabel(p.context)} × ${p.batch}: ${p.reason}`);

@@ -49,8 +49,18 @@ export class CachingAllocator {
   private inUse = 0;
   private peak = 0;
   private cached = 0;
+  /** the most bytes this allocator may hold from the driver (in use + cached); Infinity: what the device has */
+  private limit = Infinity;
 
   constructor(private readonly raw: RawMemory) {}
+
+  /**
+   * Caps what the allocator holds from the driver (blocks in use plus its cache of freed ones), so that a larger card
+   * behaves as a smaller one: an allocation past the cap fails as if the device had run out. `Infinity` lifts it.
+   */
+  setLimit(bytes: number): void {
+    this.limit = bytes;
+  }
 
   /** A block of at least `bytes` (≥ 1); `free()` returns it to the cache. */
   alloc(bytes: number): DeviceBlock {
@@ -129,15 +139,17 @@ export class CachingAllocator {
   }
 
   private fresh(size: number): bigint {
-    let ptr = this.raw.malloc(size);
+    const withinLimit = () => this.inUse + this.cached + size <= this.limit;
+    let ptr = withinLimit() ? this.raw.malloc(size) : null;
     if (ptr === null) {
       this.releaseCached(); // the cache may hold enough in other sizes
-      ptr = this.raw.malloc(size);
+      ptr = withinLimit() ? this.raw.malloc(size) : null;
     }
     if (ptr === null) {
+      const cap = Number.isFinite(this.limit) ? `, limit ${(this.limit / 2 ** 30).toFixed(2)} GiB` : '';
       throw new CommvqError(
         `GPU out of memory allocating ${(size / 2 ** 20).toFixed(1)} MiB ` +
-          `(${(this.inUse / 2 ** 30).toFixed(2)} GiB in use by this process)`,
+          `(${(this.inUse / 2 ** 30).toFixed(2)} GiB in use by this process${cap})`,
         'use a shorter context or a smaller model, or free other processes on the GPU',
       );
     }
