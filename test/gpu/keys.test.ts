@@ -12,7 +12,7 @@ import { CpuEmBackend } from '../../src/core/keys/cpu-em.js';
 import { drawInitRows, EM_DEFAULTS, streamSeed, trainGroupEm } from '../../src/core/keys/em.js';
 import { encodeKeys, stageErrors } from '../../src/core/keys/encoder.js';
 import { eStepDense, eStepStructured } from '../../src/core/keys/estep.js';
-import { stageTables } from '../../src/core/keys/distance.js';
+import { stageTables, subtractCentre } from '../../src/core/keys/distance.js';
 import { gpuStageErrors } from '../../src/core/keys/gpu/gpu-encode.js';
 import { GpuEmBackend, GpuKeys } from '../../src/core/keys/gpu/gpu-em.js';
 import { prepareKeys } from '../../src/core/keys/layout.js';
@@ -28,6 +28,13 @@ function closeToScale(what: string, got: ArrayLike<number>, want: ArrayLike<numb
   let m = 0;
   for (let i = 0; i < want.length; i++) m = Math.max(m, Math.abs(want[i]!));
   return checkClose(what, got, want, () => atol + rtol * m);
+}
+
+/** ‖v − C[code]‖² of one PI row to one centre of a stage (halfSize 64). */
+function distanceTo(theta: Float32Array, D: number, code: number, v: Float32Array): number {
+  const rest = v.slice();
+  subtractCentre(theta, 64, D / 2, code, rest, 0);
+  return rest.reduce((s, x) => s + x * x, 0);
 }
 
 /** GPU statistics (w, S, hard) as CPU EStats, to run the CPU solve on them. */
@@ -123,10 +130,30 @@ describe.skipIf(!gpu)(`key codebook kernels vs CPU (${gpu ? `seed ${SEED}` : 'sk
       const cpuErr = stageErrors(cb, held);
       ok(checkClose('power', gpuErr.power, cpuErr.power, (i) => 1e-5 * cpuErr.power[i]!));
       ok(checkClose('stage errors', gpuErr.error, cpuErr.error, (i) => 1e-3 * cpuErr.error[i]!)); // a near-tie may pick the other centre
+      // every GPU code is a nearest centre up to f32 rounding: where it differs from the CPU's (f64 distances, first
+      // index on ties) the two centres are a near-tie. A near-tie changes the residual, so that row's later stages
+      // are not compared. (Random seeds give a trained codebook with some near-duplicate centres: up to ~1% differ.)
       const cpuCodes = encodeKeys(cb, held).codes;
-      let same = 0;
-      for (let i = 0; i < codes.length; i++) same += codes[i] === cpuCodes[i] ? 1 : 0;
-      expect(same / codes.length).toBeGreaterThan(0.995);
+      const V = prepareKeys(held, G, D);
+      let compared = 0;
+      let differ = 0;
+      for (let g = 0; g < G; g++) {
+        for (let t = 0; t < 2000; t++) {
+          const v = V.data[g]!.slice(t * D, (t + 1) * D); // normalised PI row: ‖v‖ ≤ 1
+          for (let r = 0; r < 2; r++) {
+            const i = (r * G + g) * 2000 + t;
+            compared++;
+            if (codes[i] !== cpuCodes[i]) {
+              differ++;
+              const excess = distanceTo(cb.stage(r, g), D, codes[i]!, v) - distanceTo(cb.stage(r, g), D, cpuCodes[i]!, v);
+              expect(excess, `token ${t} head ${g} stage ${r}: GPU centre ${codes[i]} is farther than ${cpuCodes[i]}`).toBeLessThanOrEqual(2e-5);
+              break;
+            }
+            subtractCentre(cb.stage(r, g), 64, D / 2, codes[i]!, v, 0);
+          }
+        }
+      }
+      expect(differ / compared).toBeLessThan(0.02);
     });
 
     it(`D_h ${D}: whole EM stages on the GPU follow the CPU (same init draws, steps, errors)`, () => {
