@@ -1,5 +1,6 @@
 import { Command, Errors } from '@oclif/core';
 import { CommvqError } from '../core/errors.js';
+import { pngFontNote } from '../core/plot/heatmap-render.js';
 
 /**
  * What every commvq command shares: `--json` (prints what `run()` returns), and errors printed as one line
@@ -8,6 +9,12 @@ import { CommvqError } from '../core/errors.js';
  */
 export abstract class BaseCommand extends Command {
   static override enableJsonFlag = true;
+
+  /** After writing PNG plots: says so on stderr when the machine has no font to draw their text with. */
+  notePngFonts(): void {
+    const note = pngFontNote();
+    if (note) this.logToStderr(`note: ${note}`);
+  }
 
   override async catch(err: Error & { exitCode?: number; oclif?: { exit?: number } }): Promise<unknown> {
     if (err instanceof Errors.ExitError || process.env.COMMVQ_DEBUG) return super.catch(err);

@@ -52,6 +52,7 @@ export async function runEvalCommand<S extends SummaryBase>(
     });
     bar.stop();
     for (const line of runReport(result)) command.log(line);
+    if (result.plots) command.notePngFonts();
     if (result.outcome === 'interrupted') process.exitCode = 130;
     return result;
   } finally {

@@ -74,7 +74,10 @@ export default class MeasureMemory extends BaseCommand {
     const command = ['commvq', 'measure-memory', ...this.argv.map((a) => (/[\s"']/.test(a) ? JSON.stringify(a) : a))].join(' ');
     const doc = memoryReportDocument(measurement, { command, model, decodeTokens: flags['decode-tokens'] });
     for (const line of formatMemoryReport(doc)) this.log(line);
-    if (flags.out) this.logToStderr(`wrote ${(await writeMemoryOutputs(flags.out, doc)).join(', ')}`);
+    if (flags.out) {
+      this.logToStderr(`wrote ${(await writeMemoryOutputs(flags.out, doc)).join(', ')}`);
+      this.notePngFonts();
+    }
     return doc;
   }
 }

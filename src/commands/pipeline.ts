@@ -73,6 +73,7 @@ export default class Pipeline extends BaseCommand {
       });
       bar?.stop();
       for (const line of formatPipelineSummary(summary)) this.log(line);
+      this.notePngFonts();
       if (summary.interrupted) process.exitCode = 130;
       return summary;
     } finally {

@@ -42,6 +42,7 @@ export default class EvalMerge extends BaseCommand {
     const partial = result.summary.complete ? '' : ' — some planned examples have no prediction yet';
     this.log(`${total} predictions from ${result.predictionFiles.length} files${dup} → ${result.summaryPath}${partial}`);
     if (result.plots) this.log(`heatmap → ${result.plots.png}, ${result.plots.svg}`);
+    if (result.plots) this.notePngFonts();
     for (const f of result.truncatedTails) this.logToStderr(`${f}: its last line was cut short (a crash?) and is not merged`);
     return result;
   }
