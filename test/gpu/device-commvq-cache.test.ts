@@ -123,7 +123,8 @@ describe.skipIf(!gpu)('DeviceCommvqCache against the host reference', () => {
     device.dispose();
   });
 
-  it('a batch of mixed lengths decodes as each sequence alone', () => {
+  /** A random bf16 model of 2 layers (4 query heads, 2 kv heads of 64) and strict device caches of 64 tokens for it. */
+  function tinyModel() {
     const cuda = new CudaBackend();
     const config = parseModelConfig({
       architectures: ['LlamaForCausalLM'], vocab_size: 300, hidden_size: 256, intermediate_size: 512, num_hidden_layers: 2,
@@ -132,6 +133,28 @@ describe.skipIf(!gpu)('DeviceCommvqCache against the host reference', () => {
     const model = randomModel(config, cuda, { seed: SEED, std: 0.05, dtype: 'bf16' });
     const books = codebooks(SEED);
     const make = (batch: number) => new DeviceCommvqCache(cuda, model.cacheShape, { ...books, rope: model.rope, window: W, prefill: 'strict', capacity: 64, batch });
+    return { cuda, model, make };
+  }
+
+  it('endPrompt frees the strict prefill scratch ([capacity, D] bf16 for K and V), and decoding goes on as without it', () => {
+    const { cuda, model, make } = tinyModel();
+    const prompt = Int32Array.from({ length: 2 * W + 5 }, (_, i) => (7 * i + 3) % 300);
+    const [kept, ended] = [make(1), make(1)];
+    for (const cache of [kept, ended]) model.forward(prompt, cache).dispose();
+    cuda.synchronize();
+    const before = cuda.memory().bytesInUse;
+    ended.endPrompt();
+    expect(before - cuda.memory().bytesInUse).toBe(2 * 64 * D * 2);
+    for (const id of [11, 12, 13]) {
+      const want = cuda.toFloat32(model.forward(Int32Array.of(id), kept));
+      expect(cuda.toFloat32(model.forward(Int32Array.of(id), ended))).toEqual(want);
+    }
+    kept.dispose();
+    ended.dispose();
+  });
+
+  it('a batch of mixed lengths decodes as each sequence alone', () => {
+    const { cuda, model, make } = tinyModel();
     const rng = new Rng(SEED + 2);
     const prompts = [3, 17, 9].map((n) => Int32Array.from({ length: n }, () => rng.int(300)));
     const steps = 10;
