@@ -122,7 +122,7 @@ class GpuMemoryProbe implements MemoryProbe {
           onProgress?.('prefill', at + n, spec.context);
         }
         for (let s = 1; s < spec.batch; s++) fillAs(cache, s, spec.context);
-        if (cache instanceof DeviceCommvqCache) cache.endPrompt(); // the decode peak is without the prompt's scratch
+        cache.endPrompt?.(); // the decode peak is without the prompt's scratch
       }
       const prefillMs = performance.now() - t0;
       const peakPrefill = alloc.memory().peakBytes;

@@ -41,7 +41,7 @@ export function generateGreedy(model: LlamaModel, promptIds: readonly number[], 
     throw new CommvqError(`the prompt is ${promptIds.length} tokens, longer than the model's context of ${context} (max_position_embeddings)`);
   }
   const budget = Math.min(options.maxNewTokens, context - promptIds.length);
-  const cache = options.cache ?? model.createDenseCache(promptIds.length + budget);
+  const cache: KVCache = options.cache ?? model.createDenseCache(promptIds.length + budget);
   const eos = new Set(options.eosTokenIds ?? []);
   const minNew = options.minNewTokens ?? 0;
   const outputIds: number[] = [];
@@ -56,6 +56,7 @@ export function generateGreedy(model: LlamaModel, promptIds: readonly number[], 
     while (outputIds.length < budget) {
       if (outputIds.length === 0) {
         const logits = model.forward(Int32Array.from(promptIds), cache, { logits: 'last' });
+        cache.endPrompt?.();
         next = choose(logits);
         logits.dispose();
         prefillMs = performance.now() - t0;

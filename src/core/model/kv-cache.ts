@@ -44,6 +44,8 @@ export interface KVCache {
   readonly replayable: boolean;
   /** Bytes of storage held for keys and values (all sequences). */
   bytes(): number;
+  /** The prompt is complete: a cache that keeps prompt-time scratch (the strict CommVQ prefill) frees it now. */
+  endPrompt?(): void;
   dispose(): void;
 }
 
