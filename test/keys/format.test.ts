@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { tableFromIPC, tableToIPC } from 'apache-arrow';
 import { afterAll, describe, expect, it } from 'vitest';
 import { LayerKeyCodebook } from '../../src/core/keys/codebook.js';
-import { readKeyCodebook, writeKeyCodebook, type KeyCodebookMeta } from '../../src/core/keys/format.js';
+import { readKeyCodebook, readKeyCodebookMeta, writeKeyCodebook, type KeyCodebookMeta } from '../../src/core/keys/format.js';
 import { SeededRandom } from '../../src/core/model/seeded-random.js';
 import { randomArray } from './helpers.js';
 
@@ -39,6 +39,20 @@ describe('key codebook file', () => {
       'commvq.pairs': '32', 'commvq.layout': 'PI', 'commvq.method': 'em', 'commvq.seed': '7', 'commvq.layers': '0,3',
     });
     expect(Array.from(table.getChild('layer')!.toArray() as Int32Array).slice(0, 7)).toEqual([0, 0, 0, 0, 0, 0, 3]);
+  });
+
+  it('gives its metadata from the footer alone, with the same refusals', async () => {
+    expect(await readKeyCodebookMeta(path)).toEqual(meta);
+    writeFileSync(join(work, 'junk-meta.arrow'), 'hello');
+    await expect(readKeyCodebookMeta(join(work, 'junk-meta.arrow'))).rejects.toThrow(/junk-meta\.arrow: not a readable Arrow IPC file/);
+    await expect(readKeyCodebookMeta(join(work, 'none.arrow'))).rejects.toThrow(/none\.arrow: file not found/);
+    const stream = join(work, 'stream.arrow');
+    writeFileSync(stream, tableToIPC(tableFromIPC(readFileSync(path)), 'stream'));
+    await expect(readKeyCodebookMeta(stream)).rejects.toThrow(/stream\.arrow: not a readable Arrow IPC file: an Arrow stream, not an Arrow file/);
+    const table = tableFromIPC(readFileSync(path));
+    table.schema.metadata.set('commvq.version', '2');
+    writeFileSync(join(work, 'future-meta.arrow'), tableToIPC(table, 'file'));
+    await expect(readKeyCodebookMeta(join(work, 'future-meta.arrow'))).rejects.toThrow(/key codebook format version 2/);
   });
 
   it('refuses an unknown version, naming the command that rewrites the file', () => {

@@ -11,7 +11,7 @@ import { CpuBackend } from '../../src/core/backend/cpu/cpu-backend.js';
 import { collectKv } from '../../src/core/kv/collect-kv.js';
 import { makeScale } from '../../src/core/kv/make-scale.js';
 import { compressorShape, trainableCount } from '../../src/core/values/value-compressor.js';
-import { readValueCodebook } from '../../src/core/values/value-codebook-file.js';
+import { readValueCodebook, readValueCodebookShape } from '../../src/core/values/value-codebook-file.js';
 import { learningRate } from '../../src/core/values/value-trainer.js';
 import { trainValue, type TrainValueOptions } from '../../src/core/values/train-value.js';
 import { runCli } from '../helpers/cli.js';
@@ -68,6 +68,7 @@ describe.skipIf(!haveFixtures)('train-value on tiny-llama', () => {
     }
     const { shape, layers } = readValueCodebook(r.codebook, new CpuBackend());
     expect(shape).toMatchObject({ bits: 1, featDim: 128, codeBits: 128 });
+    expect(await readValueCodebookShape(r.codebook)).toEqual(shape); // from the footer alone
     expect([...layers.keys()]).toEqual([0, 1]);
     expect(readFileSync(r.lossPlot, 'utf8')).toMatch(/^<svg[\s\S]*polyline[\s\S]*<\/svg>$/);
   });

@@ -1,6 +1,7 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { Field, FixedSizeList, Float32, Int32, makeData, RecordBatch, Schema, Struct, Table, tableFromIPC, tableToIPC } from 'apache-arrow';
 import { CommvqError } from '../errors.js';
+import { readArrowSchema } from '../io/arrow-schema.js';
 import { writeFileAtomic } from '../io/atomic-write.js';
 import { LayerKeyCodebook, stageThetaSize, type KeyCodebookShape } from './codebook.js';
 
@@ -117,25 +118,7 @@ export function readKeyCodebook(path: string): KeyCodebookFile {
   } catch (err) {
     throw new CommvqError(`${path}: not a readable Arrow IPC file: ${(err as Error).message}`);
   }
-  const md = table.schema.metadata;
-  const get = (k: string) => md.get(`commvq.${k}`);
-  if (get('format') !== KEY_CODEBOOK_FORMAT) throw new CommvqError(`${path}: not a commvq key codebook (schema metadata commvq.format is ${get('format') ?? 'missing'})`);
-  const method = get('method') === 'e2e' ? 'e2e' : 'em';
-  if (Number(get('version')) !== KEY_CODEBOOK_VERSION) {
-    throw new CommvqError(
-      `${path}: key codebook format version ${get('version')}; this commvq reads version ${KEY_CODEBOOK_VERSION}`,
-      `rewrite it with: commvq train-key ${get('data') ?? 'RUN_DIR'} --method ${method} --bits ${get('bits') ?? 1}`,
-    );
-  }
-  const num = (k: string) => {
-    const v = Number(get(k));
-    if (!Number.isFinite(v)) throw new CommvqError(`${path}: schema metadata commvq.${k} is missing or not a number`);
-    return v;
-  };
-  const meta: KeyCodebookMeta = {
-    method, bits: num('bits'), residuals: num('residuals'), halfSize: num('half_size'), pairs: num('pairs'), headDim: num('head_dim'),
-    kvHeads: num('kv_heads'), layout: 'PI', data: get('data') ?? '', model: get('model') ?? '', tokens: num('tokens'), heldout: num('heldout'), seed: num('seed'),
-  };
+  const meta = metaFromSchema(path, table.schema.metadata);
   const shape: KeyCodebookShape = { residuals: meta.residuals, groups: meta.kvHeads, halfSize: meta.halfSize, pairs: meta.pairs };
   const size = stageThetaSize(shape);
   const col = (name: string) => {
@@ -170,4 +153,31 @@ export function readKeyCodebook(path: string): KeyCodebookFile {
     if (count !== meta.residuals * meta.kvHeads) throw new CommvqError(`${path}: layer ${l} has ${count} of its ${meta.residuals * meta.kvHeads} (stage, group) rows`);
   }
   return { path, meta, layers };
+}
+
+/** A key-codebook file's metadata, from its footer alone (θ is not read). */
+export async function readKeyCodebookMeta(path: string): Promise<KeyCodebookMeta> {
+  return metaFromSchema(path, (await readArrowSchema(path)).metadata);
+}
+
+/** The metadata the schema states; refuses other files and other format versions. */
+function metaFromSchema(path: string, md: Map<string, string>): KeyCodebookMeta {
+  const get = (k: string) => md.get(`commvq.${k}`);
+  if (get('format') !== KEY_CODEBOOK_FORMAT) throw new CommvqError(`${path}: not a commvq key codebook (schema metadata commvq.format is ${get('format') ?? 'missing'})`);
+  const method = get('method') === 'e2e' ? 'e2e' : 'em';
+  if (Number(get('version')) !== KEY_CODEBOOK_VERSION) {
+    throw new CommvqError(
+      `${path}: key codebook format version ${get('version')}; this commvq reads version ${KEY_CODEBOOK_VERSION}`,
+      `rewrite it with: commvq train-key ${get('data') ?? 'RUN_DIR'} --method ${method} --bits ${get('bits') ?? 1}`,
+    );
+  }
+  const num = (k: string) => {
+    const v = Number(get(k));
+    if (!Number.isFinite(v)) throw new CommvqError(`${path}: schema metadata commvq.${k} is missing or not a number`);
+    return v;
+  };
+  return {
+    method, bits: num('bits'), residuals: num('residuals'), halfSize: num('half_size'), pairs: num('pairs'), headDim: num('head_dim'),
+    kvHeads: num('kv_heads'), layout: 'PI', data: get('data') ?? '', model: get('model') ?? '', tokens: num('tokens'), heldout: num('heldout'), seed: num('seed'),
+  };
 }

@@ -11,12 +11,11 @@
 import { existsSync, readFileSync, statSync } from 'node:fs';
 import { basename, dirname, join, resolve } from 'node:path';
 import { CommvqError } from '../errors.js';
-import { CpuBackend } from '../backend/cpu/cpu-backend.js';
-import { keyCodebookFileName, readKeyCodebook } from '../keys/format.js';
+import { keyCodebookFileName, readKeyCodebookMeta } from '../keys/format.js';
 import { parseModelConfig, type ModelConfig } from '../model/config.js';
 import { expectedTensors } from '../model/weights.js';
 import { bytesPerElement, type DType } from '../tensor/dtype.js';
-import { readValueCodebook } from '../values/value-codebook-file.js';
+import { readValueCodebookShape } from '../values/value-codebook-file.js';
 import { compressorShape } from '../values/value-compressor.js';
 import { cacheBytes, codebookBytes, commvqBytesPerToken, denseBytesPerToken, type CacheGeometry, type CommvqGeometry } from './cache-accounting.js';
 import { findMaxBatch, type MaxBatchResult } from './max-batch.js';
@@ -254,7 +253,7 @@ export function gridPoints(caches: readonly CacheSetting[], contexts: readonly n
 export async function openMemoryProbe(o: ProbeOptions, accounting: { config: ModelConfig; assumeDeviceBytes?: number }, loadGpu = loadGpuProbeFactory): Promise<MemoryProbe> {
   const useGpu = o.device === 'cpu' ? false : o.device === 'auto' ? await gpuPresent() : true;
   if (!useGpu) {
-    return new AccountingProbe(accounting.config, { decodeTokens: o.decodeTokens, deviceBytes: accounting.assumeDeviceBytes, geometry: fileGeometries(o.caches) });
+    return new AccountingProbe(accounting.config, { decodeTokens: o.decodeTokens, deviceBytes: accounting.assumeDeviceBytes, geometry: await fileGeometries(o.caches) });
   }
   const create = await loadGpu();
   return create(o);
@@ -292,13 +291,14 @@ function importGpuProbe(): Promise<unknown> {
 // ---- the CPU accounting path ---------------------------------------------------------------------------------------
 
 /** R and N_c of the codebook files a run names (bits → geometry); bit widths without files keep the standard one. */
-export function fileGeometries(caches: readonly CacheSetting[]): Map<number, CommvqGeometry> {
+export async function fileGeometries(caches: readonly CacheSetting[]): Promise<Map<number, CommvqGeometry>> {
   const out = new Map<number, CommvqGeometry>();
   for (const c of caches) {
     if (c.cache !== 'commvq' || !c.keyCodebook || !c.valueCodebook) continue;
-    const key = readKeyCodebook(c.keyCodebook);
-    const value = readValueCodebook(c.valueCodebook, new CpuBackend());
-    out.set(c.bits ?? 1, { residuals: key.meta.residuals, codeBits: value.shape.codeBits, window: 128 });
+    // from the files' footers: a codebook of a real model is hundreds of MB (the value encoders), its geometry a few bytes
+    const key = await readKeyCodebookMeta(c.keyCodebook);
+    const value = await readValueCodebookShape(c.valueCodebook);
+    out.set(c.bits ?? 1, { residuals: key.residuals, codeBits: value.codeBits, window: 128 });
   }
   return out;
 }

@@ -2,6 +2,7 @@ import { readFileSync } from 'node:fs';
 import { Field, FixedSizeList, Float32, Int32, makeData, RecordBatch, Schema, Struct, Table, tableFromIPC, tableToIPC } from 'apache-arrow';
 import type { Backend } from '../backend/backend.js';
 import { CommvqError } from '../errors.js';
+import { readArrowSchema } from '../io/arrow-schema.js';
 import { writeFileAtomic } from '../io/atomic-write.js';
 import { compressorShape, PARAM_NAMES, paramShapes, type ParamName, type ValueCompressorParams, type ValueCompressorShape } from './value-compressor.js';
 
@@ -57,6 +58,20 @@ function listType(shape: number[]): FixedSizeList<Float32> {
   return new FixedSizeList(shape.reduce((a, b) => a * b, 1), new Field('item', new Float32(), false));
 }
 
+/** The compressor's shape a value-codebook file holds, from its footer alone (its data is not read). */
+export async function readValueCodebookShape(path: string): Promise<ValueCompressorShape> {
+  return shapeFromMetadata(path, (await readArrowSchema(path)).metadata);
+}
+
+/** The shape the schema metadata states; refuses other files and other format versions. */
+function shapeFromMetadata(path: string, meta: Map<string, string>): ValueCompressorShape {
+  if (meta.get('commvq.format') !== VALUE_CODEBOOK_FORMAT) throw new CommvqError(`${path}: not a commvq value codebook`);
+  if (Number(meta.get('commvq.version')) !== VALUE_CODEBOOK_VERSION) {
+    throw new CommvqError(`${path}: value-codebook version ${meta.get('commvq.version')}, this commvq reads ${VALUE_CODEBOOK_VERSION}`, 'retrain with commvq train-value');
+  }
+  return compressorShape(Number(meta.get('commvq.bits')) as 1 | 2, Number(meta.get('commvq.feat_dim')));
+}
+
 /** Reads a value-codebook file back onto a backend: per layer, the compressor's parameters and its scale. */
 export function readValueCodebook(path: string, backend: Backend): { shape: ValueCompressorShape; layers: Map<number, { params: ValueCompressorParams; scale: ReturnType<Backend['fromArray']> }>; metadata: Map<string, string> } {
   let table: Table;
@@ -66,11 +81,7 @@ export function readValueCodebook(path: string, backend: Backend): { shape: Valu
     throw new CommvqError(`${path}: not a readable Arrow file: ${(err as Error).message}`);
   }
   const meta = table.schema.metadata;
-  if (meta.get('commvq.format') !== VALUE_CODEBOOK_FORMAT) throw new CommvqError(`${path}: not a commvq value codebook`);
-  if (Number(meta.get('commvq.version')) !== VALUE_CODEBOOK_VERSION) {
-    throw new CommvqError(`${path}: value-codebook version ${meta.get('commvq.version')}, this commvq reads ${VALUE_CODEBOOK_VERSION}`, 'retrain with commvq train-value');
-  }
-  const shape = compressorShape(Number(meta.get('commvq.bits')) as 1 | 2, Number(meta.get('commvq.feat_dim')));
+  const shape = shapeFromMetadata(path, meta);
   const shapes = { ...paramShapes(shape), scale: [shape.featDim] };
   const layers = new Map<number, { params: ValueCompressorParams; scale: ReturnType<Backend['fromArray']> }>();
   for (let r = 0; r < table.numRows; r++) {
