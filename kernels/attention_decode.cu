@@ -35,12 +35,9 @@
 
 #include <cuda_bf16.h>
 
+#include "tensor_core.cuh"
+
 namespace {
-
-using u32 = unsigned int;  // no <stdint.h>: the file also compiles under NVRTC
-
-// −∞ without <math.h>'s INFINITY (absent under NVRTC)
-__device__ __forceinline__ float neg_inf() { return __int_as_float(0xff800000u); }
 
 constexpr int kWarps = 4;
 constexpr int kThreads = kWarps * 32;
@@ -49,51 +46,6 @@ constexpr int kStages = 3;     // tiles in flight per warp
 constexpr int kRows = 16;      // query rows (i, head-in-group) per m16 tile
 constexpr int kCombineThreads = 256;
 constexpr float kLog2e = 1.4426950408889634f;
-
-__device__ __forceinline__ u32 smem_addr(const void* p) {
-  return static_cast<u32>(__cvta_generic_to_shared(p));
-}
-__device__ __forceinline__ void cp_async_16(u32 dst, const void* src, bool pred) {
-  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(dst), "l"(src), "r"(pred ? 16 : 0)
-               : "memory");
-}
-__device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::: "memory"); }
-template <int N>
-__device__ __forceinline__ void cp_async_wait() {
-  asm volatile("cp.async.wait_group %0;\n" ::"n"(N) : "memory");
-}
-__device__ __forceinline__ void ldmatrix_x4(u32 addr, u32& r0, u32& r1, u32& r2, u32& r3) {
-  asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\n"
-               : "=r"(r0), "=r"(r1), "=r"(r2), "=r"(r3)
-               : "r"(addr));
-}
-__device__ __forceinline__ void ldmatrix_x4_trans(u32 addr, u32& r0, u32& r1, u32& r2,
-                                                  u32& r3) {
-  asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];\n"
-               : "=r"(r0), "=r"(r1), "=r"(r2), "=r"(r3)
-               : "r"(addr));
-}
-__device__ __forceinline__ void mma_bf16(float (&c)[4], const u32 (&a)[4], u32 b0, u32 b1) {
-  asm volatile(
-      "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
-      "{%0,%1,%2,%3};\n"
-      : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
-      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
-}
-__device__ __forceinline__ float fast_exp2(float x) {
-  float y;
-  asm("ex2.approx.ftz.f32 %0, %1;\n" : "=f"(y) : "f"(x));
-  return y;
-}
-__device__ __forceinline__ u32 pack_bf16(float lo, float hi) {
-  __nv_bfloat162 v = __floats2bfloat162_rn(lo, hi);
-  return *reinterpret_cast<u32*>(&v);
-}
-// Byte offset of 16-byte chunk c of row r in a tile of rows of D bf16, XOR-swizzled by r mod 8 (see the prefill).
-template <int D>
-__device__ __forceinline__ u32 swz(int r, int c) {
-  return static_cast<u32>(r * (D * 2) + ((c ^ (r & 7)) << 4));
-}
 
 // One warp copies a 32-key × D tile (row stride ld) into swizzled shared memory; keys ≥ valid read as zero.
 template <int D>

@@ -38,9 +38,9 @@
 
 #include <cuda_bf16.h>
 
-namespace {
+#include "tensor_core.cuh"
 
-using u32 = unsigned int;
+namespace {
 
 constexpr int kThreads = 512;
 constexpr int kGroups = kThreads / 8;  // 8-lane groups: tokens in flight per CTA
@@ -48,12 +48,6 @@ constexpr int kPhasePairs = 32;        // pairs of θ held in shared memory at a
 constexpr int kRows = 128;             // 2·N_h rows of θ per stage (X_i, Y_i interleaved by row)
 constexpr u32 kFull = 0xffffffffu;
 
-__device__ __forceinline__ float neg_inf() { return __int_as_float(0xff800000u); }
-
-__device__ __forceinline__ u32 smem_addr(const void* p) { return static_cast<u32>(__cvta_generic_to_shared(p)); }
-__device__ __forceinline__ void cp_async_16(u32 dst, const void* src) {
-  asm volatile("cp.async.cg.shared.global [%0], [%1], 16;\n" ::"r"(dst), "l"(src) : "memory");
-}
 __device__ __forceinline__ void cp_async_wait_all() {
   asm volatile("cp.async.commit_group;\ncp.async.wait_group 0;\n" ::: "memory");
 }

@@ -19,10 +19,11 @@
 // Accumulation: f32.
 // Entry point: commvq_softmax_stats.
 
+#include "tensor_core.cuh"  // neg_inf
+
 namespace {
 constexpr int kThreads = 128;
 constexpr unsigned kFull = 0xffffffffu;
-__device__ __forceinline__ float neg_inf() { return __int_as_float(0xff800000u); }
 
 // (m, s) ⊕ (m2, s2), where an empty entry is (−∞, 0)
 __device__ __forceinline__ void merge(float& m, float& s, float m2, float s2) {

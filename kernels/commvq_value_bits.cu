@@ -30,9 +30,9 @@
 
 #include <cuda_bf16.h>
 
-namespace {
+#include "tensor_core.cuh"
 
-using u32 = unsigned int;
+namespace {
 
 constexpr int kThreads = 256;
 constexpr int kStep = 64;                      // tokens per pipeline step
@@ -41,22 +41,6 @@ constexpr int kCtaBytes = 64;                  // bytes of each token's bits per
 constexpr int kBitRow = kCtaBytes + 16;        // padded: tokens 2 apart land 8 banks apart
 constexpr int kWRow = kStep / 2 + 4;           // u32 words per head row of weights (padded: 8 heads, 8 bank groups)
 
-__device__ __forceinline__ u32 smem_addr(const void* p) { return static_cast<u32>(__cvta_generic_to_shared(p)); }
-__device__ __forceinline__ void cp_async_16(u32 dst, const void* src) {
-  asm volatile("cp.async.cg.shared.global [%0], [%1], 16;\n" ::"r"(dst), "l"(src) : "memory");
-}
-__device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::: "memory"); }
-template <int N>
-__device__ __forceinline__ void cp_async_wait() {
-  asm volatile("cp.async.wait_group %0;\n" ::"n"(N) : "memory");
-}
-__device__ __forceinline__ void mma_bf16(float (&c)[4], u32 a0, u32 a1, u32 a2, u32 a3, u32 b0, u32 b1) {
-  asm volatile(
-      "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
-      "{%0,%1,%2,%3};\n"
-      : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
-      : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "r"(b0), "r"(b1));
-}
 // bits 0 and 16 of x as two bf16 values 0.0 / 1.0 (low half = bit 0)
 __device__ __forceinline__ u32 spread(u32 x) { return (x & 0x00010001u) * 0x3F80u; }
 
