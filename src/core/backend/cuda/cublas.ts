@@ -97,6 +97,19 @@ interface Plan {
   algo: Buffer;
 }
 
+/** A column-major matrix layout: element type, rows, columns, leading dimension. */
+type LayoutSpec = [type: number, rows: number, cols: number, ld: number];
+
+/** What a plan is built from: compute type, cuBLAS's ops on A and B, and the layouts of A, B and D (= C). */
+interface PlanSpec {
+  compute: number;
+  opA: number;
+  opB: number;
+  a: LayoutSpec;
+  b: LayoutSpec;
+  d: LayoutSpec;
+}
+
 export class CublasLt {
   private readonly api: Api;
   private readonly handle: bigint;
@@ -171,65 +184,17 @@ export class CublasLt {
   }
 
   private gemmPlan(g: GemmShape): Plan | null {
-    const key = `gemm:${g.M},${g.N},${g.K},${+g.transA},${+g.transB},${g.input}`; // beta is a call argument
-    const cached = this.plans.get(key);
-    if (cached !== undefined) return cached;
-    if (this.plans.size >= MAX_PLANS) {
-      for (const plan of this.plans.values()) if (plan) this.destroyPlan(plan);
-      this.plans.clear();
-    }
-    const plan = this.makeGemmPlan(g);
-    this.plans.set(key, plan);
-    return plan;
-  }
-
-  private makeGemmPlan(g: GemmShape): Plan | null {
-    const { api } = this;
     const bf16 = g.input === 'bf16';
-    const out: [unknown] = [null];
-    const compute = bf16 ? CUBLAS_COMPUTE_32F : CUBLAS_COMPUTE_32F_FAST_TF32;
-    this.check(api.cublasLtMatmulDescCreate(out, compute, CUDA_R_32F), 'cublasLtMatmulDescCreate');
-    const desc = asBigInt(out[0]);
-    const int = (v: number): Buffer => Buffer.from(new Int32Array([v]).buffer);
-    const opA = g.transB ? CUBLAS_OP_T : CUBLAS_OP_N; // cuBLAS's A is our b
-    const opB = g.transA ? CUBLAS_OP_T : CUBLAS_OP_N; // cuBLAS's B is our a
-    this.check(api.cublasLtMatmulDescSetAttribute(desc, CUBLASLT_MATMUL_DESC_TRANSA, int(opA), 4), 'set TRANSA');
-    this.check(api.cublasLtMatmulDescSetAttribute(desc, CUBLASLT_MATMUL_DESC_TRANSB, int(opB), 4), 'set TRANSB');
-    const layout = (type: number, rows: number, cols: number, ld: number): bigint => {
-      const l: [unknown] = [null];
-      this.check(api.cublasLtMatrixLayoutCreate(l, type, rows, cols, ld), 'cublasLtMatrixLayoutCreate');
-      return asBigInt(l[0]);
-    };
     const inType = bf16 ? CUDA_R_16BF : CUDA_R_32F;
     const { M, N, K } = g;
-    const layouts: [bigint, bigint, bigint] = [
-      g.transB ? layout(inType, K, N, K) : layout(inType, N, K, N),
-      g.transA ? layout(inType, M, K, M) : layout(inType, K, M, K),
-      layout(CUDA_R_32F, N, M, N),
-    ];
-    const p: [unknown] = [null];
-    this.check(api.cublasLtMatmulPreferenceCreate(p), 'cublasLtMatmulPreferenceCreate');
-    const pref = asBigInt(p[0]);
-    const algo = Buffer.alloc(HEURISTIC_RESULT_BYTES);
-    const count = [0];
-    try {
-      const ws = Buffer.alloc(8);
-      ws.writeBigUInt64LE(BigInt(WORKSPACE_BYTES));
-      this.check(
-        api.cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, ws, 8),
-        'set MAX_WORKSPACE_BYTES',
-      );
-      const [a, b, d] = layouts;
-      api.cublasLtMatmulAlgoGetHeuristic(this.handle, desc, a, b, d, d, pref, 1, algo, count);
-    } finally {
-      api.cublasLtMatmulPreferenceDestroy(pref);
-    }
-    const plan = { desc, layouts, algo };
-    if (count[0] === 0 || algo.readInt32LE(72) !== 0) {
-      this.destroyPlan(plan);
-      return null;
-    }
-    return plan;
+    return this.cachedPlan(`gemm:${M},${N},${K},${+g.transA},${+g.transB},${g.input}`, () => ({ // beta is a call argument
+      compute: bf16 ? CUBLAS_COMPUTE_32F : CUBLAS_COMPUTE_32F_FAST_TF32,
+      opA: g.transB ? CUBLAS_OP_T : CUBLAS_OP_N, // cuBLAS's A is our b
+      opB: g.transA ? CUBLAS_OP_T : CUBLAS_OP_N, // cuBLAS's B is our a
+      a: g.transB ? [inType, K, N, K] : [inType, N, K, N],
+      b: g.transA ? [inType, M, K, M] : [inType, K, M, K],
+      d: [CUDA_R_32F, N, M, N],
+    }));
   }
 
   dispose(): void {
@@ -239,33 +204,46 @@ export class CublasLt {
     this.workspace.free();
   }
 
+  /** linear's plan: cuBLAS's A is w stored [out, in] (op T), its B is x [T, in] (op N), D = y [T, out], all bf16. */
   private plan(T: number, inF: number, outF: number): Plan | null {
-    const key = `${T},${inF},${outF}`;
+    return this.cachedPlan(`${T},${inF},${outF}`, () => ({
+      compute: CUBLAS_COMPUTE_32F,
+      opA: CUBLAS_OP_T,
+      opB: CUBLAS_OP_N,
+      a: [CUDA_R_16BF, inF, outF, inF],
+      b: [CUDA_R_16BF, inF, T, inF],
+      d: [CUDA_R_16BF, outF, T, outF],
+    }));
+  }
+
+  /** The plan under `key`, built on first use (null, also cached: no algorithm for the shape); at most MAX_PLANS. */
+  private cachedPlan(key: string, spec: () => PlanSpec): Plan | null {
     const cached = this.plans.get(key);
     if (cached !== undefined) return cached;
     if (this.plans.size >= MAX_PLANS) {
       for (const plan of this.plans.values()) if (plan) this.destroyPlan(plan);
       this.plans.clear();
     }
-    const plan = this.makePlan(T, inF, outF);
+    const plan = this.makePlan(spec());
     this.plans.set(key, plan);
     return plan;
   }
 
-  private makePlan(T: number, inF: number, outF: number): Plan | null {
+  /** A matmul descriptor, its three layouts and cuBLASLt's first heuristic algorithm; null when it has none. */
+  private makePlan(spec: PlanSpec): Plan | null {
     const { api } = this;
     const out: [unknown] = [null];
-    this.check(api.cublasLtMatmulDescCreate(out, CUBLAS_COMPUTE_32F, CUDA_R_32F), 'cublasLtMatmulDescCreate');
+    this.check(api.cublasLtMatmulDescCreate(out, spec.compute, CUDA_R_32F), 'cublasLtMatmulDescCreate');
     const desc = asBigInt(out[0]);
     const int = (v: number): Buffer => Buffer.from(new Int32Array([v]).buffer);
-    this.check(api.cublasLtMatmulDescSetAttribute(desc, CUBLASLT_MATMUL_DESC_TRANSA, int(CUBLAS_OP_T), 4), 'set TRANSA');
-    this.check(api.cublasLtMatmulDescSetAttribute(desc, CUBLASLT_MATMUL_DESC_TRANSB, int(CUBLAS_OP_N), 4), 'set TRANSB');
-    const layout = (rows: number, cols: number, ld: number): bigint => {
+    this.check(api.cublasLtMatmulDescSetAttribute(desc, CUBLASLT_MATMUL_DESC_TRANSA, int(spec.opA), 4), 'set TRANSA');
+    this.check(api.cublasLtMatmulDescSetAttribute(desc, CUBLASLT_MATMUL_DESC_TRANSB, int(spec.opB), 4), 'set TRANSB');
+    const layout = ([type, rows, cols, ld]: LayoutSpec): bigint => {
       const l: [unknown] = [null];
-      this.check(api.cublasLtMatrixLayoutCreate(l, CUDA_R_16BF, rows, cols, ld), 'cublasLtMatrixLayoutCreate');
+      this.check(api.cublasLtMatrixLayoutCreate(l, type, rows, cols, ld), 'cublasLtMatrixLayoutCreate');
       return asBigInt(l[0]);
     };
-    const layouts: [bigint, bigint, bigint] = [layout(inF, outF, inF), layout(inF, T, inF), layout(outF, T, outF)];
+    const layouts: [bigint, bigint, bigint] = [layout(spec.a), layout(spec.b), layout(spec.d)];
 
     const p: [unknown] = [null];
     this.check(api.cublasLtMatmulPreferenceCreate(p), 'cublasLtMatmulPreferenceCreate');
