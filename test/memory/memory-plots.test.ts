@@ -42,6 +42,20 @@ describe('measure-memory plots', () => {
     ]);
   });
 
+  it('takes the allocated bytes per token at each cache’s longest context that fit', async () => {
+    const d = await doc();
+    // a measured report whose fixed overhead (1e6 bytes per sequence and layer) shrinks per token with the context
+    const points = d.points.map((p) => ({
+      ...p,
+      fits: p.fits && !(p.cache === 'dense' && p.context === 131072),
+      bytes_per_token: { arithmetic: p.bytes_per_token.arithmetic, allocated: p.bytes_per_token.arithmetic + 1e6 / p.context },
+    }));
+    const spec = bytesPerTokenPlotSpec({ ...d, measures: true, points }) as any;
+    const allocated = Object.fromEntries(spec.data.values.filter((v: { kind: string }) => v.kind === 'allocated').map((v: { cache: string; bytes: number }) => [v.cache, v.bytes]));
+    expect(allocated).toEqual({ dense: 4096 + 1e6 / 32768, 'commvq-1bit': 264 + 1e6 / 131072, 'commvq-2bit': 512 + 1e6 / 131072 });
+    expect(spec.title.subtitle).toBe('allocated: at 32K, 128K tokens');
+  });
+
   it('renders both as SVG and PNG, and --out writes the five files', async () => {
     const d = await doc();
     const { memory, bytesPerToken } = await renderMemoryPlots(d);

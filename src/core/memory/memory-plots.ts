@@ -8,7 +8,7 @@
  *   const { memory, bytesPerToken } = await renderMemoryPlots(doc);   // { svg, png } each
  */
 import { renderVegaLite, type RenderedPlot } from '../plot/heatmap-render.js';
-import { GiB } from './measure-memory.js';
+import { contextLabel, GiB } from './measure-memory.js';
 import type { MemoryReportDocument } from './memory-report.js';
 
 const SCHEMA = 'https://vega.github.io/schema/vega-lite/v6.json';
@@ -72,10 +72,17 @@ export function memoryPlotSpec(doc: MemoryReportDocument): Record<string, unknow
   };
 }
 
-/** Bytes per token and layer of one sequence, one bar per cache (and per kind when the allocation was measured). */
+/**
+ * Bytes per token and layer of one sequence, one bar per cache (and per kind when the allocation was measured). The
+ * allocated bytes are taken at each cache's longest context that fit: a buffer's fixed part (the exact window, the
+ * rotation table, allocator rounding) spreads over the most tokens there.
+ */
 export function bytesPerTokenPlotSpec(doc: MemoryReportDocument): Record<string, unknown> | undefined {
   const seen = new Map<string, MemoryReportDocument['points'][number]>();
-  for (const p of doc.points) if (!seen.has(p.cache)) seen.set(p.cache, p);
+  for (const p of doc.points) {
+    const held = seen.get(p.cache);
+    if (!held || (p.fits && (!held.fits || p.context > held.context))) seen.set(p.cache, p);
+  }
   if (seen.size === 0) return undefined;
   const kinds = doc.measures ? (['arithmetic', 'allocated'] as const) : (['arithmetic'] as const);
   const values = [...seen.values()].flatMap((p) => kinds.map((kind) => ({ cache: p.cache, kind, bytes: p.bytes_per_token[kind] })));
@@ -83,7 +90,10 @@ export function bytesPerTokenPlotSpec(doc: MemoryReportDocument): Record<string,
   const xOffset = doc.measures ? { xOffset: { field: 'kind', type: 'nominal', sort: [...kinds] } } : {};
   return {
     $schema: SCHEMA,
-    title: `${doc.model.name}: KV cache bytes per token and layer`,
+    title: {
+      text: `${doc.model.name}: KV cache bytes per token and layer`,
+      ...(doc.measures ? { subtitle: `allocated: at ${[...new Set([...seen.values()].map((p) => contextLabel(p.context)))].join(', ')} tokens` } : {}),
+    },
     background: 'white',
     width: 120 * seen.size,
     height: 300,
