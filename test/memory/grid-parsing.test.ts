@@ -1,7 +1,7 @@
 /** The grid flags of measure-memory: context lists with k/m suffixes, batches, caches and bits; bad values name themselves. */
 import { describe, expect, it } from 'vitest';
 import { CommvqError } from '../../src/core/errors.js';
-import { cacheLabel, contextLabel, gridPoints, parseBatchList, parseBitsList, parseCacheList, parseContextList } from '../../src/core/memory/measure-memory.js';
+import { cacheLabel, checkDeviceMemory, contextLabel, GiB, gridPoints, parseBatchList, parseBitsList, parseCacheList, parseContextList, parseDeviceMemory } from '../../src/core/memory/measure-memory.js';
 
 describe('measure-memory grid parsing', () => {
   it('reads contexts with k = 1024 and m = 1024², plain numbers, and drops repeats', () => {
@@ -37,5 +37,13 @@ describe('measure-memory grid parsing', () => {
     expect(points[0]).toEqual({ cache: 'dense', context: 8192, batch: 1 });
     expect(points[3]).toEqual({ cache: 'dense', context: 32768, batch: 8 });
     expect(points[4]).toEqual({ cache: 'commvq', bits: 1, context: 8192, batch: 1 });
+  });
+
+  it('reads --device-memory in GiB and refuses a card larger than the one that runs', () => {
+    expect(parseDeviceMemory('79.65')).toBe(79.65 * GiB);
+    expect(parseDeviceMemory('24')).toBe(24 * GiB);
+    for (const bad of ['0', '-8', '80GB', '']) expect(() => parseDeviceMemory(bad)).toThrow(CommvqError);
+    expect(() => checkDeviceMemory(79.65 * GiB, 140 * GiB, 'NVIDIA H200')).not.toThrow();
+    expect(() => checkDeviceMemory(200 * GiB, 140 * GiB, 'NVIDIA H200')).toThrow(/--device-memory 200\.00 GiB is more than NVIDIA H200 has \(140\.00 GiB\)/);
   });
 });

@@ -10,7 +10,7 @@ import { cacheBytes, commvqBytesPerToken, denseBytesPerToken, type CommvqGeometr
 import { DeviceCommvqCache } from '../commvq/device-commvq-cache.js';
 import { compressorShape, initCompressor, type ValueCompressorParams } from '../values/value-compressor.js';
 import type { Tensor } from '../tensor/tensor.js';
-import { cacheGeometry, commvqGeometry, readMemoryModelConfig, type CacheSetting, type ProbeOptions } from './measure-memory.js';
+import { cacheGeometry, checkDeviceMemory, commvqGeometry, readMemoryModelConfig, type CacheSetting, type ProbeOptions } from './measure-memory.js';
 import type { MemoryPointResult, MemoryPointSpec, MemoryProbe, MemoryProbeProgress } from './memory-probe.js';
 
 /**
@@ -36,6 +36,7 @@ const PREFILL_CHUNK = 1024;
 export async function createGpuMemoryProbe(o: ProbeOptions): Promise<MemoryProbe> {
   const ordinal = typeof o.device === 'string' && o.device.startsWith('cuda:') ? Number(o.device.slice(5)) : 0;
   const backend = CudaBackend.create(ordinal);
+  if (o.deviceBytes !== undefined) checkDeviceMemory(o.deviceBytes, backend.ctx.deviceMemory().total, backend.ctx.info.name);
   const { config } = readMemoryModelConfig({ model: o.model, randomWeights: o.randomWeights });
   const before = backend.memory().bytesInUse;
   const model = o.randomWeights ? randomModel(config, backend, { seed: 0, std: 0.02, dtype: 'bf16' }) : loadModel(o.model!, { backend }).model;

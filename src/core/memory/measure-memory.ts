@@ -134,6 +134,13 @@ export function parseDeviceMemory(text: string): number {
   return gib * GiB;
 }
 
+/** A card to behave as must fit in the one that runs: a larger one would report fits that the allocator cannot give. */
+export function checkDeviceMemory(requested: number, total: number, device: string): void {
+  if (requested > total) {
+    throw new CommvqError(`--device-memory ${(requested / GiB).toFixed(2)} GiB is more than ${device} has (${(total / GiB).toFixed(2)} GiB)`, 'give a size up to the card’s, or leave it out');
+  }
+}
+
 /** A comma list of batch sizes: `1,8,64`. */
 export function parseBatchList(text: string): number[] {
   return parseList(text, '--batch', (part) => (/^\d+$/.test(part) && Number(part) > 0 ? Number(part) : undefined));
