@@ -21,7 +21,7 @@ export default class Generate extends BaseCommand {
     '<%= config.bin %> generate --demo --prompt "The pass key is" --max-new-tokens 12',
     '<%= config.bin %> generate --model ./Llama-3.1-8B-Instruct --chat --prompt "What is 2+2?"',
     '<%= config.bin %> generate --model ./tiny-llama --prompt-file prompt.txt --device cpu --json',
-    '<%= config.bin %> generate --model ./Llama-3.1-8B-Instruct --random-weights --prompt-file long.txt --ignore-eos --device cuda',
+    '<%= config.bin %> generate --model ./Llama-3.1-8B-Instruct --random-weights --prompt-file long.txt --ignore-eos --device cuda --prefill-chunk 4096',
     '<%= config.bin %> generate --model ./tiny-llama --prompt "..." --cache commvq --key-codebook runs/t/key-codebook-em-1bit.arrow --value-codebook runs/t/value-codebook-1bit.arrow',
   ];
 
@@ -40,6 +40,10 @@ export default class Generate extends BaseCommand {
     prefill: Flags.string({ description: "the prompt's own attention with --cache commvq: faithful (exact, the reference) or strict (on codes)", options: ['faithful', 'strict'], default: 'faithful' }),
     'value-encoding': Flags.string({ description: 'value codes with --cache commvq: argmax (deterministic) or gumbel (the reference: sampled, seeded by --seed)', options: ['argmax', 'gumbel'], default: 'argmax' }),
     seed: Flags.integer({ description: 'seed of --value-encoding gumbel', default: 42 }),
+    'prefill-chunk': Flags.integer({
+      description: 'prompt tokens per forward (default: the whole prompt): bounds the prompt’s activations on long prompts; with --cache commvq it needs --prefill strict',
+      min: 1,
+    }),
     device: deviceFlag,
     dtype: dtypeFlag,
   };
@@ -49,6 +53,9 @@ export default class Generate extends BaseCommand {
     const prompt = flags.prompt ?? readPromptFile(flags['prompt-file']!);
     if (flags.cache === 'commvq' && !(flags['key-codebook'] && flags['value-codebook'])) {
       throw new CommvqError('--cache commvq needs --key-codebook and --value-codebook', 'train them with commvq train-key and commvq train-value');
+    }
+    if (flags['prefill-chunk'] && flags.cache === 'commvq' && flags.prefill === 'faithful') {
+      throw new CommvqError('--prefill-chunk with --cache commvq needs --prefill strict', 'faithful prefill attends exactly over the whole prompt, in one forward');
     }
     const cache =
       flags.cache === 'commvq'
@@ -68,6 +75,7 @@ export default class Generate extends BaseCommand {
         ignoreEos: flags['ignore-eos'],
         randomWeights: flags['random-weights'],
         cache,
+        ...(flags['prefill-chunk'] ? { prefillChunk: flags['prefill-chunk'] } : {}),
         dtype: flags.dtype === 'auto' ? undefined : (flags.dtype as DType),
         onLoadProgress: (done, total) => bar.update(done, total),
       });

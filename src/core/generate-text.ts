@@ -20,6 +20,8 @@ export interface GenerateTextOptions {
   randomWeights?: boolean;
   /** the KV cache: exact (default) or CommVQ codes from trained codebooks */
   cache?: CacheChoice;
+  /** prompt tokens per forward (default: the whole prompt); CommVQ needs prefill strict for chunks */
+  prefillChunk?: number;
   onLoadProgress?: (done: number, total: number) => void;
   onToken?: (id: number, index: number) => void;
 }
@@ -64,6 +66,7 @@ export function generateText(options: GenerateTextOptions): GenerateTextResult {
       eosTokenIds: options.ignoreEos ? [] : loaded.eosTokenIds,
       onToken: options.onToken,
       cache,
+      ...(options.prefillChunk ? { prefillChunk: options.prefillChunk } : {}),
     });
     return { ...result, promptIds, text: tokenizer.decode(result.outputIds), cacheBytes: cache.bytes() };
   } finally {

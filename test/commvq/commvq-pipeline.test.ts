@@ -56,6 +56,10 @@ describe.skipIf(!haveFixtures)('CommVQ on tiny-llama, end to end', () => {
       const first = out.findIndex((t, i) => t !== dense[i]);
       console.log(`${bits}-bit values (key R ${codebooks.keys.get(0)!.shape.residuals}), ${prefill} prefill: ${agree}/${steps} greedy tokens equal the dense cache's, first difference at ${first < 0 ? 'none' : first}`);
       if (prefill === 'faithful') expect(out[0]).toBe(dense[0]); // the first token sees only exact attention
+      // a prompt in chunks of 24 tokens: strict gives the same tokens as in one forward; faithful refuses the 2nd chunk
+      const chunked = createCommvqCache(m, codebooks, { capacity: prompt.length + steps, prefill, window: 16 });
+      if (prefill === 'strict') expect(generateGreedy(m, prompt, { maxNewTokens: steps, cache: chunked, prefillChunk: 24 }).outputIds).toEqual(out);
+      else expect(() => generateGreedy(m, prompt, { maxNewTokens: steps, cache: chunked, prefillChunk: 24 })).toThrow(/faithful prefill runs the whole prompt in one forward/);
     }
   });
 

@@ -19,6 +19,11 @@ export interface GenerateOptions {
   onToken?: (id: number, index: number) => void;
   /** replay a recorded graph for each decode step where the backend can (default true) */
   useGraphs?: boolean;
+  /**
+   * prompt tokens per forward (default: the whole prompt in one): the prompt's activations then stay those of one
+   * chunk. A faithful CommVQ cache attends exactly over the whole prompt and refuses a second chunk.
+   */
+  prefillChunk?: number;
 }
 
 export interface GenerateResult {
@@ -30,7 +35,8 @@ export interface GenerateResult {
 }
 
 /**
- * Greedy decoding: one forward over the prompt, then one token at a time, always the most likely next token.
+ * Greedy decoding: the prompt's forward (in chunks with `prefillChunk`), then one token at a time, always the most
+ * likely next token.
  *
  *   const { outputIds } = generateGreedy(model, promptIds, { maxNewTokens: 24, eosTokenIds: [128009] });
  */
@@ -55,7 +61,7 @@ export function generateGreedy(model: LlamaModel, promptIds: readonly number[], 
     let next = -1;
     while (outputIds.length < budget) {
       if (outputIds.length === 0) {
-        const logits = model.forward(Int32Array.from(promptIds), cache, { logits: 'last' });
+        const logits = prefill(model, promptIds, cache, options.prefillChunk ?? promptIds.length);
         cache.endPrompt?.();
         next = choose(logits);
         logits.dispose();
@@ -94,4 +100,15 @@ export function argmaxExcept(logits: Float32Array, banned: ReadonlySet<number>):
     if (best < 0 || logits[i]! > logits[best]!) best = i;
   }
   return Math.max(best, 0);
+}
+
+/** The prompt's forward in chunks of `chunk` tokens; the logits of its last token. */
+function prefill(model: LlamaModel, promptIds: readonly number[], cache: KVCache, chunk: number): Tensor {
+  if (!(Number.isInteger(chunk) && chunk >= 1)) throw new CommvqError(`prefill chunk ${chunk}: must be a whole number of tokens ≥ 1`);
+  for (let at = 0; ; at += chunk) {
+    const end = Math.min(at + chunk, promptIds.length);
+    const logits = model.forward(Int32Array.from(promptIds.slice(at, end)), cache, { logits: 'last' });
+    if (end === promptIds.length) return logits;
+    logits.dispose();
+  }
 }
