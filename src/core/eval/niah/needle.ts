@@ -73,10 +73,10 @@ export function insertNeedle(input: InsertNeedleInput): NeedlePlacement {
 }
 
 /**
- * The reference's context string, bit for bit (`--reference-compat`): decode the first L haystack tokens (BOS
- * included, special tokens kept), re-encode context and needle *with* BOS, trim to L − 200, snap back to the given
- * period ids (Llama-2's by default) and decode again keeping special tokens — so the text carries literal BOS
- * strings, one of them inside the needle.
+ * The reference's context string, bit for bit (for replication from code; `eval niah` has no flag for it): decode
+ * the first L haystack tokens (BOS included, special tokens kept), re-encode context and needle *with* BOS, trim to
+ * L − 200, snap back to the given period ids (Llama-2's by default) and decode again keeping special tokens — so the
+ * text carries literal BOS strings, one of them inside the needle.
  */
 export function referenceNeedleContext(
   tok: EvalTokenizer,

@@ -65,8 +65,9 @@ export function niahGeneration(ids: { tokenizerEosTokenId: number; newlineTokenI
 }
 
 /**
- * The reference's prompt ids (`--reference-compat`): the chat template rendered around the context *text*, then
- * tokenized with special tokens added — a second BOS, and literal BOS strings in the context become BOS ids.
+ * The reference's prompt ids (for replication from code, beside referenceNeedleContext): the chat template rendered
+ * around the context *text*, then tokenized with special tokens added — a second BOS, and literal BOS strings in the
+ * context become BOS ids.
  */
 export function referenceNiahPromptIds(tok: ChatTokenizer, contextText: string, options: NiahPromptOptions = {}): number[] {
   if (!tok.hasChatTemplate) throw new CommvqError('NIAH reference-compat: the tokenizer has no chat template');
