@@ -19,7 +19,7 @@ const D = shape.kvHeads * shape.headDim;
 const W = 8;
 const rope = ropeTable({ type: 'default', theta: 10000 }, 64);
 
-function makeCache(prefill: PrefillMode, sinks = 0, capacity = 64): CommvqCache {
+function makeCache(prefill: PrefillMode, sinks = 0, capacity = 64, valueEncoding: 'argmax' | { gumbelSeed: number } = 'argmax'): CommvqCache {
   const rng = new SeededRandom(5);
   const theta = Float32Array.from({ length: 3 * 2 * 128 * 32 }, () => 0.05 * rng.normal());
   const valueShape = compressorShape(1, D);
@@ -28,7 +28,7 @@ function makeCache(prefill: PrefillMode, sinks = 0, capacity = 64): CommvqCache 
   return new CommvqCache(backend, shape, {
     keys: new Map([[0, new LayerKeyCodebook({ residuals: 3, groups: 2, halfSize: 64, pairs: 32 }, theta)]]),
     values: new Map([[0, { params, scale }]]),
-    valueShape, rope, window: W, sinks, prefill, capacity,
+    valueShape, rope, window: W, sinks, prefill, capacity, valueEncoding,
   });
 }
 
@@ -108,6 +108,29 @@ describe('CommvqCache accounting', () => {
       cache.attend(0, f(tk.q, shape.queryHeads * 64), step);
     }
     expect(Array.from(cache.dequantized(0).positions)).toEqual(Array.from({ length: W }, (_, i) => 2 + i));
+  });
+});
+
+describe('CommvqCache value encoding', () => {
+  /** The dequantized values of a 3W-token prompt (all three blocks compressed) under an encoding. */
+  function valuesUnder(encoding: 'argmax' | { gumbelSeed: number }): Float32Array {
+    const cache = makeCache('faithful', 0, 64, encoding);
+    const T = 3 * W;
+    const tk = tokens(new SeededRandom(3), 0, T);
+    const step = StepInputs.create(backend, new Int32Array(T), 0);
+    const f = (a: Float32Array, w: number) => backend.fromArray(a, [T, w], 'f32');
+    cache.append(0, { kPre: f(tk.kPre, D), k: f(tk.k, D), v: f(tk.v, D) }, step);
+    cache.attend(0, f(tk.q, shape.queryHeads * 64), step);
+    return cache.dequantized(0).values;
+  }
+
+  it('samples the reference’s Gumbel codes reproducibly for a seed (§10.1 item 2), and differently for another seed or argmax', () => {
+    const seven = valuesUnder({ gumbelSeed: 7 });
+    expect(seven.length).toBe(3 * W * D); // every full block of the prompt is compressed
+    expect(valuesUnder({ gumbelSeed: 7 })).toEqual(seven);
+    expect(maxDiff(valuesUnder({ gumbelSeed: 8 }), seven)).toBeGreaterThan(0);
+    expect(maxDiff(valuesUnder('argmax'), seven)).toBeGreaterThan(0);
+    expect(valuesUnder('argmax')).toEqual(valuesUnder('argmax'));
   });
 });
 
