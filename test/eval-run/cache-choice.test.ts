@@ -16,7 +16,7 @@ describe('--cache', () => {
     expect(parseCacheSpec('dense')).toEqual({ kind: 'dense', options: {} });
     expect(() => parseCacheSpec('commvq:bits')).toThrow(/--cache commvq:bits: 'bits' is not key=value/);
     expect(parseCacheChoice('dense')).toEqual({ kind: 'dense' });
-    expect(() => parseCacheChoice('dense:bits=2')).toThrow(/--cache dense takes no options \(got bits\)/);
+    expect(() => parseCacheChoice('dense:bits=2')).toThrow(/--cache dense takes only chunk=N \(got bits\)/);
     expect(() => parseCacheChoice('kivi')).toThrow(/unknown cache 'kivi'/);
     expect(CACHE_FLAG_HELP).toMatch(/dense/);
   });
@@ -35,6 +35,25 @@ describe('--cache', () => {
       expect(() => session.generate(new Array<number>(8192).fill(65), { maxNewTokens: 4, eosTokenIds: [] })).toThrow(/the prompt is 8192 tokens, which leaves no room/);
     } finally {
       session.dispose();
+    }
+  });
+
+  it('chunk=N runs prompts N tokens per forward: the same outputs, recorded in the manifest only when set', () => {
+    expect(parseCacheChoice('dense:chunk=5')).toEqual({ kind: 'dense', chunk: 5 });
+    expect(parseCacheChoice('commvq:key=k,value=v,prefill=strict,chunk=4096')).toMatchObject({ kind: 'commvq', prefill: 'strict', chunk: 4096 });
+    expect(() => parseCacheChoice('commvq:key=k,value=v,chunk=4096')).toThrow(/chunk needs prefill=strict/);
+    for (const bad of ['0', '2.5', 'x']) expect(() => parseCacheChoice(`dense:chunk=${bad}`)).toThrow(new RegExp(`chunk must be a whole number of tokens ≥ 1, not ${bad.replace('.', '\\.')}`));
+    const whole = EvalSession.open({ modelDir: demoModel(root), backend: cpu, cache: { kind: 'dense' } });
+    const chunked = EvalSession.open({ modelDir: demoModel(root), backend: cpu, cache: { kind: 'dense', chunk: 5 } });
+    try {
+      expect(whole.caches.description).not.toHaveProperty('prefill_chunk');
+      expect(chunked.caches.description).toMatchObject({ mode: 'dense', prefill_chunk: 5 });
+      const prompt = Array.from({ length: 23 }, (_, i) => 65 + ((7 * i) % 26));
+      const g = { maxNewTokens: 6, eosTokenIds: [] };
+      expect(chunked.generate(prompt, g).outputIds).toEqual(whole.generate(prompt, g).outputIds);
+    } finally {
+      whole.dispose();
+      chunked.dispose();
     }
   });
 

@@ -16,16 +16,17 @@ import { bytesPerElement } from '../../tensor/dtype.js';
 
 /** One variant per cache kind. */
 export type CacheChoice =
-  | { kind: 'dense' }
-  | { kind: 'commvq'; key: string; value: string; prefill: 'faithful' | 'strict'; encoding: 'argmax' | 'gumbel'; seed: number };
+  | { kind: 'dense'; chunk?: number }
+  | { kind: 'commvq'; key: string; value: string; prefill: 'faithful' | 'strict'; encoding: 'argmax' | 'gumbel'; seed: number; chunk?: number };
 
 /** The kinds `--cache` accepts, for help text and errors. */
 export const CACHE_KINDS: readonly CacheChoice['kind'][] = ['dense', 'commvq'];
 
 /** Help text of the `--cache` flag, shared by the eval commands. */
 export const CACHE_FLAG_HELP =
-  `KV cache: KIND[:key=value,...], KIND one of ${CACHE_KINDS.join(', ')}; ` +
-  'commvq:key=KEY.arrow,value=VALUE.arrow[,prefill=faithful|strict][,encoding=argmax|gumbel][,seed=N]';
+  `KV cache: KIND[:key=value,...], KIND one of ${CACHE_KINDS.join(', ')}; dense[:chunk=N], ` +
+  'commvq:key=KEY.arrow,value=VALUE.arrow[,prefill=faithful|strict][,encoding=argmax|gumbel][,seed=N][,chunk=N] ' +
+  '(chunk: prompt tokens per forward, which bounds the prompt’s activations; CommVQ needs prefill=strict for it)';
 
 /** What a result records about its cache: enough to tell two runs apart and to reproduce one. */
 export interface CacheDescription {
@@ -45,6 +46,8 @@ export interface CacheDescription {
   value_encoding: string | null;
   /** the seed of any randomness in the cache (gumbel encoding), null where there is none */
   seed: number | null;
+  /** prompt tokens per forward, present only when the prompt runs in chunks (older manifests lack it alike) */
+  prefill_chunk?: number;
 }
 
 /** Splits `KIND[:key=value,...]`; a malformed option is an error naming it. */
@@ -74,26 +77,42 @@ export function parseCacheChoice(spec: string): CacheChoice {
   const { kind, options } = parseCacheSpec(spec);
   const extra = Object.keys(options);
   switch (kind) {
-    case 'dense':
-      if (extra.length > 0) throw new CommvqError(`--cache dense takes no options (got ${extra.join(', ')})`);
-      return { kind: 'dense' };
+    case 'dense': {
+      const unknown = extra.filter((k) => k !== 'chunk');
+      if (unknown.length > 0) throw new CommvqError(`--cache dense takes only chunk=N (got ${unknown.join(', ')})`);
+      return { kind: 'dense', ...chunkOption(spec, options) };
+    }
     case 'commvq': {
-      const unknown = extra.filter((k) => !['key', 'value', 'prefill', 'encoding', 'seed'].includes(k));
-      if (unknown.length > 0) throw new CommvqError(`--cache commvq: unknown option ${unknown.join(', ')} (key, value, prefill, encoding, seed)`);
+      const unknown = extra.filter((k) => !['key', 'value', 'prefill', 'encoding', 'seed', 'chunk'].includes(k));
+      if (unknown.length > 0) throw new CommvqError(`--cache commvq: unknown option ${unknown.join(', ')} (key, value, prefill, encoding, seed, chunk)`);
       if (!options.key || !options.value) throw new CommvqError('--cache commvq needs key=KEY_CODEBOOK and value=VALUE_CODEBOOK', 'train them with commvq train-key and commvq train-value');
       const prefill = options.prefill ?? 'faithful';
       const encoding = options.encoding ?? 'argmax';
       if (prefill !== 'faithful' && prefill !== 'strict') throw new CommvqError(`--cache commvq: prefill must be faithful or strict, not ${prefill}`);
       if (encoding !== 'argmax' && encoding !== 'gumbel') throw new CommvqError(`--cache commvq: encoding must be argmax or gumbel, not ${encoding}`);
-      return { kind: 'commvq', key: options.key, value: options.value, prefill, encoding, seed: Number(options.seed ?? 42) };
+      const chunk = chunkOption(spec, options);
+      if (chunk.chunk && prefill === 'faithful') throw new CommvqError(`--cache ${spec}: chunk needs prefill=strict`, 'faithful prefill attends exactly over the whole prompt, in one forward');
+      return { kind: 'commvq', key: options.key, value: options.value, prefill, encoding, seed: Number(options.seed ?? 42), ...chunk };
     }
     default:
       throw new CommvqError(`unknown cache '${kind}'`, `--cache takes one of: ${CACHE_KINDS.join(', ')}`);
   }
 }
 
+/** `chunk=N`: a whole number of tokens ≥ 1, or nothing. */
+function chunkOption(spec: string, options: Record<string, string>): { chunk?: number } {
+  if (options.chunk === undefined) return {};
+  const chunk = /^\d+$/.test(options.chunk) ? Number(options.chunk) : 0;
+  if (chunk < 1) throw new CommvqError(`--cache ${spec}: chunk must be a whole number of tokens ≥ 1, not ${options.chunk}`);
+  return { chunk };
+}
+
 /** The manifest's description of a cache on this model (the dense cache holds the backend's activation dtype). */
 export function describeCache(choice: CacheChoice, model: LlamaModel): CacheDescription {
+  return { ...describeKind(choice, model), ...(choice.chunk ? { prefill_chunk: choice.chunk } : {}) };
+}
+
+function describeKind(choice: CacheChoice, model: LlamaModel): CacheDescription {
   switch (choice.kind) {
     case 'dense': {
       const dtype = model.backend.activationDType;
@@ -112,6 +131,8 @@ export interface CacheFactory {
   readonly description: CacheDescription;
   /** an empty cache with room for `capacity` tokens; the caller disposes it */
   make(capacity: number): KVCache;
+  /** prompt tokens per forward (absent: the whole prompt in one) */
+  readonly prefillChunk?: number;
   dispose(): void;
 }
 
@@ -119,7 +140,7 @@ export function openCacheFactory(model: LlamaModel, choice: CacheChoice): CacheF
   const description = describeCache(choice, model);
   switch (choice.kind) {
     case 'dense':
-      return { description, make: (capacity) => model.createDenseCache(capacity), dispose() {} };
+      return { description, make: (capacity) => model.createDenseCache(capacity), ...chunkOf(choice), dispose() {} };
     case 'commvq': {
       const books = loadCommvqCodebooks(model, choice.key, choice.value);
       const bits = books.bits.value;
@@ -127,8 +148,11 @@ export function openCacheFactory(model: LlamaModel, choice: CacheChoice): CacheF
       return {
         description: { ...description, label: `commvq-${bits}bit`, bits },
         make: (capacity) => createCommvqCache(model, books, { capacity, prefill: choice.prefill, valueEncoding }),
+        ...chunkOf(choice),
         dispose() {},
       };
     }
   }
 }
+
+const chunkOf = (choice: CacheChoice): { prefillChunk?: number } => (choice.chunk ? { prefillChunk: choice.chunk } : {});

@@ -75,7 +75,10 @@ export class EvalSession {
     const capacity = Math.min(this.contextLength, promptIds.length + g.maxNewTokens);
     const cache = this.caches.make(capacity);
     try {
-      const r = generateGreedy(this.loaded.model, promptIds, { maxNewTokens: g.maxNewTokens, eosTokenIds: g.eosTokenIds, minNewTokens: g.minNewTokens, cache });
+      const r = generateGreedy(this.loaded.model, promptIds, {
+        maxNewTokens: g.maxNewTokens, eosTokenIds: g.eosTokenIds, minNewTokens: g.minNewTokens, cache,
+        ...(this.caches.prefillChunk ? { prefillChunk: this.caches.prefillChunk } : {}),
+      });
       return { ...r, text: this.loaded.tokenizer.decode(r.outputIds, { skipSpecialTokens: true }), promptTokens: promptIds.length };
     } finally {
       cache.dispose();
