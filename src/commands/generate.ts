@@ -75,7 +75,7 @@ export default class Generate extends BaseCommand {
         ignoreEos: flags['ignore-eos'],
         randomWeights: flags['random-weights'],
         cache,
-        ...(flags['prefill-chunk'] ? { prefillChunk: flags['prefill-chunk'] } : {}),
+        prefillChunk: flags['prefill-chunk'],
         dtype: flags.dtype === 'auto' ? undefined : (flags.dtype as DType),
         onLoadProgress: (done, total) => bar.update(done, total),
       });

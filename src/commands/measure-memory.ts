@@ -58,9 +58,9 @@ export default class MeasureMemory extends BaseCommand {
     const deviceBytes = flags['device-memory'] === undefined ? undefined : mm.parseDeviceMemory(flags['device-memory']);
     const options: mm.ProbeOptions = {
       model: flags.model, randomWeights: flags['random-weights'], caches: settings, device: flags.device as mm.DeviceName, decodeTokens: flags['decode-tokens'],
-      ...(deviceBytes === undefined ? {} : { deviceBytes }),
+      deviceBytes,
     };
-    const probe = await mm.openMemoryProbe(options, { config: model.config, assumeDeviceBytes: deviceBytes ?? 80 * mm.GiB });
+    const probe = await mm.openMemoryProbe(options, { config: model.config });
     const bar = progressBar('measuring', this.jsonEnabled());
     let measurement: mm.MemoryMeasurement;
     try {

@@ -66,7 +66,7 @@ export function generateText(options: GenerateTextOptions): GenerateTextResult {
       eosTokenIds: options.ignoreEos ? [] : loaded.eosTokenIds,
       onToken: options.onToken,
       cache,
-      ...(options.prefillChunk ? { prefillChunk: options.prefillChunk } : {}),
+      prefillChunk: options.prefillChunk,
     });
     return { ...result, promptIds, text: tokenizer.decode(result.outputIds), cacheBytes: cache.bytes() };
   } finally {

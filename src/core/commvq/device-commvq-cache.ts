@@ -201,7 +201,7 @@ export class DeviceCommvqCache implements KVCache {
     if (!kv) throw new Error(`attend(${layer}) before append`);
     this.pending.delete(layer);
     if (step.tokens === 1 || step.batched) {
-      this.releaseScratch(); // decoding: the prompt's scratch is no longer needed
+      this.endPrompt(); // decoding: the prompt's scratch is no longer needed
       return this.decode(layer, kv, q, step.groups);
     }
     const g = step.groups[0]!;
@@ -307,7 +307,7 @@ export class DeviceCommvqCache implements KVCache {
     this.rotation = undefined;
     this.packed?.free();
     this.packed = undefined;
-    this.releaseScratch();
+    this.endPrompt();
     this.layers.length = 0;
     this.books.length = 0;
   }
@@ -505,7 +505,9 @@ export class DeviceCommvqCache implements KVCache {
    * rather than at the first decode step. Another prompt chunk after it makes the scratch again.
    */
   endPrompt(): void {
-    this.releaseScratch();
+    this.scratch?.keys.dispose();
+    this.scratch?.values.dispose();
+    this.scratch = undefined;
   }
 
   /** The strict prefill's scratch K/V [capacity, D], made once and kept until decoding starts. */
@@ -515,11 +517,6 @@ export class DeviceCommvqCache implements KVCache {
     return this.scratch;
   }
 
-  private releaseScratch(): void {
-    this.scratch?.keys.dispose();
-    this.scratch?.values.dispose();
-    this.scratch = undefined;
-  }
 
   /** kPre [t1 − t0, D] ← dequantized pre-RoPE keys, v [t1 − t0, D] ← dequantized values of compressed tokens t0..t1−1 (bf16 device addresses). */
   private dequantizeInto(layer: number, seq: number, t0: number, t1: number, kPre: bigint, v: bigint): void {

@@ -46,8 +46,9 @@ export interface ProbeOptions {
   /** tokens decoded after the prompt at each point (the decode peak and the time per token come from these) */
   readonly decodeTokens: number;
   /**
-   * on a GPU, the size of the card to behave as (bytes): the allocator is capped so that the process, its CUDA
-   * context included, holds at most this much; absent: the card's own memory
+   * the device size points must fit (bytes). On a GPU, the card to behave as: the allocator is capped so that the
+   * process, its CUDA context included, holds at most this much (absent: the card's own memory). On the CPU, the
+   * size resident bytes are checked against (absent: 80 GiB).
    */
   readonly deviceBytes?: number;
 }
@@ -173,6 +174,20 @@ export function contextLabel(tokens: number): string {
   return tokens % 1024 === 0 ? `${tokens / 1024}K` : String(tokens);
 }
 
+/**
+ * Per cache label, the point whose allocated bytes per token stand for the cache: the longest context that fit, where
+ * a buffer's fixed part (the exact window, the rotation table, allocator rounding) weighs least; a cache with no point
+ * that fit keeps its first.
+ */
+export function bytesPerTokenPoints<P extends { cache: string; context: number; fits: boolean }>(points: readonly P[]): Map<string, P> {
+  const out = new Map<string, P>();
+  for (const p of points) {
+    const held = out.get(p.cache);
+    if (!held || (p.fits && (!held.fits || p.context > held.context))) out.set(p.cache, p);
+  }
+  return out;
+}
+
 /** `dense`, `commvq-1bit`: one name per cache setting, as the report and the plots label them. */
 export function cacheLabel(s: { cache: MemoryCacheKind; bits?: number }): string {
   return s.cache === 'dense' ? 'dense' : `commvq-${s.bits ?? 1}bit`;
@@ -257,10 +272,10 @@ export function gridPoints(caches: readonly CacheSetting[], contexts: readonly n
  * The probe for a device: the AccountingProbe on the CPU (and on `auto` without a GPU), the GPU probe otherwise.
  * The GPU probe is loaded on first use, so a build without it still measures on the CPU.
  */
-export async function openMemoryProbe(o: ProbeOptions, accounting: { config: ModelConfig; assumeDeviceBytes?: number }, loadGpu = loadGpuProbeFactory): Promise<MemoryProbe> {
+export async function openMemoryProbe(o: ProbeOptions, accounting: { config: ModelConfig }, loadGpu = loadGpuProbeFactory): Promise<MemoryProbe> {
   const useGpu = o.device === 'cpu' ? false : o.device === 'auto' ? await gpuPresent() : true;
   if (!useGpu) {
-    return new AccountingProbe(accounting.config, { decodeTokens: o.decodeTokens, deviceBytes: accounting.assumeDeviceBytes, geometry: await fileGeometries(o.caches) });
+    return new AccountingProbe(accounting.config, { decodeTokens: o.decodeTokens, deviceBytes: o.deviceBytes, geometry: await fileGeometries(o.caches) });
   }
   const create = await loadGpu();
   return create(o);

@@ -8,7 +8,7 @@
  *   const { memory, bytesPerToken } = await renderMemoryPlots(doc);   // { svg, png } each
  */
 import { renderVegaLite, type RenderedPlot } from '../plot/heatmap-render.js';
-import { contextLabel, GiB } from './measure-memory.js';
+import { bytesPerTokenPoints, contextLabel, GiB } from './measure-memory.js';
 import type { MemoryReportDocument } from './memory-report.js';
 
 const SCHEMA = 'https://vega.github.io/schema/vega-lite/v6.json';
@@ -73,16 +73,11 @@ export function memoryPlotSpec(doc: MemoryReportDocument): Record<string, unknow
 }
 
 /**
- * Bytes per token and layer of one sequence, one bar per cache (and per kind when the allocation was measured). The
- * allocated bytes are taken at each cache's longest context that fit: a buffer's fixed part (the exact window, the
- * rotation table, allocator rounding) spreads over the most tokens there.
+ * Bytes per token and layer of one sequence, one bar per cache (and per kind when the allocation was measured), at
+ * the point bytesPerTokenPoints picks for each cache (its longest context that fit).
  */
 export function bytesPerTokenPlotSpec(doc: MemoryReportDocument): Record<string, unknown> | undefined {
-  const seen = new Map<string, MemoryReportDocument['points'][number]>();
-  for (const p of doc.points) {
-    const held = seen.get(p.cache);
-    if (!held || (p.fits && (!held.fits || p.context > held.context))) seen.set(p.cache, p);
-  }
+  const seen = bytesPerTokenPoints(doc.points);
   if (seen.size === 0) return undefined;
   const kinds = doc.measures ? (['arithmetic', 'allocated'] as const) : (['arithmetic'] as const);
   const values = [...seen.values()].flatMap((p) => kinds.map((kind) => ({ cache: p.cache, kind, bytes: p.bytes_per_token[kind] })));

@@ -11,7 +11,7 @@ import { writeFileAtomic } from '../io/atomic-write.js';
 import type { ModelConfig } from '../model/config.js';
 import type { MaxBatchResult } from './max-batch.js';
 import type { MemoryPointResult } from './memory-probe.js';
-import { cacheLabel, contextLabel, GiB, parameterCount, type MemoryMeasurement } from './measure-memory.js';
+import { bytesPerTokenPoints, cacheLabel, contextLabel, GiB, parameterCount, type MemoryMeasurement } from './measure-memory.js';
 import { renderMemoryPlots } from './memory-plots.js';
 
 export const MEMORY_REPORT_FORMAT = 'commvq.memory-report';
@@ -166,10 +166,10 @@ export function memoryTargets(points: readonly MemoryReportPoint[], maxBatch: re
     const on = `on ${gib(mb.device_bytes)} GiB`;
     out.push({ ...t, value: mb.max_batch, pass: measures ? mb.max_batch >= t.threshold : null, note: measures ? on : `${on}: an upper bound by arithmetic, activations not counted; measured on a GPU` });
   }
-  const dense = points.find((p) => p.mode === 'dense');
+  const shown = bytesPerTokenPoints(points);
+  const dense = shown.get('dense');
   for (const [label, t] of [['commvq-1bit', TARGETS.oneBit], ['commvq-2bit', TARGETS.twoBit]] as const) {
-    // the longest context: where the buffers' fixed overhead per token is smallest
-    const q = points.filter((p) => p.cache === label).sort((a, b) => b.context - a.context)[0];
+    const q = shown.get(label);
     if (!dense || !q) continue;
     // compressed tokens by the packed layout; what the buffers hold per token besides (the exact window, the
     // rotation table, rounding to 64 rows) shrinks with the context and is shown apart

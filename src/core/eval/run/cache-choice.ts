@@ -131,8 +131,6 @@ export interface CacheFactory {
   readonly description: CacheDescription;
   /** an empty cache with room for `capacity` tokens; the caller disposes it */
   make(capacity: number): KVCache;
-  /** prompt tokens per forward (absent: the whole prompt in one) */
-  readonly prefillChunk?: number;
   dispose(): void;
 }
 
@@ -140,7 +138,7 @@ export function openCacheFactory(model: LlamaModel, choice: CacheChoice): CacheF
   const description = describeCache(choice, model);
   switch (choice.kind) {
     case 'dense':
-      return { description, make: (capacity) => model.createDenseCache(capacity), ...chunkOf(choice), dispose() {} };
+      return { description, make: (capacity) => model.createDenseCache(capacity), dispose() {} };
     case 'commvq': {
       const books = loadCommvqCodebooks(model, choice.key, choice.value);
       const bits = books.bits.value;
@@ -148,11 +146,8 @@ export function openCacheFactory(model: LlamaModel, choice: CacheChoice): CacheF
       return {
         description: { ...description, label: `commvq-${bits}bit`, bits },
         make: (capacity) => createCommvqCache(model, books, { capacity, prefill: choice.prefill, valueEncoding }),
-        ...chunkOf(choice),
         dispose() {},
       };
     }
   }
 }
-
-const chunkOf = (choice: CacheChoice): { prefillChunk?: number } => (choice.chunk ? { prefillChunk: choice.chunk } : {});

@@ -77,7 +77,7 @@ export class EvalSession {
     try {
       const r = generateGreedy(this.loaded.model, promptIds, {
         maxNewTokens: g.maxNewTokens, eosTokenIds: g.eosTokenIds, minNewTokens: g.minNewTokens, cache,
-        ...(this.caches.prefillChunk ? { prefillChunk: this.caches.prefillChunk } : {}),
+        prefillChunk: this.caches.description.prefill_chunk,
       });
       return { ...r, text: this.loaded.tokenizer.decode(r.outputIds, { skipSpecialTokens: true }), promptTokens: promptIds.length };
     } finally {
