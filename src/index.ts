@@ -25,7 +25,6 @@ export { TextTokenizer, type ChatMessage } from './core/tokenizer/text-tokenizer
 export * from './core/keys/index.js';
 export { CommvqCache, type CommvqCacheOptions, type PrefillMode } from './core/commvq/commvq-cache.js';
 export { createCommvqCache, loadCommvqCodebooks, type CommvqCodebooks } from './core/commvq/load-commvq.js';
-export { DeviceCommvqCache } from './core/commvq/device-commvq-cache.js';
 export { measureMemory, openMemoryProbe, type MemoryPlan, type MemoryMeasurement, type ProbeOptions } from './core/memory/measure-memory.js';
 export type { MemoryPointResult, MemoryPointSpec, MemoryProbe } from './core/memory/memory-probe.js';
 export { runPipeline } from './core/pipeline/run-pipeline.js';

@@ -3,9 +3,7 @@ import { CommvqError } from '../errors.js';
 import { readKeyCodebook } from '../keys/format.js';
 import type { LlamaModel } from '../model/llama.js';
 import { readValueCodebook } from '../values/value-codebook-file.js';
-import type { CudaBackend } from '../backend/cuda/cuda-backend.js';
 import { CommvqCache, type CommvqCacheOptions } from './commvq-cache.js';
-import { DeviceCommvqCache } from './device-commvq-cache.js';
 
 /** The trained codebooks a CommVQ cache needs, read once and shared by every cache made from them. */
 export type CommvqCodebooks = Pick<CommvqCacheOptions, 'keys' | 'values' | 'valueShape'> & { keyPath: string; valuePath: string; bits: { key: number; value: number } };
@@ -32,15 +30,14 @@ export function loadCommvqCodebooks(model: LlamaModel, keyPath: string, valuePat
 }
 
 /**
- * A CommVQ cache for `model`: in device memory on a GPU (DeviceCommvqCache), the host reference elsewhere
- * (CommvqCache). Both attend on codes and hold the same packed state.
+ * A CommVQ cache for `model` on its backend: in device memory on a GPU, the host reference elsewhere.
+ *
+ *   const cache = createCommvqCache(model, books, { capacity: 32768, batch: 8, prefill: 'strict' });
  */
 export function createCommvqCache(
   model: LlamaModel,
   books: CommvqCodebooks,
   o: Pick<CommvqCacheOptions, 'capacity' | 'prefill' | 'window' | 'sinks' | 'valueEncoding' | 'batch'>,
-): CommvqCache | DeviceCommvqCache {
-  const options = { ...books, rope: model.rope, ...o };
-  if (model.backend.device.startsWith('cuda')) return new DeviceCommvqCache(model.backend as CudaBackend, model.cacheShape, options);
-  return new CommvqCache(model.backend, model.cacheShape, options);
+): CommvqCache {
+  return new CommvqCache(model.backend, model.cacheShape, { ...books, rope: model.rope, ...o });
 }

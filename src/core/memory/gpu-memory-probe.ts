@@ -1,13 +1,12 @@
 import { CudaBackend } from '../backend/cuda/cuda-backend.js';
 import { loadCommvqCodebooks, createCommvqCache, type CommvqCodebooks } from '../commvq/load-commvq.js';
 import { LayerKeyCodebook, HALF_SIZE } from '../keys/codebook.js';
-import { DenseKVCache, type KVCache } from '../model/kv-cache.js';
+import type { KVCache } from '../model/kv-cache.js';
 import type { LlamaModel } from '../model/llama.js';
 import { loadModel } from '../model/load-model.js';
 import { randomModel } from '../model/random-model.js';
 import { SeededRandom } from '../model/seeded-random.js';
 import { cacheBytes, commvqBytesPerToken, denseBytesPerToken, type CommvqGeometry } from '../memory/cache-accounting.js';
-import { DeviceCommvqCache } from '../commvq/device-commvq-cache.js';
 import { compressorShape, initCompressor, type ValueCompressorParams } from '../values/value-compressor.js';
 import type { Tensor } from '../tensor/tensor.js';
 import { cacheGeometry, checkDeviceMemory, commvqGeometry, readMemoryModelConfig, type CacheSetting, type ProbeOptions } from './measure-memory.js';
@@ -98,7 +97,7 @@ class GpuMemoryProbe implements MemoryProbe {
       b.synchronize();
       // what the allocator holds for the cache (its blocks rounded up to 2 MiB), beside the codebooks it copied
       const resident = alloc.memory().bytesInUse - inUse0;
-      const { codebooks, encoders } = cache instanceof DeviceCommvqCache ? cache.codebookBytes() : { codebooks: 0, encoders: 0 };
+      const { codebooks, encoders } = cache.residentBytes?.() ?? { codebooks: 0, encoders: 0 };
       const held = resident - codebooks - encoders;
       const breakdown = { ...base.breakdown, cacheAllocated: held, codebooks, encoders };
       const allocatedPerToken = cache.bytes() / (spec.batch * tokens * g.numLayers);
@@ -240,8 +239,8 @@ function warmUp(model: LlamaModel): void {
 
 /** Marks sequence `s` as holding `length` tokens without running them (the probe's stand-in for B−1 prompts). */
 function fillAs(cache: KVCache, s: number, length: number): void {
-  if (cache instanceof DenseKVCache || cache instanceof DeviceCommvqCache) cache.assumeFilled(s, length);
-  else throw new Error('measure-memory: this cache cannot be filled without running its prompt');
+  if (!cache.assumeFilled) throw new Error('measure-memory: this cache cannot be filled without running its prompt');
+  cache.assumeFilled(s, length);
 }
 
 function used(b: CudaBackend): number {

@@ -46,6 +46,14 @@ export interface KVCache {
   bytes(): number;
   /** The prompt is complete: a cache that keeps prompt-time scratch (the strict CommVQ prefill) frees it now. */
   endPrompt?(): void;
+  /**
+   * Takes `sequence` as holding `length` tokens whose rows were never written: measure-memory's stand-in for running
+   * the prompts of a whole batch. Only caches that allocate every row up front offer it (memory and decode time then
+   * do not depend on what the rows hold).
+   */
+  assumeFilled?(sequence: number, length: number): void;
+  /** Bytes of what a compressed cache keeps resident besides tokens: codebooks, and apart its encoders. */
+  residentBytes?(): { codebooks: number; encoders: number };
   dispose(): void;
 }
 

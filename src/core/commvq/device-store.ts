@@ -1,0 +1,375 @@
+import type { CudaBackend } from '../backend/cuda/cuda-backend.js';
+import { CudaTensor } from '../backend/cuda/cuda-tensor.js';
+import type { DeviceBlock } from '../backend/cuda/kernels.js';
+import { CommvqError } from '../errors.js';
+import type { LayerKV } from '../model/llama.js';
+import { TensorScope, type Tensor } from '../tensor/tensor.js';
+import { CudaTrainOps } from '../values/cuda-train-ops.js';
+import { encodeValues } from '../values/value-compressor.js';
+import { packedCodeBytes } from './code-packing.js';
+import type { StoreSettings } from './commvq-cache.js';
+import type { CommvqStore, DecodeToken, EncodePart, PackedTokens, PromptChunk } from './commvq-store.js';
+import { codeAttentionStep, launchRotationTable, rotationTableBytes } from './cuda-code-attention.js';
+import { launchDequantKeys, launchDequantValues, launchPackKeys, launchPackValues } from './cuda-cache-kernels.js';
+import { booksBytes, disposeBooks, uploadBooks, type DeviceLayerBooks } from './device-books.js';
+import { encodeKeysOnDevice } from './device-key-encoder.js';
+import { DevicePrompt } from './device-prompt.js';
+
+/** Tokens encoded per pass (a whole number of blocks): bounds the encoder's f32 activations during a long prefill. */
+const ENCODE_CHUNK = 4096;
+
+/** A view of part of the packed allocation. */
+interface PackedArray {
+  readonly ptr: bigint;
+  readonly bytes: number;
+}
+
+/** One layer's tokens for all B sequences, in device memory. */
+interface DeviceLayerState {
+  // views into the store's one packed allocation
+  keyCodes: PackedArray; // u8 [B, Ccap, packedCodeBytes(R·G)]
+  keyNorms: PackedArray; // bf16 [B, Ccap]: n_t
+  valueBits: PackedArray; // u8 [B, Ccap, N_c/8]
+  valueRho: PackedArray; // bf16 [B, Ccap]: ρ′_t
+  exactKPre: Tensor; // bf16 [B·X, D]: exact tokens before RoPE (encoded when their block is flushed)
+  exactK: Tensor; // bf16 [B·X, D]: exact tokens after RoPE (attention)
+  exactV: Tensor; // bf16 [B·X, D]
+  compressedCount: Tensor; // i32 [B]: N_b of a decode step
+  exactCount: Tensor; // i32 [B]: E_b
+}
+
+/** Consecutive compressed rows of one sequence encoded alike: gathered rows [from, to) go to rows [at, …). */
+interface EncodeRun {
+  sequence: number;
+  at: number;
+  from: number;
+  to: number;
+  noise: EncodePart['noise'];
+}
+
+/**
+ * The CommVQ store in device memory: compressed tokens packed (12-bit key codes and a bf16 norm; N_c value bits and
+ * a bf16 ρ′) in one allocation for every layer and sequence, exact sinks and window in bf16; only θ (f32) and E
+ * (bf16) of the codebooks are resident, the value encoders' two matrices in bf16 like the model's weights.
+ *
+ * - Encoding on the GPU: keys by the greedy residual encoder (device-key-encoder.ts), values by the trained encoder
+ *   (CudaTrainOps, TF32), packed by kernels/commvq_pack.cu; the parts of several sequences in one pass.
+ * - A decode step attends on the codes (cuda-code-attention.ts): one launch sequence for the whole batch.
+ * - A strict prompt chunk attends over the dequantized prefix (device-prompt.ts).
+ */
+export class DeviceCommvqStore implements CommvqStore {
+  readonly preallocated = true;
+  private readonly X: number; // exact rows per sequence: sinks + W
+  private readonly Ccap: number; // compressed rows per sequence (a multiple of 64)
+  private readonly D: number;
+  private readonly Nc: number;
+  private readonly ops: CudaTrainOps;
+  private readonly books: DeviceLayerBooks[] = [];
+  private readonly layers: DeviceLayerState[] = [];
+  private readonly invFreq: Tensor; // f32 [D_h/2]
+  private packedBlock: DeviceBlock | undefined; // every layer's keyCodes, keyNorms, valueBits, valueRho
+  private rotation: DeviceBlock | undefined; // float2 [Ccap, D_h/2]: e^{iφ} of every compressed position, shared by all layers
+  private readonly prompt: DevicePrompt;
+
+  constructor(
+    private readonly backend: CudaBackend,
+    private readonly s: StoreSettings,
+  ) {
+    const { shape, rule, options: o } = s;
+    this.X = rule.exactRows;
+    this.Ccap = Math.ceil(Math.max(0, s.capacity - rule.sinks) / 64) * 64;
+    this.D = shape.kvHeads * shape.headDim;
+    this.Nc = o.valueShape.codeBits;
+    this.ops = new CudaTrainOps(backend, { matmul: 'tf32' });
+    this.invFreq = backend.fromArray(o.rope.invFreq, [o.rope.invFreq.length], 'f32');
+    this.prompt = new DevicePrompt(backend, s, this);
+    try {
+      this.rotation = backend.ctx.alloc(rotationTableBytes(Math.max(this.Ccap, 1), shape.headDim));
+      launchRotationTable(backend.ctx, { invFreq: (this.invFreq as CudaTensor).ptr, rotation: this.rotation.ptr }, rule.sinks, Math.max(this.Ccap, 1), shape.headDim);
+      this.allocate();
+    } catch (err) {
+      this.dispose(); // out of memory part way: give back what was taken
+      throw err;
+    }
+  }
+
+  private allocate(): void {
+    const { shape, options: o, batch: B } = this.s;
+    const backend = this.backend;
+    // every layer's packed arrays in one zeroed allocation: per-array blocks would each round up to 2 MiB
+    // (≈ 0.1 GiB over 32 layers at 128K)
+    const sizes = [B * this.Ccap * packedCodeBytes(this.s.residuals * shape.kvHeads), B * this.Ccap * 2, (B * this.Ccap * this.Nc) / 8, B * this.Ccap * 2];
+    const aligned = sizes.map((n) => Math.ceil(Math.max(n, 16) / 256) * 256);
+    const perLayer = aligned.reduce((a, n) => a + n, 0);
+    this.packedBlock = backend.ctx.alloc(shape.numLayers * perLayer);
+    backend.ctx.memset(this.packedBlock.ptr, 0, shape.numLayers * perLayer);
+    for (let l = 0; l < shape.numLayers; l++) {
+      const value = o.values.get(l)!;
+      this.books.push(uploadBooks(backend, o.keys.get(l)!, value.params, value.scale));
+      let at = this.packedBlock.ptr + BigInt(l * perLayer);
+      const [keyCodes, keyNorms, valueBits, valueRho] = sizes.map((bytes, i) => {
+        const view = { ptr: at, bytes };
+        at += BigInt(aligned[i]!);
+        return view;
+      });
+      this.layers.push({
+        keyCodes: keyCodes!, keyNorms: keyNorms!, valueBits: valueBits!, valueRho: valueRho!,
+        exactKPre: backend.zeros([B * this.X, this.D], 'bf16'),
+        exactK: backend.zeros([B * this.X, this.D], 'bf16'),
+        exactV: backend.zeros([B * this.X, this.D], 'bf16'),
+        compressedCount: backend.zeros([B], 'i32'),
+        exactCount: backend.zeros([B], 'i32'),
+      });
+    }
+  }
+
+  // ---- tokens in --------------------------------------------------------------------------------------------------
+
+  encode(layer: number, parts: readonly EncodePart[], kv?: LayerKV): void {
+    const b = this.backend;
+    const total = parts.reduce((n, p) => n + p.held + p.rows, 0);
+    if (total === 0) return;
+    for (const p of parts) {
+      if (p.at + p.held + p.rows > this.Ccap) throw new CommvqError(`KV cache full: ${p.at + p.held + p.rows} compressed tokens exceed ${this.Ccap}`);
+    }
+    const s = new TensorScope();
+    const kPre = s.keep(this.gather(layer, parts, (st) => st.exactKPre, kv?.kPre, total));
+    const v = s.keep(this.gather(layer, parts, (st) => st.exactV, kv?.v, total));
+    const runs = encodeRuns(parts);
+    // whole blocks per pass: a block's tokens draw their noise stream in one encoder call
+    const W = this.s.rule.window;
+    const chunk = Math.max(W, Math.floor(ENCODE_CHUNK / W) * W);
+    for (let t0 = 0; t0 < total; t0 += chunk) {
+      const t1 = Math.min(total, t0 + chunk);
+      const cs = new TensorScope();
+      const keys = total <= chunk ? kPre : cs.keep(b.sliceRows(kPre, t0, t1));
+      const values = total <= chunk ? v : cs.keep(b.sliceRows(v, t0, t1));
+      const inChunk = runs.filter((r) => r.from < t1 && r.to > t0).map((r) => ({ ...r, at: r.at + Math.max(0, t0 - r.from), from: Math.max(r.from, t0) - t0, to: Math.min(r.to, t1) - t0 }));
+      this.encodeChunk(layer, keys, values, t1 - t0, inChunk);
+      cs.dispose();
+    }
+    s.dispose();
+  }
+
+  keepExact(layer: number, sequence: number, slot: number, kv: LayerKV, row: number, count: number): void {
+    const b = this.backend;
+    const st = this.layers[layer]!;
+    for (const [dst, src] of [[st.exactKPre, kv.kPre], [st.exactK, kv.k], [st.exactV, kv.v]] as const) {
+      const rows = b.sliceRows(src, row, row + count);
+      b.writeRows(dst, sequence * this.X + slot, rows);
+      rows.dispose();
+    }
+  }
+
+  // ---- attention --------------------------------------------------------------------------------------------------
+
+  attendTokens(layer: number, q: Tensor, tokens: readonly DecodeToken[]): Tensor {
+    const b = this.backend;
+    const st = this.layers[layer]!;
+    const { shape } = this.s;
+    const first = tokens[0]!.sequence; // the step's sequences are `first` and those after it
+    const compressed = new Array<number>(this.s.batch).fill(0);
+    const exact = new Array<number>(this.s.batch).fill(0);
+    for (const t of tokens) [compressed[t.sequence], exact[t.sequence]] = [t.compressed, t.exact];
+    b.upload(st.compressedCount, compressed);
+    b.upload(st.exactCount, exact);
+    const out = b.zeros([tokens.length, shape.queryHeads * shape.headDim], 'bf16');
+    const books = this.books[layer]!;
+    const arrays = this.sequenceArrays(layer, first);
+    codeAttentionStep(b.ctx, {
+      q: (q as CudaTensor).ptr,
+      theta: (books.theta as CudaTensor).ptr,
+      invFreq: (this.invFreq as CudaTensor).ptr,
+      rotation: this.rotation!.ptr,
+      keyCodes: arrays.keyCodes,
+      keyNorms: arrays.keyNorms,
+      valueBits: arrays.valueBits,
+      valueRho: arrays.valueRho,
+      codebook: (books.codebook as CudaTensor).ptr,
+      scale: (books.scale as CudaTensor).ptr,
+      exactKeys: (st.exactK as CudaTensor).ptr + BigInt(first * this.X * this.D * 2),
+      exactValues: (st.exactV as CudaTensor).ptr + BigInt(first * this.X * this.D * 2),
+      compressed: (st.compressedCount as CudaTensor).ptr + BigInt(first * 4),
+      exact: (st.exactCount as CudaTensor).ptr + BigInt(first * 4),
+      out: (out as CudaTensor).ptr,
+    }, {
+      batch: tokens.length,
+      queryHeads: shape.queryHeads,
+      kvHeads: shape.kvHeads,
+      headDim: shape.headDim,
+      residuals: this.s.residuals,
+      codeBits: this.Nc,
+      capacity: this.Ccap,
+      window: this.X,
+      firstPosition: this.s.rule.sinks,
+      maxCompressed: Math.max(...tokens.map((t) => t.compressed)),
+    });
+    return out;
+  }
+
+  attendPrompt(layer: number, chunk: PromptChunk, q: Tensor, kv: LayerKV): Tensor {
+    return this.prompt.attend(layer, chunk, q, kv);
+  }
+
+  /** The exact rows of a layer (bf16 [B·X, D]): the strict prompt reads the held ones. */
+  exactRows(layer: number): { k: Tensor; v: Tensor } {
+    return { k: this.layers[layer]!.exactK, v: this.layers[layer]!.exactV };
+  }
+
+  // ---- tokens out -------------------------------------------------------------------------------------------------
+
+  packed(layer: number, sequence: number, count: number): PackedTokens {
+    const a = this.sequenceArrays(layer, sequence);
+    this.backend.synchronize();
+    const read = (name: 'keyCodes' | 'keyNorms' | 'valueBits' | 'valueRho') => {
+      const out = new Uint8Array(count * a.rowBytes[name]);
+      if (count > 0) this.backend.ctx.download(out, a[name]);
+      return out;
+    };
+    const u16 = (bytes: Uint8Array) => new Uint16Array(bytes.buffer, bytes.byteOffset, bytes.byteLength / 2);
+    return { keyCodes: read('keyCodes'), keyNorms: u16(read('keyNorms')), valueBits: read('valueBits'), valueRho: u16(read('valueRho')) };
+  }
+
+  dequantized(layer: number, sequence: number, count: number): { keys: Float32Array; values: Float32Array } {
+    if (count === 0) return { keys: new Float32Array(0), values: new Float32Array(0) };
+    const b = this.backend;
+    const s = new TensorScope();
+    const keys = s.keep(b.zeros([count, this.D], 'bf16'));
+    const values = s.keep(b.zeros([count, this.D], 'bf16'));
+    this.dequantizeInto(layer, sequence, 0, count, keys, 0, values, 0);
+    const out = { keys: b.toFloat32(keys), values: b.toFloat32(values) };
+    s.dispose();
+    return out;
+  }
+
+  /**
+   * kPre rows [kRow, …) and v rows [vRow, …) (bf16 [·, D]) ← compressed tokens t0..t1−1 of a sequence dequantized:
+   * pre-RoPE keys k̂ = n·Σ_r C_r[code], values v̂ = (b·E)·ρ′ ⊙ (ls + ε).
+   */
+  dequantizeInto(layer: number, sequence: number, t0: number, t1: number, kPre: Tensor, kRow: number, v: Tensor, vRow: number): void {
+    const ctx = this.backend.ctx;
+    const books = this.books[layer]!;
+    const a = this.sequenceArrays(layer, sequence);
+    const rows = { tokens: t1 - t0, rowStart: t0, capacity: this.Ccap };
+    const at = (t: Tensor, row: number) => (t as CudaTensor).ptr + BigInt(row * this.D * 2);
+    launchDequantKeys(ctx, { keyCodes: a.keyCodes, keyNorms: a.keyNorms, theta: (books.theta as CudaTensor).ptr, out: at(kPre, kRow) },
+      { ...rows, residuals: this.s.residuals, groups: this.s.shape.kvHeads, headDim: this.s.shape.headDim });
+    launchDequantValues(ctx, {
+      valueBits: a.valueBits, valueRho: a.valueRho, codebook: (books.codebook as CudaTensor).ptr, scale: (books.scale as CudaTensor).ptr, out: at(v, vRow),
+    }, { ...rows, codeBits: this.Nc, featDim: this.D });
+  }
+
+  bytes(): number {
+    let total = this.rotation?.bytes ?? 0;
+    for (const s of this.layers) {
+      total += s.keyCodes.bytes + s.keyNorms.bytes + s.valueBits.bytes + s.valueRho.bytes;
+      total += 3 * (s.exactK as CudaTensor).byteLength + 2 * 4 * this.s.batch;
+    }
+    return total;
+  }
+
+  residentBytes(): { codebooks: number; encoders: number } {
+    return booksBytes(this.books);
+  }
+
+  endPrompt(): void {
+    this.prompt.endPrompt();
+  }
+
+  dispose(): void {
+    for (const s of this.layers) [s.exactKPre, s.exactK, s.exactV, s.compressedCount, s.exactCount].forEach((t) => t.dispose());
+    disposeBooks(this.books);
+    this.invFreq.dispose();
+    this.rotation?.free();
+    this.rotation = undefined;
+    this.packedBlock?.free();
+    this.packedBlock = undefined;
+    this.prompt.endPrompt();
+    this.layers.length = 0;
+    this.books.length = 0;
+  }
+
+  // ---- inside -------------------------------------------------------------------------------------------------------
+
+  /** The parts' rows (held exact slots, then step rows) gathered into one bf16 [total, D] tensor. */
+  private gather(layer: number, parts: readonly EncodePart[], exact: (st: DeviceLayerState) => Tensor, step: Tensor | undefined, total: number): Tensor {
+    const b = this.backend;
+    const held = exact(this.layers[layer]!);
+    const segments: { src: Tensor; from: number; to: number }[] = [];
+    for (const p of parts) {
+      const first = p.sequence * this.X + p.slot;
+      if (p.held > 0) segments.push({ src: held, from: first, to: first + p.held });
+      if (p.rows > 0) segments.push({ src: step!, from: p.row, to: p.row + p.rows });
+    }
+    // neighbouring rows of one source are copied as one
+    const merged = segments.reduce<typeof segments>((acc, g) => {
+      const last = acc[acc.length - 1];
+      if (last && last.src === g.src && last.to === g.from) last.to = g.to;
+      else acc.push({ ...g });
+      return acc;
+    }, []);
+    if (merged.length === 1) return b.sliceRows(merged[0]!.src, merged[0]!.from, merged[0]!.to);
+    const all = b.zeros([total, this.D], 'bf16');
+    let row = 0;
+    for (const g of merged) {
+      const rows = b.sliceRows(g.src, g.from, g.to);
+      b.writeRows(all, row, rows);
+      rows.dispose();
+      row += g.to - g.from;
+    }
+    return all;
+  }
+
+  /** Encodes m gathered tokens and packs each run's rows [from, to) into its sequence's compressed rows. */
+  private encodeChunk(layer: number, keys: Tensor, values: Tensor, m: number, runs: readonly EncodeRun[]): void {
+    const b = this.backend;
+    const books = this.books[layer]!;
+    const G = this.s.shape.kvHeads;
+    const enc = encodeKeysOnDevice(b.ctx, { theta: (books.theta as CudaTensor).ptr, residuals: this.s.residuals, groups: G, headDim: this.s.shape.headDim }, { ptr: (keys as CudaTensor).ptr, dtype: keys.dtype }, m);
+    const wide = { ...books.encoder, w1: b.cast(books.encoder.w1, 'f32'), w2: b.cast(books.encoder.w2, 'f32') };
+    for (const { sequence, at, from, to, noise } of runs) {
+      const a = this.sequenceArrays(layer, sequence);
+      launchPackKeys(b.ctx, { codes: enc.codes + BigInt(from * 4), n2: enc.n2 + BigInt(from * 4), keyCodes: a.keyCodes, keyNorms: a.keyNorms },
+        { residuals: this.s.residuals, groups: G, tokens: to - from, rowStart: at, capacity: this.Ccap, codeStride: m });
+      const share = to - from === m ? values : b.sliceRows(values, from, to);
+      const { bits, rho } = encodeValues(this.ops, wide, share, books.scale, noise);
+      if (share !== values) share.dispose();
+      launchPackValues(b.ctx, {
+        bits: (bits as CudaTensor).ptr, rho: (rho as CudaTensor).ptr, codebook: (books.codebook as CudaTensor).ptr, valueBits: a.valueBits, valueRho: a.valueRho,
+      }, { codeBits: this.Nc, featDim: this.D, tokens: to - from, rowStart: at, capacity: this.Ccap });
+      bits.dispose();
+      rho.dispose();
+    }
+    wide.w1.dispose();
+    wide.w2.dispose();
+    enc.dispose();
+  }
+
+  /** Device addresses of a sequence's row 0 in each packed array of a layer ([B, Ccap, row] arrays), and bytes per row. */
+  private sequenceArrays(layer: number, seq: number) {
+    const st = this.layers[layer]!;
+    const rowBytes = { keyCodes: packedCodeBytes(this.s.residuals * this.s.shape.kvHeads), keyNorms: 2, valueBits: this.Nc / 8, valueRho: 2 };
+    const at = (a: PackedArray, row: number) => a.ptr + BigInt(seq * this.Ccap * row);
+    return {
+      keyCodes: at(st.keyCodes, rowBytes.keyCodes), keyNorms: at(st.keyNorms, rowBytes.keyNorms),
+      valueBits: at(st.valueBits, rowBytes.valueBits), valueRho: at(st.valueRho, rowBytes.valueRho), rowBytes,
+    };
+  }
+}
+
+/**
+ * The parts as runs over the gathered rows: consecutive parts of one sequence that draw no noise are encoded as one
+ * (one value-encoder call); a sampled block is a run of its own (its own noise stream).
+ */
+function encodeRuns(parts: readonly EncodePart[]): EncodeRun[] {
+  const runs: EncodeRun[] = [];
+  let row = 0;
+  for (const p of parts) {
+    const n = p.held + p.rows;
+    const last = runs[runs.length - 1];
+    if (last && p.noise === 'argmax' && last.noise === 'argmax' && last.sequence === p.sequence && last.at + (last.to - last.from) === p.at) last.to += n;
+    else runs.push({ sequence: p.sequence, at: p.at, from: row, to: row + n, noise: p.noise });
+    row += n;
+  }
+  return runs;
+}
