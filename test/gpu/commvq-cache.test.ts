@@ -2,68 +2,27 @@
  * The CommVQ cache on the device store (src/core/commvq/device-store.ts) against the same cache on the host store
  * (host-store.ts, the reference), fed identical bf16 inputs: prompts of 1, W−1, W, W+1 and 2W+3 tokens then decoding across
  * flushes, faithful and strict prefill, with and without sinks, strict prompts in several chunks; and at the model
- * level, a batch of mixed lengths equal to each sequence decoded alone (to the rounding of batched GEMMs).
- *
- * What may differ, and the bounds: key codes are the same greedy choice on the same inputs (f32 on both sides: a
- * near-tie may flip, ≤ 1% of codes); value bits come from the encoder run with TF32 matmuls on the GPU and f32 on
- * the host, so a 4-way choice within ~1e-3 of a tie may flip (≤ 2% of bits); the host uses E and the encoder's
- * matrices rounded to bf16 as the device stores them. A flipped bit moves one token's v̂ by about one row of E (a few % of an output at these sizes),
- * so outputs are compared with |gpu − cpu| ≤ 0.06·max|cpu| + 0.02·|cpu|: a wrong window slot, a missed flush or a
- * misplaced position moves outputs by O(max|cpu|), far outside it.
+ * level, a batch of mixed lengths equal to each sequence decoded alone (to the rounding of batched GEMMs). What may
+ * differ between the stores, and the bounds: commvq-helpers.ts.
  */
 import { describe, expect, it } from 'vitest';
 import { CpuBackend } from '../../src/core/backend/cpu/cpu-backend.js';
 import { ropeF32 } from '../../src/core/backend/cpu/cpu-ops.js';
 import { CudaBackend, cudaAvailable } from '../../src/core/backend/cuda/cuda-backend.js';
 import { CommvqCache, type PrefillMode } from '../../src/core/commvq/commvq-cache.js';
-import { LayerKeyCodebook } from '../../src/core/keys/codebook.js';
 import { parseModelConfig } from '../../src/core/model/config.js';
 import type { KVCache } from '../../src/core/model/kv-cache.js';
 import { randomModel } from '../../src/core/model/random-model.js';
-import { ropeTable } from '../../src/core/model/rope.js';
 import { StepInputs } from '../../src/core/model/step-inputs.js';
 import type { Backend } from '../../src/core/backend/backend.js';
-import { compressorShape, initCompressor } from '../../src/core/values/value-compressor.js';
-import { bf16ToF32, f32ToBf16 } from '../../src/core/tensor/dtype.js';
+import { bf16, D, randomBooks, ROPE, SHAPE, worstError } from './commvq-helpers.js';
 import { Rng, SEED } from './gpu-helpers.js';
 
 const gpu = cudaAvailable();
 const W = 8;
-const shape = { numLayers: 2, queryHeads: 4, kvHeads: 2, headDim: 64 };
-const D = shape.kvHeads * shape.headDim;
-const rope = ropeTable({ type: 'default', theta: 10000 }, 64);
-const bf16 = (a: Float32Array) => a.map((x) => bf16ToF32(f32ToBf16(x)));
-
-/** Codebooks on the host: θ of 3 stages, a random value compressor (E rounded to bf16, as the device keeps it). */
-function codebooks(seed: number, layers = shape.numLayers, kvHeads = shape.kvHeads, width = D) {
-  const cpu = new CpuBackend();
-  const rng = new Rng(seed);
-  const valueShape = compressorShape(1, width);
-  const keys = new Map<number, LayerKeyCodebook>();
-  const values = new Map<number, { params: ReturnType<typeof initCompressor>; scale: ReturnType<CpuBackend['fromArray']> }>();
-  for (let l = 0; l < layers; l++) {
-    const theta = Float32Array.from({ length: 3 * kvHeads * 128 * 32 }, () => 0.05 * rng.normal());
-    keys.set(l, new LayerKeyCodebook({ residuals: 3, groups: kvHeads, halfSize: 64, pairs: 32 }, theta));
-    const params = initCompressor(cpu, valueShape, 3 + l);
-    // E and the encoder's matrices rounded to bf16, as the device holds them
-    for (const name of ['codebook', 'w1', 'w2'] as const) params[name] = cpu.fromArray(bf16(cpu.toFloat32(params[name])), params[name].shape, 'f32');
-    values.set(l, { params, scale: cpu.fromArray(Float32Array.from({ length: width }, () => 0.5 + rng.uniform()), [width], 'f32') });
-  }
-  return { keys, values, valueShape };
-}
-
-function worstError(got: Float32Array, want: Float32Array): { bad: number; worst: number } {
-  let max = 0;
-  for (const x of want) max = Math.max(max, Math.abs(x));
-  let bad = 0;
-  let worst = 0;
-  for (let i = 0; i < want.length; i++) {
-    const e = Math.abs(got[i]! - want[i]!);
-    worst = Math.max(worst, e / (max || 1));
-    if (e > 0.06 * max + 0.02 * Math.abs(want[i]!)) bad++;
-  }
-  return { bad, worst };
-}
+const shape = SHAPE;
+const rope = ROPE;
+const codebooks = (seed: number) => randomBooks(seed);
 
 describe.skipIf(!gpu)('CommvqCache on the device store against the host store', () => {
   const cases: [PrefillMode, number, number[]][] = [
