@@ -9,7 +9,7 @@ import type { StepGroup, StepInputs } from '../model/step-inputs.js';
 import type { Tensor } from '../tensor/tensor.js';
 import type { ValueCompressorParams, ValueCompressorShape } from '../values/value-compressor.js';
 import { CommvqRule, type PrefillMode, type ValueEncoding } from './commvq-rule.js';
-import type { CommvqStore, EncodePart, TokenCounts } from './commvq-store.js';
+import type { CommvqStore, EncodePart, PackedTokens, TokenCounts } from './commvq-store.js';
 import { DeviceCommvqStore } from './device-store.js';
 import { HostCommvqStore } from './host-store.js';
 
@@ -143,7 +143,7 @@ export class CommvqCache implements KVCache {
   }
 
   /** The packed state of one layer and sequence, on the host (tests compare stores with it). */
-  packed(layer: number, sequence = 0) {
+  packed(layer: number, sequence = 0): PackedTokens {
     return this.store.packed(layer, sequence, this.counts[layer]![sequence]!.compressed);
   }
 
@@ -218,7 +218,6 @@ export class CommvqCache implements KVCache {
     const parts: EncodePart[] = [];
     for (const { sequence, to, step } of targets) {
       const c = this.counts[layer]![sequence]!;
-      if (to > this.capacity) throw new CommvqError(`KV cache full: ${to} compressed tokens exceed ${this.capacity}`);
       const firstStep = step ? step.start - this.rule.sinks : Infinity; // compressed index of the step's first row
       for (const b of this.rule.blocksOf(c.compressed, to)) {
         const held = Math.max(0, Math.min(b.to, firstStep) - b.from);
@@ -228,7 +227,10 @@ export class CommvqCache implements KVCache {
       }
     }
     if (parts.length > 0) this.store.encode(layer, parts, kv);
-    for (const { sequence, to } of targets) this.counts[layer]![sequence]!.compressed = Math.max(this.counts[layer]![sequence]!.compressed, to);
+    for (const { sequence, to } of targets) {
+      const c = this.counts[layer]![sequence]!;
+      c.compressed = Math.max(c.compressed, to);
+    }
   }
 
   /** After a prompt chunk: its sinks and its tokens past the last compressed one kept exact, in their slots. */

@@ -1,3 +1,4 @@
+import { CommvqError } from '../errors.js';
 import type { GumbelNoise } from '../values/train-ops.js';
 
 /** How the prompt's own attention is computed (spec §10.1 item 1); every result records which. */
@@ -41,8 +42,8 @@ export class CommvqRule {
     readonly window: number,
     readonly sinks: number,
   ) {
-    if (!Number.isInteger(window) || window < 1) throw new RangeError(`CommVQ window must be a whole number ≥ 1, not ${window}`);
-    if (!Number.isInteger(sinks) || sinks < 0) throw new RangeError(`CommVQ sinks must be a whole number ≥ 0, not ${sinks}`);
+    if (!Number.isInteger(window) || window < 1) throw new CommvqError(`CommVQ window must be a whole number ≥ 1, not ${window}`);
+    if (!Number.isInteger(sinks) || sinks < 0) throw new CommvqError(`CommVQ sinks must be a whole number ≥ 0, not ${sinks}`);
   }
 
   /** Exact rows a sequence needs: the sinks and one window. */
