@@ -21,12 +21,14 @@
 //   accumulate), causal mask on the diagonal tiles only, online softmax with exp2 (scale folded into log2 e),
 //   P rounded to bf16 and O += P·V with the same mma. K/V tiles are double-buffered with cp.async (16-byte copies,
 //   zero-filled past kvEnd) into XOR-swizzled shared memory read by ldmatrix without bank conflicts.
+//   The tile loads, S = Q·Kᵀ, the mask and the softmax update are kernels/attention_tile.cuh's (shared with
+//   value_attention_dv.cu).
 // Accumulation: f32 (scores, softmax statistics, output); output rounded to bf16 once at the end.
 // Entry points: attention_prefill_d64, attention_prefill_d128 (same arguments).
 
 #include <cuda_bf16.h>
 
-#include "tensor_core.cuh"
+#include "attention_tile.cuh"
 
 namespace {
 
@@ -37,25 +39,6 @@ constexpr int kMTiles = 2;             // m16 tiles per warp: warp w owns rows 3
 constexpr int kBlockN = 64;            // keys per tile
 constexpr int kNTiles = kBlockN / 8;   // n8 tiles of S per m16 tile
 constexpr float kLog2e = 1.4426950408889634f;
-
-// ROWS × D tile from global memory (row stride ld elements) into swizzled shared memory; rows ≥ valid read as zero.
-// Thread tid copies chunk tid % (D/8) of rows tid / (D/8) + i·kRowStep: one pointer, bumped by a constant.
-template <int D, int ROWS>
-__device__ __forceinline__ void load_tile(u32 dst, const __nv_bfloat16* src, size_t ld, int valid, int tid) {
-  constexpr int kChunksPerRow = D / 8;
-  constexpr int kRowStep = kThreads / kChunksPerRow;  // a multiple of 8, so the swizzle is the same on every step
-  const int r0 = tid / kChunksPerRow;
-  const int c = tid % kChunksPerRow;
-  const u32 d0 = dst + swz<D>(r0, c);
-  const __nv_bfloat16* p = src + static_cast<size_t>(r0) * ld + c * 8;
-  const size_t step = static_cast<size_t>(kRowStep) * ld;
-#pragma unroll
-  for (int i = 0; i < ROWS / kRowStep; ++i) {
-    const bool ok = r0 + i * kRowStep < valid;
-    cp_async_16(d0 + i * kRowStep * D * 2, ok ? p : src, ok);
-    p += step;
-  }
-}
 
 template <int D>
 __device__ __forceinline__ void prefill(const __nv_bfloat16* __restrict__ q, const __nv_bfloat16* __restrict__ k,
@@ -87,9 +70,10 @@ __device__ __forceinline__ void prefill(const __nv_bfloat16* __restrict__ q, con
   const __nv_bfloat16* kh = k + static_cast<size_t>(hkv) * D;
   const __nv_bfloat16* vh = v + static_cast<size_t>(hkv) * D;
 
-  load_tile<D, kBlockM>(sQ, q + static_cast<size_t>(m0) * ldq + static_cast<size_t>(h) * D, ldq, rowsHere, tid);
-  load_tile<D, kBlockN>(sK, kh, ldkv, keyLimit, tid);
-  load_tile<D, kBlockN>(sV, vh, ldkv, keyLimit, tid);
+  load_tile<D, kBlockM, kThreads>(sQ, q + static_cast<size_t>(m0) * ldq + static_cast<size_t>(h) * D,
+                                  ldq, rowsHere, tid);
+  load_tile<D, kBlockN, kThreads>(sK, kh, ldkv, keyLimit, tid);
+  load_tile<D, kBlockN, kThreads>(sV, vh, ldkv, keyLimit, tid);
   cp_async_commit();
 
   const float sl2 = scale * kLog2e;
@@ -97,8 +81,7 @@ __device__ __forceinline__ void prefill(const __nv_bfloat16* __restrict__ q, con
   const int warpPosMin = qStart + warpRow;    // its absolute position
   const int warpPosMax = warpPosMin + 31;
   // This thread's rows: warpRow + mt·16 + (lane >> 2) + 8·hh, hh ∈ {0, 1}; its S/O columns: 8·n + 2·(lane & 3) + {0, 1}.
-  // ldmatrix source offsets of k16 step 0 / d16 pair 0; step kk is offset ^ (32·kk), since (2kk + b) ^ s = 2kk ^ (b ^ s)
-  // for b ∈ {0, 1}, and 32·kk < one row, so the XOR never reaches the row bits.
+  // ldmatrix source offsets of k16 step 0 / d16 pair 0 (attention_tile.cuh says how later steps are reached).
   const u32 qOff = swz<D>(warp * 32 + (lane & 15), lane >> 4);               // A of Q·Kᵀ: rows 0-15, k 0-15
   const u32 kOff = swz<D>((lane & 7) + ((lane >> 4) << 3), (lane >> 3) & 1);  // B of Q·Kᵀ: two n8 tiles of keys
   const u32 vOff = swz<D>((lane & 7) + (((lane >> 3) & 1) << 3), lane >> 4);  // B of P·V (transposed): two d8 tiles
@@ -119,13 +102,16 @@ __device__ __forceinline__ void prefill(const __nv_bfloat16* __restrict__ q, con
     }
   }
   u32 qa[kQInRegs ? kMTiles : 1][kQInRegs ? kKSteps : 1][4];
+  u32 a[kMTiles][4];  // the A fragments of one k16 step of Q·Kᵀ
 
   for (int t = 0; t < nTiles; ++t) {
     const int stage = t & 1;
     if (t + 1 < nTiles) {
       const int n1 = (t + 1) * kBlockN;
-      load_tile<D, kBlockN>(sK + (stage ^ 1) * kKVBytes, kh + static_cast<size_t>(n1) * ldkv, ldkv, keyLimit - n1, tid);
-      load_tile<D, kBlockN>(sV + (stage ^ 1) * kKVBytes, vh + static_cast<size_t>(n1) * ldkv, ldkv, keyLimit - n1, tid);
+      load_tile<D, kBlockN, kThreads>(sK + (stage ^ 1) * kKVBytes, kh + static_cast<size_t>(n1) * ldkv,
+                                      ldkv, keyLimit - n1, tid);
+      load_tile<D, kBlockN, kThreads>(sV + (stage ^ 1) * kKVBytes, vh + static_cast<size_t>(n1) * ldkv,
+                                      ldkv, keyLimit - n1, tid);
       cp_async_commit();
       cp_async_wait<1>();
     } else {
@@ -134,14 +120,7 @@ __device__ __forceinline__ void prefill(const __nv_bfloat16* __restrict__ q, con
     __syncthreads();
 
     if constexpr (kQInRegs) {
-      if (t == 0) {
-#pragma unroll
-        for (int mt = 0; mt < kMTiles; ++mt)
-#pragma unroll
-          for (int kk = 0; kk < kKSteps; ++kk)
-            ldmatrix_x4(sQ + (qOff ^ (kk * 32)) + mt * 16 * D * 2, qa[mt][kk][0], qa[mt][kk][1], qa[mt][kk][2],
-                        qa[mt][kk][3]);
-      }
+      if (t == 0) load_a_fragments<D>(qa, sQ, qOff);
     }
 
     const int n0 = t * kBlockN;
@@ -149,82 +128,19 @@ __device__ __forceinline__ void prefill(const __nv_bfloat16* __restrict__ q, con
       const u32 sKs = sK + stage * kKVBytes;
       const u32 sVs = sV + stage * kKVBytes;
 
-      // ---- S = Q·Kᵀ (raw dot products) ----
+      // ---- S = Q·Kᵀ (raw dot products), causal mask ----
       float s[kMTiles][kNTiles][4];
-#pragma unroll
-      for (int mt = 0; mt < kMTiles; ++mt)
-#pragma unroll
-        for (int nt = 0; nt < kNTiles; ++nt)
-#pragma unroll
-          for (int e = 0; e < 4; ++e) s[mt][nt][e] = 0.f;
-#pragma unroll
-      for (int kk = 0; kk < kKSteps; ++kk) {
-        u32 a[kMTiles][4];
-#pragma unroll
-        for (int mt = 0; mt < kMTiles; ++mt) {
-          if constexpr (kQInRegs) {
-#pragma unroll
-            for (int e = 0; e < 4; ++e) a[mt][e] = qa[mt][kk][e];
-          } else {
-            ldmatrix_x4(sQ + (qOff ^ (kk * 32)) + mt * 16 * D * 2, a[mt][0], a[mt][1], a[mt][2], a[mt][3]);
-          }
-        }
-#pragma unroll
-        for (int np = 0; np < kNTiles / 2; ++np) {
-          u32 b0, b1, b2, b3;
-          ldmatrix_x4(sKs + (kOff ^ (kk * 32)) + np * 16 * D * 2, b0, b1, b2, b3);
-#pragma unroll
-          for (int mt = 0; mt < kMTiles; ++mt) {
-            mma_bf16(s[mt][2 * np], a[mt], b0, b1);
-            mma_bf16(s[mt][2 * np + 1], a[mt], b2, b3);
-          }
-        }
-      }
+      mma_abt<D, kQInRegs>(s, a, qa, sQ, qOff, sKs, kOff);
+      causal_mask(s, n0, warpPosMin, kvEnd, lane);
 
-      // ---- causal mask, only on tiles that reach past some row's position ----
-      if (n0 + kBlockN - 1 > min(warpPosMin, kvEnd - 1)) {
+      // ---- online softmax (log2 domain): P = 2^(S·sl2 − m), O rescaled as m grows ----
+      online_softmax(s, rowMax, rowSum, sl2, [&](int mt, int hh, float alpha) {
 #pragma unroll
-        for (int mt = 0; mt < kMTiles; ++mt)
-#pragma unroll
-          for (int nt = 0; nt < kNTiles; ++nt)
-#pragma unroll
-            for (int e = 0; e < 4; ++e) {
-              const int key = n0 + nt * 8 + 2 * (lane & 3) + (e & 1);
-              const int limit = min(warpPosMin + mt * 16 + (lane >> 2) + 8 * (e >> 1), kvEnd - 1);
-              if (key > limit) s[mt][nt][e] = neg_inf();
-            }
-      }
-
-      // ---- online softmax (log2 domain) ----
-#pragma unroll
-      for (int mt = 0; mt < kMTiles; ++mt)
-#pragma unroll
-        for (int hh = 0; hh < 2; ++hh) {
-          float mx = neg_inf();
-#pragma unroll
-          for (int nt = 0; nt < kNTiles; ++nt) mx = fmaxf(mx, fmaxf(s[mt][nt][2 * hh], s[mt][nt][2 * hh + 1]));
-          mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
-          mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
-          const float mNew = fmaxf(rowMax[mt][hh], mx);
-          const float mScaled = mNew == neg_inf() ? 0.f : mNew * sl2;  // a row with no visible key yet stays at 0
-          const float alpha = fast_exp2(rowMax[mt][hh] * sl2 - mScaled);
-          rowMax[mt][hh] = mNew;
-          float sum = 0.f;
-#pragma unroll
-          for (int nt = 0; nt < kNTiles; ++nt)
-#pragma unroll
-            for (int c = 0; c < 2; ++c) {
-              const float p = fast_exp2(fmaf(s[mt][nt][2 * hh + c], sl2, -mScaled));
-              s[mt][nt][2 * hh + c] = p;
-              sum += p;
-            }
-          rowSum[mt][hh] = rowSum[mt][hh] * alpha + sum;
-#pragma unroll
-          for (int dt = 0; dt < kDTiles; ++dt) {
-            acc[mt][dt][2 * hh] *= alpha;
-            acc[mt][dt][2 * hh + 1] *= alpha;
-          }
+        for (int dt = 0; dt < kDTiles; ++dt) {
+          acc[mt][dt][2 * hh] *= alpha;
+          acc[mt][dt][2 * hh + 1] *= alpha;
         }
+      });
 
       // ---- O += P·V: the S accumulator layout of two n8 tiles is the A fragment of one k16 step ----
 #pragma unroll

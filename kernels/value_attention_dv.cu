@@ -25,13 +25,14 @@
 //           lse2); blockIdx.y = 0 (the keys every query sees, the longest block) starts first. Warp w owns keys
 //           32w .. 32w+31 as two m16 tiles; its Sᵀ tile is 32 keys × 64 query rows.
 // Both passes use mma.sync m16n8k16 (bf16 in, f32 accumulate), cp.async double buffering into XOR-swizzled shared
-// memory read by ldmatrix, exactly as kernels/attention_prefill.cu (whose Q/K/V roles become K/Q/dOut here).
+// memory read by ldmatrix, exactly as kernels/attention_prefill.cu (whose Q/K/V roles become K/Q/dOut here); the tile
+// loads, S = A·Bᵀ, pass 1's causal mask and online softmax are attention_tile.cuh's, shared with it.
 // Accumulation: f32 throughout (scores, softmax statistics, dV); Pᵀ is rounded to bf16 for its mma.
 // nvcc-flags: --use_fast_math
 
 #include <cuda_bf16.h>
 
-#include "tensor_core.cuh"
+#include "attention_tile.cuh"
 
 namespace {
 
@@ -43,24 +44,6 @@ constexpr int kBlockN = 64;   // streamed rows per tile: keys (pass 1) or query 
 constexpr int kNTiles = kBlockN / 8;
 constexpr float kLog2e = 1.4426950408889634f;
 constexpr float kNoRow = 1e30f;  // lse2 of a padding row: 2^(s − 1e30) = 0
-
-// ROWS × D tile from global memory (row stride ld elements) into swizzled shared memory; rows ≥ valid read as zero.
-template <int D, int ROWS>
-__device__ __forceinline__ void load_tile(u32 dst, const __nv_bfloat16* src, size_t ld, int valid, int tid) {
-  constexpr int kChunksPerRow = D / 8;
-  constexpr int kRowStep = kThreads / kChunksPerRow;
-  const int r0 = tid / kChunksPerRow;
-  const int c = tid % kChunksPerRow;
-  const u32 d0 = dst + swz<D>(r0, c);
-  const __nv_bfloat16* p = src + static_cast<size_t>(r0) * ld + c * 8;
-  const size_t step = static_cast<size_t>(kRowStep) * ld;
-#pragma unroll
-  for (int i = 0; i < ROWS / kRowStep; ++i) {
-    const bool ok = r0 + i * kRowStep < valid;
-    cp_async_16(d0 + i * kRowStep * D * 2, ok ? p : src, ok);
-    p += step;
-  }
-}
 
 // ---- pass 1: log-sum-exp of every query row and head ------------------------------------------------------------
 template <int D>
@@ -90,8 +73,9 @@ __device__ __forceinline__ void lse_pass(const __nv_bfloat16* __restrict__ q, co
   const int nTiles = (keyLimit + kBlockN - 1) / kBlockN;
   const __nv_bfloat16* kh = k + static_cast<size_t>(hkv) * D;
 
-  load_tile<D, kBlockM>(sQ, q + static_cast<size_t>(m0) * ldq + static_cast<size_t>(h) * D, ldq, rowsHere, tid);
-  load_tile<D, kBlockN>(sK, kh, ldkv, keyLimit, tid);
+  load_tile<D, kBlockM, kThreads>(sQ, q + static_cast<size_t>(m0) * ldq + static_cast<size_t>(h) * D,
+                                  ldq, rowsHere, tid);
+  load_tile<D, kBlockN, kThreads>(sK, kh, ldkv, keyLimit, tid);
   cp_async_commit();
 
   const float sl2 = scale * kLog2e;
@@ -111,12 +95,14 @@ __device__ __forceinline__ void lse_pass(const __nv_bfloat16* __restrict__ q, co
       rowSum[mt][hh] = 0.f;
     }
   u32 qa[kQInRegs ? kMTiles : 1][kQInRegs ? kKSteps : 1][4];
+  u32 a[kMTiles][4];  // the A fragments of one k16 step of Q·Kᵀ
 
   for (int t = 0; t < nTiles; ++t) {
     const int stage = t & 1;
     if (t + 1 < nTiles) {
       const int n1 = (t + 1) * kBlockN;
-      load_tile<D, kBlockN>(sK + (stage ^ 1) * kKBytes, kh + static_cast<size_t>(n1) * ldkv, ldkv, keyLimit - n1, tid);
+      load_tile<D, kBlockN, kThreads>(sK + (stage ^ 1) * kKBytes, kh + static_cast<size_t>(n1) * ldkv,
+                                      ldkv, keyLimit - n1, tid);
       cp_async_commit();
       cp_async_wait<1>();
     } else {
@@ -125,84 +111,16 @@ __device__ __forceinline__ void lse_pass(const __nv_bfloat16* __restrict__ q, co
     __syncthreads();
 
     if constexpr (kQInRegs) {
-      if (t == 0) {
-#pragma unroll
-        for (int mt = 0; mt < kMTiles; ++mt)
-#pragma unroll
-          for (int kk = 0; kk < kKSteps; ++kk)
-            ldmatrix_x4(sQ + (qOff ^ (kk * 32)) + mt * 16 * D * 2, qa[mt][kk][0], qa[mt][kk][1], qa[mt][kk][2],
-                        qa[mt][kk][3]);
-      }
+      if (t == 0) load_a_fragments<D>(qa, sQ, qOff);
     }
 
     const int n0 = t * kBlockN;
     if (n0 <= warpPosMax) {
       const u32 sKs = sK + stage * kKBytes;
       float s[kMTiles][kNTiles][4];
-#pragma unroll
-      for (int mt = 0; mt < kMTiles; ++mt)
-#pragma unroll
-        for (int nt = 0; nt < kNTiles; ++nt)
-#pragma unroll
-          for (int e = 0; e < 4; ++e) s[mt][nt][e] = 0.f;
-#pragma unroll
-      for (int kk = 0; kk < kKSteps; ++kk) {
-        u32 a[kMTiles][4];
-#pragma unroll
-        for (int mt = 0; mt < kMTiles; ++mt) {
-          if constexpr (kQInRegs) {
-#pragma unroll
-            for (int e = 0; e < 4; ++e) a[mt][e] = qa[mt][kk][e];
-          } else {
-            ldmatrix_x4(sQ + (qOff ^ (kk * 32)) + mt * 16 * D * 2, a[mt][0], a[mt][1], a[mt][2], a[mt][3]);
-          }
-        }
-#pragma unroll
-        for (int np = 0; np < kNTiles / 2; ++np) {
-          u32 b0, b1, b2, b3;
-          ldmatrix_x4(sKs + (kOff ^ (kk * 32)) + np * 16 * D * 2, b0, b1, b2, b3);
-#pragma unroll
-          for (int mt = 0; mt < kMTiles; ++mt) {
-            mma_bf16(s[mt][2 * np], a[mt], b0, b1);
-            mma_bf16(s[mt][2 * np + 1], a[mt], b2, b3);
-          }
-        }
-      }
-
-      if (n0 + kBlockN - 1 > min(warpPosMin, kvEnd - 1)) {
-#pragma unroll
-        for (int mt = 0; mt < kMTiles; ++mt)
-#pragma unroll
-          for (int nt = 0; nt < kNTiles; ++nt)
-#pragma unroll
-            for (int e = 0; e < 4; ++e) {
-              const int key = n0 + nt * 8 + 2 * (lane & 3) + (e & 1);
-              const int limit = min(warpPosMin + mt * 16 + (lane >> 2) + 8 * (e >> 1), kvEnd - 1);
-              if (key > limit) s[mt][nt][e] = neg_inf();
-            }
-      }
-
-      // online max and sum (log2 domain); the rows' max is shared by the 4 lanes holding a row
-#pragma unroll
-      for (int mt = 0; mt < kMTiles; ++mt)
-#pragma unroll
-        for (int hh = 0; hh < 2; ++hh) {
-          float mx = neg_inf();
-#pragma unroll
-          for (int nt = 0; nt < kNTiles; ++nt) mx = fmaxf(mx, fmaxf(s[mt][nt][2 * hh], s[mt][nt][2 * hh + 1]));
-          mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
-          mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
-          const float mNew = fmaxf(rowMax[mt][hh], mx);
-          const float mScaled = mNew == neg_inf() ? 0.f : mNew * sl2;
-          const float alpha = fast_exp2(rowMax[mt][hh] * sl2 - mScaled);
-          rowMax[mt][hh] = mNew;
-          float sum = 0.f;
-#pragma unroll
-          for (int nt = 0; nt < kNTiles; ++nt)
-#pragma unroll
-            for (int c = 0; c < 2; ++c) sum += fast_exp2(fmaf(s[mt][nt][2 * hh + c], sl2, -mScaled));
-          rowSum[mt][hh] = rowSum[mt][hh] * alpha + sum;
-        }
+      mma_abt<D, kQInRegs>(s, a, qa, sQ, qOff, sKs, kOff);
+      causal_mask(s, n0, warpPosMin, kvEnd, lane);
+      online_softmax(s, rowMax, rowSum, sl2, [](int, int, float) {});  // nothing else accumulated: no P·V here
     }
     __syncthreads();  // the stage just read is refilled by the next iteration
   }
@@ -263,12 +181,13 @@ __device__ __forceinline__ void dv_pass(const __nv_bfloat16* __restrict__ q, con
     const int hq = g * G + it / nQ;
     const int r0 = (qt0 + it % nQ) * kBlockN;
     const size_t at = static_cast<size_t>(r0) * ldq + static_cast<size_t>(hq) * D;
-    load_tile<D, kBlockN>(sQ + stage * kTileBytes, q + at, ldq, Tq - r0, tid);
-    load_tile<D, kBlockN>(sO + stage * kTileBytes, dout + at, ldq, Tq - r0, tid);
+    load_tile<D, kBlockN, kThreads>(sQ + stage * kTileBytes, q + at, ldq, Tq - r0, tid);
+    load_tile<D, kBlockN, kThreads>(sO + stage * kTileBytes, dout + at, ldq, Tq - r0, tid);
     if (tid < kLseBytes / 16) cp_async_16(sL + stage * kLseBytes + tid * 16, lse2 + static_cast<size_t>(hq) * ldl + r0 + tid * 4, true);
   };
 
-  load_tile<D, kBlockM>(sK, k + static_cast<size_t>(n0) * ldkv + static_cast<size_t>(g) * D, ldkv, keysHere, tid);
+  load_tile<D, kBlockM, kThreads>(sK, k + static_cast<size_t>(n0) * ldkv + static_cast<size_t>(g) * D,
+                                  ldkv, keysHere, tid);
   if (nIter > 0) load_queries(0, 0);
   cp_async_commit();
 
@@ -286,6 +205,7 @@ __device__ __forceinline__ void dv_pass(const __nv_bfloat16* __restrict__ q, con
 #pragma unroll
       for (int e = 0; e < 4; ++e) acc[mt][dt][e] = 0.f;
   u32 ka[kKInRegs ? kMTiles : 1][kKInRegs ? kKSteps : 1][4];
+  u32 a[kMTiles][4];  // the A fragments of one k16 step of K·Qᵀ
 
   for (int it = 0; it < nIter; ++it) {
     const int stage = it & 1;
@@ -299,14 +219,7 @@ __device__ __forceinline__ void dv_pass(const __nv_bfloat16* __restrict__ q, con
     __syncthreads();
 
     if constexpr (kKInRegs) {
-      if (it == 0) {
-#pragma unroll
-        for (int mt = 0; mt < kMTiles; ++mt)
-#pragma unroll
-          for (int kk = 0; kk < kKSteps; ++kk)
-            ldmatrix_x4(sK + (aOff ^ (kk * 32)) + mt * 16 * D * 2, ka[mt][kk][0], ka[mt][kk][1], ka[mt][kk][2],
-                        ka[mt][kk][3]);
-      }
+      if (it == 0) load_a_fragments<D>(ka, sK, aOff);
     }
 
     const int r0 = (qt0 + it % nQ) * kBlockN;  // first query row of the tile
@@ -318,35 +231,7 @@ __device__ __forceinline__ void dv_pass(const __nv_bfloat16* __restrict__ q, con
 
       // ---- Sᵀ = K·Qᵀ (raw dot products): rows = keys, columns = query rows ----
       float s[kMTiles][kNTiles][4];
-#pragma unroll
-      for (int mt = 0; mt < kMTiles; ++mt)
-#pragma unroll
-        for (int nt = 0; nt < kNTiles; ++nt)
-#pragma unroll
-          for (int e = 0; e < 4; ++e) s[mt][nt][e] = 0.f;
-#pragma unroll
-      for (int kk = 0; kk < kKSteps; ++kk) {
-        u32 a[kMTiles][4];
-#pragma unroll
-        for (int mt = 0; mt < kMTiles; ++mt) {
-          if constexpr (kKInRegs) {
-#pragma unroll
-            for (int e = 0; e < 4; ++e) a[mt][e] = ka[mt][kk][e];
-          } else {
-            ldmatrix_x4(sK + (aOff ^ (kk * 32)) + mt * 16 * D * 2, a[mt][0], a[mt][1], a[mt][2], a[mt][3]);
-          }
-        }
-#pragma unroll
-        for (int np = 0; np < kNTiles / 2; ++np) {
-          u32 b0, b1, b2, b3;
-          ldmatrix_x4(sQs + (bOff ^ (kk * 32)) + np * 16 * D * 2, b0, b1, b2, b3);
-#pragma unroll
-          for (int mt = 0; mt < kMTiles; ++mt) {
-            mma_bf16(s[mt][2 * np], a[mt], b0, b1);
-            mma_bf16(s[mt][2 * np + 1], a[mt], b2, b3);
-          }
-        }
-      }
+      mma_abt<D, kKInRegs>(s, a, ka, sK, aOff, sQs, bOff);
 
       // ---- Pᵀ = 2^(s·scale·log2 e − lse2[row]); masked where the key is after the row or the row is padding ----
       const bool mask = warpKey + 31 > posMin || r0 + kBlockN > Tq;

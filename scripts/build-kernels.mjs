@@ -2,10 +2,12 @@
 // Compiles every kernels/*.cu into build/kernels/<name>.fatbin with nvcc: SASS for sm_80, sm_86, sm_89 and sm_90,
 // plus compute_90 PTX so newer GPUs can JIT it. A file is rebuilt only when it or a kernels/*.cuh header is newer
 // than its fatbin. Two compiles run at a time (CI machines have 2 cores). Per-file options come from the source's
-// `// nvcc-flags: ...` line (e.g. --use_fast_math), the same line the NVRTC fallback reads; files without it, such as
-// rope.cu, build with exact math.
+// `// nvcc-flags: ...` line (e.g. --use_fast_math); files without it, such as rope.cu, build with exact math. The line
+// is read by src/core/backend/cuda/kernel-source.ts, the reader the NVRTC fallback uses too, imported from tsc's
+// output in dist/ (`npm run build` runs tsc first).
 //
-// Without nvcc this prints one line and exits 0: the backend compiles kernels at run time with NVRTC instead.
+// Without nvcc this prints one line and exits 0 (and needs no dist/): the backend compiles kernels at run time with
+// NVRTC instead.
 //
 //   node scripts/build-kernels.mjs            # build what changed
 //   node scripts/build-kernels.mjs --force    # rebuild everything
@@ -14,7 +16,7 @@ import { spawn, spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, statSync } from 'node:fs';
 import { cpus } from 'node:os';
 import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { fileURLToPath, pathToFileURL } from 'node:url';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 const src = join(root, 'kernels');
@@ -30,17 +32,18 @@ function findNvcc() {
   return null;
 }
 
-function flagsOf(source) {
-  const line = /^\/\/ nvcc-flags:(.*)$/m.exec(source);
-  return line ? line[1].trim().split(/\s+/).filter(Boolean) : [];
+// The `// nvcc-flags:` reader from tsc's output, or null before tsc has run.
+async function loadSourceFlags() {
+  const file = join(root, 'dist', 'core', 'backend', 'cuda', 'kernel-source.js');
+  return existsSync(file) ? (await import(pathToFileURL(file).href)).sourceFlags : null;
 }
 
-function compile(nvcc, name) {
+function compile(nvcc, sourceFlags, name) {
   const file = join(src, `${name}.cu`);
   const target = join(out, `${name}.fatbin`);
   const gencode = ARCHS.flatMap((a) => ['-gencode', `arch=compute_${a},code=sm_${a}`]);
   gencode.push('-gencode', 'arch=compute_90,code=compute_90');
-  const args = ['-fatbin', '-O3', '-std=c++17', `-I${src}`, ...flagsOf(readFileSync(file, 'utf8')), ...gencode];
+  const args = ['-fatbin', '-O3', '-std=c++17', `-I${src}`, ...sourceFlags(readFileSync(file, 'utf8')), ...gencode];
   args.push('-o', `${target}.tmp`, file);
   return new Promise((resolve) => {
     const child = spawn(nvcc, args, { stdio: ['ignore', 'inherit', 'pipe'] });
@@ -58,6 +61,11 @@ async function main() {
   if (!nvcc) {
     console.log('build-kernels: nvcc not found; kernels will be compiled at run time with NVRTC');
     return 0;
+  }
+  const sourceFlags = await loadSourceFlags();
+  if (!sourceFlags) {
+    console.error('build-kernels: dist/ not built: run `npm run build` (tsc first, then this script)');
+    return 1;
   }
   mkdirSync(out, { recursive: true });
   const force = process.argv.includes('--force');
@@ -79,7 +87,7 @@ async function main() {
   const failures = [];
   const worker = async () => {
     for (let name = queue.shift(); name; name = queue.shift()) {
-      const r = await compile(nvcc, name);
+      const r = await compile(nvcc, sourceFlags, name);
       if (!r.ok) failures.push(r);
       else if (r.stderr.trim()) process.stderr.write(r.stderr);
     }

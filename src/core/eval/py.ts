@@ -166,13 +166,6 @@ export function npMean(a: readonly number[]): number {
   return a.length === 0 ? NaN : npPairwiseSum(a) / a.length;
 }
 
-/** Python's `sum(list)` then `/ len`: a plain left-to-right sum from 0. */
-export function pyMean(a: readonly number[]): number {
-  let s = 0;
-  for (const x of a) s += x;
-  return s / a.length;
-}
-
 /**
  * A multiset of strings (`collections.Counter`), keyed by exact string value.
  */

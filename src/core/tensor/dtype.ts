@@ -20,10 +20,6 @@ export function bytesPerElement(dtype: DType): number {
   }
 }
 
-export function isFloat(dtype: DType): boolean {
-  return dtype === 'f32' || dtype === 'bf16' || dtype === 'f16';
-}
-
 /** Host storage of each dtype: 16-bit floats live as their bit patterns in a Uint16Array. */
 export type HostArray = Float32Array | Int32Array | Uint16Array | Uint8Array;
 

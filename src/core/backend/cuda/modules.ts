@@ -3,6 +3,7 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { CommvqError } from '../../errors.js';
 import { checkCu, type CudaDriver } from './driver.js';
+import { sourceFlags } from './kernel-source.js';
 import { asBigInt } from './native.js';
 import { compileWithNvrtc } from './nvrtc.js';
 
@@ -29,12 +30,6 @@ export function packageRoot(): string {
     if (up === dir) throw new Error(`commvq's package.json not found above ${fileURLToPath(import.meta.url)}`);
     dir = up;
   }
-}
-
-/** The options a kernel source asks for on its `// nvcc-flags: ...` line (e.g. `--use_fast_math`). */
-export function sourceFlags(source: string): string[] {
-  const line = /^\/\/ nvcc-flags:(.*)$/m.exec(source);
-  return line ? line[1]!.trim().split(/\s+/).filter(Boolean) : [];
 }
 
 export class ModuleLoader {

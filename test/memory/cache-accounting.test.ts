@@ -1,6 +1,6 @@
 /** The cache arithmetic reproduces spec §7.5's table for Llama-3.1-8B (L 32, H_kv 8, D_h 128). */
 import { describe, expect, it } from 'vitest';
-import { cacheBytes, codebookBytes, commvqBytesPerToken, denseBytesPerToken } from '../src/core/memory/cache-accounting.js';
+import { cacheBytes, codebookBytes, commvqBytesPerToken, denseBytesPerToken } from '../../src/core/memory/cache-accounting.js';
 
 const llama = { numLayers: 32, kvHeads: 8, headDim: 128 };
 const oneBit = { residuals: 11, codeBits: 1024, window: 128 };
@@ -20,9 +20,10 @@ describe('cache accounting (spec §7.5)', () => {
   it('totals at 128K tokens: 16 GiB dense; codes 1.03 and 2.0 GiB, plus the exact window', () => {
     const T = 128 * 1024;
     expect(cacheBytes(llama, T) / GiB).toBe(16);
-    // the table counts codes only: 264 (1-bit) and 512 (2-bit) bytes per token and layer
-    expect((T * 264 * 32) / GiB).toBe(1.03125);
-    expect((T * 512 * 32) / GiB).toBe(2);
+    // the table counts codes only, i.e. a cache without the exact window: 264 (1-bit) and 512 (2-bit) bytes per
+    // token and layer
+    expect(cacheBytes(llama, T, { ...oneBit, window: 0 }) / GiB).toBe(1.03125);
+    expect(cacheBytes(llama, T, { ...twoBit, window: 0 }) / GiB).toBe(2);
     // what the cache holds adds the window of 128 exact bf16 tokens per layer (16 MiB in all)
     expect(cacheBytes(llama, T, oneBit)).toBe((T - 128) * 264 * 32 + 128 * 4096 * 32);
     expect(cacheBytes(llama, T, twoBit)).toBe((T - 128) * 512 * 32 + 128 * 4096 * 32);
