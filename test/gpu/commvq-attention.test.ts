@@ -379,6 +379,7 @@ describe('CommVQ decode attention: shape checks (no GPU needed)', () => {
       kernel: (module, name) => ({ module, name, handle: 1n }),
       launch: (k) => void launched.push(k.name),
       alloc: (bytes) => ({ ptr: 256n, bytes, free: () => undefined }),
+      copy: () => undefined, memset: () => undefined, upload: () => undefined, download: () => undefined,
     };
     const p = 4096n;
     const buffers: CodeAttentionBuffers = {

@@ -400,6 +400,8 @@ describe('CommVQ cache kernels: argument checks and launch plans (no GPU needed)
       },
       copy: () => undefined,
       memset: () => undefined,
+      upload: () => undefined,
+      download: () => undefined,
     };
     return { ctx, launches, live };
   }

@@ -65,8 +65,8 @@ export interface DeviceBlock {
 }
 
 /**
- * The part of the CUDA context that kernel launchers use. `CudaContext` (context.ts) implements it; the attention
- * launchers receive it from `CudaBackend`.
+ * The part of the CUDA context that kernel launchers and the code above them use: launches, scratch memory, and
+ * copies, all ordered on one stream. `CudaContext` (context.ts) implements it; tests of launch plans fake it.
  */
 export interface CudaContextLike {
   readonly info: DeviceInfo;
@@ -78,4 +78,12 @@ export interface CudaContextLike {
   launch(kernel: CudaKernel, grid: Dim3, block: Dim3, sharedBytes: number, args: readonly KernelArg[], stream?: bigint): void;
   /** Scratch memory from the caching allocator (counted in `memory()`); free it when the work using it is queued. */
   alloc(bytes: number): DeviceBlock;
+  /** Enqueues a device-to-device copy of `bytes`. */
+  copy(dst: bigint, src: bigint, bytes: number): void;
+  /** Enqueues setting `bytes` bytes at `dst` to `byte`. */
+  memset(dst: bigint, byte: number, bytes: number): void;
+  /** Enqueues a copy of host bytes to `dst` (returns once the host bytes were read). */
+  upload(dst: bigint, bytes: Uint8Array): void;
+  /** Waits for the stream, then copies device memory at `src` to `dst`. */
+  download(dst: Uint8Array, src: bigint): void;
 }
