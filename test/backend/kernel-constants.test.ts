@@ -1,13 +1,44 @@
 /**
  * Launch constants are written once, in the kernel sources, and read by the launchers
- * (src/core/backend/cuda/kernel-constants.ts): the reader on small sources and on the kernels, and the sizes two
- * sources must agree on.
+ * (src/core/backend/cuda/kernel-constants.ts): every constant every launcher module asks for must be defined in its
+ * kernel file, so that renaming or deleting one fails here, on a machine without a GPU. Also the reader itself on
+ * small sources, and the sizes two sources must agree on.
  */
+import { readdirSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
-import { kernelConstant, KernelSource } from '../../src/core/backend/cuda/kernel-constants.js';
+import { kernelConstant, kernelConstantRequests, KernelSource } from '../../src/core/backend/cuda/kernel-constants.js';
+import { keyCodeRowBytes } from '../../src/core/backend/cuda/ops/commvq-cache.js';
+import { packedCodeBytes } from '../../src/core/commvq/code-packing.js';
 import { CommvqError } from '../../src/core/errors.js';
 
+const opsDir = join(dirname(fileURLToPath(import.meta.url)), '..', '..', 'src', 'core', 'backend', 'cuda', 'ops');
+
 describe('kernel launch constants', () => {
+  it('every constant every launcher asks for is defined in its kernel source, as a positive integer', async () => {
+    const modules = readdirSync(opsDir).filter((f) => f.endsWith('.ts'));
+    for (const file of modules) await import(join(opsDir, file));
+    const requests = kernelConstantRequests();
+    const files = new Set(requests.map((r) => r.file));
+    // each launcher module that launches kernels with fixed sizes asks for them
+    for (const kernel of ['attention_decode', 'commvq_dequant', 'commvq_bits_gemm.cuh', 'commvq_key_logits', 'key_estep', 'key_mstep', 'key_gemm', 'value_sum_rows', 'add']) {
+      expect(files, `no launcher reads kernels/${kernel}`).toContain(kernel);
+    }
+    const missing: string[] = [];
+    for (const { file, names } of requests) {
+      for (const name of names) {
+        try {
+          const v = kernelConstant(file, name);
+          if (!(Number.isInteger(v) && v > 0)) missing.push(`${file} ${name} = ${v}`);
+        } catch (e) {
+          missing.push((e as Error).message);
+        }
+      }
+    }
+    expect(missing).toEqual([]);
+  });
+
   it('reads the values the launchers were written against', () => {
     expect(kernelConstant('commvq_dequant', 'DQ_TOKENS')).toBe(8);
     expect(kernelConstant('key_estep', 'THREADS')).toBe(1024); // #define THREADS (WARPS * 32)
@@ -16,8 +47,9 @@ describe('kernel launch constants', () => {
     expect(kernelConstant('commvq_bits_gemm.cuh', 'TT')).toBe(64);
   });
 
-  it('sizes two sources share agree: the key-codebook kernels', () => {
+  it('sizes two sources share agree: the key-codebook kernels, and the packed key codes of kernels and host', () => {
     for (const name of ['NH', 'KC']) expect(kernelConstant('key_estep', name), name).toBe(kernelConstant('key_mstep', name));
+    for (let n = 1; n <= 200; n++) expect(keyCodeRowBytes(n)).toBe(packedCodeBytes(n));
   });
 });
 

@@ -1,6 +1,8 @@
 import type { CudaBackend } from '../backend/cuda/cuda-backend.js';
-import { CudaTensor } from '../backend/cuda/cuda-tensor.js';
-import type { DeviceBlock } from '../backend/cuda/kernels.js';
+import { emptyTensor, rowView, type CudaTensor } from '../backend/cuda/cuda-tensor.js';
+import { codeAttentionStep, launchRotationTable } from '../backend/cuda/ops/code-attention.js';
+import { keyCodeRowBytes, launchDequantKeys, launchDequantValues, launchPackKeys, launchPackValues } from '../backend/cuda/ops/commvq-cache.js';
+import { downloadFrom, zeroFill } from '../backend/cuda/ops/copies.js';
 import { CommvqError } from '../errors.js';
 import type { CacheShape, KVCache } from '../model/kv-cache.js';
 import type { LayerKV } from '../model/llama.js';
@@ -10,11 +12,9 @@ import { CudaTrainOps } from '../values/cuda-train-ops.js';
 import { encodeValues, type EncoderParams, type ValueCompressorParams } from '../values/value-compressor.js';
 import { CpuBackend } from '../backend/cpu/cpu-backend.js';
 import { commvqBytesPerToken } from '../memory/cache-accounting.js';
+import { encodeKeysOnDevice } from '../keys/gpu/gpu-encode.js';
 import { commvqCacheDefaults, type CommvqCacheOptions, type PrefillMode } from './commvq-cache.js';
 import { packedCodeBytes } from './code-packing.js';
-import { codeAttentionStep, launchRotationTable, rotationTableBytes } from './cuda-code-attention.js';
-import { launchDequantKeys, launchDequantValues, launchPackKeys, launchPackValues } from './cuda-cache-kernels.js';
-import { encodeKeysOnDevice } from './device-key-encoder.js';
 
 /** Reads host (CPU backend) codebook tensors. */
 const hostBackend = new CpuBackend();
@@ -33,19 +33,13 @@ interface DeviceLayerBooks {
   encoder: EncoderParams; // w1, w2 bf16 (rounded once from the trained f32), the rest f32
 }
 
-/** A view of part of the packed allocation. */
-interface PackedArray {
-  readonly ptr: bigint;
-  readonly bytes: number;
-}
-
 /** One layer's state for all B sequences, in device memory. */
 interface DeviceLayerState {
-  // views into the cache's one packed allocation (address and bytes)
-  keyCodes: PackedArray; // u8 [B, Ccap, packedCodeBytes(R·G)]
-  keyNorms: PackedArray; // bf16 [B, Ccap]: n_t
-  valueBits: PackedArray; // u8 [B, Ccap, N_c/8]
-  valueRho: PackedArray; // bf16 [B, Ccap]: ρ′_t
+  // views into the cache's one packed allocation
+  keyCodes: CudaTensor; // u8 [B, Ccap, packedCodeBytes(R·G)]
+  keyNorms: CudaTensor; // bf16 [B, Ccap]: n_t
+  valueBits: CudaTensor; // u8 [B, Ccap, N_c/8]
+  valueRho: CudaTensor; // bf16 [B, Ccap]: ρ′_t
   exactKPre: Tensor; // bf16 [B·X, D]: exact tokens before RoPE (encoded when their block is flushed)
   exactK: Tensor; // bf16 [B·X, D]: exact tokens after RoPE (attention)
   exactV: Tensor; // bf16 [B·X, D]
@@ -72,10 +66,10 @@ interface SequenceCounts {
  * bits and a bf16 ρ′), the exact sinks and recent window in bf16; only θ (f32) and E (bf16) of the codebooks are
  * resident, and the value encoders' two matrices are held in bf16 like the model's weights.
  *
- * - Encoding runs on the GPU: keys by the greedy residual encoder (device-key-encoder.ts), values by the trained
+ * - Encoding runs on the GPU: keys by the greedy residual encoder (keys/gpu/gpu-encode.ts), values by the trained
  *   encoder (CudaTrainOps), packed by kernels/commvq_pack.cu.
- * - A decode step (one token per sequence) attends on the codes (cuda-code-attention.ts): one launch sequence for the
- *   whole batch, sequences of different lengths.
+ * - A decode step (one token per sequence) attends on the codes (backend/cuda/ops/code-attention.ts): one launch
+ *   sequence for the whole batch, sequences of different lengths.
  * - A prompt: `faithful` attends exactly over the whole prompt (one forward, empty cache), then compresses its
  *   aligned prefix; `strict` follows the decoding rule token by token (a query at p sees the blocks before p's
  *   block compressed) and may come in chunks of any size: each W-block of queries attends over the dequantized
@@ -100,8 +94,8 @@ export class DeviceCommvqCache implements KVCache {
   private readonly counts: SequenceCounts[][]; // [layer][sequence]
   private readonly invFreq: Tensor; // f32 [D_h/2]
   private scratch: { keys: Tensor; values: Tensor } | undefined; // strict prefill: [capacity, D] bf16 each
-  private packed: DeviceBlock | undefined; // every layer's keyCodes, keyNorms, valueBits, valueRho
-  private rotation: DeviceBlock | undefined; // float2 [Ccap, D_h/2]: e^{iφ} of every compressed position, shared by all layers
+  private packed: CudaTensor | undefined; // u8: every layer's keyCodes, keyNorms, valueBits, valueRho
+  private rotation: CudaTensor | undefined; // f32 [Ccap, D_h/2, 2]: e^{iφ} of every compressed position, shared by all layers
   private readonly R: number;
   private readonly Nc: number;
   private readonly pending = new Map<number, LayerKV>();
@@ -123,8 +117,8 @@ export class DeviceCommvqCache implements KVCache {
     this.invFreq = backend.fromArray(o.rope.invFreq, [o.rope.invFreq.length], 'f32');
     this.counts = Array.from({ length: shape.numLayers }, () => Array.from({ length: this.batch }, () => ({ length: 0, compressed: 0 })));
     try {
-      this.rotation = backend.ctx.alloc(rotationTableBytes(Math.max(this.Ccap, 1), shape.headDim));
-      launchRotationTable(backend.ctx, { invFreq: (this.invFreq as CudaTensor).ptr, rotation: this.rotation.ptr }, this.sinks, Math.max(this.Ccap, 1), shape.headDim);
+      this.rotation = emptyTensor(backend.ctx, [Math.max(this.Ccap, 1), shape.headDim / 2, 2], 'f32');
+      launchRotationTable(backend.ctx, { invFreq: this.invFreq, rotation: this.rotation }, this.sinks, Math.max(this.Ccap, 1));
       this.allocate(o);
     } catch (err) {
       this.dispose(); // out of memory part way: give back what was taken
@@ -142,8 +136,11 @@ export class DeviceCommvqCache implements KVCache {
     const sizes = [B * this.Ccap * packedCodeBytes(this.R * kvHeads), B * this.Ccap * 2, (B * this.Ccap * this.Nc) / 8, B * this.Ccap * 2];
     const aligned = sizes.map((n) => Math.ceil(Math.max(n, 16) / 256) * 256);
     const perLayer = aligned.reduce((a, n) => a + n, 0);
-    this.packed = backend.ctx.alloc(numLayers * perLayer);
-    backend.ctx.memset(this.packed.ptr, 0, numLayers * perLayer);
+    const packed = emptyTensor(backend.ctx, [numLayers * perLayer], 'u8');
+    this.packed = packed;
+    zeroFill(backend.ctx, packed);
+    const shapes = [[B, this.Ccap, keyCodeRowBytes(this.R * kvHeads)], [B, this.Ccap], [B, this.Ccap, this.Nc / 8], [B, this.Ccap]];
+    const dtypes = ['u8', 'bf16', 'u8', 'bf16'] as const;
     for (let l = 0; l < numLayers; l++) {
       const key = o.keys.get(l);
       const value = o.values.get(l);
@@ -151,10 +148,10 @@ export class DeviceCommvqCache implements KVCache {
       if (!value) throw new CommvqError(`value codebook has no layer ${l}`, 'train it with commvq train-value');
       if (key.shape.residuals !== this.R) throw new CommvqError(`key codebook: layer ${l} has ${key.shape.residuals} stages, layer 0 has ${this.R}`);
       this.books.push(this.uploadBooks(key.theta, value.params, value.scale));
-      let at = this.packed.ptr + BigInt(l * perLayer);
-      const [keyCodes, keyNorms, valueBits, valueRho] = sizes.map((bytes, i) => {
-        const view = { ptr: at, bytes };
-        at += BigInt(aligned[i]!);
+      let at = l * perLayer;
+      const [keyCodes, keyNorms, valueBits, valueRho] = shapes.map((shape, i) => {
+        const view = packed.view(at, shape, dtypes[i]);
+        at += aligned[i]!;
         return view;
       });
       this.layers.push({
@@ -226,9 +223,9 @@ export class DeviceCommvqCache implements KVCache {
 
   /** Bytes of the device buffers that hold tokens (packed arrays at capacity, exact rows, counts). */
   bytes(): number {
-    let total = this.rotation?.bytes ?? 0;
+    let total = this.rotation?.byteLength ?? 0;
     for (const s of this.layers) {
-      total += s.keyCodes.bytes + s.keyNorms.bytes + s.valueBits.bytes + s.valueRho.bytes;
+      total += s.keyCodes.byteLength + s.keyNorms.byteLength + s.valueBits.byteLength + s.valueRho.byteLength;
       total += 3 * (s.exactK as CudaTensor).byteLength + 2 * 4 * this.batch;
     }
     return total;
@@ -250,28 +247,15 @@ export class DeviceCommvqCache implements KVCache {
     return commvqBytesPerToken(this.shape, { residuals: this.R, codeBits: this.Nc, window: this.W });
   }
 
-  /**
-   * Device addresses of sequence `seq`'s row 0 in each packed array of a layer, and each array's bytes per row
-   * (the arrays are [B, Ccap, row]).
-   */
-  private sequenceArrays(layer: number, seq: number): { keyCodes: bigint; keyNorms: bigint; valueBits: bigint; valueRho: bigint; rowBytes: { keyCodes: number; keyNorms: number; valueBits: number; valueRho: number } } {
-    const st = this.layers[layer]!;
-    const rowBytes = { keyCodes: packedCodeBytes(this.R * this.shape.kvHeads), keyNorms: 2, valueBits: this.Nc / 8, valueRho: 2 };
-    const at = (a: PackedArray, row: number) => a.ptr + BigInt(seq * this.Ccap * row);
-    return {
-      keyCodes: at(st.keyCodes, rowBytes.keyCodes), keyNorms: at(st.keyNorms, rowBytes.keyNorms),
-      valueBits: at(st.valueBits, rowBytes.valueBits), valueRho: at(st.valueRho, rowBytes.valueRho), rowBytes,
-    };
-  }
-
   /** The packed state of one layer and sequence, copied to the host (tests compare it with the host reference). */
   download(layer: number, sequence = 0): { compressed: number; keyCodes: Uint8Array; keyNorms: Uint16Array; valueBits: Uint8Array; valueRho: Uint16Array } {
     const n = this.counts[layer]![sequence]!.compressed;
-    const a = this.sequenceArrays(layer, sequence);
+    const st = this.layers[layer]!;
     this.backend.synchronize();
     const read = (name: 'keyCodes' | 'keyNorms' | 'valueBits' | 'valueRho') => {
-      const out = new Uint8Array(n * a.rowBytes[name]);
-      if (n > 0) this.backend.ctx.download(out, a[name]);
+      const rows = st[name].at(sequence).rows(0, n);
+      const out = new Uint8Array(rows.byteLength);
+      if (n > 0) downloadFrom(this.backend.ctx, rows, out);
       return out;
     };
     const u16 = (b: Uint8Array) => new Uint16Array(b.buffer, b.byteOffset, b.byteLength / 2);
@@ -291,7 +275,7 @@ export class DeviceCommvqCache implements KVCache {
     const s = new TensorScope();
     const keys = s.keep(b.zeros([n, D], 'bf16'));
     const values = s.keep(b.zeros([n, D], 'bf16'));
-    this.dequantizeInto(layer, sequence, 0, n, (keys as CudaTensor).ptr, (values as CudaTensor).ptr);
+    this.dequantizeInto(layer, sequence, 0, n, keys, values);
     const out = { keys: b.toFloat32(keys), values: b.toFloat32(values), positions };
     s.dispose();
     return out;
@@ -303,9 +287,9 @@ export class DeviceCommvqCache implements KVCache {
     }
     for (const b of this.books) [b.theta, b.codebook, b.scale, ...Object.values(b.encoder)].forEach((t) => t.dispose());
     this.invFreq.dispose();
-    this.rotation?.free();
+    this.rotation?.dispose();
     this.rotation = undefined;
-    this.packed?.free();
+    this.packed?.dispose();
     this.packed = undefined;
     this.endPrompt();
     this.layers.length = 0;
@@ -336,24 +320,22 @@ export class DeviceCommvqCache implements KVCache {
     b.upload(st.exactCount, this.counts[layer]!.map((c) => c.length - c.compressed));
     const out = b.zeros([groups.length, this.shape.queryHeads * this.shape.headDim], 'bf16');
     const books = this.books[layer]!;
-    const D = this.shape.kvHeads * this.shape.headDim;
-    const arrays = this.sequenceArrays(layer, first); // the step's sequences are `first` and those after it
     codeAttentionStep(b.ctx, {
-      q: (q as CudaTensor).ptr,
-      theta: (books.theta as CudaTensor).ptr,
-      invFreq: (this.invFreq as CudaTensor).ptr,
-      rotation: this.rotation!.ptr,
-      keyCodes: arrays.keyCodes,
-      keyNorms: arrays.keyNorms,
-      valueBits: arrays.valueBits,
-      valueRho: arrays.valueRho,
-      codebook: (books.codebook as CudaTensor).ptr,
-      scale: (books.scale as CudaTensor).ptr,
-      exactKeys: (st.exactK as CudaTensor).ptr + BigInt(first * this.X * D * 2),
-      exactValues: (st.exactV as CudaTensor).ptr + BigInt(first * this.X * D * 2),
-      compressed: (st.compressedCount as CudaTensor).ptr + BigInt(first * 4),
-      exact: (st.exactCount as CudaTensor).ptr + BigInt(first * 4),
-      out: (out as CudaTensor).ptr,
+      q,
+      theta: books.theta,
+      invFreq: this.invFreq,
+      rotation: this.rotation!,
+      keyCodes: st.keyCodes,
+      keyNorms: st.keyNorms,
+      valueBits: st.valueBits,
+      valueRho: st.valueRho,
+      codebook: books.codebook,
+      scale: books.scale,
+      exactKeys: st.exactK,
+      exactValues: st.exactV,
+      compressed: st.compressedCount,
+      exact: st.exactCount,
+      out,
     }, {
       batch: groups.length,
       queryHeads: this.shape.queryHeads,
@@ -365,7 +347,7 @@ export class DeviceCommvqCache implements KVCache {
       window: this.X,
       firstPosition: this.sinks,
       maxCompressed: Math.max(...seqs.map((c) => c.compressed)),
-    });
+    }, { sequence: first }); // the step's sequences are `first` and those after it
     return out;
   }
 
@@ -493,7 +475,7 @@ export class DeviceCommvqCache implements KVCache {
       const at = row + (a - t0);
       const s = new TensorScope();
       const kPre = s.keep(b.zeros([n, D], 'bf16'));
-      this.dequantizeInto(layer, seq, a, a + n, (kPre as CudaTensor).ptr, (values as CudaTensor).ptr + BigInt(at * D * 2));
+      this.dequantizeInto(layer, seq, a, a + n, kPre, rowView(values, at, n));
       const positions = s.keep(b.fromArray(Int32Array.from({ length: n }, (_, i) => this.sinks + a + i), [n], 'i32'));
       b.writeRows(keys, at, s.keep(b.rope(kPre, positions, this.o.rope)));
       s.dispose();
@@ -518,25 +500,15 @@ export class DeviceCommvqCache implements KVCache {
   }
 
 
-  /** kPre [t1 − t0, D] ← dequantized pre-RoPE keys, v [t1 − t0, D] ← dequantized values of compressed tokens t0..t1−1 (bf16 device addresses). */
-  private dequantizeInto(layer: number, seq: number, t0: number, t1: number, kPre: bigint, v: bigint): void {
+  /** kPre [t1 − t0, D] ← dequantized pre-RoPE keys, v [t1 − t0, D] ← dequantized values of compressed tokens t0..t1−1 (bf16). */
+  private dequantizeInto(layer: number, seq: number, t0: number, t1: number, kPre: Tensor, v: Tensor): void {
     const b = this.backend;
     const books = this.books[layer]!;
-    const a = this.sequenceArrays(layer, seq);
-    const rows = { tokens: t1 - t0, rowStart: t0, capacity: this.Ccap };
-    launchDequantKeys(b.ctx, {
-      keyCodes: a.keyCodes,
-      keyNorms: a.keyNorms,
-      theta: (books.theta as CudaTensor).ptr,
-      out: kPre,
-    }, { ...rows, residuals: this.R, groups: this.shape.kvHeads, headDim: this.shape.headDim });
-    launchDequantValues(b.ctx, {
-      valueBits: a.valueBits,
-      valueRho: a.valueRho,
-      codebook: (books.codebook as CudaTensor).ptr,
-      scale: (books.scale as CudaTensor).ptr,
-      out: v,
-    }, { ...rows, codeBits: this.Nc, featDim: this.shape.kvHeads * this.shape.headDim });
+    const st = this.layers[layer]!;
+    const rows = { sequence: seq, rowStart: t0, tokens: t1 - t0 };
+    launchDequantKeys(b.ctx, { keyCodes: st.keyCodes, keyNorms: st.keyNorms, theta: books.theta, out: kPre },
+      { ...rows, residuals: this.R, groups: this.shape.kvHeads, headDim: this.shape.headDim });
+    launchDequantValues(b.ctx, { valueBits: st.valueBits, valueRho: st.valueRho, codebook: books.codebook, scale: books.scale, out: v }, rows);
   }
 
   /** After a prompt chunk: its rows that stay exact (sinks, and the tokens past the last compressed one) into the exact arrays. */
@@ -604,29 +576,21 @@ export class DeviceCommvqCache implements KVCache {
     const b = this.backend;
     const books = this.books[layer]!;
     const G = this.shape.kvHeads;
-    const D = G * this.shape.headDim;
-    const enc = encodeKeysOnDevice(b.ctx, { theta: (books.theta as CudaTensor).ptr, residuals: this.R, groups: G, headDim: this.shape.headDim }, { ptr: (keys as CudaTensor).ptr, dtype: keys.dtype }, m);
+    const st = this.layers[layer]!;
+    const enc = encodeKeysOnDevice(b.ctx, { theta: books.theta, residuals: this.R, groups: G, headDim: this.shape.headDim }, keys);
     const encoding = this.o.valueEncoding ?? 'argmax';
     const wide = { ...books.encoder, w1: b.cast(books.encoder.w1, 'f32'), w2: b.cast(books.encoder.w2, 'f32') };
     for (const { seq, from, to } of shares) {
       if (to <= from) continue;
       const c = this.counts[layer]![seq]!;
-      const a = this.sequenceArrays(layer, seq);
-      launchPackKeys(b.ctx, {
-        codes: enc.codes + BigInt(from * 4), n2: enc.n2 + BigInt(from * 4),
-        keyCodes: a.keyCodes,
-        keyNorms: a.keyNorms,
-      }, { residuals: this.R, groups: G, tokens: to - from, rowStart: c.compressed, capacity: this.Ccap, codeStride: m });
+      const rows = { sequence: seq, rowStart: c.compressed, tokens: to - from };
+      launchPackKeys(b.ctx, { codes: enc.codes, n2: enc.n2, keyCodes: st.keyCodes, keyNorms: st.keyNorms }, { ...rows, residuals: this.R, groups: G, from });
       // the values: one noise stream per layer and block of tokens of a sequence, as the host reference draws it
       const noise = encoding === 'argmax' ? 'argmax' : { seed: encoding.gumbelSeed, stream: ((layer << 20) ^ c.compressed) >>> 0 };
       const share = to - from === m ? values : b.sliceRows(values, from, to);
       const { bits, rho } = encodeValues(this.ops, wide, share, books.scale, noise);
       if (share !== values) share.dispose();
-      launchPackValues(b.ctx, {
-        bits: (bits as CudaTensor).ptr, rho: (rho as CudaTensor).ptr, codebook: (books.codebook as CudaTensor).ptr,
-        valueBits: a.valueBits,
-        valueRho: a.valueRho,
-      }, { codeBits: this.Nc, featDim: D, tokens: to - from, rowStart: c.compressed, capacity: this.Ccap });
+      launchPackValues(b.ctx, { bits, rho, codebook: books.codebook, valueBits: st.valueBits, valueRho: st.valueRho }, rows);
       bits.dispose();
       rho.dispose();
       c.compressed += to - from;
