@@ -6,9 +6,9 @@ import type { CudaContextLike, DeviceBlock } from './kernels.js';
 
 /**
  * A tensor in device memory, row-major, `numel(shape)` elements of `dtype`: one block from the caching allocator
- * (its owner; `dispose()` returns the block), or a view of part of another tensor's memory (`view`, `rows`: its own
- * shape and dtype at a byte offset, no memory of its own, `dispose()` frees nothing). A view reads its base's address
- * at each use, so a view of a disposed tensor fails as the tensor itself does.
+ * (its owner; `dispose()` returns the block), or a view of part of another tensor's memory (`view`, `rows`, `at`:
+ * its own shape and dtype at a byte offset, no memory of its own, `dispose()` frees nothing). A view reads its base's
+ * address at each use, so a view of a disposed tensor fails as the tensor itself does.
  *
  *   const packed = emptyTensor(ctx, [bytes], 'u8');            // one allocation for several arrays
  *   const norms = packed.view(4096, [B, capacity], 'bf16');    // bf16 [B, capacity] from byte 4096 on

@@ -132,7 +132,7 @@ export interface CodeAttentionPlan {
   /** padded head stride of the value sums */
   readonly valueHeads: number;
   readonly splits: number;
-  /** byte offsets and sizes of the workspace's regions, and its size; `rotation` is empty when the caller passes its own table */
+  /** byte offsets and sizes of the workspace's regions, and its size; `rotation` is empty when the caller has one */
   readonly offsets: Readonly<Record<Region, number>>;
   readonly sizes: Readonly<Record<Region, number>>;
   readonly workspaceBytes: number;
@@ -353,9 +353,9 @@ export function rotationTableBytes(tokens: number, headDim: number): number {
 }
 
 /**
- * Step 0: fills rotation f32 [≥ count, D_h/2, 2] (float2 (cos φ, sin φ)), φ = f32((firstPosition + t)·invFreq_j), D_h/2 =
- * the elements of invFreq f32. A cache fills it once for its capacity and passes it as `CodeAttentionBuffers.rotation`
- * to every layer and step:
+ * Step 0: fills rotation f32 [≥ count, D_h/2, 2] (float2 (cos φ, sin φ)), φ = f32((firstPosition + t)·invFreq_j),
+ * D_h/2 = the elements of invFreq f32. A cache fills it once for its capacity and passes it as
+ * `CodeAttentionBuffers.rotation` to every layer and step:
  *
  *   const rot = emptyTensor(ctx, [capacity, 64, 2], 'f32');
  *   launchRotationTable(ctx, { invFreq, rotation: rot }, firstPosition, capacity);

@@ -22,7 +22,7 @@ const DEQUANT = kernelConstants('commvq_dequant', ['DQ_TOKENS']);
 /** Threads per block of the one-item-per-thread kernels (pack keys, pack bits, ρ′) and of the key dequant. */
 const THREADS = 256;
 
-/** Bytes of one token's R·G 12-bit key codes, two codes in three bytes (as the kernels and code-packing.ts lay them out). */
+/** Bytes of one token's R·G 12-bit key codes, two in three bytes (the layout of the kernels and of code-packing.ts). */
 export function keyCodeRowBytes(codes: number): number {
   return Math.ceil((codes * 12) / 8);
 }
