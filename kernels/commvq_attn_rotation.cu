@@ -13,7 +13,9 @@
 // Accumulation: f32.
 // Entry point: commvq_attn_rotation.
 
-extern "C" __global__ void __launch_bounds__(256) commvq_attn_rotation(const float* __restrict__ invFreq,
+constexpr int kThreads = 256;
+
+extern "C" __global__ void __launch_bounds__(kThreads) commvq_attn_rotation(const float* __restrict__ invFreq,
                                                                        float2* __restrict__ rot, int P, int firstPos,
                                                                        int count) {
   const long long i = static_cast<long long>(blockIdx.x) * blockDim.x + threadIdx.x;

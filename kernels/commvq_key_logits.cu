@@ -46,6 +46,8 @@ constexpr int kThreads = 512;
 constexpr int kGroups = kThreads / 8;  // 8-lane groups: tokens in flight per CTA
 constexpr int kPhasePairs = 32;        // pairs of θ held in shared memory at a time
 constexpr int kRows = 128;             // 2·N_h rows of θ per stage (X_i, Y_i interleaved by row)
+constexpr int kMaxPhaseStages = 16;    // stages per phase: a token's codes sit in two registers (c0, c1) of 8 lanes
+static_assert(kMaxPhaseStages == 2 * 8, "loadNext keeps stages l8 and l8 + 8 of a phase");
 constexpr u32 kFull = 0xffffffffu;
 
 __device__ __forceinline__ void cp_async_wait_all() {

@@ -35,6 +35,7 @@ constexpr int kWarps = kThreads / 32;
 constexpr int kCodeRuns = 8;
 constexpr int kExactRuns = 4;
 constexpr int kHeadBlock = 4;
+constexpr int kChannels = 64;  // channels per partial CTA: two per lane
 
 __device__ __forceinline__ void store(float* p, float v) { *p = v; }
 __device__ __forceinline__ void store(__nv_bfloat16* p, float v) { *p = __float2bfloat16_rn(v); }
@@ -67,7 +68,7 @@ extern "C" __global__ void __launch_bounds__(kThreads) commvq_value_out_partial(
     float* __restrict__ partial, int Hq, int Hkv, int Hp, int D, int Nc, int window) {
   const int b = blockIdx.x / Hkv;
   const int g = blockIdx.x % Hkv;
-  const int c0 = blockIdx.y * 64;
+  const int c0 = blockIdx.y * kChannels;
   const int z = blockIdx.z;
   const int G = Hq / Hkv;
   const int F = Hkv * D;

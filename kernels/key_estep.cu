@@ -20,7 +20,7 @@
 //
 // Launch: grid (blocks), block 1024 (32 warps); each warp takes 2 tokens at a time (one shared read of Q and θ
 // serves both). Lane l owns the cells (A, l) and (A, l + 32) for every A. Dynamic shared memory: softSharedBytes /
-// assignSharedBytes in src/core/keys/gpu/key-launchers.ts. f32 arithmetic; partial sums in f32 (shared-memory
+// assignSharedBytes in src/core/backend/cuda/ops/key-codebook.ts. f32 arithmetic; partial sums in f32 (shared-memory
 // atomics: the order of additions, hence the last bits, can differ from run to run).
 #include "common.cuh"
 

@@ -14,8 +14,10 @@
 // key_sqnorm_rows: vn[n] = Σ_k V[n, k]², one warp per row; grid (ceil(N/8)), block 256.
 #include "common.cuh"
 
+#define SQNORM_ROWS 8  // rows per block of key_sqnorm_rows: one warp each
+
 extern "C" __global__ void key_sqnorm_rows(const float* __restrict__ V, float* __restrict__ vn, int N, int D) {
-  const int n = blockIdx.x * 8 + (threadIdx.x >> 5);
+  const int n = blockIdx.x * SQNORM_ROWS + (threadIdx.x >> 5);
   const int lane = threadIdx.x & 31;
   if (n >= N) return;
   float s = 0.f;
@@ -31,8 +33,9 @@ extern "C" __global__ void key_sqnorm_rows(const float* __restrict__ V, float* _
 #define BN 128
 #define BK 8
 #define PAD 4
+#define GEMM_THREADS 256  // the loaders and the 8×8 register tiles are laid out for 256 threads
 
-extern "C" __global__ void __launch_bounds__(256, 2) key_dist_gemm(const float* __restrict__ V, const int* __restrict__ idx,
+extern "C" __global__ void __launch_bounds__(GEMM_THREADS, 2) key_dist_gemm(const float* __restrict__ V, const int* __restrict__ idx,
                                                                    const float* __restrict__ vn, float* __restrict__ d2,
                                                                    int n0, int rows, int K, int D) {
   __shared__ __align__(16) float As[2][BK][BM + PAD];

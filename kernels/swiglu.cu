@@ -8,12 +8,14 @@
 // nvcc-flags: --use_fast_math
 #include "common.cuh"
 
+constexpr int kPerThread = 8;  // elements per thread: one 16-byte load of bf16x8
+
 __device__ __forceinline__ float swiglu1(float g, float u) { return round_bf16(round_bf16(g / (1.f + __expf(-g))) * u); }
 
 extern "C" __global__ void swiglu_bf16(__nv_bfloat16* out, const __nv_bfloat16* gate, const __nv_bfloat16* up,
                                        long long n) {
-  const long long i = ((long long)blockIdx.x * blockDim.x + threadIdx.x) * 8;
-  if (i + 8 <= n) {
+  const long long i = ((long long)blockIdx.x * blockDim.x + threadIdx.x) * kPerThread;
+  if (i + kPerThread <= n) {
     bf16x8 g = load8(gate + i), u = load8(up + i), o;
 #pragma unroll
     for (int j = 0; j < 8; j++) o.v[j] = f2bf(swiglu1(bf2f(g.v[j]), bf2f(u.v[j])));

@@ -5,12 +5,15 @@
 // Launch: grid (R, ceil(C/1024)), block 256; each thread adds 4 columns 256 apart. f32 arithmetic.
 #include "common.cuh"
 
+constexpr int kThreads = 256;
+constexpr int kPerThread = 4;  // columns per thread, kThreads apart
+
 template <typename T>
 __device__ __forceinline__ void add_bias_row(float* out, const T* x, const float* bias, int C) {
   const size_t base = (size_t)blockIdx.x * C;
 #pragma unroll
-  for (int i = 0; i < 4; ++i) {
-    const int c = blockIdx.y * 1024 + i * 256 + threadIdx.x;
+  for (int i = 0; i < kPerThread; ++i) {
+    const int c = blockIdx.y * (kThreads * kPerThread) + i * kThreads + threadIdx.x;
     if (c < C) out[base + c] = to_f32<T>(x[base + c]) + bias[c];
   }
 }

@@ -10,6 +10,9 @@
 //   Grid-stride over c, block 256. Two passes so the result does not depend on scheduling (deterministic).
 #include "common.cuh"
 
+constexpr int kColumns = 32;  // columns per grad-partial block (threadIdx.x)
+constexpr int kRowLanes = 8;  // row lanes per column (threadIdx.y)
+
 extern "C" __global__ void value_layer_norm_f32(float* y, float* xhat, const float* x, const float* gamma,
                                                 const float* beta, int C, float eps) {
   const size_t base = (size_t)blockIdx.x * C;
@@ -31,13 +34,13 @@ extern "C" __global__ void value_layer_norm_f32(float* y, float* xhat, const flo
 
 extern "C" __global__ void value_layer_norm_grad_partial(float* partial, const float* dy, const float* xhat, int R,
                                                          int C, int rowsPer) {
-  __shared__ float red[2][8][33];
-  const int c = blockIdx.x * 32 + threadIdx.x;
+  __shared__ float red[2][kRowLanes][kColumns + 1];
+  const int c = blockIdx.x * kColumns + threadIdx.x;
   const int r0 = blockIdx.y * rowsPer;
   const int r1 = min(R, r0 + rowsPer);
   float sg = 0.f, sb = 0.f;
   if (c < C)
-    for (int r = r0 + threadIdx.y; r < r1; r += 8) {
+    for (int r = r0 + threadIdx.y; r < r1; r += kRowLanes) {
       const float d = dy[(size_t)r * C + c];
       sg += d * xhat[(size_t)r * C + c];
       sb += d;
@@ -48,7 +51,7 @@ extern "C" __global__ void value_layer_norm_grad_partial(float* partial, const f
   if (threadIdx.y == 0 && c < C) {
     float tg = 0.f, tb = 0.f;
 #pragma unroll
-    for (int i = 0; i < 8; ++i) {
+    for (int i = 0; i < kRowLanes; ++i) {
       tg += red[0][i][threadIdx.x];
       tb += red[1][i][threadIdx.x];
     }

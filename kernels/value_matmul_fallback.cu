@@ -6,23 +6,25 @@
 // Accumulation: f32 (exact f32 products of the stored values: no TF32 rounding).
 #include "common.cuh"
 
+constexpr int kTile = 16;  // the block is kTile × kTile threads, one output each
+
 template <typename T>
 __device__ __forceinline__ void matmul_tile(float* c, const T* a, const T* b, int M, int N, int K, int transA,
                                             int transB, int accumulate) {
-  __shared__ float sa[16][17];
-  __shared__ float sb[16][17];
+  __shared__ float sa[kTile][kTile + 1];
+  __shared__ float sb[kTile][kTile + 1];
   const int tx = threadIdx.x, ty = threadIdx.y;
-  const int row = blockIdx.y * 16 + ty;
-  const int col = blockIdx.x * 16 + tx;
+  const int row = blockIdx.y * kTile + ty;
+  const int col = blockIdx.x * kTile + tx;
   float acc = 0.f;
-  for (int k0 = 0; k0 < K; k0 += 16) {
+  for (int k0 = 0; k0 < K; k0 += kTile) {
     const int ka = k0 + tx;  // sa[ty][tx] = op(a)[row, ka]
     sa[ty][tx] = row < M && ka < K ? to_f32<T>(transA ? a[(size_t)ka * M + row] : a[(size_t)row * K + ka]) : 0.f;
     const int kb = k0 + ty;  // sb[ty][tx] = op(b)[kb, col]
     sb[ty][tx] = kb < K && col < N ? to_f32<T>(transB ? b[(size_t)col * K + kb] : b[(size_t)kb * N + col]) : 0.f;
     __syncthreads();
 #pragma unroll
-    for (int kk = 0; kk < 16; ++kk) acc = fmaf(sa[ty][kk], sb[kk][tx], acc);
+    for (int kk = 0; kk < kTile; ++kk) acc = fmaf(sa[ty][kk], sb[kk][tx], acc);
     __syncthreads();
   }
   if (row < M && col < N) {

@@ -8,20 +8,23 @@
 // Accumulation: f32 within a slice, f64 across slices.
 #include "common.cuh"
 
+constexpr int kColumns = 32;  // columns per partial block (threadIdx.x)
+constexpr int kRowLanes = 8;  // row lanes per column (threadIdx.y)
+
 extern "C" __global__ void value_sum_rows_partial(float* partial, const float* x, int R, int C, int rowsPer) {
-  __shared__ float red[8][33];
-  const int c = blockIdx.x * 32 + threadIdx.x;
+  __shared__ float red[kRowLanes][kColumns + 1];
+  const int c = blockIdx.x * kColumns + threadIdx.x;
   const int r0 = blockIdx.y * rowsPer;
   const int r1 = min(R, r0 + rowsPer);
   float s = 0.f;
   if (c < C)
-    for (int r = r0 + threadIdx.y; r < r1; r += 8) s += x[(size_t)r * C + c];
+    for (int r = r0 + threadIdx.y; r < r1; r += kRowLanes) s += x[(size_t)r * C + c];
   red[threadIdx.y][threadIdx.x] = s;
   __syncthreads();
   if (threadIdx.y == 0 && c < C) {
     float t = 0.f;
 #pragma unroll
-    for (int i = 0; i < 8; ++i) t += red[i][threadIdx.x];
+    for (int i = 0; i < kRowLanes; ++i) t += red[i][threadIdx.x];
     partial[(size_t)blockIdx.y * C + c] = t;
   }
 }

@@ -6,11 +6,12 @@
  *
  *   npm run build && node dist/bench/attention-bench.js
  */
-import { decodeAttention, prefillAttention, type AttentionLaunchShape, type DecodeOptions } from '../core/backend/cuda/attention.js';
 import { CudaContext } from '../core/backend/cuda/context.js';
+import { emptyTensor, type CudaTensor } from '../core/backend/cuda/cuda-tensor.js';
 import { checkCu, CU_EVENT_DEFAULT } from '../core/backend/cuda/driver.js';
-import type { DeviceBlock } from '../core/backend/cuda/kernels.js';
 import { asBigInt } from '../core/backend/cuda/native.js';
+import { decodeAttention, prefillAttention, type AttentionLaunchShape, type DecodeOptions } from '../core/backend/cuda/ops/attention.js';
+import { uploadTo } from '../core/backend/cuda/ops/copies.js';
 import { f32ToBf16 } from '../core/tensor/dtype.js';
 
 const ctx = new CudaContext(0);
@@ -21,14 +22,14 @@ const random = new Uint16Array(RANDOM_ELEMS);
 for (let i = 0; i < RANDOM_ELEMS; i++) random[i] = f32ToBf16((Math.random() * 2 - 1) * 2);
 const randomBytes = new Uint8Array(random.buffer);
 
-/** A device buffer of `elems` random bf16 values. */
-function randomTensor(elems: number): DeviceBlock {
-  const block = ctx.alloc(elems * 2);
+/** bf16 [elems] of random values. */
+function randomTensor(elems: number): CudaTensor {
+  const t = emptyTensor(ctx, [elems], 'bf16');
   for (let at = 0; at < elems; at += RANDOM_ELEMS) {
     const n = Math.min(RANDOM_ELEMS, elems - at);
-    ctx.upload(block.ptr + BigInt(at * 2), randomBytes.subarray(0, n * 2));
+    uploadTo(ctx, t.rows(at, n), randomBytes.subarray(0, n * 2));
   }
-  return block;
+  return t;
 }
 
 function event(): bigint {
@@ -64,12 +65,12 @@ function bench(kind: 'prefill' | 'decode', shape: AttentionLaunchShape, reps: nu
   const q = randomTensor(Tq * Hq * D);
   const k = randomTensor(Math.max(kvLength, opts.graph ?? 0) * Hkv * D);
   const v = randomTensor(Math.max(kvLength, opts.graph ?? 0) * Hkv * D);
-  const out = ctx.alloc(Tq * Hq * D * 2);
-  const lengths = ctx.alloc(8);
-  ctx.upload(lengths.ptr, new Uint8Array(new Int32Array([shape.qStart, kvLength]).buffer));
-  const p = { q: q.ptr, k: k.ptr, v: v.ptr, out: out.ptr };
+  const out = emptyTensor(ctx, [Tq, Hq * D], 'bf16');
+  const lengths = emptyTensor(ctx, [2], 'i32');
+  uploadTo(ctx, lengths, new Int32Array([shape.qStart, kvLength]));
+  const p = { q, k, v, out };
   const options: DecodeOptions =
-    opts.graph !== undefined ? { lengths: lengths.ptr, maxKvLength: opts.graph } : { unitKeys: opts.unitKeys };
+    opts.graph !== undefined ? { lengths, maxKvLength: opts.graph } : { unitKeys: opts.unitKeys };
   const label = opts.graph !== undefined ? ` device lengths, grid for ${opts.graph}` : opts.unitKeys ? ` unitKeys ${opts.unitKeys}` : '';
   const step = kind === 'prefill' ? () => prefillAttention(ctx, p, shape) : () => decodeAttention(ctx, p, shape, options);
   // Decode steps last tens of microseconds, about what the host needs to enqueue one: time a captured graph of 20
@@ -86,7 +87,7 @@ function bench(kind: 'prefill' | 'decode', shape: AttentionLaunchShape, reps: nu
   const rate = kind === 'prefill' ? `${tflops.toFixed(1)} TFLOP/s` : `${gbs.toFixed(0)} GB/s (K+V read)`;
   const dims = `D ${D} Tq ${String(Tq).padStart(5)} qStart ${String(shape.qStart).padStart(6)} kv ${String(kvLength).padStart(6)}`;
   console.log(`${kind.padEnd(7)} ${dims}: ${ms.toFixed(3)} ms  ${rate}${label}`);
-  for (const b of [q, k, v, out, lengths]) b.free();
+  for (const t of [q, k, v, out, lengths]) t.dispose();
 }
 
 const llama = { queryHeads: 32, kvHeads: 8, headDim: 128 };

@@ -16,10 +16,9 @@
  */
 import { randomFillSync } from 'node:crypto';
 import { parseArgs } from 'node:util';
-import { decodeAttention } from '../core/backend/cuda/attention.js';
 import { CudaContext } from '../core/backend/cuda/context.js';
-import type { DeviceBlock } from '../core/backend/cuda/kernels.js';
-import { CudaTimer } from '../core/backend/cuda/timing.js';
+import { emptyTensor, type CudaTensor } from '../core/backend/cuda/cuda-tensor.js';
+import { decodeAttention } from '../core/backend/cuda/ops/attention.js';
 import {
   codeAttentionStep,
   CodeAttentionWorkspace,
@@ -30,10 +29,12 @@ import {
   launchValueBits,
   launchValueOut,
   planCodeAttention,
-  rotationTableBytes,
   type CodeAttentionShape,
-} from '../core/commvq/cuda-code-attention.js';
+} from '../core/backend/cuda/ops/code-attention.js';
+import { uploadTo } from '../core/backend/cuda/ops/copies.js';
+import { CudaTimer } from '../core/backend/cuda/timing.js';
 import { packedCodeBytes } from '../core/commvq/code-packing.js';
+import type { DType } from '../core/tensor/dtype.js';
 import { ropeTable } from '../core/model/rope.js';
 import { f32ToBf16 } from '../core/tensor/dtype.js';
 
@@ -58,13 +59,14 @@ const F = Hkv * D;
 const BATCH = 20; // steps per captured graph
 
 const ctx = new CudaContext(0);
-const blocks: DeviceBlock[] = [];
+const tensors: CudaTensor[] = [];
 
-function upload(bytes: Uint8Array): bigint {
-  const b = ctx.alloc(Math.max(16, bytes.byteLength));
-  blocks.push(b);
-  ctx.upload(b.ptr, bytes);
-  return b.ptr;
+/** A device tensor of `shape` holding `bytes` (raw `dtype` elements). */
+function upload(bytes: Uint8Array, shape: number[], dtype: DType): CudaTensor {
+  const t = emptyTensor(ctx, shape, dtype);
+  tensors.push(t);
+  uploadTo(ctx, t, bytes);
+  return t;
 }
 const randomBytes = (n: number): Uint8Array => {
   const out = new Uint8Array(n);
@@ -77,12 +79,12 @@ const bf16 = (n: number, lo: number, hi: number): Uint8Array =>
 const f32s = (n: number, f: () => number): Uint8Array => new Uint8Array(Float32Array.from({ length: n }, f).buffer);
 const TILE = 1 << 22;
 const tile = bf16(TILE, -1, 1);
-/** A device buffer of n bf16 values in [−1, 1): a random block of 4M values repeated (a dense cache of 128K tokens). */
-function tiledBf16(n: number): bigint {
-  const b = ctx.alloc(n * 2);
-  blocks.push(b);
-  for (let at = 0; at < n; at += TILE) ctx.upload(b.ptr + BigInt(at * 2), tile.subarray(0, Math.min(TILE, n - at) * 2));
-  return b.ptr;
+/** bf16 [n] in [−1, 1): a random block of 4M values repeated (a dense cache of 128K tokens). */
+function tiledBf16(n: number): CudaTensor {
+  const t = emptyTensor(ctx, [n], 'bf16');
+  tensors.push(t);
+  for (let at = 0; at < n; at += TILE) uploadTo(ctx, t.rows(at, Math.min(TILE, n - at)), tile.subarray(0, Math.min(TILE, n - at) * 2));
+  return t;
 }
 
 /** Median milliseconds of one step: `reps` replays of a graph of BATCH steps, after two warm-up replays. */
@@ -114,24 +116,25 @@ for (const context of contexts) {
   const shape: CodeAttentionShape = {
     batch: 1, queryHeads: Hq, kvHeads: Hkv, headDim: D, residuals: R, codeBits: Nc, capacity, window: W, firstPosition: 0, maxCompressed: N,
   };
+  const codeBytes = packedCodeBytes(R * Hkv);
   const buffers = {
-    q: upload(bf16(Hq * D, -2, 2)),
-    theta: upload(f32s(R * Hkv * 128 * (D / 2), () => 0.1 * (Math.random() - 0.5))),
-    invFreq: upload(new Uint8Array(rope.invFreq.buffer.slice(0))),
-    keyCodes: upload(randomBytes(capacity * packedCodeBytes(R * Hkv))),
-    keyNorms: upload(bf16(capacity, 1, 4)),
-    valueBits: upload(randomBytes((capacity * Nc) / 8)),
-    valueRho: upload(bf16(capacity, 0.5, 1.5)),
-    codebook: upload(bf16(Nc * F, -0.1, 0.1)),
-    scale: upload(f32s(F, () => 0.5 + Math.random())),
-    exactKeys: upload(bf16(W * F, -1, 1)),
-    exactValues: upload(bf16(W * F, -1, 1)),
-    compressed: upload(new Uint8Array(Int32Array.of(N).buffer)),
-    exact: upload(new Uint8Array(Int32Array.of(W).buffer)),
-    out: upload(new Uint8Array(Hq * D * 2)),
+    q: upload(bf16(Hq * D, -2, 2), [1, Hq * D], 'bf16'),
+    theta: upload(f32s(R * Hkv * 128 * (D / 2), () => 0.1 * (Math.random() - 0.5)), [R * Hkv * 128 * (D / 2)], 'f32'),
+    invFreq: upload(new Uint8Array(rope.invFreq.buffer.slice(0)), [D / 2], 'f32'),
+    keyCodes: upload(randomBytes(capacity * codeBytes), [1, capacity, codeBytes], 'u8'),
+    keyNorms: upload(bf16(capacity, 1, 4), [1, capacity], 'bf16'),
+    valueBits: upload(randomBytes((capacity * Nc) / 8), [1, capacity, Nc / 8], 'u8'),
+    valueRho: upload(bf16(capacity, 0.5, 1.5), [1, capacity], 'bf16'),
+    codebook: upload(bf16(Nc * F, -0.1, 0.1), [Nc, F], 'bf16'),
+    scale: upload(f32s(F, () => 0.5 + Math.random()), [F], 'f32'),
+    exactKeys: upload(bf16(W * F, -1, 1), [W, F], 'bf16'),
+    exactValues: upload(bf16(W * F, -1, 1), [W, F], 'bf16'),
+    compressed: upload(new Uint8Array(Int32Array.of(N).buffer), [1], 'i32'),
+    exact: upload(new Uint8Array(Int32Array.of(W).buffer), [1], 'i32'),
+    out: upload(new Uint8Array(Hq * D * 2), [1, Hq * D], 'bf16'),
   };
-  const rotation = upload(new Uint8Array(rotationTableBytes(capacity, D)));
-  launchRotationTable(ctx, { invFreq: buffers.invFreq, rotation }, 0, capacity, D); // once per cache, as a cache does
+  const rotation = upload(new Uint8Array(capacity * D * 4), [capacity, D / 2, 2], 'f32');
+  launchRotationTable(ctx, { invFreq: buffers.invFreq, rotation }, 0, capacity); // once per cache, as a cache does
   const plan = planCodeAttention(ctx.info, shape, { rotationProvided: true });
   const ws = new CodeAttentionWorkspace(ctx, plan);
   const commvqMs = timeGraph(() => codeAttentionStep(ctx, { ...buffers, rotation }, shape, { workspace: ws }));
@@ -140,13 +143,14 @@ for (const context of contexts) {
   const commvqOwnRotationMs = timeGraph(() => codeAttentionStep(ctx, buffers, shape, { workspace: ownWs }));
   ownWs.dispose();
   const us = (f: () => void): number => Math.round(timeGraph(f) * 1e4) / 10;
+  const withRotation = { ...buffers, rotation };
   const breakdownUs = {
-    rotationTable: us(() => launchRotationTable(ctx, { invFreq: buffers.invFreq, rotation }, 0, N, D)),
-    keyLogits: us(() => launchKeyLogits(ctx, plan, shape, { ...buffers, rotation, logits: ws.at('logits'), stats: ws.at('stats') })),
-    exactLogits: us(() => launchExactLogits(ctx, plan, shape, { ...buffers, logits: ws.at('exactLogits') })),
-    softmaxStats: us(() => launchSoftmaxStats(ctx, plan, shape, { ...buffers, stats: ws.at('stats'), exactLogits: ws.at('exactLogits'), ms: ws.at('ms') })),
-    valueBits: us(() => launchValueBits(ctx, plan, shape, { ...buffers, logits: ws.at('logits'), ms: ws.at('ms'), partial: ws.at('partial'), sums: ws.at('sums') })),
-    valueOut: us(() => launchValueOut(ctx, plan, shape, { ...buffers, sums: ws.at('sums'), ms: ws.at('ms'), exactLogits: ws.at('exactLogits'), outPartial: ws.at('outPartial') }, 'bf16')),
+    rotationTable: us(() => launchRotationTable(ctx, { invFreq: buffers.invFreq, rotation }, 0, N)),
+    keyLogits: us(() => launchKeyLogits(ctx, ws, shape, withRotation)),
+    exactLogits: us(() => launchExactLogits(ctx, ws, shape, withRotation)),
+    softmaxStats: us(() => launchSoftmaxStats(ctx, ws, shape, withRotation)),
+    valueBits: us(() => launchValueBits(ctx, ws, shape, withRotation)),
+    valueOut: us(() => launchValueOut(ctx, ws, shape, withRotation)),
   };
   ws.dispose();
 
@@ -159,7 +163,7 @@ for (const context of contexts) {
   const cacheBytes = N * (packedCodeBytes(R * Hkv) + 2 + Nc / 8 + 2) + 2 * W * F * 2;
   results.push({ context, compressed: N, window: W, commvqMs, commvqOwnRotationMs, breakdownUs, denseOursMs: denseMs, cacheBytes, denseCacheBytes: 2 * context * F * 2 });
   process.stderr.write(`context ${context}: commvq ${(commvqMs * 1e3).toFixed(1)} µs (${(commvqOwnRotationMs * 1e3).toFixed(1)} µs filling the rotation table per call), our dense bf16 decode ${(denseMs * 1e3).toFixed(1)} µs; per kernel ${JSON.stringify(breakdownUs)}\n`);
-  while (blocks.length) blocks.pop()!.free();
+  while (tensors.length) tensors.pop()!.dispose();
 }
 console.log(JSON.stringify({ device: ctx.info.name, date: new Date().toISOString().slice(0, 10), queryHeads: Hq, kvHeads: Hkv, headDim: D, residuals: R, codeBits: Nc, batch: 1, stepsPerGraph: BATCH, reps, results }, null, 1));
 ctx.dispose();

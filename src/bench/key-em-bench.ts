@@ -11,7 +11,6 @@
 import { parseArgs } from 'node:util';
 import { CudaBackend } from '../core/backend/cuda/cuda-backend.js';
 import type { CudaTensor } from '../core/backend/cuda/cuda-tensor.js';
-import type { DeviceBlock } from '../core/backend/cuda/kernels.js';
 import { EM_DEFAULTS, streamSeed, trainGroupEm, type EmBackend } from '../core/keys/em.js';
 import { GpuEmBackend, GpuKeys } from '../core/keys/gpu/gpu-em.js';
 import { SeededRandom } from '../core/model/seeded-random.js';
@@ -43,17 +42,17 @@ function makeKeys(): GpuKeys {
   const signal = backend.linear(z, basis);
   const noise = backend.randomTensor([N, width], 'bf16', { seed: 3, std: 0.3 });
   const sum = backend.add(signal, noise);
-  const raw = backend.cast(sum, 'f32') as CudaTensor;
+  const raw = backend.cast(sum, 'f32');
   for (const t of [z, basis, signal, noise, sum]) t.dispose();
-  const scale = backend.fromArray(Float32Array.from({ length: width }, (_, c) => 0.3 + 2 * Math.abs(Math.sin(0.37 * c))), [width], 'f32') as CudaTensor;
-  const keys = GpuKeys.fromDevice(ctx, raw.ptr, scale.ptr, N, G, D);
+  const scale = backend.fromArray(Float32Array.from({ length: width }, (_, c) => 0.3 + 2 * Math.abs(Math.sin(0.37 * c))), [width], 'f32');
+  const keys = GpuKeys.fromDevice(ctx, raw, scale, G, D);
   raw.dispose();
   scale.dispose();
   return keys;
 }
 
 /** Wraps a backend to time its calls (init synchronised; an iteration = M-step enqueue + the E-step's round trip). */
-function timed(be: GpuEmBackend, t: { initMs: number[]; iterMs: number[]; residualMs: number[] }): EmBackend<DeviceBlock> {
+function timed(be: GpuEmBackend, t: { initMs: number[]; iterMs: number[]; residualMs: number[] }): EmBackend<CudaTensor> {
   let mStart = 0;
   return {
     tokens: be.tokens,
@@ -93,7 +92,7 @@ const times = { initMs: [] as number[], iterMs: [] as number[], residualMs: [] a
 const stages: { group: number; stage: number; steps: number; mse: number; error: number }[] = [];
 const started = performance.now();
 for (let g = 0; g < G; g++) {
-  const be = new GpuEmBackend(ctx, keys.group(g), keys.n2.ptr, N, D);
+  const be = new GpuEmBackend(ctx, keys.group(g), keys.n2, D);
   const result = trainGroupEm(timed(be, times), R, (r) => new SeededRandom(streamSeed(Number(args.seed), 0, g, r)), cfg);
   be.dispose();
   result.forEach((s, r) => stages.push({ group: g, stage: r, steps: s.steps, mse: s.mse, error: s.error }));

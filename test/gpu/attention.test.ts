@@ -7,20 +7,22 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { attentionF32 } from '../../src/core/backend/cpu/cpu-ops.js';
+import { CudaContext } from '../../src/core/backend/cuda/context.js';
+import { emptyTensor, type CudaTensor } from '../../src/core/backend/cuda/cuda-tensor.js';
+import { cudaAvailable } from '../../src/core/backend/cuda/driver.js';
 import {
   decodeAttention,
   launchAttention,
   prefillAttention,
   usesDecodeKernel,
   type AttentionLaunchShape,
-  type AttentionPointers,
+  type AttentionTensors,
   type DecodeOptions,
-} from '../../src/core/backend/cuda/attention.js';
-import { CudaContext } from '../../src/core/backend/cuda/context.js';
-import { cudaAvailable } from '../../src/core/backend/cuda/driver.js';
-import type { DeviceBlock } from '../../src/core/backend/cuda/kernels.js';
+} from '../../src/core/backend/cuda/ops/attention.js';
+import { downloadFrom, fillBytes, uploadTo } from '../../src/core/backend/cuda/ops/copies.js';
 import { bf16ToF32, f32ToBf16 } from '../../src/core/tensor/dtype.js';
 import { compareArrays } from '../helpers/compare.js';
+import { fakeTensor } from './gpu-helpers.js';
 
 // Tolerance, bf16 outputs: |gpu − ref| ≤ ATOL + |ref|·BF16_EPS.
 //   BF16_EPS = 2^-7, bf16's machine epsilon: the final rounding to bf16 costs ≤ 2^-9·|ref|.
@@ -62,10 +64,11 @@ interface Inputs {
   q: Float32Array;
   k: Float32Array;
   v: Float32Array;
-  ptrs: AttentionPointers;
-  outBlock: DeviceBlock;
+  tensors: AttentionTensors;
+  /** the output between one guard row before and one after: bf16 [Tq + 2, H_q·D] */
+  outAll: CudaTensor;
   guardElems: number;
-  blocks: DeviceBlock[];
+  owned: CudaTensor[];
 }
 
 type Kernel = 'prefill' | 'decode' | 'auto';
@@ -80,10 +83,10 @@ describe.skipIf(!haveGpu)('CUDA attention vs CPU reference', () => {
   });
   afterAll(() => ctx?.dispose());
 
-  function upload(bits: Uint16Array): DeviceBlock {
-    const block = ctx.alloc(bits.byteLength);
-    ctx.upload(block.ptr, new Uint8Array(bits.buffer, bits.byteOffset, bits.byteLength));
-    return block;
+  function upload(bits: Uint16Array): CudaTensor {
+    const t = emptyTensor(ctx, [bits.length], 'bf16');
+    uploadTo(ctx, t, bits);
+    return t;
   }
 
   /**
@@ -102,17 +105,16 @@ describe.skipIf(!haveGpu)('CUDA attention vs CPU reference', () => {
       t.values.fill(NaN, visible * Hkv * D);
     }
     const guardElems = Hq * D; // one guard row before and after the output
-    const outBlock = ctx.alloc((Tq + 2) * guardElems * 2);
-    ctx.memset(outBlock.ptr, 0xff, outBlock.bytes);
-    const blocks = [upload(q.bits), upload(k.bits), upload(v.bits), outBlock];
-    const ptrs = { q: blocks[0]!.ptr, k: blocks[1]!.ptr, v: blocks[2]!.ptr, out: outBlock.ptr + BigInt(guardElems * 2) };
-    return { shape, q: q.values, k: k.values, v: v.values, ptrs, outBlock, guardElems, blocks };
+    const outAll = emptyTensor(ctx, [Tq + 2, guardElems], 'bf16');
+    fillBytes(ctx, outAll, 0xff);
+    const owned = [upload(q.bits), upload(k.bits), upload(v.bits), outAll];
+    const tensors = { q: owned[0]!, k: owned[1]!, v: owned[2]!, out: outAll.rows(1, Tq) };
+    return { shape, q: q.values, k: k.values, v: v.values, tensors, outAll, guardElems, owned };
   }
 
   /** The output as f32, after checking that both guard rows are intact. */
   function readOutput(inp: Inputs): Float32Array {
-    const all = new Uint16Array(inp.outBlock.bytes / 2);
-    ctx.download(new Uint8Array(all.buffer), inp.outBlock.ptr);
+    const all = downloadFrom(ctx, inp.outAll, new Uint16Array(inp.outAll.numel));
     const n = all.length - 2 * inp.guardElems;
     const guards = [...all.subarray(0, inp.guardElems), ...all.subarray(inp.guardElems + n)];
     const touched = guards.findIndex((g) => g !== GUARD);
@@ -123,9 +125,9 @@ describe.skipIf(!haveGpu)('CUDA attention vs CPU reference', () => {
   }
 
   function run(kernel: Kernel, inp: Inputs, options: DecodeOptions): void {
-    if (kernel === 'prefill') prefillAttention(ctx, inp.ptrs, inp.shape);
-    else if (kernel === 'decode') decodeAttention(ctx, inp.ptrs, inp.shape, options);
-    else launchAttention(ctx, inp.ptrs, inp.shape);
+    if (kernel === 'prefill') prefillAttention(ctx, inp.tensors, inp.shape);
+    else if (kernel === 'decode') decodeAttention(ctx, inp.tensors, inp.shape, options);
+    else launchAttention(ctx, inp.tensors, inp.shape);
   }
 
   function expectClose(actual: Float32Array, expected: Float32Array, what: string): void {
@@ -141,7 +143,7 @@ describe.skipIf(!haveGpu)('CUDA attention vs CPU reference', () => {
       const out = readOutput(inp);
       expectClose(out, attentionF32(inp.q, inp.k, inp.v, shape), `${kernel} ${JSON.stringify(shape)}`);
     } finally {
-      for (const b of inp.blocks) b.free();
+      for (const t of inp.owned) t.dispose();
     }
     expect(ctx.allocator.memory().bytesInUse, 'device memory leaked').toBe(before);
   }
@@ -189,7 +191,7 @@ describe.skipIf(!haveGpu)('CUDA attention vs CPU reference', () => {
     const shape = { queryRows: T, queryHeads: 8, kvHeads: 2, headDim: 128, qStart: 0, kvLength: T };
     const inp = makeInputs(shape);
     try {
-      prefillAttention(ctx, inp.ptrs, shape);
+      prefillAttention(ctx, inp.tensors, shape);
       const out = readOutput(inp);
       const width = shape.queryHeads * shape.headDim;
       const rows = [0, 1, 63, 64, 127, 128, 129, 4095, 4096, T - 2, T - 1];
@@ -202,7 +204,7 @@ describe.skipIf(!haveGpu)('CUDA attention vs CPU reference', () => {
       const nans = out.reduce((n, x) => n + (Number.isNaN(x) ? 1 : 0), 0);
       expect(nans, 'unwritten or NaN outputs').toBe(0);
     } finally {
-      for (const b of inp.blocks) b.free();
+      for (const t of inp.owned) t.dispose();
     }
   });
 
@@ -214,13 +216,12 @@ describe.skipIf(!haveGpu)('CUDA attention vs CPU reference', () => {
     const maxKv = 8192;
     const shape = { queryRows: 1, queryHeads: 32, kvHeads: 8, headDim: 128, qStart: maxKv - 1, kvLength: maxKv };
     const inp = makeInputs(shape);
-    const lengths = ctx.alloc(8);
-    const setLengths = (kvLength: number): void =>
-      ctx.upload(lengths.ptr, new Uint8Array(new Int32Array([kvLength - 1, kvLength]).buffer));
+    const lengths = emptyTensor(ctx, [2], 'i32');
+    const setLengths = (kvLength: number): void => uploadTo(ctx, lengths, new Int32Array([kvLength - 1, kvLength]));
     try {
       setLengths(maxKv);
-      decodeAttention(ctx, inp.ptrs, shape, { lengths: lengths.ptr, maxKvLength: maxKv }); // loads the module first
-      const { graph } = ctx.capture(() => decodeAttention(ctx, inp.ptrs, shape, { lengths: lengths.ptr, maxKvLength: maxKv }));
+      decodeAttention(ctx, inp.tensors, shape, { lengths, maxKvLength: maxKv }); // loads the module first
+      const { graph } = ctx.capture(() => decodeAttention(ctx, inp.tensors, shape, { lengths, maxKvLength: maxKv }));
       try {
         for (const kvLength of [1, 100, 4097, maxKv]) {
           setLengths(kvLength);
@@ -232,8 +233,8 @@ describe.skipIf(!haveGpu)('CUDA attention vs CPU reference', () => {
         graph.dispose();
       }
     } finally {
-      lengths.free();
-      for (const b of inp.blocks) b.free();
+      lengths.dispose();
+      for (const t of inp.owned) t.dispose();
     }
   });
 
@@ -252,11 +253,12 @@ describe.skipIf(!haveGpu)('CUDA attention vs CPU reference', () => {
   });
 
   it('launchers reject unsupported shapes with a CommvqError', () => {
-    const p = { q: 256n, k: 512n, v: 768n, out: 1024n };
+    const t = (at: bigint) => fakeTensor(at, [1 << 16], 'bf16'); // never read: every call below is refused
+    const p = { q: t(256n), k: t(512n), v: t(768n), out: t(1024n) };
     const s = { queryRows: 4, queryHeads: 8, kvHeads: 2, headDim: 128, qStart: 10, kvLength: 14 };
     expect(() => prefillAttention(ctx, p, { ...s, headDim: 96 })).toThrow(/head dim 96/);
     expect(() => prefillAttention(ctx, p, { ...s, kvHeads: 3 })).toThrow(/not a multiple/);
     expect(() => decodeAttention(ctx, p, { ...s, kvLength: 13 })).toThrow(/kvLength 13/);
-    expect(() => decodeAttention(ctx, { ...p, q: 8n }, s)).toThrow(/16-byte aligned/);
+    expect(() => decodeAttention(ctx, { ...p, q: t(8n) }, s)).toThrow(/16-byte aligned/);
   });
 });

@@ -1,5 +1,5 @@
 /**
- * CommVQ decode attention on the GPU (src/core/commvq/cuda-code-attention.ts, kernels/commvq_*.cu) against the CPU
+ * CommVQ decode attention on the GPU (src/core/backend/cuda/ops/code-attention.ts, kernels/commvq_*.cu) against the CPU
  * reference (code-attention.ts `queryTables`/`codeLogits`/`codeValues`, composed as `CommvqCache.attendOne` does),
  * on random θ, codes, bits, norms, queries and exact windows drawn fresh each run (the seed is in every message):
  * head_dim 64 and 128, GQA 1, 2, 4 and Llama-3.1-8B's 32:8, positions up to 131072, batches of mixed lengths (one
@@ -18,24 +18,25 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { CudaBackend, cudaAvailable } from '../../src/core/backend/cuda/cuda-backend.js';
-import type { CudaContextLike, DeviceBlock, DeviceInfo } from '../../src/core/backend/cuda/kernels.js';
-import { codeLogits, codeValues, queryTables } from '../../src/core/commvq/code-attention.js';
-import { packBits, packCodes12, packedCodeBytes } from '../../src/core/commvq/code-packing.js';
+import { emptyTensor, type CudaTensor } from '../../src/core/backend/cuda/cuda-tensor.js';
+import type { CudaContextLike, DeviceInfo } from '../../src/core/backend/cuda/kernels.js';
 import {
   codeAttentionStep,
   CodeAttentionWorkspace,
   launchKeyLogits,
   launchRotationTable,
   planCodeAttention,
-  rotationTableBytes,
   type CodeAttentionBuffers,
   type CodeAttentionShape,
-} from '../../src/core/commvq/cuda-code-attention.js';
+} from '../../src/core/backend/cuda/ops/code-attention.js';
+import { downloadFrom, uploadTo } from '../../src/core/backend/cuda/ops/copies.js';
+import { codeLogits, codeValues, queryTables } from '../../src/core/commvq/code-attention.js';
+import { packBits, packCodes12, packedCodeBytes } from '../../src/core/commvq/code-packing.js';
 import { CommvqError } from '../../src/core/errors.js';
 import { LayerKeyCodebook } from '../../src/core/keys/codebook.js';
 import { ropeTable } from '../../src/core/model/rope.js';
-import { bf16ToF32, f32ToBf16 } from '../../src/core/tensor/dtype.js';
-import { checkClose, nonFinite, Rng, SEED } from './gpu-helpers.js';
+import { bf16ToF32, f32ToBf16, type DType } from '../../src/core/tensor/dtype.js';
+import { checkClose, fakeTensor, nonFinite, Rng, SEED } from './gpu-helpers.js';
 
 const gpu = cudaAvailable();
 const BF16_NAN = 0x7fc0;
@@ -180,15 +181,13 @@ function cpuStep(c: Case, s: Seq): { logits: Float64Array[]; mag: Float64Array[]
   return { logits: logitsAll, mag: magAll, out, absOut };
 }
 
-const bytesOf = (a: ArrayBufferView): Uint8Array => new Uint8Array(a.buffer, a.byteOffset, a.byteLength);
-
-/** Device buffers of a batch of the case's sequences (`which`), in the packed layouts; past-length memory poisoned. */
+/** Device tensors of a batch of the case's sequences (`which`), in the packed layouts; past-length memory poisoned. */
 class Batch {
-  readonly blocks: DeviceBlock[] = [];
-  readonly buffers: CodeAttentionBuffers;
+  readonly tensors: CudaTensor[] = [];
+  readonly buffers: CodeAttentionBuffers & { out: CudaTensor };
   readonly shape: CodeAttentionShape;
 
-  constructor(ctx: CudaContextLike & { upload(dst: bigint, b: Uint8Array): void }, c: Case, which: number[], rng: Rng) {
+  constructor(ctx: CudaContextLike, c: Case, which: number[], rng: Rng) {
     const seqs = which.map((i) => c.seqs[i]!);
     const { queryHeads: Hq, kvHeads: Hkv, headDim: D, residuals: R, codeBits: Nc } = c.cfg;
     const { capacity: cap, window: W } = c.shape;
@@ -213,32 +212,37 @@ class Batch {
       exactK.set(Uint16Array.from(s.keys, f32ToBf16), b * W * F);
       exactV.set(Uint16Array.from(s.values, f32ToBf16), b * W * F);
     });
-    const up = (a: ArrayBufferView): bigint => {
-      const blk = ctx.alloc(Math.max(16, a.byteLength));
-      this.blocks.push(blk);
-      ctx.upload(blk.ptr, bytesOf(a));
-      return blk.ptr;
+    const up = (a: ArrayBufferView, shape: number[], dtype: DType): CudaTensor => {
+      const t = emptyTensor(ctx, shape, dtype);
+      this.tensors.push(t);
+      uploadTo(ctx, t, a);
+      return t;
     };
     const maxCompressed = Math.max(...seqs.map((s) => s.N));
     this.shape = { ...c.shape, batch: B, maxCompressed };
     this.buffers = {
-      q: up(q), theta: up(c.cb.theta), invFreq: up(c.invFreq), keyCodes: up(keyCodes), keyNorms: up(norms),
-      valueBits: up(valueBits), valueRho: up(rho), codebook: up(Uint16Array.from(c.E, f32ToBf16)), scale: up(c.ls),
-      exactKeys: up(exactK), exactValues: up(exactV),
-      compressed: up(Int32Array.from(seqs, (s) => s.N)), exact: up(Int32Array.from(seqs, (s) => s.E)),
-      out: up(new Float32Array(B * Hq * D)),
+      q: up(q, [B, Hq * D], 'bf16'), theta: up(c.cb.theta, [c.cb.theta.length], 'f32'), invFreq: up(c.invFreq, [D / 2], 'f32'),
+      keyCodes: up(keyCodes, [B, cap, codeBytes], 'u8'), keyNorms: up(norms, [B, cap], 'bf16'),
+      valueBits: up(valueBits, [B, cap, Nc / 8], 'u8'), valueRho: up(rho, [B, cap], 'bf16'),
+      codebook: up(Uint16Array.from(c.E, f32ToBf16), [Nc, F], 'bf16'), scale: up(c.ls, [F], 'f32'),
+      exactKeys: up(exactK, [B * W, F], 'bf16'), exactValues: up(exactV, [B * W, F], 'bf16'),
+      compressed: up(Int32Array.from(seqs, (s) => s.N), [B], 'i32'), exact: up(Int32Array.from(seqs, (s) => s.E), [B], 'i32'),
+      out: up(new Float32Array(B * Hq * D), [B, Hq * D], 'f32'),
     };
   }
 
+  /** The same memory as `buffers.out` read as bf16 [B, H_q·D_h] (its first half): the bf16 output. */
+  get outBf16(): CudaTensor {
+    return this.buffers.out.view(0, this.buffers.out.shape, 'bf16');
+  }
+
   dispose(): void {
-    this.blocks.forEach((b) => b.free());
+    this.tensors.forEach((t) => t.dispose());
   }
 }
 
-function download(ctx: { download(dst: Uint8Array, src: bigint): void }, src: bigint, n: number): Float32Array {
-  const out = new Float32Array(n);
-  ctx.download(bytesOf(out), src);
-  return out;
+function download(ctx: CudaContextLike, src: CudaTensor, n: number): Float32Array {
+  return downloadFrom(ctx, src.view(0, [n]), new Float32Array(n));
 }
 
 const CASES: Config[] = [];
@@ -275,9 +279,9 @@ describe.skipIf(!gpu)(`CommVQ decode attention, GPU vs CPU (${gpu ? `seed ${SEED
         // 1. key logits alone against codeLogits
         const plan = planCodeAttention(ctx.info, batch.shape);
         const ws = new CodeAttentionWorkspace(ctx, plan);
-        launchRotationTable(ctx, { invFreq: batch.buffers.invFreq, rotation: ws.at('rotation') }, batch.shape.firstPosition, batch.shape.maxCompressed, cfg.headDim);
-        launchKeyLogits(ctx, plan, batch.shape, { ...batch.buffers, rotation: ws.at('rotation'), logits: ws.at('logits'), stats: ws.at('stats') });
-        const logits = download(ctx, ws.at('logits'), c.seqs.length * cfg.queryHeads * plan.logitStride);
+        launchRotationTable(ctx, { invFreq: batch.buffers.invFreq, rotation: ws.region('rotation') }, batch.shape.firstPosition, batch.shape.maxCompressed);
+        launchKeyLogits(ctx, ws, batch.shape, batch.buffers); // the rotation table from the workspace, as filled above
+        const logits = download(ctx, ws.region('logits'), c.seqs.length * cfg.queryHeads * plan.logitStride);
         ws.dispose();
         c.seqs.forEach((s, b) => {
           for (let h = 0; h < cfg.queryHeads; h++) {
@@ -289,16 +293,15 @@ describe.skipIf(!gpu)(`CommVQ decode attention, GPU vs CPU (${gpu ? `seed ${SEED
 
         // 2. the whole step, f32 and bf16 outputs
         const F = cfg.queryHeads * cfg.headDim;
-        codeAttentionStep(ctx, batch.buffers, batch.shape, { outDType: 'f32' });
+        codeAttentionStep(ctx, batch.buffers, batch.shape); // f32 out
         const out = download(ctx, batch.buffers.out, c.seqs.length * F);
         expect(nonFinite(out), `non-finite outputs (seed ${SEED})`).toEqual([]);
         c.seqs.forEach((_, b) => {
           const r = ref[b]!;
           ok(checkClose(`output seq ${b}`, out.subarray(b * F, (b + 1) * F), r.out, (i) => 1e-3 * r.absOut[i]! + 1e-4 * Math.abs(r.out[i]!) + 1e-6));
         });
-        codeAttentionStep(ctx, batch.buffers, batch.shape, { outDType: 'bf16' });
-        const bits = new Uint16Array(c.seqs.length * F);
-        ctx.download(bytesOf(bits), batch.buffers.out);
+        codeAttentionStep(ctx, { ...batch.buffers, out: batch.outBf16 }, batch.shape);
+        const bits = downloadFrom(ctx, batch.outBf16, new Uint16Array(c.seqs.length * F));
         const outBf16 = Float32Array.from(bits, bf16ToF32);
         c.seqs.forEach((_, b) => {
           const r = ref[b]!;
@@ -306,21 +309,21 @@ describe.skipIf(!gpu)(`CommVQ decode attention, GPU vs CPU (${gpu ? `seed ${SEED
         });
 
         // 3. a rotation table filled once for the whole capacity (as a cache does) gives the same bits
-        const rot = ctx.alloc(rotationTableBytes(batch.shape.capacity, cfg.headDim));
+        const rot = emptyTensor(ctx, [batch.shape.capacity, cfg.headDim / 2, 2], 'f32');
         try {
-          launchRotationTable(ctx, { invFreq: batch.buffers.invFreq, rotation: rot.ptr }, batch.shape.firstPosition, batch.shape.capacity, cfg.headDim);
-          codeAttentionStep(ctx, { ...batch.buffers, rotation: rot.ptr }, batch.shape, { outDType: 'f32' });
+          launchRotationTable(ctx, { invFreq: batch.buffers.invFreq, rotation: rot }, batch.shape.firstPosition, batch.shape.capacity);
+          codeAttentionStep(ctx, { ...batch.buffers, rotation: rot }, batch.shape);
           const got = download(ctx, batch.buffers.out, c.seqs.length * F);
           ok(checkClose('caller rotation table vs the step\'s own', got, out, () => 0));
         } finally {
-          rot.free();
+          rot.dispose();
         }
 
         // 4. each sequence alone gives the same bits as in the batch
         for (const i of all) {
           const alone = new Batch(ctx, c, [i], rng);
           try {
-            codeAttentionStep(ctx, alone.buffers, alone.shape, { outDType: 'f32' });
+            codeAttentionStep(ctx, alone.buffers, alone.shape);
             const got = download(ctx, alone.buffers.out, F);
             ok(checkClose(`seq ${i} alone vs in the batch`, got, out.subarray(i * F, (i + 1) * F), () => 0));
           } finally {
@@ -379,14 +382,26 @@ describe('CommVQ decode attention: shape checks (no GPU needed)', () => {
       kernel: (module, name) => ({ module, name, handle: 1n }),
       launch: (k) => void launched.push(k.name),
       alloc: (bytes) => ({ ptr: 256n, bytes, free: () => undefined }),
+      copy: () => undefined, memset: () => undefined, upload: () => undefined, download: () => undefined,
     };
     const p = 4096n;
-    const buffers: CodeAttentionBuffers = {
-      q: p, theta: p, invFreq: p, keyCodes: p, keyNorms: p, valueBits: p, valueRho: p, codebook: p, scale: p,
-      exactKeys: p, exactValues: p, compressed: p, exact: p, out: p,
+    const { batch: B, queryHeads: Hq, kvHeads: Hkv, headDim: D, residuals: R, codeBits: Nc, capacity: cap, window: W } = good;
+    const F = Hkv * D;
+    const shapes: Record<keyof CodeAttentionBuffers, [number[], DType]> = {
+      q: [[B, Hq * D], 'bf16'], theta: [[R * Hkv * 128 * (D / 2)], 'f32'], invFreq: [[D / 2], 'f32'],
+      rotation: [[good.maxCompressed, D / 2, 2], 'f32'], keyCodes: [[B, cap, packedCodeBytes(R * Hkv)], 'u8'],
+      keyNorms: [[B, cap], 'bf16'], valueBits: [[B, cap, Nc / 8], 'u8'], valueRho: [[B, cap], 'bf16'],
+      codebook: [[Nc, F], 'bf16'], scale: [[F], 'f32'], exactKeys: [[B * W, F], 'bf16'], exactValues: [[B * W, F], 'bf16'],
+      compressed: [[B], 'i32'], exact: [[B], 'i32'], out: [[B, Hq * D], 'bf16'],
     };
-    expect(() => codeAttentionStep(ctx, { ...buffers, out: 0n }, good)).toThrow(/out is a null pointer/);
-    expect(() => codeAttentionStep(ctx, { ...buffers, valueBits: p + 4n }, good)).toThrow(/valueBits is not 16-byte aligned/);
+    const at = (name: keyof CodeAttentionBuffers, address: bigint) => fakeTensor(address, ...shapes[name]);
+    const buffers: CodeAttentionBuffers = {
+      q: at('q', p), theta: at('theta', p), invFreq: at('invFreq', p), keyCodes: at('keyCodes', p), keyNorms: at('keyNorms', p),
+      valueBits: at('valueBits', p), valueRho: at('valueRho', p), codebook: at('codebook', p), scale: at('scale', p),
+      exactKeys: at('exactKeys', p), exactValues: at('exactValues', p), compressed: at('compressed', p), exact: at('exact', p), out: at('out', p),
+    };
+    expect(() => codeAttentionStep(ctx, { ...buffers, out: at('out', 0n) }, good)).toThrow(/out is a null pointer/);
+    expect(() => codeAttentionStep(ctx, { ...buffers, valueBits: at('valueBits', p + 4n) }, good)).toThrow(/valueBits is not 16-byte aligned/);
     expect(launched).toEqual([]);
     codeAttentionStep(ctx, buffers, good);
     expect(launched).toEqual([
@@ -394,8 +409,9 @@ describe('CommVQ decode attention: shape checks (no GPU needed)', () => {
       'commvq_value_out_partial', 'commvq_value_out_bf16',
     ]);
     launched.length = 0;
-    codeAttentionStep(ctx, { ...buffers, rotation: p }, good);
+    codeAttentionStep(ctx, { ...buffers, rotation: at('rotation', p) }, good);
     expect(launched[0]).toBe('commvq_key_logits_g4'); // a caller's table is not refilled
-    expect(() => codeAttentionStep(ctx, { ...buffers, rotation: p + 8n }, good)).toThrow(/rotation is not 16-byte aligned/);
+    expect(() => codeAttentionStep(ctx, { ...buffers, rotation: at('rotation', p + 8n) }, good)).toThrow(/rotation is not 16-byte aligned/);
+    expect(() => codeAttentionStep(ctx, { ...buffers, keyNorms: fakeTensor(p, [B, cap + 64], 'bf16') }, good)).toThrow(/keyNorms has shape/);
   });
 });

@@ -1,10 +1,11 @@
 /**
  * The kernels of the device-resident CommVQ cache against the CPU reference (CommvqCache.encodeBlock/dequantized):
- * the device key encoder (src/core/commvq/device-key-encoder.ts) against `encodeKeys`, and the pack/dequant
- * launchers (src/core/commvq/cuda-cache-kernels.ts, kernels/commvq_pack.cu, kernels/commvq_dequant.cu) against
+ * the GPU key encoder (src/core/keys/gpu/gpu-encode.ts) against `encodeKeys`, and the pack/dequant launchers
+ * (src/core/backend/cuda/ops/commvq-cache.ts, kernels/commvq_pack.cu, kernels/commvq_dequant.cu) against
  * packCodes12/packBits, `decodeKeys` and the value formula, on random inputs drawn fresh each run (seed in every
- * message): head_dim 64 and 128, R 11 and 21, G 1, 2, 8, n 1, 127, 128, 300, rows written at rowStart > 0 of larger
- * arrays whose other rows hold guard bytes that must stay untouched. Argument checks run without a GPU.
+ * message): head_dim 64 and 128, R 11 and 21, G 1, 2, 8, n 1, 127, 128, 300, rows written at rowStart > 0 of the
+ * second sequence of two-sequence arrays whose other rows hold guard bytes that must stay untouched. Argument checks
+ * run without a GPU.
  *
  * Tolerances:
  *   codes:   equal to encodeKeys, except near-ties: the GPU ranks centres by f32 distances (the CPU by f64 ones), so
@@ -24,27 +25,30 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { CudaBackend, cudaAvailable } from '../../src/core/backend/cuda/cuda-backend.js';
 import type { CudaContext } from '../../src/core/backend/cuda/context.js';
-import type { CudaKernel, DeviceBlock, DeviceInfo, KernelArg } from '../../src/core/backend/cuda/kernels.js';
-import { CudaTimer } from '../../src/core/backend/cuda/timing.js';
-import { packBits, packCodes12, packedCodeBytes } from '../../src/core/commvq/code-packing.js';
+import { emptyTensor, type CudaTensor } from '../../src/core/backend/cuda/cuda-tensor.js';
+import type { CudaContextLike, CudaKernel, DeviceInfo, KernelArg } from '../../src/core/backend/cuda/kernels.js';
 import {
+  keyCodeRowBytes,
   launchDequantKeys,
   launchDequantValues,
   launchPackKeys,
   launchPackValues,
-  packValuesWorkspaceBytes,
-} from '../../src/core/commvq/cuda-cache-kernels.js';
-import { DeviceKeyTables, encodeChunkTokens, encodeKeysOnDevice, type KeyEncoderContext } from '../../src/core/commvq/device-key-encoder.js';
+  packValuesWorkspaceFloats,
+} from '../../src/core/backend/cuda/ops/commvq-cache.js';
+import { downloadFrom, uploadTo, zeroFill } from '../../src/core/backend/cuda/ops/copies.js';
+import { CudaTimer } from '../../src/core/backend/cuda/timing.js';
+import { packBits, packCodes12, packedCodeBytes } from '../../src/core/commvq/code-packing.js';
 import { CommvqError } from '../../src/core/errors.js';
 import { LayerKeyCodebook } from '../../src/core/keys/codebook.js';
 import { decodeKeys, encodeKeys } from '../../src/core/keys/encoder.js';
+import { DeviceKeyTables, encodeChunkTokens, encodeKeysOnDevice } from '../../src/core/keys/gpu/gpu-encode.js';
 import { prepareKeys } from '../../src/core/keys/layout.js';
 import { subtractCentre } from '../../src/core/keys/distance.js';
-import { bf16ToF32, f32ToBf16 } from '../../src/core/tensor/dtype.js';
-import { BF16_EPS, checkClose, nonFinite, Rng, SEED } from './gpu-helpers.js';
+import { bf16ToF32, f32ToBf16, type DType } from '../../src/core/tensor/dtype.js';
+import type { Tensor } from '../../src/core/tensor/tensor.js';
+import { addressOf, BF16_EPS, checkClose, fakeTensor, nonFinite, Rng, SEED } from './gpu-helpers.js';
 
 const gpu = cudaAvailable();
-const bytesOf = (a: ArrayBufferView): Uint8Array => new Uint8Array(a.buffer, a.byteOffset, a.byteLength);
 
 interface Config {
   headDim: number;
@@ -116,22 +120,23 @@ describe.skipIf(!gpu)(`CommVQ cache kernels, GPU vs CPU (${gpu ? `seed ${SEED}` 
   let cuda: CudaBackend;
   let ctx: CudaContext;
   const ok = (msg: string | null): void => expect(msg, msg ?? '').toBeNull();
-  let blocks: DeviceBlock[] = [];
-  const up = (a: ArrayBufferView): bigint => {
-    const b = ctx.alloc(Math.max(16, a.byteLength));
-    blocks.push(b);
-    ctx.upload(b.ptr, bytesOf(a));
-    return b.ptr;
+  let tensors: CudaTensor[] = [];
+  /** A device tensor of `shape` holding the raw elements `a`. */
+  const up = (a: ArrayBufferView, shape: number[], dtype: DType): CudaTensor => {
+    const t = emptyTensor(ctx, shape, dtype);
+    tensors.push(t);
+    uploadTo(ctx, t, a);
+    return t;
   };
-  const down = <T extends ArrayBufferView>(out: T, src: bigint): T => {
-    ctx.download(bytesOf(out), src);
-    return out;
-  };
+  const down = <T extends ArrayBufferView>(out: T, src: Tensor): T => downloadFrom(ctx, src, out);
   const freeAll = (): void => {
     ctx.synchronize();
-    blocks.forEach((b) => b.free());
-    blocks = [];
+    tensors.forEach((t) => t.dispose());
+    tensors = [];
   };
+  // rows are written into sequence 1 of arrays of two; sequence 0 and the other rows hold guard bytes
+  const B = 2;
+  const seq = 1;
 
   beforeAll(() => {
     cuda = CudaBackend.create(0);
@@ -153,10 +158,11 @@ describe.skipIf(!gpu)(`CommVQ cache kernels, GPU vs CPU (${gpu ? `seed ${SEED}` 
       const rows = cfg.keyDType === 'bf16' ? raw.map((x) => bf16ToF32(f32ToBf16(x))) : raw;
       const capacity = rowStart + n + 3;
       const rowBytes = packedCodeBytes(R * G);
+      const row0 = seq * capacity + rowStart; // the first row written, counted over both sequences
       try {
-        const theta = up(cb.theta);
-        const kPre = { ptr: up(cfg.keyDType === 'bf16' ? Uint16Array.from(rows, f32ToBf16) : rows), dtype: cfg.keyDType };
-        const enc = encodeKeysOnDevice(ctx, { theta, residuals: R, groups: G, headDim: D }, kPre, n);
+        const theta = up(cb.theta, [cb.theta.length], 'f32');
+        const kPre = up(cfg.keyDType === 'bf16' ? Uint16Array.from(rows, f32ToBf16) : rows, [n, F], cfg.keyDType);
+        const enc = encodeKeysOnDevice(ctx, { theta, residuals: R, groups: G, headDim: D }, kPre);
         const codes = down(new Int32Array(R * G * n), enc.codes);
         const n2 = down(new Float32Array(n), enc.n2);
 
@@ -166,34 +172,34 @@ describe.skipIf(!gpu)(`CommVQ cache kernels, GPU vs CPU (${gpu ? `seed ${SEED}` 
         ok(checkClose('√n2', n2.map(Math.sqrt), cpu.norms, (t) => 1e-6 * cpu.norms[t]!));
 
         // pack into rows rowStart.. of arrays holding guard bytes
-        const guardCodes = Uint8Array.from({ length: capacity * rowBytes }, () => rng.int(256));
-        const guardNorms = Uint16Array.from({ length: capacity }, () => rng.int(65536));
-        const keyCodes = up(guardCodes);
-        const keyNorms = up(guardNorms);
-        launchPackKeys(ctx, { codes: enc.codes, n2: enc.n2, keyCodes, keyNorms }, { residuals: R, groups: G, tokens: n, rowStart, capacity });
+        const guardCodes = Uint8Array.from({ length: B * capacity * rowBytes }, () => rng.int(256));
+        const guardNorms = Uint16Array.from({ length: B * capacity }, () => rng.int(65536));
+        const keyCodes = up(guardCodes, [B, capacity, rowBytes], 'u8');
+        const keyNorms = up(guardNorms, [B, capacity], 'bf16');
+        launchPackKeys(ctx, { codes: enc.codes, n2: enc.n2, keyCodes, keyNorms }, { residuals: R, groups: G, sequence: seq, rowStart, tokens: n });
         enc.dispose();
-        const gotCodes = down(new Uint8Array(capacity * rowBytes), keyCodes);
-        const gotNorms = down(new Uint16Array(capacity), keyNorms);
+        const gotCodes = down(new Uint8Array(B * capacity * rowBytes), keyCodes);
+        const gotNorms = down(new Uint16Array(B * capacity), keyNorms);
         const wantCodes = guardCodes.slice();
         const wantNorms = guardNorms.slice();
         const perToken = new Uint16Array(R * G);
         for (let t = 0; t < n; t++) {
           for (let i = 0; i < R * G; i++) perToken[i] = codes[i * n + t]!;
-          packCodes12(perToken, wantCodes, (rowStart + t) * rowBytes);
-          wantNorms[rowStart + t] = f32ToBf16(Math.fround(Math.sqrt(n2[t]!)));
+          packCodes12(perToken, wantCodes, (row0 + t) * rowBytes);
+          wantNorms[row0 + t] = f32ToBf16(Math.fround(Math.sqrt(n2[t]!)));
         }
         ok(checkClose('packed key codes (bytes)', gotCodes, wantCodes, () => 0));
         ok(checkClose('key norms (bf16 bits of √n2)', gotNorms, wantNorms, () => 0));
         const cpuNormBits = Uint16Array.from(cpu.norms, f32ToBf16);
-        ok(checkClose('key norms vs CPU (bf16 steps)', gotNorms.subarray(rowStart, rowStart + n), cpuNormBits, () => 1));
+        ok(checkClose('key norms vs CPU (bf16 steps)', gotNorms.subarray(row0, row0 + n), cpuNormBits, () => 1));
 
-        // dequantize the stored rows: k̂ [n, G·D_h] bf16, HF, pre-RoPE
-        const out = up(new Uint16Array(n * F + 8).fill(0x7fc0));
-        launchDequantKeys(ctx, { keyCodes, keyNorms, theta, out }, { residuals: R, groups: G, headDim: D, tokens: n, rowStart, capacity });
-        const got = Float32Array.from(down(new Uint16Array(n * F + 8), out), bf16ToF32);
+        // dequantize the stored rows: k̂ [n, G·D_h] bf16, HF, pre-RoPE, into the front of a buffer whose tail must stay NaN
+        const outAll = up(new Uint16Array(n * F + 8).fill(0x7fc0), [n * F + 8], 'bf16');
+        launchDequantKeys(ctx, { keyCodes, keyNorms, theta, out: outAll.view(0, [n, F]) }, { residuals: R, groups: G, headDim: D, sequence: seq, rowStart, tokens: n });
+        const got = Float32Array.from(down(new Uint16Array(n * F + 8), outAll), bf16ToF32);
         expect(nonFinite(got.subarray(0, n * F)), `non-finite k̂ (seed ${SEED})`).toEqual([]);
         expect(Array.from(got.subarray(n * F)).every(Number.isNaN), `k̂ written past row n (seed ${SEED})`).toBe(true);
-        const norms = Float32Array.from(gotNorms.subarray(rowStart, rowStart + n), bf16ToF32);
+        const norms = Float32Array.from(gotNorms.subarray(row0, row0 + n), bf16ToF32);
         const want = decodeKeys(cb, { tokens: n, codes: Uint16Array.from(codes), norms });
         const mag = new Float64Array(n * F);
         for (let t = 0; t < n; t++) {
@@ -225,19 +231,20 @@ describe.skipIf(!gpu)(`CommVQ cache kernels, GPU vs CPU (${gpu ? `seed ${SEED}` 
       const rho = Float32Array.from({ length: n }, () => 0.5 + rng.uniform());
       const capacity = rowStart + n + 3;
       const rowBytes = Nc / 8;
+      const row0 = seq * capacity + rowStart; // the first row written, counted over both sequences
       try {
-        const guardBits = Uint8Array.from({ length: capacity * rowBytes }, () => rng.int(256));
-        const guardRho = Uint16Array.from({ length: capacity }, () => rng.int(65536));
-        const valueBits = up(guardBits);
-        const valueRho = up(guardRho);
-        const codebook = up(Uint16Array.from(E, f32ToBf16));
-        launchPackValues(ctx, { bits: up(bits), rho: up(rho), codebook, valueBits, valueRho }, { codeBits: Nc, featDim: F, tokens: n, rowStart, capacity });
-        const gotBits = down(new Uint8Array(capacity * rowBytes), valueBits);
-        const gotRho = down(new Uint16Array(capacity), valueRho);
+        const guardBits = Uint8Array.from({ length: B * capacity * rowBytes }, () => rng.int(256));
+        const guardRho = Uint16Array.from({ length: B * capacity }, () => rng.int(65536));
+        const valueBits = up(guardBits, [B, capacity, rowBytes], 'u8');
+        const valueRho = up(guardRho, [B, capacity], 'bf16');
+        const codebook = up(Uint16Array.from(E, f32ToBf16), [Nc, F], 'bf16');
+        launchPackValues(ctx, { bits: up(bits, [n, Nc], 'f32'), rho: up(rho, [n], 'f32'), codebook, valueBits, valueRho }, { sequence: seq, rowStart, tokens: n });
+        const gotBits = down(new Uint8Array(B * capacity * rowBytes), valueBits);
+        const gotRho = down(new Uint16Array(B * capacity), valueRho);
         const wantBits = guardBits.slice();
-        for (let t = 0; t < n; t++) packBits(bits.subarray(t * Nc, (t + 1) * Nc), wantBits, (rowStart + t) * rowBytes);
+        for (let t = 0; t < n; t++) packBits(bits.subarray(t * Nc, (t + 1) * Nc), wantBits, (row0 + t) * rowBytes);
         ok(checkClose('packed value bits (bytes)', gotBits, wantBits, () => 0));
-        ok(checkClose('rows outside the call (ρ′ guard)', [...gotRho.subarray(0, rowStart), ...gotRho.subarray(rowStart + n)], [...guardRho.subarray(0, rowStart), ...guardRho.subarray(rowStart + n)], () => 0));
+        ok(checkClose('rows outside the call (ρ′ guard)', [...gotRho.subarray(0, row0), ...gotRho.subarray(row0 + n)], [...guardRho.subarray(0, row0), ...guardRho.subarray(row0 + n)], () => 0));
         // ρ′ reference and b·E in f64 from the bf16 E
         const W = new Float64Array(n * F);
         const absW = new Float64Array(n * F);
@@ -255,13 +262,13 @@ describe.skipIf(!gpu)(`CommVQ cache kernels, GPU vs CPU (${gpu ? `seed ${SEED}` 
           for (let c = 0; c < F; c++) ss += W[t * F + c]! ** 2;
           return (rho[t]! + 1e-6) / (Math.sqrt(ss) + 1e-6);
         });
-        const rhoGot = Float32Array.from(gotRho.subarray(rowStart, rowStart + n), bf16ToF32);
+        const rhoGot = Float32Array.from(gotRho.subarray(row0, row0 + n), bf16ToF32);
         ok(checkClose('ρ′', rhoGot, rhoRef, (t) => (BF16_EPS + 1e-5) * rhoRef[t]!));
 
-        const out = up(new Uint16Array(n * F + 8).fill(0x7fc0));
-        const scale = up(ls);
-        launchDequantValues(ctx, { valueBits, valueRho, codebook, scale, out }, { codeBits: Nc, featDim: F, tokens: n, rowStart, capacity });
-        const got = Float32Array.from(down(new Uint16Array(n * F + 8), out), bf16ToF32);
+        const outAll = up(new Uint16Array(n * F + 8).fill(0x7fc0), [n * F + 8], 'bf16');
+        const scale = up(ls, [F], 'f32');
+        launchDequantValues(ctx, { valueBits, valueRho, codebook, scale, out: outAll.view(0, [n, F]) }, { sequence: seq, rowStart, tokens: n });
+        const got = Float32Array.from(down(new Uint16Array(n * F + 8), outAll), bf16ToF32);
         expect(nonFinite(got.subarray(0, n * F)), `non-finite v̂ (seed ${SEED})`).toEqual([]);
         expect(Array.from(got.subarray(n * F)).every(Number.isNaN), `v̂ written past row n (seed ${SEED})`).toBe(true);
         const want = new Float64Array(n * F);
@@ -288,18 +295,18 @@ describe.skipIf(!gpu)(`CommVQ cache kernels, GPU vs CPU (${gpu ? `seed ${SEED}` 
     const chunk = encodeChunkTokens(1 << 20, G, D);
     const n = chunk + 300; // two chunks: the second one 300 tokens
     try {
-      const theta = up(Float32Array.from({ length: R * G * 128 * (D / 2) }, () => 0.05 * rng.normal()));
-      const rows = up(Uint16Array.from({ length: n * G * D }, () => f32ToBf16(rng.normal())));
+      const theta = up(Float32Array.from({ length: R * G * 128 * (D / 2) }, () => 0.05 * rng.normal()), [R, G, 128 * (D / 2)], 'f32');
+      const rows = up(Uint16Array.from({ length: n * G * D }, () => f32ToBf16(rng.normal())), [n, G * D], 'bf16');
       const tables = DeviceKeyTables.build(ctx, { theta, residuals: R, groups: G, headDim: D });
       const layer = { theta, residuals: R, groups: G, headDim: D, tables };
-      const codes = ctx.alloc(R * G * n * 4);
-      const n2 = ctx.alloc(n * 4);
-      blocks.push(codes, n2);
-      encodeKeysOnDevice(ctx, layer, { ptr: rows, dtype: 'bf16' }, n, { out: { codes: codes.ptr, n2: n2.ptr } }).dispose(); // frees nothing of ours
-      const whole = down(new Int32Array(R * G * n), codes.ptr);
-      const wholeN2 = down(new Float32Array(n), n2.ptr);
+      const codes = emptyTensor(ctx, [R, G, n], 'i32');
+      const n2 = emptyTensor(ctx, [n], 'f32');
+      tensors.push(codes, n2);
+      encodeKeysOnDevice(ctx, layer, rows, { out: { codes, n2 } }).dispose(); // frees nothing of ours
+      const whole = down(new Int32Array(R * G * n), codes);
+      const wholeN2 = down(new Float32Array(n), n2);
       for (const first of [0, chunk]) {
-        const part = encodeKeysOnDevice(ctx, layer, { ptr: rows + BigInt(first * G * D * 2), dtype: 'bf16' }, 300);
+        const part = encodeKeysOnDevice(ctx, layer, rows.rows(first, 300));
         const c = down(new Int32Array(R * G * 300), part.codes);
         const p2 = down(new Float32Array(300), part.n2);
         part.dispose();
@@ -331,17 +338,17 @@ describe.skipIf(!gpu)(`CommVQ cache kernels, GPU vs CPU (${gpu ? `seed ${SEED}` 
       const rhoHost = Uint16Array.from({ length: n }, () => f32ToBf16(0.5 + rng.uniform()));
       const E = Float32Array.from({ length: Nc * F }, () => bf16ToF32(f32ToBf16(0.05 * rng.normal())));
       const ls = Float32Array.from({ length: F }, () => 0.5 + rng.uniform());
-      const valueBits = up(bitsHost);
-      const valueRho = up(rhoHost);
-      const codebook = up(Uint16Array.from(E, f32ToBf16));
-      const scale = up(ls);
-      const outBlock = ctx.alloc(n * F * 2);
-      blocks.push(outBlock);
-      const shape = { codeBits: Nc, featDim: F, tokens: n, rowStart: 0, capacity: n };
-      const dequantMs = time(() => launchDequantValues(ctx, { valueBits, valueRho, codebook, scale, out: outBlock.ptr }, shape), 5);
+      const valueBits = up(bitsHost, [1, n, Nc / 8], 'u8');
+      const valueRho = up(rhoHost, [1, n], 'bf16');
+      const codebook = up(Uint16Array.from(E, f32ToBf16), [Nc, F], 'bf16');
+      const scale = up(ls, [F], 'f32');
+      const out = emptyTensor(ctx, [n, F], 'bf16');
+      tensors.push(out);
+      const rows = { sequence: 0, rowStart: 0, tokens: n };
+      const dequantMs = time(() => launchDequantValues(ctx, { valueBits, valueRho, codebook, scale, out }, rows), 5);
       // spot-check rows across the range against the formula (f64)
       const rowsOut = new Uint16Array(n * F);
-      down(rowsOut, outBlock.ptr);
+      down(rowsOut, out);
       for (const t of [0, 4097, 65535, n - 1]) {
         const want = new Float64Array(F);
         const mag = new Float64Array(F);
@@ -357,18 +364,18 @@ describe.skipIf(!gpu)(`CommVQ cache kernels, GPU vs CPU (${gpu ? `seed ${SEED}` 
         const got = Float32Array.from(rowsOut.subarray(t * F, (t + 1) * F), bf16ToF32);
         ok(checkClose(`v̂ row ${t} of 131072`, got, want, (c) => BF16_EPS * Math.abs(want[c]!) + 1e-5 * mag[c]!));
       }
-      const bitsF32 = ctx.alloc(n * Nc * 4); // 512 MiB of 0/1 floats, as encodeValues hands them over
-      const rhoF32 = up(new Float32Array(n).fill(1));
-      const ws = ctx.alloc(packValuesWorkspaceBytes(shape));
-      blocks.push(bitsF32, ws);
-      ctx.memset(bitsF32.ptr, 0, n * Nc * 4);
-      const packMs = time(() => launchPackValues(ctx, { bits: bitsF32.ptr, rho: rhoF32, codebook, valueBits, valueRho, workspace: ws.ptr }, shape), 3);
+      const bitsF32 = emptyTensor(ctx, [n, Nc], 'f32'); // 512 MiB of 0/1 floats, as encodeValues hands them over
+      const rhoF32 = up(new Float32Array(n).fill(1), [n], 'f32');
+      const ws = emptyTensor(ctx, [packValuesWorkspaceFloats({ tokens: n, featDim: F })], 'f32');
+      tensors.push(bitsF32, ws);
+      zeroFill(ctx, bitsF32);
+      const packMs = time(() => launchPackValues(ctx, { bits: bitsF32, rho: rhoF32, codebook, valueBits, valueRho, workspace: ws }, rows), 3);
       const [R, G, D] = [11, 8, 128];
-      const theta = up(Float32Array.from({ length: R * G * 128 * (D / 2) }, () => 0.05 * rng.normal()));
+      const theta = up(Float32Array.from({ length: R * G * 128 * (D / 2) }, () => 0.05 * rng.normal()), [R * G * 128 * (D / 2)], 'f32');
       const layer = { theta, residuals: R, groups: G, headDim: D };
-      const kPre = { ptr: outBlock.ptr, dtype: 'bf16' }; // any [n, 1024] bf16 rows will do for timing
-      const encodeMs = time(() => encodeKeysOnDevice(ctx, layer, kPre, n).dispose(), 1);
-      const encode128Ms = time(() => encodeKeysOnDevice(ctx, layer, kPre, 128).dispose(), 10);
+      const kPre = out; // any [n, 1024] bf16 rows will do for timing
+      const encodeMs = time(() => encodeKeysOnDevice(ctx, layer, kPre).dispose(), 1);
+      const encode128Ms = time(() => encodeKeysOnDevice(ctx, layer, kPre.rows(0, 128)).dispose(), 10);
       console.log(`[commvq cache kernels, ${ctx.info.name}] n = 131072, N_c 1024, D 1024: dequant values ${dequantMs.toFixed(2)} ms, `
         + `pack values ${packMs.toFixed(2)} ms; key encoding (R 11, G 8, D_h 128): ${encodeMs.toFixed(1)} ms for 131072 tokens, ${encode128Ms.toFixed(2)} ms for 128`);
       expect(dequantMs, 'dequant values at 128K tokens').toBeLessThan(250);
@@ -388,7 +395,7 @@ describe('CommVQ cache kernels: argument checks and launch plans (no GPU needed)
     const launches: { name: string; grid: readonly number[]; shared: number; args: readonly KernelArg[] }[] = [];
     const live = new Set<bigint>();
     let next = 1n << 20n;
-    const ctx: KeyEncoderContext = {
+    const ctx: CudaContextLike = {
       info, stream: 0n,
       kernel: (module, name): CudaKernel => ({ module, name, handle: 1n }),
       launch: (k, grid, _block, shared, args) => void launches.push({ name: k.name, grid, shared, args }),
@@ -400,51 +407,63 @@ describe('CommVQ cache kernels: argument checks and launch plans (no GPU needed)
       },
       copy: () => undefined,
       memset: () => undefined,
+      upload: () => undefined,
+      download: () => undefined,
     };
     return { ctx, launches, live };
   }
   const P = 1n << 12n;
   const argOf = (a: KernelArg): bigint | number => a.value;
+  // tensors at P (never read: the context runs nothing), shaped as each launcher checks them; R 11, G 8
+  const codesOf = (m: number, n2 = P) => ({ codes: fakeTensor(P, [11, 8, m], 'i32'), n2: fakeTensor(n2, [m], 'f32') });
+  const keysIn = (capacity: number, B = 1) => ({ keyCodes: fakeTensor(P, [B, capacity, keyCodeRowBytes(88)], 'u8'), keyNorms: fakeTensor(P, [B, capacity], 'bf16') });
+  const valuesIn = (capacity: number, Nc = 1024) => ({ valueBits: fakeTensor(P, [1, capacity, Nc / 8], 'u8'), valueRho: fakeTensor(P, [1, capacity], 'bf16') });
+  const codebookOf = (Nc: number, D: number, at = P) => fakeTensor(at, [Nc, D], 'bf16');
+  const thetaOf = (R: number, D = 128) => fakeTensor(P, [R * 8 * 128 * (D / 2)], 'f32');
+  const keys = { residuals: 11, groups: 8 };
 
   it.each([
-    ['rows past the capacity', () => launchPackKeys(fakeContext().ctx, { codes: P, n2: P, keyCodes: P, keyNorms: P }, { residuals: 11, groups: 8, tokens: 128, rowStart: 4000, capacity: 4096 }), /exceed the capacity/],
-    ['a negative rowStart', () => launchPackKeys(fakeContext().ctx, { codes: P, n2: P, keyCodes: P, keyNorms: P }, { residuals: 11, groups: 8, tokens: 1, rowStart: -1, capacity: 4096 }), /rowStart/],
-    ['a null pointer', () => launchPackKeys(fakeContext().ctx, { codes: P, n2: 0n, keyCodes: P, keyNorms: P }, { residuals: 11, groups: 8, tokens: 1, rowStart: 0, capacity: 64 }), /n2 is a null pointer/],
-    ['N_c not a multiple of 64', () => launchPackValues(fakeContext().ctx, { bits: P, rho: P, codebook: P, valueBits: P, valueRho: P }, { codeBits: 96, featDim: 1024, tokens: 1, rowStart: 0, capacity: 64 }), /N_c = 96/],
-    ['D not a multiple of 64', () => launchDequantValues(fakeContext().ctx, { valueBits: P, valueRho: P, codebook: P, scale: P, out: P }, { codeBits: 1024, featDim: 96, tokens: 1, rowStart: 0, capacity: 64 }), /D = 96/],
-    ['a misaligned codebook', () => launchDequantValues(fakeContext().ctx, { valueBits: P, valueRho: P, codebook: P + 8n, scale: P, out: P }, { codeBits: 1024, featDim: 1024, tokens: 1, rowStart: 0, capacity: 64 }), /codebook is not 16-byte aligned/],
-    ['head_dim 96', () => launchDequantKeys(fakeContext().ctx, { keyCodes: P, keyNorms: P, theta: P, out: P }, { residuals: 11, groups: 8, headDim: 96, tokens: 1, rowStart: 0, capacity: 64 }), /head_dim 96/],
-    ['keys of dtype i32', () => encodeKeysOnDevice(fakeContext().ctx, { theta: P, residuals: 11, groups: 8, headDim: 128 }, { ptr: P, dtype: 'i32' }, 128), /dtype i32/],
-    ['an encoder head_dim 80', () => encodeKeysOnDevice(fakeContext().ctx, { theta: P, residuals: 11, groups: 8, headDim: 80 }, { ptr: P, dtype: 'f32' }, 128), /head_dim 80/],
+    ['rows past the capacity', () => launchPackKeys(fakeContext().ctx, { ...codesOf(128), ...keysIn(4096) }, { ...keys, sequence: 0, rowStart: 4000, tokens: 128 }), /exceed the capacity/],
+    ['a negative rowStart', () => launchPackKeys(fakeContext().ctx, { ...codesOf(1), ...keysIn(4096) }, { ...keys, sequence: 0, rowStart: -1, tokens: 1 }), /rowStart/],
+    ['a sequence past the arrays', () => launchPackKeys(fakeContext().ctx, { ...codesOf(1), ...keysIn(64) }, { ...keys, sequence: 1, rowStart: 0, tokens: 1 }), /sequence 1 of a cache of 1/],
+    ['codes of another layer shape', () => launchPackKeys(fakeContext().ctx, { ...codesOf(1), codes: fakeTensor(P, [11, 4, 1], 'i32'), ...keysIn(64) }, { ...keys, sequence: 0, rowStart: 0, tokens: 1 }), /codes has shape/],
+    ['a null pointer', () => launchPackKeys(fakeContext().ctx, { ...codesOf(1, 0n), ...keysIn(64) }, { ...keys, sequence: 0, rowStart: 0, tokens: 1 }), /n2 is a null pointer/],
+    ['N_c not a multiple of 64', () => launchPackValues(fakeContext().ctx, { bits: fakeTensor(P, [1, 96], 'f32'), rho: fakeTensor(P, [1], 'f32'), codebook: codebookOf(96, 1024), ...valuesIn(64, 96) }, { sequence: 0, rowStart: 0, tokens: 1 }), /N_c = 96/],
+    ['D not a multiple of 64', () => launchDequantValues(fakeContext().ctx, { ...valuesIn(64), codebook: codebookOf(1024, 96), scale: fakeTensor(P, [96], 'f32'), out: fakeTensor(P, [1, 96], 'bf16') }, { sequence: 0, rowStart: 0, tokens: 1 }), /D = 96/],
+    ['a misaligned codebook', () => launchDequantValues(fakeContext().ctx, { ...valuesIn(64), codebook: codebookOf(1024, 1024, P + 8n), scale: fakeTensor(P, [1024], 'f32'), out: fakeTensor(P, [1, 1024], 'bf16') }, { sequence: 0, rowStart: 0, tokens: 1 }), /codebook is not 16-byte aligned/],
+    ['head_dim 96', () => launchDequantKeys(fakeContext().ctx, { ...keysIn(64), theta: thetaOf(11), out: fakeTensor(P, [1, 8 * 96], 'bf16') }, { ...keys, headDim: 96, sequence: 0, rowStart: 0, tokens: 1 }), /head_dim 96/],
+    ['keys of dtype i32', () => encodeKeysOnDevice(fakeContext().ctx, { theta: thetaOf(11), ...keys, headDim: 128 }, fakeTensor(P, [128, 1024], 'i32')), /dtype i32/],
+    ['an encoder head_dim 80', () => encodeKeysOnDevice(fakeContext().ctx, { theta: thetaOf(11), ...keys, headDim: 80 }, fakeTensor(P, [128, 640], 'f32')), /head_dim 80/],
     ['tables of another layer shape', () => {
       const { ctx } = fakeContext();
-      const tables = DeviceKeyTables.build(ctx, { theta: P, residuals: 11, groups: 8, headDim: 128 });
-      encodeKeysOnDevice(ctx, { theta: P, residuals: 21, groups: 8, headDim: 128, tables }, { ptr: P, dtype: 'f32' }, 128);
+      const tables = DeviceKeyTables.build(ctx, { theta: thetaOf(11), ...keys, headDim: 128 });
+      encodeKeysOnDevice(ctx, { theta: thetaOf(21), residuals: 21, groups: 8, headDim: 128, tables }, fakeTensor(P, [128, 1024], 'f32'));
     }, /do not fit the layer/],
   ] as [string, () => void, RegExp][])('refuses %s with a CommvqError', (_, call, message) => {
     expect(call).toThrow(CommvqError);
     expect(call).toThrow(message);
   });
 
-  it('launches nothing for zero tokens, and offsets every row pointer by rowStart', () => {
+  it('launches nothing for zero tokens, and offsets every row pointer by sequence, rowStart and the first code', () => {
     const { ctx, launches } = fakeContext();
-    launchPackKeys(ctx, { codes: P, n2: P, keyCodes: P, keyNorms: P }, { residuals: 11, groups: 8, tokens: 0, rowStart: 5, capacity: 64 });
+    launchPackKeys(ctx, { ...codesOf(0), ...keysIn(64) }, { ...keys, sequence: 0, rowStart: 5, tokens: 0 });
     expect(launches).toEqual([]);
-    launchPackKeys(ctx, { codes: P, n2: P, keyCodes: P, keyNorms: P }, { residuals: 11, groups: 8, tokens: 300, rowStart: 5, capacity: 320 });
-    launchDequantValues(ctx, { valueBits: P, valueRho: P, codebook: P, scale: P, out: P }, { codeBits: 1024, featDim: 1024, tokens: 300, rowStart: 5, capacity: 320 });
+    launchPackKeys(ctx, { ...codesOf(300), ...keysIn(320) }, { ...keys, sequence: 0, rowStart: 5, tokens: 300 });
+    launchDequantValues(ctx, { ...valuesIn(320), codebook: codebookOf(1024, 1024), scale: fakeTensor(P, [1024], 'f32'), out: fakeTensor(P, [300, 1024], 'bf16') }, { sequence: 0, rowStart: 5, tokens: 300 });
     const [pack, dq] = launches;
-    expect(pack!.args.map(argOf)).toEqual([P, P, P + 5n * 132n, P + 10n, 300, 88, 132, 300]); // stride defaults to tokens
+    expect(pack!.args.map(argOf)).toEqual([P, P, P + 5n * 132n, P + 10n, 300, 88, 132, 300]); // the codes' stride: their tokens
     expect(pack!.grid).toEqual([2, 1, 1]);
-    launchPackKeys(ctx, { codes: P, n2: P, keyCodes: P, keyNorms: P }, { residuals: 11, groups: 8, tokens: 100, rowStart: 0, capacity: 320, codeStride: 300 });
-    expect(launches[2]!.args.map(argOf).at(-1)).toBe(300); // one sequence's tokens within codes encoded for several
-    expect(() => launchPackKeys(ctx, { codes: P, n2: P, keyCodes: P, keyNorms: P }, { residuals: 11, groups: 8, tokens: 100, rowStart: 0, capacity: 320, codeStride: 99 })).toThrow(/codeStride 99/);
+    // one sequence's tokens within codes encoded for several: from the 200th on, stride 300; sequence 1 of two
+    launchPackKeys(ctx, { ...codesOf(300), ...keysIn(320, 2) }, { ...keys, sequence: 1, rowStart: 5, tokens: 100, from: 200 });
+    expect(launches[2]!.args.map(argOf)).toEqual([P + 800n, P + 800n, P + 325n * 132n, P + 650n, 100, 88, 132, 300]);
+    expect(() => launchPackKeys(ctx, { ...codesOf(300), ...keysIn(320) }, { ...keys, sequence: 0, rowStart: 0, tokens: 101, from: 200 })).toThrow(/tokens 200 \+ 101 of codes encoded for 300/);
     expect(dq!.args.map(argOf).slice(0, 2)).toEqual([P + 5n * 128n, P + 10n]);
     expect(dq!.grid).toEqual([5, 8, 1]);
   });
 
   it('packs values in three launches and frees its own workspace', () => {
     const { ctx, launches, live } = fakeContext();
-    launchPackValues(ctx, { bits: P, rho: P, codebook: P, valueBits: P, valueRho: P }, { codeBits: 1024, featDim: 1024, tokens: 128, rowStart: 0, capacity: 128 });
+    launchPackValues(ctx, { bits: fakeTensor(P, [128, 1024], 'f32'), rho: fakeTensor(P, [128], 'f32'), codebook: codebookOf(1024, 1024), ...valuesIn(128) }, { sequence: 0, rowStart: 0, tokens: 128 });
     expect(launches.map((l) => l.name)).toEqual(['commvq_pack_value_bits', 'commvq_value_sumsq', 'commvq_value_rho']);
     expect(launches[1]!.grid).toEqual([2, 8, 1]);
     expect(live.size).toBe(0);
@@ -456,7 +475,7 @@ describe('CommVQ cache kernels: argument checks and launch plans (no GPU needed)
     const chunk = encodeChunkTokens(n, G, D);
     expect(chunk % 64).toBe(0);
     expect(G * chunk * D * 4).toBeLessThanOrEqual(64 << 20);
-    const enc = encodeKeysOnDevice(ctx, { theta: P, residuals: R, groups: G, headDim: D }, { ptr: P, dtype: 'bf16' }, n);
+    const enc = encodeKeysOnDevice(ctx, { theta: thetaOf(R), residuals: R, groups: G, headDim: D }, fakeTensor(P, [n, G * D], 'bf16'));
     const chunks = Math.ceil(n / chunk);
     const names = launches.map((l) => l.name);
     expect(names.filter((x) => x === 'key_stage_tables').length).toBe(R * G);
@@ -469,13 +488,14 @@ describe('CommVQ cache kernels: argument checks and launch plans (no GPU needed)
     const n0 = (chunks - 1) * chunk;
     const last = assigns[(chunks - 1) * R * G + 1]!;
     expect(last.args.map(argOf)[3]).toBe(n - n0);
-    expect(last.args.map(argOf)[4]).toBe(enc.codes + BigInt((G * n + n0) * 4));
+    expect(last.args.map(argOf)[4]).toBe(addressOf(enc.codes) + BigInt((G * n + n0) * 4));
     expect(live.size).toBe(2); // the result's codes and n2
     enc.dispose();
     expect(live.size).toBe(0);
     // n = 128: one chunk, two blocks per assign
     launches.length = 0;
-    encodeKeysOnDevice(ctx, { theta: P, residuals: R, groups: G, headDim: D }, { ptr: P, dtype: 'f32' }, 128, { out: { codes: P, n2: P } }).dispose();
+    const out = { codes: fakeTensor(P, [R, G, 128], 'i32'), n2: fakeTensor(P, [128], 'f32') };
+    encodeKeysOnDevice(ctx, { theta: thetaOf(R), residuals: R, groups: G, headDim: D }, fakeTensor(P, [128, G * D], 'f32'), { out }).dispose();
     expect(launches.filter((l) => l.name === 'key_assign_d128').every((l) => l.grid[0] === 2)).toBe(true);
     expect(live.size).toBe(0);
   });

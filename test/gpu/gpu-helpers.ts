@@ -1,9 +1,13 @@
 /**
  * Helpers of the GPU-vs-CPU tests: a seeded generator (a fresh seed each run, printed in every failure message so a
- * failure can be replayed with COMMVQ_TEST_SEED), bf16 rounding of inputs, and an elementwise comparison that takes a
- * bound per element and reports the largest error and the first mismatches.
+ * failure can be replayed with COMMVQ_TEST_SEED), bf16 rounding of inputs, an elementwise comparison that takes a
+ * bound per element and reports the largest error and the first mismatches, and the low-level access of tests that pin
+ * a launcher's arguments (`addressOf`, `fakeTensor`).
  */
-import { bf16ToF32, f32ToBf16 } from '../../src/core/tensor/dtype.js';
+import { asCuda, CudaTensor } from '../../src/core/backend/cuda/cuda-tensor.js';
+import { bf16ToF32, bytesPerElement, f32ToBf16, type DType } from '../../src/core/tensor/dtype.js';
+import { numel } from '../../src/core/tensor/shape.js';
+import type { Tensor } from '../../src/core/tensor/tensor.js';
 
 export const SEED = Number(process.env['COMMVQ_TEST_SEED'] ?? Math.floor(Math.random() * 2 ** 31));
 
@@ -75,4 +79,17 @@ export function checkClose(what: string, got: ArrayLike<number>, want: ArrayLike
 /** `atol + |want|·eps` as a bound function. */
 export function relBound(want: ArrayLike<number>, atol: number, eps: number): (i: number) => number {
   return (i) => atol + Math.abs(want[i]!) * eps;
+}
+
+/** The device address of a CUDA tensor: for tests that check the addresses a launcher passes to its kernel. */
+export function addressOf(t: Tensor): bigint {
+  return asCuda(t, t.device, 'addressOf').ptr;
+}
+
+/**
+ * A CUDA tensor at address `ptr` that owns no memory: an argument of launch-plan tests with a fake context, whose
+ * kernels never run. `dispose()` frees nothing.
+ */
+export function fakeTensor(ptr: bigint, shape: number[], dtype: DType, device = 'cuda:0'): CudaTensor {
+  return new CudaTensor(shape, dtype, device, { ptr, bytes: numel(shape) * bytesPerElement(dtype), free: () => undefined });
 }

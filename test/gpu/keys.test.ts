@@ -61,10 +61,8 @@ describe.skipIf(!gpu)(`key codebook kernels vs CPU (${gpu ? `seed ${SEED}` : 'sk
     it(`D_h ${D}: prepares keys as the CPU does (norm over all heads, PI layout), refuses NaN`, () => {
       const keys = GpuKeys.upload(cuda.ctx, rows, G, D);
       try {
-        const v = new Float32Array(G * N * D);
-        cuda.ctx.download(new Uint8Array(v.buffer), keys.v.ptr);
-        const got2 = new Float32Array(N);
-        cuda.ctx.download(new Uint8Array(got2.buffer), keys.n2.ptr);
+        const v = cuda.toFloat32(keys.v); // [G, N, D]
+        const got2 = cuda.toFloat32(keys.n2);
         for (let g = 0; g < G; g++) ok(closeToScale(`V group ${g}`, v.subarray(g * N * D, (g + 1) * N * D), cpuKeys.data[g]!, 1e-6)); // f32 rounding of x/‖x‖
         ok(checkClose('n2', got2, n2, (i) => 1e-5 * n2[i]!));
       } finally {
@@ -77,7 +75,7 @@ describe.skipIf(!gpu)(`key codebook kernels vs CPU (${gpu ? `seed ${SEED}` : 'sk
 
     it(`D_h ${D}: init step (dense distances, τ = 1) and structured E-steps give the CPU statistics and θ`, () => {
       const keys = GpuKeys.upload(cuda.ctx, rows, G, D);
-      const be = new GpuEmBackend(cuda.ctx, keys.group(0), keys.n2.ptr, N, D);
+      const be = new GpuEmBackend(cuda.ctx, keys.group(0), keys.n2, D);
       try {
         const V = cpuKeys.data[0]!;
         const idx = drawInitRows(new SeededRandom(SEED), 4096, N);
@@ -116,7 +114,7 @@ describe.skipIf(!gpu)(`key codebook kernels vs CPU (${gpu ? `seed ${SEED}` : 'sk
       const keys = GpuKeys.upload(cuda.ctx, rows, G, D);
       try {
         for (let g = 0; g < G; g++) {
-          const be = new GpuEmBackend(cuda.ctx, keys.group(g), keys.n2.ptr, N, D);
+          const be = new GpuEmBackend(cuda.ctx, keys.group(g), keys.n2, D);
           const stages = trainGroupEm(be, 2, (r) => new SeededRandom(streamSeed(1, 0, g, r)), { ...EM_DEFAULTS, maxSteps: 4 });
           be.dispose();
           stages.forEach((s, r) => cb.stage(r, g).set(s.theta));
@@ -158,7 +156,7 @@ describe.skipIf(!gpu)(`key codebook kernels vs CPU (${gpu ? `seed ${SEED}` : 'sk
 
     it(`D_h ${D}: whole EM stages on the GPU follow the CPU (same init draws, steps, errors)`, () => {
       const keys = GpuKeys.upload(cuda.ctx, rows, G, D);
-      const be = new GpuEmBackend(cuda.ctx, keys.group(1), keys.n2.ptr, N, D);
+      const be = new GpuEmBackend(cuda.ctx, keys.group(1), keys.n2, D);
       try {
         const cfg = { ...EM_DEFAULTS, maxSteps: 6 };
         const rngOf = (r: number) => new SeededRandom(streamSeed(4, 0, 1, r));
@@ -180,7 +178,7 @@ describe.skipIf(!gpu)(`key codebook kernels vs CPU (${gpu ? `seed ${SEED}` : 'sk
     const before = cuda.memory().bytesInUse;
     const rows = keyLikeRows(1, 4096, 128);
     const keys = GpuKeys.upload(cuda.ctx, rows, 1, 128);
-    const be = new GpuEmBackend(cuda.ctx, keys.group(0), keys.n2.ptr, 4096, 128);
+    const be = new GpuEmBackend(cuda.ctx, keys.group(0), keys.n2, 128);
     trainGroupEm(be, 1, (r) => new SeededRandom(r), { ...EM_DEFAULTS, maxSteps: 2 });
     be.dispose();
     keys.dispose();

@@ -1,4 +1,5 @@
 import type { CudaBackend } from '../backend/cuda/cuda-backend.js';
+import { rowView } from '../backend/cuda/cuda-tensor.js';
 import type { LayerKV } from '../model/llama.js';
 import { TensorScope, type Tensor } from '../tensor/tensor.js';
 import type { StoreSettings } from './commvq-cache.js';
@@ -50,7 +51,7 @@ export class DevicePrompt {
     for (const [dst, src, own] of [[keys, exact.k, kv.k], [values, exact.v, kv.v]] as const) {
       const copy = (slot0: number, slot1: number, position: number) => {
         if (slot1 <= slot0) return;
-        b.writeRows(dst, position, s.keep(b.sliceRows(src, sequence * X + slot0, sequence * X + slot1)));
+        b.writeRows(dst, position, rowView(src, sequence * X + slot0, slot1 - slot0));
       };
       copy(0, Math.min(rule.sinks, held), 0);
       copy(rule.sinks, held, rule.position(N0));
@@ -69,11 +70,11 @@ export class DevicePrompt {
     for (const block of chunk.blocks) {
       if (block.visible > dequantizedTo && fresh) {
         for (const [dst, src] of [[keys, fresh.keys], [values, fresh.values]] as const) {
-          b.writeRows(dst, rule.position(dequantizedTo), s.keep(b.sliceRows(src, dequantizedTo - N0, block.visible - N0)));
+          b.writeRows(dst, rule.position(dequantizedTo), rowView(src, dequantizedTo - N0, block.visible - dequantizedTo));
         }
         dequantizedTo = block.visible;
       }
-      const qRows = s.keep(b.sliceRows(q, block.from - start, block.to - start));
+      const qRows = rowView(q, block.from - start, block.to - block.from);
       const o = s.keep(b.attention(qRows, keys, values, { queryHeads, kvHeads, headDim, qStart: block.from, kvLength: block.to }));
       b.writeRows(out, block.from - start, o);
     }

@@ -1,36 +1,32 @@
 import type { CudaBackend } from '../backend/cuda/cuda-backend.js';
-import { CudaTensor } from '../backend/cuda/cuda-tensor.js';
-import type { DeviceBlock } from '../backend/cuda/kernels.js';
+import { emptyTensor, rowView, type CudaTensor } from '../backend/cuda/cuda-tensor.js';
+import { codeAttentionStep, launchRotationTable } from '../backend/cuda/ops/code-attention.js';
+import { launchDequantKeys, launchDequantValues, launchPackKeys, launchPackValues } from '../backend/cuda/ops/commvq-cache.js';
+import { downloadFrom, zeroFill } from '../backend/cuda/ops/copies.js';
 import { CommvqError } from '../errors.js';
+import { encodeKeysOnDevice } from '../keys/gpu/gpu-encode.js';
 import type { LayerKV } from '../model/llama.js';
+import { bytesPerElement } from '../tensor/dtype.js';
+import { numel } from '../tensor/shape.js';
 import { TensorScope, type Tensor } from '../tensor/tensor.js';
 import { CudaTrainOps } from '../values/cuda-train-ops.js';
 import { encodeValues } from '../values/value-compressor.js';
 import { packedCodeBytes } from './code-packing.js';
 import type { StoreSettings } from './commvq-cache.js';
 import type { CommvqStore, DecodeToken, EncodePart, PackedTokens, PromptChunk } from './commvq-store.js';
-import { codeAttentionStep, launchRotationTable, rotationTableBytes } from './cuda-code-attention.js';
-import { launchDequantKeys, launchDequantValues, launchPackKeys, launchPackValues } from './cuda-cache-kernels.js';
 import { booksBytes, disposeBooks, uploadBooks, type DeviceLayerBooks } from './device-books.js';
-import { encodeKeysOnDevice } from './device-key-encoder.js';
 import { DevicePrompt } from './device-prompt.js';
 
 /** Tokens encoded per pass (a whole number of blocks): bounds the encoder's f32 activations during a long prefill. */
 const ENCODE_CHUNK = 4096;
 
-/** A view of part of the packed allocation. */
-interface PackedArray {
-  readonly ptr: bigint;
-  readonly bytes: number;
-}
-
 /** One layer's tokens for all B sequences, in device memory. */
 interface DeviceLayerState {
   // views into the store's one packed allocation
-  keyCodes: PackedArray; // u8 [B, Ccap, packedCodeBytes(R·G)]
-  keyNorms: PackedArray; // bf16 [B, Ccap]: n_t
-  valueBits: PackedArray; // u8 [B, Ccap, N_c/8]
-  valueRho: PackedArray; // bf16 [B, Ccap]: ρ′_t
+  keyCodes: CudaTensor; // u8 [B, Ccap, packedCodeBytes(R·G)]
+  keyNorms: CudaTensor; // bf16 [B, Ccap]: n_t
+  valueBits: CudaTensor; // u8 [B, Ccap, N_c/8]
+  valueRho: CudaTensor; // bf16 [B, Ccap]: ρ′_t
   exactKPre: Tensor; // bf16 [B·X, D]: exact tokens before RoPE (encoded when their block is flushed)
   exactK: Tensor; // bf16 [B·X, D]: exact tokens after RoPE (attention)
   exactV: Tensor; // bf16 [B·X, D]
@@ -67,8 +63,8 @@ export class DeviceCommvqStore implements CommvqStore {
   private readonly books: DeviceLayerBooks[] = [];
   private readonly layers: DeviceLayerState[] = [];
   private readonly invFreq: Tensor; // f32 [D_h/2]
-  private packedBlock: DeviceBlock | undefined; // every layer's keyCodes, keyNorms, valueBits, valueRho
-  private rotation: DeviceBlock | undefined; // float2 [Ccap, D_h/2]: e^{iφ} of every compressed position, shared by all layers
+  private packedAll: Tensor | undefined; // u8: every layer's keyCodes, keyNorms, valueBits, valueRho
+  private rotation: Tensor | undefined; // f32 [Ccap, D_h/2, 2]: e^{iφ} of every compressed position, shared by all layers
   private readonly prompt: DevicePrompt;
 
   constructor(
@@ -84,8 +80,8 @@ export class DeviceCommvqStore implements CommvqStore {
     this.invFreq = backend.fromArray(o.rope.invFreq, [o.rope.invFreq.length], 'f32');
     this.prompt = new DevicePrompt(backend, s, this);
     try {
-      this.rotation = backend.ctx.alloc(rotationTableBytes(Math.max(this.Ccap, 1), shape.headDim));
-      launchRotationTable(backend.ctx, { invFreq: (this.invFreq as CudaTensor).ptr, rotation: this.rotation.ptr }, rule.sinks, Math.max(this.Ccap, 1), shape.headDim);
+      this.rotation = emptyTensor(backend.ctx, [Math.max(this.Ccap, 1), shape.headDim / 2, 2], 'f32');
+      launchRotationTable(backend.ctx, { invFreq: this.invFreq, rotation: this.rotation }, rule.sinks, Math.max(this.Ccap, 1));
       this.allocate();
     } catch (err) {
       this.dispose(); // out of memory part way: give back what was taken
@@ -98,18 +94,24 @@ export class DeviceCommvqStore implements CommvqStore {
     const backend = this.backend;
     // every layer's packed arrays in one zeroed allocation: per-array blocks would each round up to 2 MiB
     // (≈ 0.1 GiB over 32 layers at 128K)
-    const sizes = [B * this.Ccap * packedCodeBytes(this.s.residuals * shape.kvHeads), B * this.Ccap * 2, (B * this.Ccap * this.Nc) / 8, B * this.Ccap * 2];
-    const aligned = sizes.map((n) => Math.ceil(Math.max(n, 16) / 256) * 256);
+    const arrays = [
+      { shape: [B, this.Ccap, packedCodeBytes(this.s.residuals * shape.kvHeads)], dtype: 'u8' },
+      { shape: [B, this.Ccap], dtype: 'bf16' },
+      { shape: [B, this.Ccap, this.Nc / 8], dtype: 'u8' },
+      { shape: [B, this.Ccap], dtype: 'bf16' },
+    ] as const;
+    const aligned = arrays.map((a) => Math.ceil(Math.max(numel(a.shape) * bytesPerElement(a.dtype), 16) / 256) * 256);
     const perLayer = aligned.reduce((a, n) => a + n, 0);
-    this.packedBlock = backend.ctx.alloc(shape.numLayers * perLayer);
-    backend.ctx.memset(this.packedBlock.ptr, 0, shape.numLayers * perLayer);
+    const packed = emptyTensor(backend.ctx, [shape.numLayers * perLayer], 'u8');
+    this.packedAll = packed;
+    zeroFill(backend.ctx, packed);
     for (let l = 0; l < shape.numLayers; l++) {
       const value = o.values.get(l)!;
       this.books.push(uploadBooks(backend, o.keys.get(l)!, value.params, value.scale));
-      let at = this.packedBlock.ptr + BigInt(l * perLayer);
-      const [keyCodes, keyNorms, valueBits, valueRho] = sizes.map((bytes, i) => {
-        const view = { ptr: at, bytes };
-        at += BigInt(aligned[i]!);
+      let at = l * perLayer;
+      const [keyCodes, keyNorms, valueBits, valueRho] = arrays.map((a, i) => {
+        const view = packed.view(at, a.shape, a.dtype);
+        at += aligned[i]!;
         return view;
       });
       this.layers.push({
@@ -126,7 +128,6 @@ export class DeviceCommvqStore implements CommvqStore {
   // ---- tokens in --------------------------------------------------------------------------------------------------
 
   encode(layer: number, parts: readonly EncodePart[], kv?: LayerKV): void {
-    const b = this.backend;
     const total = parts.reduce((n, p) => n + p.held + p.rows, 0);
     if (total === 0) return;
     for (const p of parts) {
@@ -141,12 +142,10 @@ export class DeviceCommvqStore implements CommvqStore {
     const chunk = Math.max(W, Math.floor(ENCODE_CHUNK / W) * W);
     for (let t0 = 0; t0 < total; t0 += chunk) {
       const t1 = Math.min(total, t0 + chunk);
-      const cs = new TensorScope();
-      const keys = total <= chunk ? kPre : cs.keep(b.sliceRows(kPre, t0, t1));
-      const values = total <= chunk ? v : cs.keep(b.sliceRows(v, t0, t1));
+      const keys = rowView(kPre, t0, t1 - t0);
+      const values = rowView(v, t0, t1 - t0);
       const inChunk = runs.filter((r) => r.from < t1 && r.to > t0).map((r) => ({ ...r, at: r.at + Math.max(0, t0 - r.from), from: Math.max(r.from, t0) - t0, to: Math.min(r.to, t1) - t0 }));
       this.encodeChunk(layer, keys, values, t1 - t0, inChunk);
-      cs.dispose();
     }
     s.dispose();
   }
@@ -155,9 +154,7 @@ export class DeviceCommvqStore implements CommvqStore {
     const b = this.backend;
     const st = this.layers[layer]!;
     for (const [dst, src] of [[st.exactKPre, kv.kPre], [st.exactK, kv.k], [st.exactV, kv.v]] as const) {
-      const rows = b.sliceRows(src, row, row + count);
-      b.writeRows(dst, sequence * this.X + slot, rows);
-      rows.dispose();
+      b.writeRows(dst, sequence * this.X + slot, rowView(src, row, count));
     }
   }
 
@@ -175,23 +172,12 @@ export class DeviceCommvqStore implements CommvqStore {
     b.upload(st.exactCount, exact);
     const out = b.zeros([tokens.length, shape.queryHeads * shape.headDim], 'bf16');
     const books = this.books[layer]!;
-    const arrays = this.sequenceArrays(layer, first);
     codeAttentionStep(b.ctx, {
-      q: (q as CudaTensor).ptr,
-      theta: (books.theta as CudaTensor).ptr,
-      invFreq: (this.invFreq as CudaTensor).ptr,
-      rotation: this.rotation!.ptr,
-      keyCodes: arrays.keyCodes,
-      keyNorms: arrays.keyNorms,
-      valueBits: arrays.valueBits,
-      valueRho: arrays.valueRho,
-      codebook: (books.codebook as CudaTensor).ptr,
-      scale: (books.scale as CudaTensor).ptr,
-      exactKeys: (st.exactK as CudaTensor).ptr + BigInt(first * this.X * this.D * 2),
-      exactValues: (st.exactV as CudaTensor).ptr + BigInt(first * this.X * this.D * 2),
-      compressed: (st.compressedCount as CudaTensor).ptr + BigInt(first * 4),
-      exact: (st.exactCount as CudaTensor).ptr + BigInt(first * 4),
-      out: (out as CudaTensor).ptr,
+      q, theta: books.theta, invFreq: this.invFreq, rotation: this.rotation!,
+      keyCodes: st.keyCodes, keyNorms: st.keyNorms, valueBits: st.valueBits, valueRho: st.valueRho,
+      codebook: books.codebook, scale: books.scale,
+      exactKeys: st.exactK, exactValues: st.exactV, compressed: st.compressedCount, exact: st.exactCount,
+      out,
     }, {
       batch: tokens.length,
       queryHeads: shape.queryHeads,
@@ -203,7 +189,7 @@ export class DeviceCommvqStore implements CommvqStore {
       window: this.X,
       firstPosition: this.s.rule.sinks,
       maxCompressed: Math.max(...tokens.map((t) => t.compressed)),
-    });
+    }, { sequence: first });
     return out;
   }
 
@@ -219,12 +205,11 @@ export class DeviceCommvqStore implements CommvqStore {
   // ---- tokens out -------------------------------------------------------------------------------------------------
 
   packed(layer: number, sequence: number, count: number): PackedTokens {
-    const a = this.sequenceArrays(layer, sequence);
+    const st = this.layers[layer]!;
     this.backend.synchronize();
     const read = (name: 'keyCodes' | 'keyNorms' | 'valueBits' | 'valueRho') => {
-      const out = new Uint8Array(count * a.rowBytes[name]);
-      if (count > 0) this.backend.ctx.download(out, a[name]);
-      return out;
+      const rows = st[name].at(sequence).rows(0, count);
+      return count > 0 ? downloadFrom(this.backend.ctx, rows, new Uint8Array(rows.byteLength)) : new Uint8Array(0);
     };
     const u16 = (bytes: Uint8Array) => new Uint16Array(bytes.buffer, bytes.byteOffset, bytes.byteLength / 2);
     return { keyCodes: read('keyCodes'), keyNorms: u16(read('keyNorms')), valueBits: read('valueBits'), valueRho: u16(read('valueRho')) };
@@ -249,21 +234,19 @@ export class DeviceCommvqStore implements CommvqStore {
   dequantizeInto(layer: number, sequence: number, t0: number, t1: number, kPre: Tensor, kRow: number, v: Tensor, vRow: number): void {
     const ctx = this.backend.ctx;
     const books = this.books[layer]!;
-    const a = this.sequenceArrays(layer, sequence);
-    const rows = { tokens: t1 - t0, rowStart: t0, capacity: this.Ccap };
-    const at = (t: Tensor, row: number) => (t as CudaTensor).ptr + BigInt(row * this.D * 2);
-    launchDequantKeys(ctx, { keyCodes: a.keyCodes, keyNorms: a.keyNorms, theta: (books.theta as CudaTensor).ptr, out: at(kPre, kRow) },
+    const st = this.layers[layer]!;
+    const rows = { sequence, rowStart: t0, tokens: t1 - t0 };
+    launchDequantKeys(ctx, { keyCodes: st.keyCodes, keyNorms: st.keyNorms, theta: books.theta, out: rowView(kPre, kRow, t1 - t0) },
       { ...rows, residuals: this.s.residuals, groups: this.s.shape.kvHeads, headDim: this.s.shape.headDim });
-    launchDequantValues(ctx, {
-      valueBits: a.valueBits, valueRho: a.valueRho, codebook: (books.codebook as CudaTensor).ptr, scale: (books.scale as CudaTensor).ptr, out: at(v, vRow),
-    }, { ...rows, codeBits: this.Nc, featDim: this.D });
+    launchDequantValues(ctx, { valueBits: st.valueBits, valueRho: st.valueRho, codebook: books.codebook, scale: books.scale, out: rowView(v, vRow, t1 - t0) }, rows);
   }
 
+  /** Bytes of the device buffers that hold tokens: packed arrays at capacity, exact rows, counts, the rotation table. */
   bytes(): number {
-    let total = this.rotation?.bytes ?? 0;
+    const bytesOf = (t: Tensor) => numel(t.shape) * bytesPerElement(t.dtype);
+    let total = this.rotation ? bytesOf(this.rotation) : 0;
     for (const s of this.layers) {
-      total += s.keyCodes.bytes + s.keyNorms.bytes + s.valueBits.bytes + s.valueRho.bytes;
-      total += 3 * (s.exactK as CudaTensor).byteLength + 2 * 4 * this.s.batch;
+      total += [s.keyCodes, s.keyNorms, s.valueBits, s.valueRho, s.exactKPre, s.exactK, s.exactV, s.compressedCount, s.exactCount].reduce((n, t) => n + bytesOf(t), 0);
     }
     return total;
   }
@@ -280,10 +263,10 @@ export class DeviceCommvqStore implements CommvqStore {
     for (const s of this.layers) [s.exactKPre, s.exactK, s.exactV, s.compressedCount, s.exactCount].forEach((t) => t.dispose());
     disposeBooks(this.books);
     this.invFreq.dispose();
-    this.rotation?.free();
+    this.rotation?.dispose();
     this.rotation = undefined;
-    this.packedBlock?.free();
-    this.packedBlock = undefined;
+    this.packedAll?.dispose();
+    this.packedAll = undefined;
     this.prompt.endPrompt();
     this.layers.length = 0;
     this.books.length = 0;
@@ -308,13 +291,11 @@ export class DeviceCommvqStore implements CommvqStore {
       else acc.push({ ...g });
       return acc;
     }, []);
-    if (merged.length === 1) return b.sliceRows(merged[0]!.src, merged[0]!.from, merged[0]!.to);
+    if (merged.length === 1) return rowView(merged[0]!.src, merged[0]!.from, merged[0]!.to - merged[0]!.from);
     const all = b.zeros([total, this.D], 'bf16');
     let row = 0;
     for (const g of merged) {
-      const rows = b.sliceRows(g.src, g.from, g.to);
-      b.writeRows(all, row, rows);
-      rows.dispose();
+      b.writeRows(all, row, rowView(g.src, g.from, g.to - g.from));
       row += g.to - g.from;
     }
     return all;
@@ -325,35 +306,21 @@ export class DeviceCommvqStore implements CommvqStore {
     const b = this.backend;
     const books = this.books[layer]!;
     const G = this.s.shape.kvHeads;
-    const enc = encodeKeysOnDevice(b.ctx, { theta: (books.theta as CudaTensor).ptr, residuals: this.s.residuals, groups: G, headDim: this.s.shape.headDim }, { ptr: (keys as CudaTensor).ptr, dtype: keys.dtype }, m);
+    const st = this.layers[layer]!;
+    const enc = encodeKeysOnDevice(b.ctx, { theta: books.theta, residuals: this.s.residuals, groups: G, headDim: this.s.shape.headDim }, keys);
     const wide = { ...books.encoder, w1: b.cast(books.encoder.w1, 'f32'), w2: b.cast(books.encoder.w2, 'f32') };
     for (const { sequence, at, from, to, noise } of runs) {
-      const a = this.sequenceArrays(layer, sequence);
-      launchPackKeys(b.ctx, { codes: enc.codes + BigInt(from * 4), n2: enc.n2 + BigInt(from * 4), keyCodes: a.keyCodes, keyNorms: a.keyNorms },
-        { residuals: this.s.residuals, groups: G, tokens: to - from, rowStart: at, capacity: this.Ccap, codeStride: m });
-      const share = to - from === m ? values : b.sliceRows(values, from, to);
+      const rows = { sequence, rowStart: at, tokens: to - from };
+      launchPackKeys(b.ctx, { codes: enc.codes, n2: enc.n2, keyCodes: st.keyCodes, keyNorms: st.keyNorms }, { ...rows, residuals: this.s.residuals, groups: G, from });
+      const share = to - from === m ? values : rowView(values, from, to - from);
       const { bits, rho } = encodeValues(this.ops, wide, share, books.scale, noise);
-      if (share !== values) share.dispose();
-      launchPackValues(b.ctx, {
-        bits: (bits as CudaTensor).ptr, rho: (rho as CudaTensor).ptr, codebook: (books.codebook as CudaTensor).ptr, valueBits: a.valueBits, valueRho: a.valueRho,
-      }, { codeBits: this.Nc, featDim: this.D, tokens: to - from, rowStart: at, capacity: this.Ccap });
+      launchPackValues(b.ctx, { bits, rho, codebook: books.codebook, valueBits: st.valueBits, valueRho: st.valueRho }, rows);
       bits.dispose();
       rho.dispose();
     }
     wide.w1.dispose();
     wide.w2.dispose();
     enc.dispose();
-  }
-
-  /** Device addresses of a sequence's row 0 in each packed array of a layer ([B, Ccap, row] arrays), and bytes per row. */
-  private sequenceArrays(layer: number, seq: number) {
-    const st = this.layers[layer]!;
-    const rowBytes = { keyCodes: packedCodeBytes(this.s.residuals * this.s.shape.kvHeads), keyNorms: 2, valueBits: this.Nc / 8, valueRho: 2 };
-    const at = (a: PackedArray, row: number) => a.ptr + BigInt(seq * this.Ccap * row);
-    return {
-      keyCodes: at(st.keyCodes, rowBytes.keyCodes), keyNorms: at(st.keyNorms, rowBytes.keyNorms),
-      valueBits: at(st.valueBits, rowBytes.valueBits), valueRho: at(st.valueRho, rowBytes.valueRho), rowBytes,
-    };
   }
 }
 

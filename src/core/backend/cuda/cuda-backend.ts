@@ -1,15 +1,14 @@
-import { check, CommvqError } from '../../errors.js';
+import { check } from '../../errors.js';
 import { allocHost, bytesPerElement, fromFloat32Array, toFloat32Array, type DType, type HostArray } from '../../tensor/dtype.js';
 import { numel, sameShape, shapeString, type Shape } from '../../tensor/shape.js';
 import type { Tensor } from '../../tensor/tensor.js';
 import type { AttentionShape, Backend, HostStaging, RandomOptions, RopeTable } from '../backend.js';
-import { launchAttention, type DecodeOptions } from './attention.js';
 import { CudaContext } from './context.js';
 import { CublasLt } from './cublas.js';
-import { asCuda, CudaTensor } from './cuda-tensor.js';
+import { asCuda, CudaTensor, emptyTensor } from './cuda-tensor.js';
 import type { CudaGraph } from './graph.js';
-import type { DeviceBlock } from './kernels.js';
-import * as k from './launchers.js';
+import { launchAttention, type DecodeOptions } from './ops/attention.js';
+import * as k from './ops/model.js';
 import { CudaTimer } from './timing.js';
 
 export { cudaAvailable } from './driver.js';
@@ -78,7 +77,7 @@ export class CudaBackend implements Backend {
     check(lastDim(src.shape) === lastDim(d.shape) && numel(src.shape) / lastDim(src.shape) === r.numel,
       () => `scatterRows: ${shapeString(src.shape)} rows for ${r.numel} indices into ${shapeString(d.shape)}`);
     const s = src.dtype === d.dtype ? this.own(src, 'scatterRows') : (this.cast(src, d.dtype) as CudaTensor);
-    k.scatterRows(this.ctx, d.ptr, s.ptr, r.ptr, r.numel, d.shape[0]!, d.byteLength / d.shape[0]!);
+    k.scatterRows(this.ctx, d, r, s);
     if (s !== src) s.dispose(); // stream order keeps the copy alive long enough
   }
 
@@ -107,9 +106,9 @@ export class CudaBackend implements Backend {
     const rows = s.numel / F;
     check(Number.isInteger(rows), () => `writeRows: ${shapeString(s.shape)} is not whole rows of ${shapeString(d.shape)}`);
     check(row >= 0 && row + rows <= d.shape[0]!, () => `writeRows: rows ${row}..${row + rows} outside ${shapeString(d.shape)}`);
-    const at = d.ptr + BigInt(row * F * bytesPerElement(d.dtype));
-    if (s.dtype === d.dtype) this.ctx.copy(at, s.ptr, s.byteLength);
-    else k.cast(this.ctx, at, s.ptr, s.numel, floatDType(s.dtype, 'writeRows'), floatDType(d.dtype, 'writeRows'));
+    const at = d.rows(row, rows);
+    if (s.dtype === d.dtype) this.ctx.copy(at.ptr, s.ptr, s.byteLength);
+    else k.cast(this.ctx, at, s);
   }
 
   sliceRows(x: Tensor, start: number, end: number): Tensor {
@@ -132,8 +131,11 @@ export class CudaBackend implements Backend {
   /** Ids are read on the device and not checked there (an id outside [0, V) gives a zero row): callers check. */
   embedding(table: Tensor, ids: Tensor): Tensor {
     check(ids.dtype === 'i32', 'embedding: ids must be i32');
-    const [V, F] = table.shape as [number, number];
-    return this.embeddingAt(table, this.own(ids, 'embedding').ptr, numel(ids.shape), V, F);
+    return this.withBf16('embedding', [table], ([t]) => {
+      const out = this.empty([numel(ids.shape), table.shape[1]!], 'bf16');
+      k.embedding(this.ctx, out, t!, this.own(ids, 'embedding'));
+      return out;
+    });
   }
 
   rmsNorm(x: Tensor, weight: Tensor, eps: number): Tensor {
@@ -141,7 +143,7 @@ export class CudaBackend implements Backend {
     check(numel(weight.shape) === F, () => `rmsNorm: weight ${shapeString(weight.shape)} for x ${shapeString(x.shape)}`);
     return this.withBf16('rmsNorm', [x, weight], ([xp, wp]) => {
       const out = this.empty(x.shape, 'bf16');
-      k.rmsNorm(this.ctx, out.ptr, xp, wp, numel(x.shape) / F, F, eps);
+      k.rmsNorm(this.ctx, out, xp!, wp!, eps);
       return out;
     });
   }
@@ -153,8 +155,8 @@ export class CudaBackend implements Backend {
     const T = numel(x.shape) / inF;
     return this.withBf16('linear', bias ? [x, weight, bias] : [x, weight], ([xp, wp, bp]) => {
       const out = this.empty([T, outF], 'bf16');
-      if (T > 0 && !this.blas()?.linear(out.ptr, xp!, wp!, T, inF, outF)) k.gemmFallback(this.ctx, out.ptr, xp!, wp!, T, inF, outF);
-      if (bp !== undefined) k.biasAdd(this.ctx, out.ptr, out.ptr, bp, T, outF);
+      if (T > 0 && !this.blas()?.linear(out.ptr, xp!.ptr, wp!.ptr, T, inF, outF)) k.gemmFallback(this.ctx, out, xp!, wp!);
+      if (bp !== undefined) k.biasAdd(this.ctx, out, out, bp);
       return out;
     });
   }
@@ -163,7 +165,7 @@ export class CudaBackend implements Backend {
     sameShapes('add', a, b);
     return this.withBf16('add', [a, b], ([ap, bp]) => {
       const out = this.empty(a.shape, 'bf16');
-      k.add(this.ctx, out.ptr, ap!, bp!, out.numel);
+      k.add(this.ctx, out, ap!, bp!);
       return out;
     });
   }
@@ -172,7 +174,7 @@ export class CudaBackend implements Backend {
     sameShapes('swiglu', gate, up);
     return this.withBf16('swiglu', [gate, up], ([gp, up_]) => {
       const out = this.empty(gate.shape, 'bf16');
-      k.swiglu(this.ctx, out.ptr, gp!, up_!, out.numel);
+      k.swiglu(this.ctx, out, gp!, up_!);
       return out;
     });
   }
@@ -184,8 +186,14 @@ export class CudaBackend implements Backend {
       invFreq = this.fromArray(rope.invFreq, [rope.invFreq.length], 'f32');
       this.invFreqs.set(rope.invFreq, invFreq);
     }
-    const pos = this.own(positions, 'rope').ptr;
-    return this.ropeAt(x, pos, this.own(invFreq, 'rope').ptr, rope.headDim, rope.attentionScaling);
+    const T = x.shape[0]!;
+    const width = numel(x.shape) / Math.max(1, T);
+    check(rope.headDim % 2 === 0 && width % rope.headDim === 0, () => `rope: rows of ${width} are not whole heads of ${rope.headDim}`);
+    return this.withBf16('rope', [x], ([xp]) => {
+      const out = this.empty(x.shape, 'bf16');
+      k.rope(this.ctx, out, xp!, this.own(positions, 'rope'), this.own(invFreq!, 'rope'), rope.headDim, rope.attentionScaling);
+      return out;
+    });
   }
 
   /**
@@ -193,7 +201,7 @@ export class CudaBackend implements Backend {
    * {qStart, kvLength}) makes a graph-captured decode step read the lengths at replay time.
    */
   attention(q: Tensor, k_: Tensor, v: Tensor, shape: AttentionShape, lengths?: Tensor): Tensor {
-    const options: DecodeOptions = lengths ? { lengths: this.own(lengths, 'attention').ptr, maxKvLength: shape.maxKvLength } : {};
+    const options: DecodeOptions = lengths ? { lengths: this.own(lengths, 'attention'), maxKvLength: shape.maxKvLength } : {};
     const width = shape.queryHeads * shape.headDim;
     check(lastDim(q.shape) === width, () => `attention: q ${shapeString(q.shape)} for ${shape.queryHeads}×${shape.headDim}`);
     const kvWidth = shape.kvHeads * shape.headDim;
@@ -206,7 +214,7 @@ export class CudaBackend implements Backend {
     const qRows = numel(q.shape) / width;
     return this.withBf16('attention', [q, k_, v], ([qp, kp, vp]) => {
       const out = this.empty(q.shape, 'bf16');
-      launchAttention(this.ctx, { q: qp!, k: kp!, v: vp!, out: out.ptr }, { ...shape, queryRows: qRows }, options);
+      launchAttention(this.ctx, { q: qp!, k: kp!, v: vp!, out }, { ...shape, queryRows: qRows }, options);
       return out;
     });
   }
@@ -216,14 +224,14 @@ export class CudaBackend implements Backend {
     const F = lastDim(c.shape);
     const rows = c.numel / F;
     const src = c.dtype === 'bf16' || c.dtype === 'f32' ? c : (this.cast(c, 'f32') as CudaTensor);
-    const out = this.ctx.alloc(rows * 4);
+    const out = this.empty([rows], 'i32');
     try {
-      k.argmaxRows(this.ctx, out.ptr, src.ptr, rows, F, src.dtype as 'f32' | 'bf16');
+      k.argmaxRows(this.ctx, out, src);
       const ids = new Int32Array(rows);
       this.ctx.download(hostBytes(ids), out.ptr);
       return ids;
     } finally {
-      out.free();
+      out.dispose();
       if (src !== c) src.dispose();
     }
   }
@@ -232,7 +240,7 @@ export class CudaBackend implements Backend {
     const c = this.own(x, 'cast');
     const out = this.empty(c.shape, dtype);
     if (c.dtype === dtype) this.ctx.copy(out.ptr, c.ptr, c.byteLength);
-    else k.cast(this.ctx, out.ptr, c.ptr, c.numel, floatDType(c.dtype, 'cast'), floatDType(dtype, 'cast'));
+    else k.cast(this.ctx, out, c);
     return out;
   }
 
@@ -244,8 +252,7 @@ export class CudaBackend implements Backend {
     check(temperature > 0, 'softmax: temperature must be positive');
     const src = c.dtype === 'bf16' || c.dtype === 'f32' ? c : (this.cast(c, 'f32') as CudaTensor);
     const out = this.empty(c.shape, 'f32');
-    const F = lastDim(c.shape);
-    k.softmaxRows(this.ctx, out.ptr, src.ptr, c.numel / F, F, src.dtype as 'f32' | 'bf16', 1 / temperature);
+    k.softmaxRows(this.ctx, out, src, 1 / temperature);
     if (src !== c) src.dispose();
     return out;
   }
@@ -257,7 +264,7 @@ export class CudaBackend implements Backend {
     const normal = (options.distribution ?? 'normal') === 'normal';
     const a = normal ? (options.mean ?? 0) : (options.low ?? 0);
     const b = normal ? (options.std ?? 1) : (options.high ?? 1);
-    k.fillRandom(this.ctx, c.ptr, c.numel, c.dtype, normal ? 'normal' : 'uniform', BigInt(options.seed), a, b);
+    k.fillRandom(this.ctx, c, normal ? 'normal' : 'uniform', BigInt(options.seed), a, b);
   }
 
   /** A new tensor of seeded random values: `randomTensor([4096, 4096], 'bf16', { seed: 1, std: 0.02 })`. */
@@ -320,28 +327,8 @@ export class CudaBackend implements Backend {
     return this.blasLib;
   }
 
-  private embeddingAt(table: Tensor, ids: bigint, T: number, V: number, F: number): Tensor {
-    return this.withBf16('embedding', [table], ([tp]) => {
-      const out = this.empty([T, F], 'bf16');
-      k.embedding(this.ctx, out.ptr, tp!, ids, T, V, F);
-      return out;
-    });
-  }
-
-  private ropeAt(x: Tensor, positions: bigint, invFreq: bigint, headDim: number, scaling: number): Tensor {
-    const T = x.shape[0]!;
-    const width = numel(x.shape) / Math.max(1, T);
-    check(headDim % 2 === 0 && width % headDim === 0, () => `rope: rows of ${width} are not whole heads of ${headDim}`);
-    return this.withBf16('rope', [x], ([xp]) => {
-      const out = this.empty(x.shape, 'bf16');
-      k.rope(this.ctx, out.ptr, xp!, positions, invFreq, T, width / headDim, headDim, scaling);
-      return out;
-    });
-  }
-
   private empty(shape: Shape, dtype: DType): CudaTensor {
-    const bytes = numel(shape) * bytesPerElement(dtype);
-    return new CudaTensor([...shape], dtype, this.device, this.ctx.alloc(bytes));
+    return emptyTensor(this.ctx, shape, dtype);
   }
 
   private uploadNew(shape: Shape, dtype: DType, bytes: Uint8Array): CudaTensor {
@@ -354,36 +341,15 @@ export class CudaBackend implements Backend {
     return asCuda(t, this.device, op);
   }
 
-  /**
-   * Runs `fn` with the bf16 device address of each tensor: bf16 tensors as they are, f32/f16 ones through a
-   * temporary bf16 copy, freed once `fn` has enqueued its work (the stream keeps the order).
-   */
-  private withBf16<T>(op: string, tensors: Tensor[], fn: (ptrs: bigint[]) => T): T {
-    const temps: DeviceBlock[] = [];
-    const ptrs = tensors.map((t) => {
-      const c = this.own(t, op);
-      if (c.dtype === 'bf16') return c.ptr;
-      const tmp = this.ctx.alloc(c.numel * 2);
-      temps.push(tmp);
-      k.cast(this.ctx, tmp.ptr, c.ptr, c.numel, floatDType(c.dtype, op), 'bf16');
-      return tmp.ptr;
-    });
-    try {
-      return fn(ptrs);
-    } finally {
-      for (const tmp of temps) tmp.free();
-    }
+  /** Runs `fn` with each tensor in bf16: bf16 tensors as they are, f32/f16 ones through a temporary bf16 copy. */
+  private withBf16<T>(op: string, tensors: Tensor[], fn: (ts: CudaTensor[]) => T): T {
+    return k.withDTypes(this.ctx, op, tensors.map((t) => [t, 'bf16'] as const), fn);
   }
 }
 
 /** The bytes of a host array (no copy). */
 function hostBytes(a: HostArray | Int32Array | Float32Array): Uint8Array {
   return new Uint8Array(a.buffer, a.byteOffset, a.byteLength);
-}
-
-function floatDType(d: DType, op: string): k.FloatDType {
-  if (!k.isFloatDType(d)) throw new CommvqError(`${op}: ${d} tensors cannot be converted on the GPU (float dtypes only)`);
-  return d;
 }
 
 function lastDim(shape: Shape): number {

@@ -1,17 +1,18 @@
 /**
- * The kernel launcher API of the CUDA backend: what a `.ts` file that owns a `kernels/<module>.cu` needs to run it.
+ * The kernel launcher API of the CUDA backend: what a launcher module in `ops/` that owns a `kernels/<module>.cu`
+ * needs to run it.
  *
  * A kernel is named by its module (the `.cu` file name without extension) and its `extern "C"` entry point. The
  * context loads `build/kernels/<module>.fatbin` (made by `scripts/build-kernels.mjs`), or compiles the `.cu` with
  * NVRTC at run time when no fatbin exists, once per module; launches go on the context's stream unless one is given.
  * Arguments are typed so that each is packed with the width the kernel expects.
  *
- * Example (a launcher in `attention.ts`):
+ * Example (a launcher in `ops/attention.ts`):
  *
- *     import { f32, i32, ptr, type CudaContextLike } from './kernels.js';
+ *     import { f32, i32, ptr, type CudaContextLike } from '../kernels.js';
  *     const kernel = ctx.kernel('attention_decode', 'attention_decode_bf16');
  *     ctx.launch(kernel, [queryHeads, splits, 1], [128, 1, 1], sharedBytes,
- *       [ptr(q), ptr(k), ptr(v), ptr(out), i32(kvLength), f32(1 / Math.sqrt(headDim))], stream);
+ *       [ptr(q.ptr), ptr(k.ptr), ptr(v.ptr), ptr(out.ptr), i32(kvLength), f32(1 / Math.sqrt(headDim))], stream);
  *
  * Dynamic shared memory over 48 KiB is allowed: `launch` raises the kernel's limit (cuFuncSetAttribute) the first
  * time it is asked for more, up to `ctx.info.maxSharedPerBlockOptin`.
@@ -65,8 +66,8 @@ export interface DeviceBlock {
 }
 
 /**
- * The part of the CUDA context that kernel launchers use. `CudaContext` (context.ts) implements it; the attention
- * launchers receive it from `CudaBackend`.
+ * The part of the CUDA context that kernel launchers (ops/) and the code above them use: launches, scratch memory,
+ * and copies, all ordered on one stream. `CudaContext` (context.ts) implements it; tests of launch plans fake it.
  */
 export interface CudaContextLike {
   readonly info: DeviceInfo;
@@ -78,4 +79,12 @@ export interface CudaContextLike {
   launch(kernel: CudaKernel, grid: Dim3, block: Dim3, sharedBytes: number, args: readonly KernelArg[], stream?: bigint): void;
   /** Scratch memory from the caching allocator (counted in `memory()`); free it when the work using it is queued. */
   alloc(bytes: number): DeviceBlock;
+  /** Enqueues a device-to-device copy of `bytes`. */
+  copy(dst: bigint, src: bigint, bytes: number): void;
+  /** Enqueues setting `bytes` bytes at `dst` to `byte`. */
+  memset(dst: bigint, byte: number, bytes: number): void;
+  /** Enqueues a copy of host bytes to `dst` (returns once the host bytes were read). */
+  upload(dst: bigint, bytes: Uint8Array): void;
+  /** Waits for the stream, then copies device memory at `src` to `dst`. */
+  download(dst: Uint8Array, src: bigint): void;
 }

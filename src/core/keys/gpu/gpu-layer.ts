@@ -26,7 +26,7 @@ export function trainLayerEmGpu(
   const keys = GpuKeys.upload(ctx, rows, groups, headDim);
   try {
     return Array.from({ length: groups }, (_, g) => {
-      const be = new GpuEmBackend(ctx, keys.group(g), keys.n2.ptr, keys.tokens, headDim);
+      const be = new GpuEmBackend(ctx, keys.group(g), keys.n2, headDim);
       try {
         return trainGroupEm(be, residuals, rngOf(g), cfg, (r, s) => onStep(g, r, s));
       } finally {

@@ -1,11 +1,15 @@
-import { CommvqError } from '../../errors.js';
-import type { AttentionShape } from '../backend.js';
-import { f32, i32, ptr, type CudaContextLike, type DeviceInfo } from './kernels.js';
+import { CommvqError } from '../../../errors.js';
+import type { Tensor } from '../../../tensor/tensor.js';
+import type { AttentionShape } from '../../backend.js';
+import type { CudaTensor } from '../cuda-tensor.js';
+import { kernelConstants } from '../kernel-constants.js';
+import { f32, i32, ptr, type CudaContextLike, type DeviceInfo } from '../kernels.js';
+import { alignedPtr, expectElements, tensorArg } from './tensor-args.js';
 
 /**
  * Launchers of the causal GQA attention kernels (`kernels/attention_prefill.cu`, `kernels/attention_decode.cu`).
- * They take device pointers to bf16 tensors in the Hugging Face layout, check the shape, choose grid, block and
- * shared memory, and enqueue on the context's stream:
+ * They take bf16 tensors in the Hugging Face layout, check the shape, choose grid, block and shared memory, and
+ * enqueue on the context's stream:
  *   q [Tq, H_q·D_h], k and v [≥kvLength, H_kv·D_h], out [Tq, H_q·D_h] (all bf16, rows contiguous, 16-byte aligned).
  * Query row i sits at absolute position qStart + i and sees keys 0..qStart+i; D_h is 64 or 128.
  *
@@ -19,23 +23,23 @@ export interface AttentionLaunchShape extends AttentionShape {
   readonly queryRows: number;
 }
 
-/** Device pointers (bf16) of one attention launch. */
-export interface AttentionPointers {
-  readonly q: bigint;
-  readonly k: bigint;
-  readonly v: bigint;
-  readonly out: bigint;
+/** The bf16 tensors of one attention launch (views allowed: e.g. rows of a larger cache). */
+export interface AttentionTensors {
+  readonly q: Tensor;
+  readonly k: Tensor;
+  readonly v: Tensor;
+  readonly out: Tensor;
 }
 
 /** Options of the decode kernel. */
 export interface DecodeOptions {
   /**
-   * A device int32[2] holding {qStart, kvLength}. When given the kernels read the lengths from it at run time, so a
-   * launch captured into a CUDA graph stays right while the cache grows: update the buffer, replay the graph.
+   * i32 [2] on the device holding {qStart, kvLength}. When given the kernels read the lengths from it at run time, so
+   * a launch captured into a CUDA graph stays right while the cache grows: update the tensor, replay the graph.
    * The shape's qStart and kvLength must then describe the capture-time values, and `maxKvLength` bounds the
-   * lengths the buffer will ever hold (the grid and workspace are sized for it; units past kvLength exit at once).
+   * lengths the tensor will ever hold (the grid and workspace are sized for it; units past kvLength exit at once).
    */
-  readonly lengths?: bigint;
+  readonly lengths?: Tensor;
   /** the largest kvLength `lengths` will hold (default: the shape's kvLength) */
   readonly maxKvLength?: number;
   /** keys per warp (a multiple of 32); default from the device and the length, see `decodePlan` */
@@ -57,19 +61,18 @@ export interface DecodePlan {
   readonly partOffset: number;
 }
 
+// The prefill kernel's sizes are still written twice, here and in kernels/attention_prefill.cu; they are to be read
+// from the source as the decode kernel's are.
 const PREFILL_ROWS = 128; // query rows per block, kernels/attention_prefill.cu kBlockM
-const PREFILL_THREADS = 128;
-const DECODE_TILE_KEYS = 32; // kernels/attention_decode.cu kTileKeys
-const DECODE_STAGES = 3;
-const DECODE_MAX_WARPS = 4;
-const DECODE_ROWS = 16;
-const COMBINE_THREADS = 256; // kernels/attention_decode.cu kCombineThreads
+const PREFILL_THREADS = 128; // kernels/attention_prefill.cu kThreads
+const PREFILL_TILE_KEYS = 64; // keys per K/V tile, kernels/attention_prefill.cu kBlockN
+const DECODE = kernelConstants('attention_decode', ['kWarps', 'kTileKeys', 'kStages', 'kRows', 'kCombineThreads']);
 /** Decode when at most this many query rows (Tq × GQA group) share one kv head: two m16 tiles. */
-const DECODE_MAX_GROUP_ROWS = 32;
+const decodeMaxGroupRows = (): number => 2 * DECODE.kRows;
 
 /** True when `launchAttention` would use the decode kernel for this shape. */
 export function usesDecodeKernel(shape: AttentionLaunchShape): boolean {
-  return shape.queryRows * (shape.queryHeads / shape.kvHeads) <= DECODE_MAX_GROUP_ROWS;
+  return shape.queryRows * (shape.queryHeads / shape.kvHeads) <= decodeMaxGroupRows();
 }
 
 /**
@@ -81,7 +84,7 @@ export function usesDecodeKernel(shape: AttentionLaunchShape): boolean {
  */
 export function launchAttention(
   ctx: CudaContextLike,
-  p: AttentionPointers,
+  p: AttentionTensors,
   shape: AttentionLaunchShape,
   options: DecodeOptions = {},
 ): void {
@@ -97,16 +100,16 @@ export function launchAttention(
  *   prefillAttention(ctx, { q, k, v, out },
  *     { queryRows: 2048, queryHeads: 32, kvHeads: 8, headDim: 128, qStart: 6144, kvLength: 8192 });
  */
-export function prefillAttention(ctx: CudaContextLike, p: AttentionPointers, shape: AttentionLaunchShape): void {
+export function prefillAttention(ctx: CudaContextLike, p: AttentionTensors, shape: AttentionLaunchShape): void {
   checkShape(shape, 'prefillAttention');
-  checkPointers(p, 'prefillAttention');
+  const t = checkTensors(ctx, p, shape, 'prefillAttention');
   const { queryRows: Tq, queryHeads: Hq, kvHeads: Hkv, headDim: D } = shape;
   const blocks = Math.ceil(Tq / PREFILL_ROWS);
   if (blocks > 65535) throw new CommvqError(`prefillAttention: ${Tq} query rows exceed one launch (${65535 * PREFILL_ROWS})`);
-  const sharedBytes = (PREFILL_ROWS + 4 * 64) * D * 2; // Q tile + 2 stages of K and V tiles of 64 keys
+  const sharedBytes = (PREFILL_ROWS + 4 * PREFILL_TILE_KEYS) * D * 2; // Q tile + 2 stages of K and V tiles
   const kernel = ctx.kernel('attention_prefill', `attention_prefill_d${D}`);
   ctx.launch(kernel, [Hq, blocks, 1], [PREFILL_THREADS, 1, 1], sharedBytes, [
-    ptr(p.q), ptr(p.k), ptr(p.v), ptr(p.out),
+    ptr(t.q), ptr(t.k), ptr(t.v), ptr(t.out),
     i32(Tq), i32(Hq), i32(Hkv), i32(shape.qStart), i32(shape.kvLength), f32(1 / Math.sqrt(D)),
   ]);
 }
@@ -123,35 +126,32 @@ export function prefillAttention(ctx: CudaContextLike, p: AttentionPointers, sha
  */
 export function decodeAttention(
   ctx: CudaContextLike,
-  p: AttentionPointers,
+  p: AttentionTensors,
   shape: AttentionLaunchShape,
   options: DecodeOptions = {},
 ): void {
   checkShape(shape, 'decodeAttention');
-  checkPointers(p, 'decodeAttention');
+  const t = checkTensors(ctx, p, shape, 'decodeAttention');
   const maxKv = options.maxKvLength ?? shape.kvLength;
   if (!Number.isInteger(maxKv) || maxKv < shape.kvLength) {
     throw new CommvqError(`decodeAttention: maxKvLength ${maxKv} is below kvLength ${shape.kvLength}`);
   }
-  if (options.lengths !== undefined && (options.lengths === 0n || options.lengths % 4n !== 0n)) {
-    throw new CommvqError('decodeAttention: lengths must be a 4-byte aligned device pointer to int32[2]');
-  }
+  const lengths = options.lengths === undefined ? 0n : lengthsPtr(ctx, options.lengths);
   const plan = decodePlan(shape, ctx.info, options);
   const { queryRows: Tq, queryHeads: Hq, kvHeads: Hkv, headDim: D } = shape;
-  const lengths = options.lengths ?? 0n;
   const scratch = ctx.alloc(plan.workspaceBytes);
   const ml = scratch.ptr;
   const part = scratch.ptr + BigInt(plan.partOffset);
   try {
     const split = ctx.kernel('attention_decode', `attention_decode_split_d${D}`);
     ctx.launch(split, [plan.rowTiles, Math.ceil(plan.nUnits / plan.warps), Hkv], [32 * plan.warps, 1, 1], plan.sharedBytes, [
-      ptr(p.q), ptr(p.k), ptr(p.v), ptr(part), ptr(ml),
+      ptr(t.q), ptr(t.k), ptr(t.v), ptr(part), ptr(ml),
       i32(Tq), i32(Hq), i32(Hkv), i32(shape.qStart), i32(shape.kvLength), f32(1 / Math.sqrt(D)),
       i32(plan.unitKeys), i32(plan.nUnits), ptr(lengths),
     ]);
     const combine = ctx.kernel('attention_decode', `attention_decode_combine_d${D}`);
-    ctx.launch(combine, [Hq, Tq, 1], [COMBINE_THREADS, 1, 1], 0, [
-      ptr(part), ptr(ml), ptr(p.out),
+    ctx.launch(combine, [Hq, Tq, 1], [DECODE.kCombineThreads, 1, 1], 0, [
+      ptr(part), ptr(ml), ptr(t.out),
       i32(Tq), i32(Hq), i32(Hkv), i32(shape.qStart), i32(shape.kvLength), i32(plan.unitKeys), i32(plan.nUnits),
       ptr(lengths),
     ]);
@@ -170,9 +170,10 @@ export function decodeAttention(
  */
 export function decodePlan(shape: AttentionLaunchShape, info: DeviceInfo, options: DecodeOptions = {}): DecodePlan {
   const { queryRows: Tq, queryHeads: Hq, kvHeads: Hkv, headDim: D } = shape;
-  const rowTiles = Math.ceil((Tq * Hq) / Hkv / DECODE_ROWS);
-  const warpBytes = DECODE_STAGES * 2 * DECODE_TILE_KEYS * D * 2;
-  const warps = Math.min(DECODE_MAX_WARPS, Math.floor(info.maxSharedPerBlockOptin / warpBytes));
+  const { kTileKeys: tileKeys, kStages, kRows, kWarps } = DECODE;
+  const rowTiles = Math.ceil((Tq * Hq) / Hkv / kRows);
+  const warpBytes = kStages * 2 * tileKeys * D * 2;
+  const warps = Math.min(kWarps, Math.floor(info.maxSharedPerBlockOptin / warpBytes));
   if (warps < 1) throw new CommvqError(`decodeAttention: ${info.name} has too little shared memory for D_h ${D}`);
   const kvEnd = Math.min(shape.kvLength, shape.qStart + Tq);
   // with device-side lengths the run-time kvEnd is only known to be ≤ maxKvLength
@@ -183,10 +184,10 @@ export function decodePlan(shape: AttentionLaunchShape, info: DeviceInfo, option
     const blocksPerSm = Math.max(1, Math.floor(info.maxSharedPerBlockOptin / (warps * warpBytes)));
     const targetWarps = info.smCount * blocksPerSm * warps;
     const keys = Math.ceil((reference * Hkv * rowTiles) / targetWarps);
-    unitKeys = Math.max(2 * DECODE_TILE_KEYS, Math.ceil(keys / DECODE_TILE_KEYS) * DECODE_TILE_KEYS);
+    unitKeys = Math.max(2 * tileKeys, Math.ceil(keys / tileKeys) * tileKeys);
   }
-  if (!Number.isInteger(unitKeys) || unitKeys <= 0 || unitKeys % DECODE_TILE_KEYS !== 0) {
-    throw new CommvqError(`decodeAttention: unitKeys ${unitKeys} must be a positive multiple of ${DECODE_TILE_KEYS}`);
+  if (!Number.isInteger(unitKeys) || unitKeys <= 0 || unitKeys % tileKeys !== 0) {
+    throw new CommvqError(`decodeAttention: unitKeys ${unitKeys} must be a positive multiple of ${tileKeys}`);
   }
   const nUnits = Math.max(1, Math.ceil(sizedFor / unitKeys));
   if (Math.ceil(nUnits / warps) > 65535) throw new CommvqError(`decodeAttention: ${nUnits} units of ${unitKeys} keys exceed one launch`);
@@ -218,9 +219,21 @@ function checkShape(s: AttentionLaunchShape, op: string): void {
   if (elems > 2 ** 40) throw new CommvqError(`${op}: tensors of ${elems} elements are too large`);
 }
 
-function checkPointers(p: AttentionPointers, op: string): void {
-  for (const [name, value] of Object.entries(p) as [string, bigint][]) {
+/** The device addresses of the four tensors, after checking dtype bf16, sizes, and 16-byte alignment. */
+function checkTensors(ctx: CudaContextLike, p: AttentionTensors, s: AttentionLaunchShape, op: string): { q: bigint; k: bigint; v: bigint; out: bigint } {
+  const rows = { q: s.queryRows * s.queryHeads, k: s.kvLength * s.kvHeads, v: s.kvLength * s.kvHeads, out: s.queryRows * s.queryHeads };
+  const at = (name: keyof AttentionTensors): bigint => {
+    const t: CudaTensor = tensorArg(ctx, op, name, p[name], 'bf16');
+    expectElements(op, name, t, rows[name] * s.headDim);
     // cp.async copies 16 bytes at a time; rows are multiples of 128 bytes, so only the base needs checking
-    if (value === 0n || value % 16n !== 0n) throw new CommvqError(`${op}: ${name} must be a 16-byte aligned device pointer`);
-  }
+    return alignedPtr(op, name, t, 16);
+  };
+  return { q: at('q'), k: at('k'), v: at('v'), out: at('out') };
+}
+
+/** The device address of the lengths tensor: i32 with at least {qStart, kvLength}. */
+function lengthsPtr(ctx: CudaContextLike, lengths: Tensor): bigint {
+  const t = tensorArg(ctx, 'decodeAttention', 'lengths', lengths, 'i32');
+  expectElements('decodeAttention', 'lengths', t, 2);
+  return alignedPtr('decodeAttention', 'lengths', t, 4);
 }
