@@ -1,32 +1,26 @@
 /**
- * `--cache` and the run identity: the cache spec parser and factory (dense today; each new kind is one case), and
- * the difference finder that names why a folder holds another run.
+ * The cache a run records (openCacheFactory's description): the fields eval manifests compare to resume a run, so
+ * the same choice must keep giving the same description — whether CommVQ codebooks are named by file or found in a
+ * run folder by bit width. And the difference finder that names why a folder holds another run.
  */
+import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { CACHE_FLAG_HELP, describeCache, openCacheFactory, parseCacheChoice, parseCacheSpec } from '../../src/core/eval/run/cache-choice.js';
+import { openCacheFactory } from '../../src/core/cache-factory.js';
 import { firstDifference } from '../../src/core/eval/run/manifest.js';
 import { EvalSession } from '../../src/core/eval/run/session.js';
+import { writeRandomCodebooks } from '../helpers/codebooks.js';
 import { cpu, demoModel, tempRoot } from './helpers.js';
 
-const root = tempRoot('cache-choice');
+const root = tempRoot('cache-description');
 
-describe('--cache', () => {
-  it('parses KIND[:key=value,...]', () => {
-    expect(parseCacheSpec('commvq:bits=2,prefill=strict')).toEqual({ kind: 'commvq', options: { bits: '2', prefill: 'strict' } });
-    expect(parseCacheSpec('dense')).toEqual({ kind: 'dense', options: {} });
-    expect(() => parseCacheSpec('commvq:bits')).toThrow(/--cache commvq:bits: 'bits' is not key=value/);
-    expect(parseCacheChoice('dense')).toEqual({ kind: 'dense' });
-    expect(() => parseCacheChoice('dense:bits=2')).toThrow(/--cache dense takes only chunk=N \(got bits\)/);
-    expect(() => parseCacheChoice('kivi')).toThrow(/unknown cache 'kivi'/);
-    expect(CACHE_FLAG_HELP).toMatch(/dense/);
-  });
-
+describe('cache descriptions', () => {
   it('the dense factory makes empty caches of the asked capacity and describes them for the manifest', () => {
     const session = EvalSession.open({ modelDir: demoModel(root), backend: cpu, cache: { kind: 'dense' } });
     try {
       const model = session.loaded.model;
-      expect(describeCache({ kind: 'dense' }, model)).toEqual({ mode: 'dense', label: 'dense', bits: 32, kv_dtype: 'f32', prefill: 'exact', codebooks: null, value_encoding: null, seed: null });
       const factory = openCacheFactory(model, { kind: 'dense' });
+      // the description of runs made before the cache spec (manifest.json of older runs): unchanged
+      expect(factory.description).toEqual({ mode: 'dense', label: 'dense', bits: 32, kv_dtype: 'f32', prefill: 'exact', codebooks: null, value_encoding: null, seed: null });
       const cache = factory.make(64);
       expect([cache.length, cache.capacity]).toEqual([0, 64]);
       cache.dispose();
@@ -38,11 +32,26 @@ describe('--cache', () => {
     }
   });
 
+  it('CommVQ: the same description from files or from a run folder by bit width; gumbel records its seed', () => {
+    const session = EvalSession.open({ modelDir: demoModel(root), backend: cpu, cache: { kind: 'dense' } });
+    try {
+      const model = session.loaded.model;
+      const run = join(root, 'run');
+      const files = writeRandomCodebooks(run, model.config, 1);
+      const byFile = openCacheFactory(model, { kind: 'commvq', ...files, prefill: 'strict' }).description;
+      expect(byFile).toEqual({
+        mode: 'commvq', label: 'commvq-1bit', bits: 1, kv_dtype: 'f32', prefill: 'strict', codebooks: { key: files.key, value: files.value }, value_encoding: 'argmax', seed: null,
+      });
+      expect(openCacheFactory(model, { kind: 'commvq', bits: 1, run, prefill: 'strict' }).description).toEqual(byFile);
+      expect(openCacheFactory(model, { kind: 'commvq', ...files, encoding: 'gumbel' }).description).toMatchObject({ prefill: 'faithful', value_encoding: 'gumbel', seed: 42 });
+      expect(openCacheFactory(model, { kind: 'commvq', ...files, encoding: 'gumbel', seed: 7 }).description.seed).toBe(7);
+      expect(() => openCacheFactory(model, { kind: 'commvq', ...files, bits: 2 })).toThrow(/key-codebook-em-1bit\.arrow: a 1-bit key codebook, not the 2-bit one the cache asks for/);
+    } finally {
+      session.dispose();
+    }
+  });
+
   it('chunk=N runs prompts N tokens per forward: the same outputs, recorded in the manifest only when set', () => {
-    expect(parseCacheChoice('dense:chunk=5')).toEqual({ kind: 'dense', chunk: 5 });
-    expect(parseCacheChoice('commvq:key=k,value=v,prefill=strict,chunk=4096')).toMatchObject({ kind: 'commvq', prefill: 'strict', chunk: 4096 });
-    expect(() => parseCacheChoice('commvq:key=k,value=v,chunk=4096')).toThrow(/chunk needs prefill=strict/);
-    for (const bad of ['0', '2.5', 'x']) expect(() => parseCacheChoice(`dense:chunk=${bad}`)).toThrow(new RegExp(`chunk must be a whole number of tokens ≥ 1, not ${bad.replace('.', '\\.')}`));
     const whole = EvalSession.open({ modelDir: demoModel(root), backend: cpu, cache: { kind: 'dense' } });
     const chunked = EvalSession.open({ modelDir: demoModel(root), backend: cpu, cache: { kind: 'dense', chunk: 5 } });
     try {
@@ -55,6 +64,10 @@ describe('--cache', () => {
       whole.dispose();
       chunked.dispose();
     }
+  });
+
+  it('a missing codebook is refused before the model loads', () => {
+    expect(() => EvalSession.open({ modelDir: join(root, 'no-model'), backend: cpu, cache: { kind: 'commvq', key: join(root, 'k.arrow'), value: join(root, 'v.arrow') } })).toThrow(/k\.arrow: key codebook not found/);
   });
 
   it('firstDifference names the first differing path', () => {
