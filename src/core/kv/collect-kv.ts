@@ -168,7 +168,7 @@ export async function collectKv(o: CollectKvOptions): Promise<CollectKvSummary> 
     }
     await committing;
     if (o.signal?.aborted && state.windowsDone < state.windows) return summary();
-    if (state.windowsDone === 0) throw new OptionError('seqLen', String(seqLen), `${o.corpus} has fewer tokens than one window`, 'use a larger corpus or shorter windows');
+    if (state.windowsDone === 0) throw new CommvqError(`${o.corpus}: fewer tokens than one window of ${seqLen}`, 'use a larger corpus or shorter windows');
     for (const w of writers.values()) await w.finish();
     writers.clear();
     state.complete = true;

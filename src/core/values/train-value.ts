@@ -4,7 +4,7 @@ import type { Backend } from '../backend/backend.js';
 import { readCorpus } from '../data/corpus.js';
 import { packWindows } from '../data/packing.js';
 import { valueCodebookFileName, type Bits } from '../commvq/geometry.js';
-import { CommvqError, OptionError } from '../errors.js';
+import { CommvqError } from '../errors.js';
 import { writeFileAtomic } from '../io/atomic-write.js';
 import { fileHash } from '../io/file-hash.js';
 import { readScales } from '../kv/make-scale.js';
@@ -159,7 +159,7 @@ function trainingWindows(corpus: string, field: string, tokenizer: Parameters<ty
     const out: Int32Array[] = [];
     for (let i = 0; i < heldOut; i++) {
       const r = await it.next();
-      if (r.done) throw new OptionError('evalWindows', String(heldOut), `${corpus} holds fewer windows of ${packing.seqLen} tokens than that`, 'use a larger corpus or shorter windows');
+      if (r.done) throw new CommvqError(`${corpus}: fewer windows than the ${heldOut} held out for evaluation`, 'use a larger corpus, shorter windows or fewer held-out windows');
       out.push(r.value);
     }
     return out;
