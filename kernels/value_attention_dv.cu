@@ -18,7 +18,7 @@
 //   lse2 [H_q, ldl]              f32    ldl = Tq rounded up to 64; written by pass 1, rows ≥ Tq hold +1e30 (P = 0)
 //   dv   [kvLength, H_kv·D_h]    f32    every row written (zero where no query sees the key)
 //
-// Launch (128 threads = 4 warps each; src/core/values/cuda-train-ops.ts):
+// Launch (128 threads = 4 warps each; src/core/backend/cuda/ops/value-train.ts):
 //   pass 1: grid (H_q, ceil(Tq/128)), dynamic shared memory (128 + 2·64)·D_h·2 bytes (Q tile, 2 stages of K), 3 blocks/SM;
 //           blockIdx.y reversed so the query blocks with the most keys start first. Warp w owns rows 32w .. 32w+31.
 //   pass 2: grid (H_kv, ceil(kvLength/128)), shared (128 + 4·64)·D_h·2 + 512 bytes (K tile, 2 stages of Q, dOut and

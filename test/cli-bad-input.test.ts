@@ -50,11 +50,8 @@ const model = (dir: string) => ['--model', dir, '--prompt', 'hello'];
 describe('generate refuses bad input with one line', () => {
   it('a missing model folder', () => expectGenerateError(model(join(work, 'nope')), /nope: model folder not found/));
 
-  it('--prefill-chunk with a faithful CommVQ prefill', () =>
-    expectGenerateError(
-      ['--demo', '--prompt', 'hello', '--cache', 'commvq', '--key-codebook', 'k.arrow', '--value-codebook', 'v.arrow', '--prefill-chunk', '8'],
-      /--prefill-chunk with --cache commvq needs --prefill strict/,
-    ));
+  it('a prompt chunk with a faithful CommVQ prefill', () =>
+    expectGenerateError(['--demo', '--prompt', 'hello', '--cache', 'commvq:key=k.arrow,value=v.arrow,chunk=8'], /^commvq: --cache commvq:key=k\.arrow,value=v\.arrow,chunk=8: chunk needs prefill=strict$/));
 
   it('a missing config.json', () => {
     const dir = broken('no-config', (d) => rmSync(join(d, 'config.json')));

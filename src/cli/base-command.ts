@@ -1,14 +1,20 @@
 import { Command, Errors } from '@oclif/core';
-import { CommvqError } from '../core/errors.js';
+import { CommvqError, OptionError } from '../core/errors.js';
 import { pngFontNote } from '../core/plot/heatmap-render.js';
+import { optionErrorLine } from './option-flags.js';
 
 /**
  * What every commvq command shares: `--json` (prints what `run()` returns), and errors printed as one line
- * (`commvq: <file>: <problem>`, then a hint) with exit code 1 — never a stack trace for bad input.
+ * (`commvq: <file>: <problem>`, then a hint) with exit code 1 — never a stack trace for bad input. A wrong option
+ * value from the core (OptionError) is printed under the command's flag for it (option-flags.ts; a command whose
+ * flags differ from the core's option names lists them in `optionFlags`).
  * Set COMMVQ_DEBUG=1 to see stack traces of unexpected errors.
  */
 export abstract class BaseCommand extends Command {
   static override enableJsonFlag = true;
+
+  /** core option name → this command's flag, where the general rule (option-flags.ts) does not find it */
+  static optionFlags: Readonly<Record<string, string>> = {};
 
   /** After writing PNG plots: says so on stderr when the machine has no font to draw their text with. */
   notePngFonts(): void {
@@ -20,7 +26,10 @@ export abstract class BaseCommand extends Command {
     if (err instanceof Errors.ExitError || process.env.COMMVQ_DEBUG) return super.catch(err);
     const isOurs = err instanceof CommvqError;
     const isParse = err instanceof Errors.CLIError; // flag errors from oclif's parser: already one line
-    const message = isOurs || isParse ? err.message : `internal error: ${err.message} (run with COMMVQ_DEBUG=1 for the stack trace)`;
+    const message =
+      err instanceof OptionError ? this.optionLine(err)
+      : isOurs || isParse ? err.message
+      : `internal error: ${err.message} (run with COMMVQ_DEBUG=1 for the stack trace)`;
     const hint = isOurs ? (err as CommvqError).hint : undefined;
     process.exitCode = err.oclif?.exit ?? 1;
     if (this.jsonEnabled()) {
@@ -29,5 +38,10 @@ export abstract class BaseCommand extends Command {
       process.stderr.write(`commvq: ${message.split('\n')[0]}\n${hint ? `  hint: ${hint}\n` : ''}`);
     }
     return undefined;
+  }
+
+  private optionLine(err: OptionError): string {
+    const command = this.constructor as typeof BaseCommand;
+    return optionErrorLine(err, command.flags ?? {}, this.argv, command.optionFlags);
   }
 }

@@ -1,6 +1,6 @@
 import type { Backend } from '../core/backend/backend.js';
 import { createBackend } from '../core/backend/create-backend.js';
-import { parseCacheChoice, type CacheChoice } from '../core/eval/run/cache-choice.js';
+import type { CacheSpec } from '../core/cache-spec.js';
 import type { EvalProgress } from '../core/eval/run/eval-run.js';
 import { progressDetail, runReport } from '../core/eval/run/report.js';
 import type { EvalRunResult } from '../core/eval/run/run-benchmark.js';
@@ -8,6 +8,7 @@ import type { SummaryBase } from '../core/eval/run/summary.js';
 import { parseShard, type Shard } from '../core/eval/shard.js';
 import type { DType } from '../core/tensor/dtype.js';
 import type { BaseCommand } from './base-command.js';
+import { parseCacheFlag } from './cache-flag.js';
 import { onInterrupt } from './interrupt.js';
 import { progressBar } from './progress.js';
 
@@ -15,7 +16,7 @@ import { progressBar } from './progress.js';
 export interface CommonRunOptions {
   modelDir: string;
   out: string;
-  cache: CacheChoice;
+  cache: CacheSpec;
   shard: Shard;
   backend: Backend;
   dtype?: DType;
@@ -35,7 +36,7 @@ export async function runEvalCommand<S extends SummaryBase>(
   flags: { model: string; out: string; cache: string; shard: string; device: string; dtype: string },
   run: (common: CommonRunOptions) => Promise<EvalRunResult<S>>,
 ): Promise<EvalRunResult<S>> {
-  const cache = parseCacheChoice(flags.cache);
+  const cache = parseCacheFlag(flags.cache);
   const shard = parseShard(flags.shard);
   const interrupt = onInterrupt();
   const bar = progressBar(label, command.jsonEnabled());

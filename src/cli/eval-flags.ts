@@ -1,12 +1,11 @@
 import { Flags } from '@oclif/core';
-import { CACHE_FLAG_HELP } from '../core/eval/run/cache-choice.js';
-import { deviceFlag, dtypeFlag } from './flags.js';
+import { cacheFlag, deviceFlag, dtypeFlag } from './flags.js';
 
 /** The flags every `commvq eval` run shares: model, run folder, cache, sharding, limit, device. */
 export const evalRunFlags = {
   model: Flags.string({ description: 'Hugging Face model folder', required: true }),
   out: Flags.string({ description: 'run folder to write (a rerun continues it)', required: true }),
-  cache: Flags.string({ description: CACHE_FLAG_HELP, default: 'dense' }),
+  cache: cacheFlag,
   shard: Flags.string({ description: 'run shard i of n (0-based), e.g. 0/2; merge the shards with eval merge', default: '0/1' }),
   device: deviceFlag,
   dtype: dtypeFlag,

@@ -1,4 +1,6 @@
-import { Flags } from '@oclif/core';
+import { Flags, type Interfaces } from '@oclif/core';
+import { DEFAULT_SEED } from '../core/model/seeded-random.js';
+import { CACHE_FLAG_HELP } from './cache-flag.js';
 
 /** Flags several commands share, defined once. */
 export const deviceFlag = Flags.string({
@@ -11,3 +13,16 @@ export const dtypeFlag = Flags.string({
   options: ['auto', 'f32', 'bf16', 'f16'],
   default: 'auto',
 });
+
+/** `--seed`: every command's default is the same (DEFAULT_SEED, 42). */
+export function seedFlag(what: string) {
+  return Flags.integer({ description: `seed of ${what} (every command defaults to ${DEFAULT_SEED})`, default: DEFAULT_SEED, min: 0 });
+}
+
+/** `--bits`: CommVQ bit widths as a comma list (1, 2 or 1,2), parsed by parseBitsList (list-flags.ts) in every command. */
+export function bitsFlag(o: { description: string; hidden?: boolean } & ({ default: string } | { required: true })): Interfaces.OptionFlag<string> {
+  return Flags.string({ ...o, description: `${o.description}: 1, 2 or 1,2` }) as Interfaces.OptionFlag<string>;
+}
+
+/** `--cache` of the commands that run one cache (generate, eval *): the grammar of cache-flag.ts. */
+export const cacheFlag = Flags.string({ description: CACHE_FLAG_HELP, default: 'dense' });

@@ -1,6 +1,6 @@
 import { Flags } from '@oclif/core';
 import { BaseCommand } from '../cli/base-command.js';
-import { deviceFlag } from '../cli/flags.js';
+import { deviceFlag, seedFlag } from '../cli/flags.js';
 import { onInterrupt } from '../cli/interrupt.js';
 import { progressBar } from '../cli/progress.js';
 import { createBackend } from '../core/backend/create-backend.js';
@@ -27,7 +27,7 @@ export default class CollectKv extends BaseCommand {
     'seq-len': Flags.integer({ description: 'tokens per window', default: 8192, min: 1 }),
     layers: Flags.string({ description: 'layers to collect, e.g. 0-3,31 (default all)' }),
     field: Flags.string({ description: 'the text field of JSON/Parquet/Arrow records', default: 'text' }),
-    seed: Flags.integer({ description: 'seed of the packing shuffle', default: 42 }),
+    seed: seedFlag('the packing shuffle'),
     device: deviceFlag,
   };
 

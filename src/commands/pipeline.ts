@@ -1,17 +1,19 @@
 import { Flags } from '@oclif/core';
 import { BaseCommand } from '../cli/base-command.js';
-import { deviceFlag } from '../cli/flags.js';
+import { bitsFlag, deviceFlag, seedFlag } from '../cli/flags.js';
+import { parseBitsList, parseContextList } from '../cli/list-flags.js';
 import { onInterrupt } from '../cli/interrupt.js';
 import { progressBar, type ProgressBar } from '../cli/progress.js';
 import { createBackend } from '../core/backend/create-backend.js';
 import { runPipeline } from '../core/pipeline/run-pipeline.js';
-import { parseIntegerList, PIPELINE_DEFAULTS as D, type Bits } from '../core/pipeline/settings.js';
+import { parseNiahLengths } from '../core/eval/niah/grid.js';
+import { PIPELINE_DEFAULTS as D } from '../core/pipeline/settings.js';
 import { formatPipelineSummary, type PipelineSummary } from '../core/pipeline/summary.js';
 
 export default class Pipeline extends BaseCommand {
   static override summary = 'Run every stage in order: collect-kv → make-scale → train-key → train-value → agreement → eval niah → measure-memory.';
   static override description =
-    'The main job: on the embedded demo model (default) or --model DIR, and a corpus generated into OUT (or --corpus), runs each ' +
+    'The main job: on the embedded demo model (default) or --model DIR, and a corpus generated into OUT (or --data), runs each ' +
     'stage through the same core function as its command, on the GPU when one is found, else the CPU. Key codebooks are full size ' +
     '(R = 11 or 21); trainers run briefly by default (a few minutes on two CPU cores); the flags raise them. Every finished stage is ' +
     'recorded in OUT/pipeline.json (--resume skips those); the run ends with a summary of what each stage produced and where, also ' +
@@ -21,22 +23,29 @@ export default class Pipeline extends BaseCommand {
     '<%= config.bin %> pipeline',
     '<%= config.bin %> pipeline --out runs/demo --bits 1 --device cpu --json',
     '<%= config.bin %> pipeline --out runs/demo --resume',
-    '<%= config.bin %> pipeline --model ./tiny-llama --corpus corpus.jsonl --out runs/tiny --em-steps 20 --value-steps 200 --device cuda',
+    '<%= config.bin %> pipeline --model ./tiny-llama --data corpus.jsonl --out runs/tiny --em-steps 20 --value-steps 200 --device cuda',
+    '<%= config.bin %> pipeline --out runs/demo --niah-lengths 1k..4k --memory-context 4k,8k',
   ];
+
+  /** core options (PipelineSettings, runPipeline's) whose flag is not their kebab-case name */
+  static override optionFlags = {
+    collectTokens: '--tokens', agreementNewTokens: '--new-tokens', memoryContexts: '--memory-context', context: '--memory-context', lengths: '--niah-lengths',
+  };
 
   static override flags = {
     demo: Flags.boolean({ description: 'use the built-in tiny demo model (the default; written to OUT/model)', exclusive: ['model'] }),
     model: Flags.string({ description: 'Hugging Face model folder' }),
     out: Flags.string({ description: 'run folder (default runs/pipeline-YYYY-MM-DD)' }),
-    bits: Flags.string({ description: 'bit widths to train and evaluate: 1, 2 or 1,2', default: '1,2' }),
-    corpus: Flags.string({ description: 'corpus as collect-kv reads it (default: filler text generated into OUT/corpus.jsonl)' }),
+    bits: bitsFlag({ description: 'bit widths to train and evaluate', default: '1,2' }),
+    data: Flags.string({ description: 'corpus as collect-kv reads it (default: filler text generated into OUT/corpus.jsonl)', aliases: ['corpus'] }),
     resume: Flags.boolean({ description: 'continue OUT, skipping the stages OUT/pipeline.json lists as done' }),
     tokens: Flags.integer({ description: 'collect-kv tokens per layer (the EM needs 4096 for training plus an eighth held out)', default: D.collectTokens, min: 1 }),
     'em-steps': Flags.integer({ description: 'train-key: most EM iterations per stage (the reference: 100)', default: D.emSteps, min: 1 }),
     'value-steps': Flags.integer({ description: 'train-value: steps per bit width', default: D.valueSteps, min: 1 }),
     'new-tokens': Flags.integer({ description: 'agreement: greedy tokens after the prompt (dense against CommVQ)', default: D.agreementNewTokens, min: 1 }),
-    'niah-lengths': Flags.string({ description: 'eval niah context lengths in tokens', default: D.niahLengths.join(',') }),
-    'memory-context': Flags.string({ description: 'measure-memory context lengths in tokens', default: D.memoryContexts.join(',') }),
+    'niah-lengths': Flags.string({ description: 'eval niah context lengths, as eval niah --lengths takes them (k = 1000)', default: D.niahLengths.join(',') }),
+    'memory-context': Flags.string({ description: 'measure-memory context lengths, as measure-memory --context takes them (k = 1024)', default: D.memoryContexts.join(',') }),
+    seed: seedFlag('the packing shuffles, the EM draws and the value initialisation'),
     device: deviceFlag,
   };
 
@@ -49,18 +58,19 @@ export default class Pipeline extends BaseCommand {
       const summary = await runPipeline({
         out: flags.out ?? `runs/pipeline-${new Date().toISOString().slice(0, 10)}`,
         modelDir: flags.model,
-        corpus: flags.corpus,
+        corpus: flags.data,
         backend: await createBackend(flags.device),
         resume: flags.resume,
         signal: interrupt.signal,
         settings: {
-          bits: parseIntegerList('--bits', flags.bits) as Bits[],
+          bits: parseBitsList(flags.bits),
           collectTokens: flags.tokens,
           emSteps: flags['em-steps'],
           valueSteps: flags['value-steps'],
           agreementNewTokens: flags['new-tokens'],
-          niahLengths: parseIntegerList('--niah-lengths', flags['niah-lengths']),
-          memoryContexts: parseIntegerList('--memory-context', flags['memory-context']),
+          niahLengths: parseNiahLengths(flags['niah-lengths']),
+          memoryContexts: parseContextList(flags['memory-context'], 'memoryContexts'),
+          seed: flags.seed,
         },
         onStage: (e) => {
           bar?.stop();

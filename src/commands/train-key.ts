@@ -1,10 +1,11 @@
 import { Args, Flags } from '@oclif/core';
 import { BaseCommand } from '../cli/base-command.js';
-import { deviceFlag } from '../cli/flags.js';
+import { bitsFlag, deviceFlag, seedFlag } from '../cli/flags.js';
+import { parseBitsList } from '../cli/list-flags.js';
 import { onInterrupt } from '../cli/interrupt.js';
 import { progressBar } from '../cli/progress.js';
 import { createBackend } from '../core/backend/create-backend.js';
-import { RESIDUALS_FOR_BITS } from '../core/keys/codebook.js';
+import { RESIDUALS_FOR_BITS } from '../core/commvq/geometry.js';
 import { trainKeyWidths, type KeyWidth } from '../core/keys/nested-codebook.js';
 import { formatKeyReport, type KeyReport } from '../core/keys/report.js';
 import { CommvqError } from '../core/errors.js';
@@ -28,12 +29,12 @@ export default class TrainKey extends BaseCommand {
 
   static override flags = {
     method: Flags.string({ description: 'em: the reference EM; e2e: EM, then all stages refined jointly', options: ['em', 'e2e'], default: 'em' }),
-    bits: Flags.string({ description: 'key bits per channel: 1 (R = 11), 2 (R = 21), or 1,2 (EM trains R = 21 once; the 1-bit codebook is its first 11 stages)', default: '1' }),
+    bits: bitsFlag({ description: 'key bits per channel, R = 11 for 1 and 21 for 2 (1,2: EM trains R = 21 once; the 1-bit codebook is its first 11 stages)', default: '1' }),
     residuals: Flags.string({ description: 'R, residual stages (overrides the one --bits implies): one number per --bits width, e.g. 4,8' }),
     layers: Flags.string({ description: 'layers to train, e.g. 0-3,31 (default: every collected layer)' }),
     tokens: Flags.integer({ description: 'training tokens per layer', default: 1 << 20, min: 1 }),
     heldout: Flags.integer({ description: 'held-out tokens per layer for the report (at most an eighth of those collected)', default: 16384, min: 1 }),
-    seed: Flags.integer({ description: 'seed of the EM init draws and the E2E shuffles', default: 0 }),
+    seed: seedFlag('the EM init draws and the E2E shuffles'),
     'em-steps': Flags.integer({ description: 'most EM iterations per stage (the reference: 100)', default: 100, min: 1 }),
     epochs: Flags.integer({ description: 'E2E epochs', default: 6, min: 1 }),
     resume: Flags.boolean({ description: 'keep the layers an interrupted run with the same settings finished, and train the rest', default: false }),
@@ -76,15 +77,12 @@ export default class TrainKey extends BaseCommand {
   }
 }
 
-/** --bits `1`, `2` or `1,2` with --residuals as one R per width (default 11 and 21). */
+/** --bits with --residuals as one R per width (default 11 and 21). */
 function parseWidths(bits: string, residuals: string | undefined): KeyWidth[] {
-  const list = bits.split(',').map((b) => b.trim());
-  if (list.length === 0 || list.some((b) => b !== '1' && b !== '2') || new Set(list).size !== list.length) {
-    throw new CommvqError(`--bits ${bits}: expected 1, 2 or 1,2`);
-  }
+  const list = parseBitsList(bits);
   const rs = residuals?.split(',').map((r) => Number(r.trim()));
   if (rs && (rs.length !== list.length || rs.some((r) => !Number.isInteger(r) || r < 1))) {
     throw new CommvqError(`--residuals ${residuals}: expected ${list.length} positive integer(s), one per --bits width`);
   }
-  return list.map((b, i) => ({ bits: Number(b) as 1 | 2, residuals: rs?.[i] ?? RESIDUALS_FOR_BITS[Number(b) as 1 | 2] }));
+  return list.map((b, i) => ({ bits: b, residuals: rs?.[i] ?? RESIDUALS_FOR_BITS[b] }));
 }

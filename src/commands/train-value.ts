@@ -1,6 +1,7 @@
 import { Args, Flags } from '@oclif/core';
 import { BaseCommand } from '../cli/base-command.js';
-import { deviceFlag } from '../cli/flags.js';
+import { bitsFlag, deviceFlag, seedFlag } from '../cli/flags.js';
+import { parseBitsList } from '../cli/list-flags.js';
 import { onInterrupt } from '../cli/interrupt.js';
 import { progressBar } from '../cli/progress.js';
 import { createBackend } from '../core/backend/create-backend.js';
@@ -18,6 +19,7 @@ export default class TrainValue extends BaseCommand {
   static override examples = [
     '<%= config.bin %> train-value runs/llama --model ./Llama-3.1-8B-Instruct --data fineweb.parquet --bits 1 --steps 100000 --device cuda',
     '<%= config.bin %> train-value runs/tiny --model ./tiny-llama --data corpus.jsonl --bits 2 --steps 50 --seq-len 256 --resume',
+    '<%= config.bin %> train-value runs/tiny --model ./tiny-llama --data corpus.jsonl --bits 1,2 --steps 50   # one width after the other',
   ];
 
   static override args = { runDir: Args.string({ description: 'run folder with collect-kv and make-scale outputs', required: true }) };
@@ -25,13 +27,13 @@ export default class TrainValue extends BaseCommand {
   static override flags = {
     model: Flags.string({ description: 'Hugging Face model folder (the one RUN_DIR was collected from)', required: true }),
     data: Flags.string({ description: 'corpus (as for collect-kv)', required: true }),
-    bits: Flags.string({ description: 'bits per value: 1 (N_c = D) or 2 (N_c = 2·D)', options: ['1', '2'], required: true }),
+    bits: bitsFlag({ description: 'bits per value, N_c = D·bits (1,2 trains each width in turn)', required: true }),
     steps: Flags.integer({ description: 'training steps (one window each)', default: 1000, min: 1 }),
     'seq-len': Flags.integer({ description: 'tokens per window', default: 8192, min: 1 }),
     lr: Flags.string({ description: 'peak learning rate', default: '1e-3' }),
     schedule: Flags.string({ description: 'after the log warm-up: cosine (1-bit default) or constant (2-bit default)', options: ['cosine', 'constant'] }),
     warmup: Flags.integer({ description: 'log warm-up steps (default 100 for 1-bit, 10000 for 2-bit)', min: 1 }),
-    seed: Flags.integer({ description: 'seed of initialisation, data order and Gumbel noise', default: 42 }),
+    seed: seedFlag('initialisation, data order and Gumbel noise'),
     layers: Flags.string({ description: 'layers to train, e.g. 0-3 (default: every layer make-scale covers)' }),
     field: Flags.string({ description: 'the text field of the corpus records', default: 'text' }),
     'checkpoint-every': Flags.integer({ description: 'steps between checkpoints', default: 100, min: 1 }),
@@ -40,47 +42,46 @@ export default class TrainValue extends BaseCommand {
     device: deviceFlag,
   };
 
-  async run(): Promise<Omit<TrainValueResult, 'history'> & { final?: unknown }> {
+  async run(): Promise<TrainValueOutput | TrainValueOutput[]> {
     const { args, flags } = await this.parse(TrainValue);
+    const widths = parseBitsList(flags.bits);
+    const backend = await createBackend(flags.device);
     const interrupt = onInterrupt();
-    const bar = progressBar('training', this.jsonEnabled());
-    const started = performance.now();
+    const outputs: TrainValueOutput[] = [];
     try {
-      const result = await trainValue({
-        runDir: args.runDir,
-        modelDir: flags.model,
-        corpus: flags.data,
-        backend: await createBackend(flags.device),
-        bits: Number(flags.bits) as 1 | 2,
-        steps: flags.steps,
-        seqLen: flags['seq-len'],
-        lr: Number(flags.lr),
-        schedule: flags.schedule as 'cosine' | 'constant' | undefined,
-        warmup: flags.warmup,
-        seed: flags.seed,
-        layers: flags.layers,
-        field: flags.field,
-        checkpointEvery: flags['checkpoint-every'],
-        evalWindows: flags['eval-windows'],
-        resume: flags.resume,
-        signal: interrupt.signal,
-        onStep: (s, total) => {
-          const tps = (s.step * flags['seq-len']) / ((performance.now() - started) / 1000);
-          bar.update(s.step, total, `| loss ${s.loss.toExponential(3)} (value ${s.valueMse.toExponential(2)}, attn ${s.attentionMse.toExponential(2)}) | ${Math.round(tps)} tokens/s`);
-        },
-      });
-      bar.stop();
-      const { history, ...rest } = result;
-      const final = history[history.length - 1];
-      if (!result.complete) this.logToStderr(`stopped at step ${result.stepsDone}; rerun with --resume to continue`);
-      for (const e of result.evaluation ?? []) {
-        this.log(`layer ${e.layer}: held-out relative value error ${e.trained.toExponential(3)} (untrained ${e.untrained.toExponential(3)}, ${flags.bits}-bit asymmetric quantizer ${e.asymmetric.toExponential(3)})`);
+      for (const bits of widths) {
+        const bar = progressBar(`training ${bits}-bit`, this.jsonEnabled());
+        const started = performance.now();
+        const result = await trainValue({
+          runDir: args.runDir, modelDir: flags.model, corpus: flags.data, backend, bits, steps: flags.steps, seqLen: flags['seq-len'],
+          lr: Number(flags.lr), schedule: flags.schedule as 'cosine' | 'constant' | undefined, warmup: flags.warmup, seed: flags.seed,
+          layers: flags.layers, field: flags.field, checkpointEvery: flags['checkpoint-every'], evalWindows: flags['eval-windows'],
+          resume: flags.resume, signal: interrupt.signal,
+          onStep: (s, total) => {
+            const tps = (s.step * flags['seq-len']) / ((performance.now() - started) / 1000);
+            bar.update(s.step, total, `| loss ${s.loss.toExponential(3)} (value ${s.valueMse.toExponential(2)}, attn ${s.attentionMse.toExponential(2)}) | ${Math.round(tps)} tokens/s`);
+          },
+        }).finally(() => bar.stop());
+        const { history, ...rest } = result;
+        outputs.push({ ...rest, final: history[history.length - 1] });
+        for (const line of resultLines(result, bits)) this.log(line);
+        if (!result.complete) {
+          this.logToStderr(`stopped at step ${result.stepsDone} of ${bits}-bit; rerun with --resume to continue`);
+          break;
+        }
       }
-      this.log(`→ ${result.codebook}\n  loss plot ${result.lossPlot}, report ${result.report}`);
-      return { ...rest, final };
+      return outputs.length === 1 ? outputs[0]! : outputs;
     } finally {
-      bar.stop();
       interrupt.dispose();
     }
   }
+}
+
+type TrainValueOutput = Omit<TrainValueResult, 'history'> & { final?: unknown };
+
+function resultLines(result: TrainValueResult, bits: number): string[] {
+  return [
+    ...(result.evaluation ?? []).map((e) => `layer ${e.layer}: held-out relative value error ${e.trained.toExponential(3)} (untrained ${e.untrained.toExponential(3)}, ${bits}-bit asymmetric quantizer ${e.asymmetric.toExponential(3)})`),
+    `→ ${result.codebook}\n  loss plot ${result.lossPlot}, report ${result.report}`,
+  ];
 }

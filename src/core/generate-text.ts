@@ -1,6 +1,6 @@
 import type { Backend } from './backend/backend.js';
-import type { PrefillMode } from './commvq/commvq-cache.js';
-import { createCommvqCache, loadCommvqCodebooks } from './commvq/load-commvq.js';
+import { openCacheFactory, type CacheDescription } from './cache-factory.js';
+import { resolveCacheSpec, type CacheSpec } from './cache-spec.js';
 import { CommvqError } from './errors.js';
 import { generateGreedy, type GenerateResult } from './model/generate.js';
 import { loadModel } from './model/load-model.js';
@@ -18,21 +18,17 @@ export interface GenerateTextOptions {
   dtype?: DType;
   /** ignore the checkpoint: weights drawn at random on the backend from config.json (speed and memory at real sizes) */
   randomWeights?: boolean;
-  /** the KV cache: exact (default) or CommVQ codes from trained codebooks */
-  cache?: CacheChoice;
-  /** prompt tokens per forward (default: the whole prompt); CommVQ needs prefill strict for chunks */
-  prefillChunk?: number;
+  /** the KV cache (default dense), with its prompt chunk: `{ kind: 'commvq', bits: 1, run: 'runs/a', prefill: 'strict', chunk: 4096 }` */
+  cache?: CacheSpec;
   onLoadProgress?: (done: number, total: number) => void;
   onToken?: (id: number, index: number) => void;
 }
 
-export type CacheChoice =
-  | { kind: 'dense' }
-  | { kind: 'commvq'; keyCodebook: string; valueCodebook: string; prefill?: PrefillMode; window?: number; sinks?: number; valueEncoding?: 'argmax' | { gumbelSeed: number } };
-
 export interface GenerateTextResult extends GenerateResult {
   promptIds: number[];
   text: string;
+  /** the cache it ran with, as eval manifests record it */
+  cache: CacheDescription;
   /** bytes the KV cache held at the end */
   cacheBytes: number;
 }
@@ -43,6 +39,7 @@ export interface GenerateTextResult extends GenerateResult {
  *   const r = await generateText({ modelDir: 'tiny-llama', prompt: 'The pass key is', backend, maxNewTokens: 8 });
  */
 export function generateText(options: GenerateTextOptions): GenerateTextResult {
+  const spec = resolveCacheSpec(options.cache ?? { kind: 'dense' }); // a missing codebook is refused before the weights load
   const loaded = loadModel(options.modelDir, {
     backend: options.backend,
     dtype: options.dtype,
@@ -55,21 +52,19 @@ export function generateText(options: GenerateTextOptions): GenerateTextResult {
     : tokenizer.encode(options.prompt);
   if (promptIds.length === 0) throw new CommvqError('the prompt is empty: nothing to continue');
   const capacity = Math.min(model.config.maxPositionEmbeddings, promptIds.length + options.maxNewTokens);
-  const choice = options.cache ?? { kind: 'dense' };
-  const cache =
-    choice.kind === 'dense'
-      ? model.createDenseCache(capacity)
-      : createCommvqCache(model, loadCommvqCodebooks(model, choice.keyCodebook, choice.valueCodebook), { capacity, prefill: choice.prefill, window: choice.window, sinks: choice.sinks, valueEncoding: choice.valueEncoding });
+  const caches = openCacheFactory(model, spec);
+  const cache = caches.make(capacity);
   try {
     const result = generateGreedy(model, promptIds, {
       maxNewTokens: options.maxNewTokens,
       eosTokenIds: options.ignoreEos ? [] : loaded.eosTokenIds,
       onToken: options.onToken,
       cache,
-      prefillChunk: options.prefillChunk,
+      prefillChunk: caches.description.prefill_chunk,
     });
-    return { ...result, promptIds, text: tokenizer.decode(result.outputIds), cacheBytes: cache.bytes() };
+    return { ...result, promptIds, text: tokenizer.decode(result.outputIds), cache: caches.description, cacheBytes: cache.bytes() };
   } finally {
     cache.dispose();
+    caches.dispose();
   }
 }

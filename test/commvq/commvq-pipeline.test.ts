@@ -74,10 +74,10 @@ describe.skipIf(!haveFixtures)('CommVQ on tiny-llama, end to end', () => {
 
   it('generate --cache commvq runs from the command line, and refuses a missing codebook', () => {
     const prompt = 'Technological progress means making things do more of what we want.';
-    const r = runCli(['generate', '--model', model, '--prompt', prompt, '--max-new-tokens', '8', '--device', 'cpu', '--cache', 'commvq', '--key-codebook', books[1].key, '--value-codebook', books[1].value]);
+    const r = runCli(['generate', '--model', model, '--prompt', prompt, '--max-new-tokens', '8', '--device', 'cpu', '--cache', `commvq:key=${books[1].key},value=${books[1].value}`]);
     expect(r.status, r.stderr).toBe(0);
     expect(r.stderr).toMatch(/commvq cache \(faithful prefill\) \d+ bytes/);
-    const bad = runCli(['generate', '--model', model, '--prompt', prompt, '--device', 'cpu', '--cache', 'commvq', '--key-codebook', join(work, 'none.arrow'), '--value-codebook', books[1].value]);
+    const bad = runCli(['generate', '--model', model, '--prompt', prompt, '--device', 'cpu', '--cache', `commvq:key=${join(work, 'none.arrow')},value=${books[1].value}`]);
     expect(bad.status).toBe(1);
     expect(bad.stderr).toMatch(/none\.arrow: key codebook not found/);
   });

@@ -89,7 +89,7 @@ describe('eval longbench (runner)', () => {
     await expect(runLongbench(options('x', { tasks: 'trec,nope' }))).rejects.toThrow(/unknown LongBench task 'nope'/);
     await expect(runLongbench(options('x', { tasks: 'trec,qasper,lcc' }))).rejects.toThrow(/data: missing qasper\.jsonl, lcc\.jsonl$/);
     await expect(runLongbench(options('x', { dataDir: join(root, 'none') }))).rejects.toThrow(/none: data folder not found/);
-    await expect(runLongbench(options('x', { maxPromptTokens: 9000 }))).rejects.toThrow(/--max-prompt-tokens 9000: the model's context of 8192 tokens .* leaves room for 8128 prompt tokens beside the 64 new tokens of trec/);
+    await expect(runLongbench(options('x', { maxPromptTokens: 9000 }))).rejects.toThrow(/maxPromptTokens 9000: the model's context of 8192 tokens .* leaves room for 8128 prompt tokens beside the 64 new tokens of trec/);
     expect(existsSync(join(root, 'x'))).toBe(false);
   });
 

@@ -104,8 +104,8 @@ describe('eval niah (runner)', () => {
     expect(m.settings.special_tokens_removed).toBeGreaterThan(0);
     expect(m.data_dir).toBe(essays);
     await expect(runNiah(options('a', { needle: 'The secret word is heliotrope.' }))).rejects.toThrow(/manifest\.json is a different run: protocol\.needle is "\\nThe best thing/);
-    await expect(runNiah(options('a', { lengths: [9000] }))).rejects.toThrow(/--lengths 9000: longer than the model's context of 8192/);
-    await expect(runNiah(options('a', { lengths: [250] }))).rejects.toThrow(/--lengths 250: too short/);
+    await expect(runNiah(options('a', { lengths: [9000] }))).rejects.toThrow(/lengths 9000: longer than the model's context of 8192/);
+    await expect(runNiah(options('a', { lengths: [250] }))).rejects.toThrow(/lengths 250: too short/);
   });
 
   it('merge refuses a folder that is not a run; rescoring by merge: the exact scorer gives 0 or 10 per cell', async () => {

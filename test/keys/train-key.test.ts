@@ -62,7 +62,7 @@ describe('train-key', () => {
     const r = runCli(['train-key', good, '--method', 'em', '--bits', '1', ...fast, '--json']);
     expect(r.status, r.stderr).toBe(0);
     const report = JSON.parse(r.stdout);
-    expect(report).toMatchObject({ method: 'em', bits: 1, residuals: 2, seed: 0, device: 'cpu' });
+    expect(report).toMatchObject({ method: 'em', bits: 1, residuals: 2, seed: 42, device: 'cpu' }); // the default seed, as every command's
     const layer = report.layers[0];
     expect(layer).toMatchObject({ layer: 1, train_tokens: 4608, heldout_tokens: 512 });
     expect(layer.relative_error).toHaveLength(2);
@@ -71,7 +71,7 @@ describe('train-key', () => {
     expect(layer.groups[0].relative_error).toEqual(layer.relative_error); // one KV head
     expect(layer.em.steps[0]).toEqual([2, 2]);
     const file = readKeyCodebook(join(good, 'key-codebook-em-1bit.arrow'));
-    expect(file.meta).toMatchObject({ method: 'em', bits: 1, residuals: 2, halfSize: 64, pairs: 32, headDim: 64, kvHeads: 1, tokens: 1 << 20, seed: 0 });
+    expect(file.meta).toMatchObject({ method: 'em', bits: 1, residuals: 2, halfSize: 64, pairs: 32, headDim: 64, kvHeads: 1, tokens: 1 << 20, seed: 42 });
     expect(file.layers.get(1)!.centres(1, 0)).toHaveLength(4096 * 64);
     expect(JSON.parse(readFileSync(join(good, 'key-codebook-em-1bit.report.json'), 'utf8')).layers[0].relative_error).toEqual(layer.relative_error);
   });
@@ -94,7 +94,7 @@ describe('train-key', () => {
   it('refines by E2E from the EM solution, printing the table and writing both results to the report', () => {
     const r = runCli(['train-key', good, '--method', 'e2e', '--bits', '2', ...fast, '--epochs', '1']);
     expect(r.status, r.stderr).toBe(0);
-    expect(r.stdout).toMatch(/key codebook \(e2e, 2-bit, R = 2, seed 0, cpu\): held-out relative error/);
+    expect(r.stdout).toMatch(/key codebook \(e2e, 2-bit, R = 2, seed 42, cpu\): held-out relative error/);
     expect(r.stdout).toMatch(/\| 1 +\| 4608 \/ 512 +\|.*\| [0-9.]+ +\|$/m); // the layer row ends with E2E / EM
     const layer = JSON.parse(readFileSync(join(good, 'key-codebook-e2e-2bit.report.json'), 'utf8')).layers[0];
     expect(layer.e2e.em_relative_error).toHaveLength(2);
@@ -138,7 +138,7 @@ describe('train-key refuses bad input with one line', () => {
   });
 
   it('bit widths other than 1, 2 or 1,2, or residuals that do not match them', () => {
-    expectTrainKeyError([good, '--bits', '3', '--device', 'cpu'], /--bits 3: expected 1, 2 or 1,2/);
+    expectTrainKeyError([good, '--bits', '3', '--device', 'cpu'], /--bits 3: CommVQ bit widths are 1 and 2/);
     expectTrainKeyError([good, '--bits', '1,2', '--residuals', '4', '--device', 'cpu'], /--residuals 4: expected 2 positive integer\(s\), one per --bits width/);
   });
 });

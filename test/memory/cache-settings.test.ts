@@ -1,12 +1,16 @@
 /**
- * Which caches and codebooks a measure-memory run uses, and its model config: codebook pairs, run folders, random
- * codebooks with --random-weights, and one-line errors for what is missing.
+ * Which caches and codebooks a measure-memory run uses (memoryCacheSettings), and its model config: run folders by
+ * bit width, codebook pairs whose bit width is read from the files, random codebooks with random weights, and
+ * one-line errors for what is missing or not taken.
  */
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { checkContexts, readMemoryModelConfig, resolveCacheSettings } from '../../src/core/memory/measure-memory.js';
+import { checkContexts, memoryCacheSettings, readMemoryModelConfig } from '../../src/core/memory/measure-memory.js';
+import { DEMO_CONFIG } from '../../src/core/model/demo-model.js';
+import { parseModelConfig } from '../../src/core/model/config.js';
+import { writeRandomCodebooks } from '../helpers/codebooks.js';
 import { REPO_ROOT } from '../helpers/fixtures.js';
 
 const work = mkdtempSync(join(tmpdir(), 'commvq-mem-settings-'));
@@ -17,35 +21,40 @@ mkdirSync(run);
 touch(join(run, 'key-codebook-em-1bit.arrow'));
 touch(join(run, 'value-codebook-1bit.arrow'));
 touch(join(run, 'key-codebook-e2e-2bit.arrow'));
+const files = writeRandomCodebooks(join(work, 'real'), parseModelConfig(DEMO_CONFIG, 'demo'), 2);
 
 describe('measure-memory cache settings', () => {
-  it('measures dense alone without codebooks, and random CommVQ codebooks with --random-weights', () => {
-    expect(resolveCacheSettings({ caches: ['dense'], bits: [1], randomWeights: false })).toEqual([{ cache: 'dense' }]);
-    expect(resolveCacheSettings({ caches: ['dense', 'commvq'], bits: [1, 2], randomWeights: true })).toEqual([{ cache: 'dense' }, { cache: 'commvq', bits: 1 }, { cache: 'commvq', bits: 2 }]);
+  it('measures dense alone without codebooks, and random CommVQ codebooks with random weights', async () => {
+    expect(await memoryCacheSettings([{ kind: 'dense' }], { randomWeights: false })).toEqual([{ cache: 'dense' }]);
+    expect(await memoryCacheSettings([{ kind: 'dense' }, { kind: 'commvq', bits: 1 }, { kind: 'commvq', bits: 2 }], { randomWeights: true })).toEqual([
+      { cache: 'dense' }, { cache: 'commvq', bits: 1 }, { cache: 'commvq', bits: 2 },
+    ]);
   });
 
-  it('takes one codebook pair for one bit width, and every bit width from a run folder', () => {
-    const key = join(run, 'key-codebook-em-1bit.arrow');
-    const value = join(run, 'value-codebook-1bit.arrow');
-    expect(resolveCacheSettings({ caches: ['commvq'], bits: [1], randomWeights: false, keyCodebook: key, valueCodebook: value })).toEqual([{ cache: 'commvq', bits: 1, keyCodebook: key, valueCodebook: value }]);
-    expect(resolveCacheSettings({ caches: ['commvq'], bits: [1], randomWeights: false, run })).toEqual([{ cache: 'commvq', bits: 1, keyCodebook: key, valueCodebook: value }]);
-    expect(() => resolveCacheSettings({ caches: ['commvq'], bits: [1, 2], randomWeights: false, keyCodebook: key, valueCodebook: value })).toThrow(/one --key-codebook\/--value-codebook pair is one bit width/);
+  it('finds a run folder’s codebooks by bit width, and reads the bit width of a codebook pair from its files', async () => {
+    expect(await memoryCacheSettings([{ kind: 'commvq', bits: 1, run }], { randomWeights: false })).toEqual([
+      { cache: 'commvq', bits: 1, keyCodebook: join(run, 'key-codebook-em-1bit.arrow'), valueCodebook: join(run, 'value-codebook-1bit.arrow') },
+    ]);
+    expect(await memoryCacheSettings([{ kind: 'commvq', ...files }], { randomWeights: true })).toEqual([{ cache: 'commvq', bits: 2, keyCodebook: files.key, valueCodebook: files.value }]);
+    await expect(memoryCacheSettings([{ kind: 'commvq', ...files, bits: 1 }], { randomWeights: false })).rejects.toThrow(/value-codebook-2bit\.arrow: a 2-bit value codebook, not the 1-bit one the cache asks for/);
   });
 
-  it('names what is missing', () => {
-    const o = { caches: ['commvq' as const], bits: [2 as const], randomWeights: false };
-    expect(() => resolveCacheSettings(o)).toThrow('--cache commvq needs codebooks: --key-codebook and --value-codebook, or --run DIR');
-    expect(() => resolveCacheSettings({ ...o, run })).toThrow(`${run}: no 2-bit value codebook (value-codebook-2bit.arrow)`); // the e2e key was found
-    expect(() => resolveCacheSettings({ ...o, bits: [1, 2], run: join(work, 'none') })).toThrow(/none: run folder not found/);
-    expect(() => resolveCacheSettings({ ...o, keyCodebook: 'k.arrow' })).toThrow('--key-codebook and --value-codebook go together');
-    expect(() => resolveCacheSettings({ ...o, keyCodebook: join(work, 'k.arrow'), valueCodebook: join(work, 'v.arrow') })).toThrow(/k\.arrow: codebook not found/);
+  it('names what is missing, and what measure-memory does not take', async () => {
+    const settings = (spec: Parameters<typeof memoryCacheSettings>[0][number]) => memoryCacheSettings([spec], { randomWeights: false });
+    await expect(settings({ kind: 'commvq', bits: 2 })).rejects.toThrow('cache: commvq needs codebooks: key= and value=, or run= and bits=');
+    await expect(settings({ kind: 'commvq', bits: 2, run })).rejects.toThrow(`${run}: no 2-bit value codebook (value-codebook-2bit.arrow)`); // the e2e key was found
+    await expect(settings({ kind: 'commvq', bits: 1, run: join(work, 'none') })).rejects.toThrow(/none: run folder not found/);
+    await expect(settings({ kind: 'commvq', key: join(work, 'k.arrow'), value: files.value })).rejects.toThrow(/k\.arrow: key codebook not found/);
+    await expect(settings({ kind: 'commvq', bits: 1, run, prefill: 'strict' })).rejects.toThrow(/prefill=, encoding=, seed= and chunk= are not taken/);
+    await expect(settings({ kind: 'dense', chunk: 8 })).rejects.toThrow(/are not taken/);
+    await expect(memoryCacheSettings([{ kind: 'commvq', bits: 1 }, { kind: 'commvq', bits: 1 }], { randomWeights: true })).rejects.toThrow('cache: commvq-1bit is given twice');
   });
 
-  it('reads the config of --random-weights (a file or a folder) and --model, and refuses contexts past max_position_embeddings', () => {
+  it('reads the config of random weights (a file or a folder) and of a model, and refuses contexts past max_position_embeddings', () => {
     const llama = readMemoryModelConfig({ randomWeights: join(REPO_ROOT, 'scripts/bench/llama-3.1-8b.config.json') });
     expect(llama.name).toBe('llama-3.1-8b');
     expect(() => checkContexts([131072], llama.config, llama.source)).not.toThrow();
-    expect(() => checkContexts([8192, 131073], llama.config, llama.source)).toThrow(/--context 131073: 131073 tokens is beyond the model's limit of 131072/);
+    expect(() => checkContexts([8192, 131073], llama.config, llama.source)).toThrow(/^context 131073: 131073 tokens is beyond the model's limit of 131072/);
     expect(() => readMemoryModelConfig({ randomWeights: join(work, 'nope.json') })).toThrow(/nope\.json: model config not found/);
     expect(() => readMemoryModelConfig({ model: join(work, 'nope') })).toThrow(/nope: model folder not found/);
     expect(() => readMemoryModelConfig({ model: run })).toThrow(/run\/config\.json: model config not found/);

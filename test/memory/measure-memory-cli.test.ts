@@ -44,11 +44,11 @@ describe('commvq measure-memory on the CPU', () => {
 
   it('prints the JSON document with --json, and --out writes the report and both plots', () => {
     const out = join(work, 'out');
-    const r = measure(['--random-weights', LLAMA, '--cache', 'commvq', '--bits', '1,2', '--context', '8k,32k', '--max-batch', '--max-batch-limit', '64', '--json', '--out', out]);
+    const r = measure(['--random-weights', LLAMA, '--cache', 'commvq:bits=1,commvq:bits=2', '--context', '8k,32k', '--max-batch', '--max-batch-limit', '64', '--json', '--out', out]);
     expect(r.status, r.stderr).toBe(0);
     const doc = JSON.parse(r.stdout);
     expect(doc).toMatchObject({ format: 'commvq.memory-report', version: 1, device: 'cpu', measures: false });
-    expect(doc.command).toMatch(/^commvq measure-memory --device cpu --random-weights \S+ --cache commvq --bits 1,2/);
+    expect(doc.command).toMatch(/^commvq measure-memory --device cpu --random-weights \S+ --cache commvq:bits=1,commvq:bits=2/);
     expect(doc.points).toHaveLength(4);
     expect(doc.max_batch.map((e: { cache: string; max_batch: number; capped: boolean }) => [e.cache, e.max_batch, e.capped])).toEqual([
       ['commvq-1bit', 64, true], ['commvq-1bit', 64, true], ['commvq-2bit', 64, true], ['commvq-2bit', 64, true],
@@ -60,7 +60,14 @@ describe('commvq measure-memory on the CPU', () => {
     expectMeasureError(['--random-weights', LLAMA, '--context', '8k,256k'], /--context 256K: 262144 tokens is beyond the model's limit of 131072 \(max_position_embeddings in .*llama-3\.1-8b\.config\.json\)/));
 
   it('refuses --cache commvq on a real model without codebooks', () =>
-    expectMeasureError(['--model', demo, '--cache', 'commvq', '--context', '64'], /--cache commvq needs codebooks: --key-codebook and --value-codebook, or --run DIR/));
+    expectMeasureError(['--model', demo, '--cache', 'commvq', '--context', '64'], /--cache commvq: commvq needs codebooks: key= and value=, or run= and bits=/));
 
-  it('refuses an unknown --cache', () => expectMeasureError(['--random-weights', LLAMA, '--cache', 'kivi'], /--cache kivi: 'kivi' is not dense or commvq/));
+  it('keeps --bits for older command lines: a commvq without bits= is one cache per width', () => {
+    const older = JSON.parse(measure(['--random-weights', LLAMA, '--cache', 'dense,commvq', '--bits', '1,2', '--context', '8k', '--json']).stdout);
+    const now = JSON.parse(measure(['--random-weights', LLAMA, '--cache', 'dense,commvq:bits=1,commvq:bits=2', '--context', '8k', '--json']).stdout);
+    expect(older.points.map((p: { cache: string }) => p.cache)).toEqual(['dense', 'commvq-1bit', 'commvq-2bit']);
+    expect(older.points).toEqual(now.points);
+  });
+
+  it('refuses an unknown --cache', () => expectMeasureError(['--random-weights', LLAMA, '--cache', 'kivi'], /--cache kivi: unknown cache kind 'kivi'/));
 });

@@ -155,11 +155,11 @@ describe('commvq pipeline: bad input', () => {
 
   it('a length beyond the model\'s context is refused before any stage runs', async () => {
     const out = join(tmpdir(), `commvq-pipeline-never-${process.pid}`);
-    await expect(runPipeline({ out, backend: new CpuBackend(), settings: { niahLengths: [512, 9000] } })).rejects.toThrow(/--niah-lengths: 9000 tokens is beyond the model's context of 8192/);
+    await expect(runPipeline({ out, backend: new CpuBackend(), settings: { niahLengths: [512, 9000] } })).rejects.toThrow(/niahLengths 9000: beyond the model's context of 8192/);
     expect(existsSync(out)).toBe(false);
   });
 
   it('a bad --bits is refused before any work', async () => {
-    await expect(runPipeline({ out: join(tmpdir(), 'never-made'), backend: new CpuBackend(), settings: { bits: [3 as 1] } })).rejects.toThrow(/--bits 3/);
+    await expect(runPipeline({ out: join(tmpdir(), 'never-made'), backend: new CpuBackend(), settings: { bits: [3 as 1] } })).rejects.toThrow('bits 3: CommVQ bit widths are 1 and 2');
   });
 });

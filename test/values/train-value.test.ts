@@ -91,6 +91,16 @@ describe.skipIf(!haveFixtures)('train-value on tiny-llama', () => {
     expect(hash(resumed.codebook)).toBe(hash(straight.codebook));
   });
 
+  it('--bits 1,2 trains each width in turn, as the library does one at a time', async () => {
+    const dir = join(work, 'widths');
+    for (const f of ['manifest.json', 'scale.arrow']) cpSync(join(runDir, f), join(dir, f));
+    const r = runCli(['train-value', dir, '--model', model, '--data', corpus, '--bits', '1,2', '--steps', '2', '--seq-len', '128', '--eval-windows', '0', '--device', 'cpu', '--json']);
+    expect(r.status, r.stderr).toBe(0);
+    const out = JSON.parse(r.stdout) as { codebook: string; complete: boolean; stepsDone: number }[];
+    expect(out.map((o) => [o.codebook, o.complete, o.stepsDone])).toEqual([[join(dir, 'value-codebook-1bit.arrow'), true, 2], [join(dir, 'value-codebook-2bit.arrow'), true, 2]]);
+    expect((await readValueCodebookShape(out[1]!.codebook)).bits).toBe(2);
+  });
+
   it('refuses bad input with one line', () => {
     const cli = (dir: string, extra: string[] = []) =>
       runCli(['train-value', dir, '--model', model, '--data', corpus, '--bits', '1', '--steps', '2', '--seq-len', '128', '--device', 'cpu', ...extra]);

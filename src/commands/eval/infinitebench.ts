@@ -17,6 +17,7 @@ export default class EvalInfinitebench extends BaseCommand {
 
   static override examples = [
     '<%= config.bin %> eval infinitebench --model ./Llama-3.1-8B-Instruct --data InfiniteBench/data --out runs/ib-dense --device cuda',
+    '<%= config.bin %> eval infinitebench --model ./Llama-3.1-8B-Instruct --data InfiniteBench/data --cache commvq:bits=1,run=runs/llama,prefill=strict,chunk=4096 --out runs/ib-1bit --device cuda',
     '<%= config.bin %> eval infinitebench --model ./Llama-3.1-8B-Instruct --data InfiniteBench/data --tasks passkey,kv_retrieval --shard 0/8 --device cuda:0 --out runs/ib',
   ];
 

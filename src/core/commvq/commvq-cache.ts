@@ -9,6 +9,7 @@ import type { StepGroup, StepInputs } from '../model/step-inputs.js';
 import type { Tensor } from '../tensor/tensor.js';
 import type { ValueCompressorParams, ValueCompressorShape } from '../values/value-compressor.js';
 import { CommvqRule, type PrefillMode, type ValueEncoding } from './commvq-rule.js';
+import { DEFAULT_WINDOW } from './geometry.js';
 import type { CommvqStore, EncodePart, PackedTokens, TokenCounts } from './commvq-store.js';
 import { DeviceCommvqStore } from './device-store.js';
 import { HostCommvqStore } from './host-store.js';
@@ -21,7 +22,7 @@ export interface CommvqCacheOptions {
   values: ReadonlyMap<number, { params: ValueCompressorParams; scale: Tensor }>;
   valueShape: ValueCompressorShape;
   rope: RopeTable;
-  /** exact window W (reference 128): tokens are compressed in aligned blocks of W */
+  /** exact window W (default DEFAULT_WINDOW, the reference's 128): tokens are compressed in aligned blocks of W */
   window?: number;
   /** the first `sinks` tokens stay exact (default 0: the reference keeps none) */
   sinks?: number;
@@ -246,10 +247,10 @@ export class CommvqCache implements KVCache {
   }
 }
 
-/** The options with their defaults (window 128, no sinks, one sequence), the rule, and the codebooks checked. */
+/** The options with their defaults (window W = 128, no sinks, one sequence), the rule, and the codebooks checked. */
 export function storeSettings(shape: CacheShape, o: CommvqCacheOptions): StoreSettings {
   const residuals = checkCodebooks(shape, o);
-  return { shape, options: o, rule: new CommvqRule(o.window ?? 128, o.sinks ?? 0), batch: o.batch ?? 1, capacity: o.capacity, residuals };
+  return { shape, options: o, rule: new CommvqRule(o.window ?? DEFAULT_WINDOW, o.sinks ?? 0), batch: o.batch ?? 1, capacity: o.capacity, residuals };
 }
 
 /**

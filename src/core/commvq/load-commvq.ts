@@ -1,9 +1,12 @@
+import { existsSync, statSync } from 'node:fs';
+import { join } from 'node:path';
 import { CpuBackend } from '../backend/cpu/cpu-backend.js';
 import { CommvqError } from '../errors.js';
 import { readKeyCodebook } from '../keys/format.js';
 import type { LlamaModel } from '../model/llama.js';
 import { readValueCodebook } from '../values/value-codebook-file.js';
-import { CommvqCache, type CommvqCacheOptions } from './commvq-cache.js';
+import { checkCodebooks, CommvqCache, type CommvqCacheOptions } from './commvq-cache.js';
+import { keyCodebookFileName, valueCodebookFileName, type Bits, type KeyMethod } from './geometry.js';
 
 /** The trained codebooks a CommVQ cache needs, read once and shared by every cache made from them. */
 export type CommvqCodebooks = Pick<CommvqCacheOptions, 'keys' | 'values' | 'valueShape'> & { keyPath: string; valuePath: string; bits: { key: number; value: number } };
@@ -15,18 +18,36 @@ export type CommvqCodebooks = Pick<CommvqCacheOptions, 'keys' | 'values' | 'valu
  *   const books = loadCommvqCodebooks(model, 'runs/a/key-codebook-em-1bit.arrow', 'runs/a/value-codebook-1bit.arrow');
  */
 export function loadCommvqCodebooks(model: LlamaModel, keyPath: string, valuePath: string): CommvqCodebooks {
-  const c = model.config;
+  requireCodebookFiles(keyPath, valuePath);
   const key = readKeyCodebook(keyPath);
-  if (key.meta.kvHeads !== c.numKvHeads || key.meta.headDim !== c.headDim) {
-    throw new CommvqError(`${keyPath}: made for ${key.meta.kvHeads} KV heads of ${key.meta.headDim}, the model has ${c.numKvHeads} of ${c.headDim}`);
-  }
   const value = readValueCodebook(valuePath, new CpuBackend()); // the host reference cache computes on the CPU
-  if (value.shape.featDim !== c.numKvHeads * c.headDim) throw new CommvqError(`${valuePath}: made for values of ${value.shape.featDim} channels, the model's have ${c.numKvHeads * c.headDim}`);
-  for (let l = 0; l < c.numLayers; l++) {
-    if (!key.layers.has(l)) throw new CommvqError(`${keyPath}: no codebook for layer ${l}`, 'train every layer: commvq train-key RUN_DIR --layers all');
-    if (!value.layers.has(l)) throw new CommvqError(`${valuePath}: no compressor for layer ${l}`, 'train every layer: commvq train-value RUN_DIR ...');
-  }
-  return { keys: key.layers, values: value.layers, valueShape: value.shape, keyPath, valuePath, bits: { key: key.meta.bits, value: value.shape.bits } };
+  const books = { keys: key.layers, values: value.layers, valueShape: value.shape };
+  checkCodebooks(model.cacheShape, books, { key: keyPath, value: valuePath });
+  return { ...books, keyPath, valuePath, bits: { key: key.meta.bits, value: value.shape.bits } };
+}
+
+/** Refuses a codebook file that is not there, with the one message every command gives for it. */
+export function requireCodebookFiles(keyPath: string, valuePath: string): void {
+  if (!existsSync(keyPath)) throw new CommvqError(`${keyPath}: key codebook not found`, 'train one with commvq train-key RUN_DIR');
+  if (!existsSync(valuePath)) throw new CommvqError(`${valuePath}: value codebook not found`, 'train one with commvq train-value RUN_DIR');
+}
+
+/** Where the trainers' key codebooks are looked for in a run folder, in this order. */
+const RUN_KEY_METHODS: readonly KeyMethod[] = ['em', 'e2e'];
+
+/**
+ * The codebook files of one bit width in a run folder, as train-key and train-value name them: the EM key codebook
+ * (else the E2E one) and the value codebook.
+ *
+ *   findRunCodebooks('runs/a', 1)   // { key: 'runs/a/key-codebook-em-1bit.arrow', value: 'runs/a/value-codebook-1bit.arrow' }
+ */
+export function findRunCodebooks(run: string, bits: Bits): { key: string; value: string } {
+  if (!existsSync(run) || !statSync(run).isDirectory()) throw new CommvqError(`${run}: run folder not found`);
+  const key = RUN_KEY_METHODS.map((m) => join(run, keyCodebookFileName(m, bits))).find((p) => existsSync(p));
+  const value = join(run, valueCodebookFileName(bits));
+  if (!key) throw new CommvqError(`${run}: no ${bits}-bit key codebook (${keyCodebookFileName('em', bits)})`, `train it with commvq train-key ${run} --bits ${bits}`);
+  if (!existsSync(value)) throw new CommvqError(`${run}: no ${bits}-bit value codebook (${valueCodebookFileName(bits)})`, `train it with commvq train-value ${run} --bits ${bits}`);
+  return { key, value };
 }
 
 /**

@@ -90,7 +90,7 @@ async function* readParquet(path: string, field: string): AsyncGenerator<string>
     throw new CommvqError(`${path}: not a readable Parquet file: ${(err as Error).message}`);
   }
   const columns = metadata.schema.map((s) => s.name);
-  if (!columns.includes(field)) throw new CommvqError(`${path}: no column '${field}' (columns: ${columns.slice(1).join(', ')})`, 'choose the text column with --field');
+  if (!columns.includes(field)) throw new CommvqError(`${path}: no column '${field}' (columns: ${columns.slice(1).join(', ')})`, FIELD_HINT);
   for (let start = 0; start < rows; start += PARQUET_ROWS_PER_READ) {
     const records = await parquetReadObjects({ file, metadata, columns: [field], rowStart: start, rowEnd: Math.min(rows, start + PARQUET_ROWS_PER_READ), compressors });
     for (const [i, record] of records.entries()) yield textField(record, field, `${path} row ${start + i}`);
@@ -105,7 +105,7 @@ async function* readArrow(path: string, field: string): AsyncGenerator<string> {
     throw new CommvqError(`${path}: not a readable Arrow IPC file: ${(err as Error).message}`);
   }
   const column = table.getChild(field);
-  if (!column) throw new CommvqError(`${path}: no column '${field}' (columns: ${table.schema.fields.map((f) => f.name).join(', ')})`, 'choose the text column with --field');
+  if (!column) throw new CommvqError(`${path}: no column '${field}' (columns: ${table.schema.fields.map((f) => f.name).join(', ')})`, FIELD_HINT);
   for (let i = 0; i < column.length; i++) {
     const value: unknown = column.get(i);
     if (typeof value !== 'string') throw new CommvqError(`${path} row ${i}: '${field}' is not text`);
@@ -119,10 +119,13 @@ async function* readTxtFolder(dir: string): AsyncGenerator<string> {
   for (const f of files) yield readFileSync(join(dir, f), 'utf8');
 }
 
+/** What to do when the records lack the text field asked for (the `field` option). */
+const FIELD_HINT = 'choose the field that holds the text';
+
 function textField(record: unknown, field: string, where: string): string {
   if (typeof record !== 'object' || record === null) throw new CommvqError(`${where}: a record must be an object`);
   const value = (record as Record<string, unknown>)[field];
-  if (value === undefined) throw new CommvqError(`${where}: no field '${field}'`, 'choose the text field with --field');
+  if (value === undefined) throw new CommvqError(`${where}: no field '${field}'`, FIELD_HINT);
   if (typeof value !== 'string') throw new CommvqError(`${where}: field '${field}' is not text`);
   return value;
 }

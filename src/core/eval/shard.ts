@@ -1,12 +1,12 @@
 /**
- * `--shard i/n`: which examples one process handles. An example belongs to shard fnv1a32(id) mod n, so the split
+ * A shard `i/n`: which examples one process handles. An example belongs to shard fnv1a32(id) mod n, so the split
  * depends only on the ids — not on file order, `--limit`, or which other examples exist — and every example is in
  * exactly one shard. Shards are numbered 0..n-1.
  *
  *   const shard = parseShard('1/4');
  *   const mine = examples.filter((e) => inShard(e.id, shard));
  */
-import { CommvqError } from '../errors.js';
+import { OptionError } from '../errors.js';
 
 export interface Shard {
   index: number;
@@ -17,11 +17,11 @@ export const WHOLE: Shard = { index: 0, count: 1 };
 
 export function parseShard(spec: string): Shard {
   const m = /^\s*(\d+)\s*\/\s*(\d+)\s*$/.exec(spec);
-  if (!m) throw new CommvqError(`--shard ${spec}: expected i/n, e.g. 0/2`);
+  if (!m) throw new OptionError('shard', spec, 'expected i/n, e.g. 0/2');
   const index = Number(m[1]);
   const count = Number(m[2]);
-  if (count < 1) throw new CommvqError(`--shard ${spec}: n must be at least 1`);
-  if (index >= count) throw new CommvqError(`--shard ${spec}: i must be below n`, 'shards are numbered 0..n-1: --shard 0/2 and --shard 1/2');
+  if (count < 1) throw new OptionError('shard', spec, 'n must be at least 1');
+  if (index >= count) throw new OptionError('shard', spec, 'i must be below n', 'shards are numbered 0..n-1, e.g. 0/2 and 1/2');
   return { index, count };
 }
 

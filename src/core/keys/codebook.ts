@@ -14,9 +14,6 @@ import { CommvqError } from '../errors.js';
 /** Half-codebook size of the reference (paper N_c′): 64 complex codewords per pair, 12-bit codes. */
 export const HALF_SIZE = 64;
 
-/** R for `--bits 1` and `--bits 2` (spec §3.7). */
-export const RESIDUALS_FOR_BITS: Readonly<Record<1 | 2, number>> = { 1: 11, 2: 21 };
-
 export interface KeyCodebookShape {
   /** R: residual stages */
   readonly residuals: number;

@@ -1,5 +1,6 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { Field, FixedSizeList, Float32, Int32, makeData, RecordBatch, Schema, Struct, Table, tableFromIPC, tableToIPC } from 'apache-arrow';
+import type { KeyMethod } from '../commvq/geometry.js';
 import { CommvqError } from '../errors.js';
 import { readArrowSchema } from '../io/arrow-schema.js';
 import { writeFileAtomic } from '../io/atomic-write.js';
@@ -18,7 +19,7 @@ export const KEY_CODEBOOK_FORMAT = 'commvq.key-codebook';
 export const KEY_CODEBOOK_VERSION = 1;
 
 export interface KeyCodebookMeta {
-  method: 'em' | 'e2e';
+  method: KeyMethod;
   bits: number;
   residuals: number;
   halfSize: number;
@@ -34,10 +35,6 @@ export interface KeyCodebookMeta {
   tokens: number;
   heldout: number;
   seed: number;
-}
-
-export function keyCodebookFileName(method: 'em' | 'e2e', bits: number): string {
-  return `key-codebook-${method}-${bits}bit.arrow`;
 }
 
 /**

@@ -1,6 +1,7 @@
 import { dirname, join } from 'node:path';
 import { writeFileAtomic } from '../io/atomic-write.js';
-import { keyCodebookFileName, readKeyCodebook, writeKeyCodebook } from './format.js';
+import { keyCodebookFileName, type Bits } from '../commvq/geometry.js';
+import { readKeyCodebook, writeKeyCodebook } from './format.js';
 import type { KeyReport } from './report.js';
 import { trainKey, type TrainKeyOptions, type TrainKeyResult } from './train-key.js';
 
@@ -14,7 +15,7 @@ import { trainKey, type TrainKeyOptions, type TrainKeyResult } from './train-key
  *   const [one, two] = await trainKeyWidths({ ...options, widths: [{ bits: 1, residuals: 11 }, { bits: 2, residuals: 21 }] });
  */
 export interface KeyWidth {
-  bits: 1 | 2;
+  bits: Bits;
   residuals: number;
 }
 
@@ -42,7 +43,7 @@ export async function trainKeyWidths(o: Omit<TrainKeyOptions, 'bits' | 'residual
  *
  *   writeNestedKeyCodebook('runs/p/key-codebook-em-2bit.arrow', report2, 1, 11)
  */
-export function writeNestedKeyCodebook(from: string, fromReport: KeyReport, bits: 1 | 2, residuals: number): { codebook: string; reportPath: string; report: KeyReport } {
+export function writeNestedKeyCodebook(from: string, fromReport: KeyReport, bits: Bits, residuals: number): { codebook: string; reportPath: string; report: KeyReport } {
   const file = readKeyCodebook(from);
   const layers = new Map([...file.layers].map(([layer, cb]) => [layer, cb.truncate(residuals)] as const));
   const codebook = join(dirname(from), keyCodebookFileName('em', bits));

@@ -1,18 +1,19 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Backend } from '../backend/backend.js';
-import { CommvqError } from '../errors.js';
+import { keyCodebookFileName, RESIDUALS_FOR_BITS, type Bits, type KeyMethod } from '../commvq/geometry.js';
+import { CommvqError, OptionError } from '../errors.js';
 import { writeFileAtomic } from '../io/atomic-write.js';
 import { readKvRows } from '../kv/kv-reader.js';
 import { requireCollectedRun } from '../kv/run-manifest.js';
 import { parseLayerList } from '../layer-list.js';
-import { SeededRandom } from '../model/seeded-random.js';
-import { HALF_SIZE, LayerKeyCodebook, RESIDUALS_FOR_BITS } from './codebook.js';
+import { DEFAULT_SEED, SeededRandom } from '../model/seeded-random.js';
+import { HALF_SIZE, LayerKeyCodebook } from './codebook.js';
 import { CpuEmBackend } from './cpu-em.js';
 import { e2eData, E2E_DEFAULTS, trainE2e, type E2eConfig } from './e2e.js';
 import { EM_DEFAULTS, streamSeed, trainGroupEm, type EmConfig, type StageResult } from './em.js';
 import { stageErrors, type StageErrors } from './encoder.js';
-import { keyCodebookFileName, readKeyCodebook, writeKeyCodebook, type KeyCodebookMeta } from './format.js';
+import { readKeyCodebook, writeKeyCodebook, type KeyCodebookMeta } from './format.js';
 import { prepareKeys } from './layout.js';
 import { formatKeyReport, relativeErrors, type KeyReport, type LayerKeyReport } from './report.js';
 
@@ -27,8 +28,8 @@ import { formatKeyReport, relativeErrors, type KeyReport, type LayerKeyReport } 
 
 export interface TrainKeyOptions {
   runDir: string;
-  method: 'em' | 'e2e';
-  bits: 1 | 2;
+  method: KeyMethod;
+  bits: Bits;
   /** R (default 11 for 1 bit, 21 for 2 bits) */
   residuals?: number;
   /** layer selection like `0-3,31` (default: every collected layer) */
@@ -64,12 +65,12 @@ const DEFAULT_HELDOUT = 16384;
 export async function trainKey(o: TrainKeyOptions): Promise<TrainKeyResult> {
   const manifest = requireCollectedRun(o.runDir);
   const residuals = o.residuals ?? RESIDUALS_FOR_BITS[o.bits];
-  if (!(residuals >= 1)) throw new CommvqError(`--residuals must be at least 1 (got ${residuals})`);
+  if (!(residuals >= 1)) throw new OptionError('residuals', String(residuals), 'must be at least 1');
   const layers = parseLayerList(o.layers, manifest.model.numLayers);
   const missing = layers.filter((l) => !manifest.collect.layers.includes(l));
   if (missing.length) throw new CommvqError(`${o.runDir}: layer ${missing.join(', ')} was not collected (collected: ${manifest.collect.layers.join(',')})`);
   const { headDim, kvHeads } = manifest.model;
-  const seed = o.seed ?? 0;
+  const seed = o.seed ?? DEFAULT_SEED;
   const run: LayerRun = {
     o, residuals, seed, headDim, kvHeads,
     tokens: o.tokens ?? DEFAULT_TOKENS,
@@ -113,7 +114,7 @@ function resumeLayers(path: string, reportPath: string, meta: KeyCodebookMeta, r
   const keys = ['method', 'bits', 'residuals', 'tokens', 'heldout', 'seed', 'data'] as const;
   const differs = keys.filter((k) => earlier.meta[k] !== meta[k]);
   if (differs.length) {
-    throw new CommvqError(`${path}: was trained with other settings (${differs.map((k) => `${k} ${earlier.meta[k]} ≠ ${meta[k]}`).join(', ')})`, 'rerun without --resume to start over');
+    throw new CommvqError(`${path}: was trained with other settings (${differs.map((k) => `${k} ${earlier.meta[k]} ≠ ${meta[k]}`).join(', ')})`, 'start over without resume, or keep the earlier settings');
   }
   const earlierReport = JSON.parse(readFileSync(reportPath, 'utf8')) as KeyReport;
   for (const layerReport of earlierReport.layers) {

@@ -3,10 +3,11 @@ import { join } from 'node:path';
 import type { Backend, HostStaging } from '../backend/backend.js';
 import { readCorpus } from '../data/corpus.js';
 import { packWindows } from '../data/packing.js';
-import { CommvqError } from '../errors.js';
+import { CommvqError, OptionError } from '../errors.js';
 import { fileHash } from '../io/file-hash.js';
 import { parseLayerList } from '../layer-list.js';
 import { loadModel } from '../model/load-model.js';
+import { DEFAULT_SEED } from '../model/seeded-random.js';
 import type { Tensor } from '../tensor/tensor.js';
 import { kvFileName, kvSchema } from './kv-format.js';
 import { KvStreamWriter, writeAllBytes, type WriteBytes } from './kv-writer.js';
@@ -60,7 +61,7 @@ export async function collectKv(o: CollectKvOptions): Promise<CollectKvSummary> 
   const loaded = loadModel(o.modelDir, { backend: o.backend, randomWeights: o.randomWeights });
   const { config, model, tokenizer } = loaded;
   const seqLen = o.seqLen ?? 8192;
-  if (seqLen > config.maxPositionEmbeddings) throw new CommvqError(`--seq-len ${seqLen} is longer than the model's context of ${config.maxPositionEmbeddings}`);
+  if (seqLen > config.maxPositionEmbeddings) throw new OptionError('seqLen', String(seqLen), `longer than the model's context of ${config.maxPositionEmbeddings}`);
   const tokens = o.tokens ?? DEFAULT_TOKENS;
   const concatTokenId = tokenizer.eosTokenId ?? config.eosTokenIds[0];
   if (concatTokenId === undefined) throw new CommvqError(`${o.modelDir}: the tokenizer names no eos_token to place between documents`);
@@ -68,7 +69,7 @@ export async function collectKv(o: CollectKvOptions): Promise<CollectKvSummary> 
     corpus: o.corpus,
     field: o.field ?? 'text',
     seqLen,
-    seed: o.seed ?? 42,
+    seed: o.seed ?? DEFAULT_SEED,
     tokens,
     windows: Math.ceil(tokens / seqLen),
     layers: parseLayerList(o.layers, config.numLayers),
@@ -167,7 +168,7 @@ export async function collectKv(o: CollectKvOptions): Promise<CollectKvSummary> 
     }
     await committing;
     if (o.signal?.aborted && state.windowsDone < state.windows) return summary();
-    if (state.windowsDone === 0) throw new CommvqError(`${o.corpus}: fewer tokens than one window of ${seqLen}`, 'use a larger corpus or a smaller --seq-len');
+    if (state.windowsDone === 0) throw new CommvqError(`${o.corpus}: fewer tokens than one window of ${seqLen}`, 'use a larger corpus or shorter windows');
     for (const w of writers.values()) await w.finish();
     writers.clear();
     state.complete = true;

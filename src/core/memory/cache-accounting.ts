@@ -1,4 +1,5 @@
 import { packedCodeBytes } from '../commvq/code-packing.js';
+import type { CommvqGeometry } from '../commvq/geometry.js';
 import { bytesPerElement, type DType } from '../tensor/dtype.js';
 
 /**
@@ -14,11 +15,8 @@ export interface CacheGeometry {
   headDim: number; // D_h
 }
 
-export interface CommvqGeometry {
-  residuals: number; // R
-  codeBits: number; // N_c (value bits per token)
-  window: number; // W, exact recent tokens
-}
+/** R, N_c and W: defined with the bits → geometry map (commvq/geometry.ts), re-exported for the accounting's callers. */
+export type { CommvqGeometry };
 
 export function denseBytesPerToken(g: CacheGeometry, dtype: DType = 'bf16'): number {
   return 2 * g.kvHeads * g.headDim * bytesPerElement(dtype);

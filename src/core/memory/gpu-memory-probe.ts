@@ -6,6 +6,7 @@ import type { LlamaModel } from '../model/llama.js';
 import { loadModel } from '../model/load-model.js';
 import { randomModel } from '../model/random-model.js';
 import { SeededRandom } from '../model/seeded-random.js';
+import { DEFAULT_WINDOW, type Bits } from '../commvq/geometry.js';
 import { cacheBytes, commvqBytesPerToken, denseBytesPerToken, type CommvqGeometry } from '../memory/cache-accounting.js';
 import { compressorShape, initCompressor, type ValueCompressorParams } from '../values/value-compressor.js';
 import type { Tensor } from '../tensor/tensor.js';
@@ -170,14 +171,14 @@ class GpuMemoryProbe implements MemoryProbe {
   }
 
   /** R and N_c of the codebooks a bit width uses: the files' own, or the standard ones (random codebooks). */
-  private geometry(bits: 1 | 2): CommvqGeometry {
+  private geometry(bits: Bits): CommvqGeometry {
     const files = this.fileCodebooks(bits);
     if (!files) return commvqGeometry(this.model.config, bits);
-    return { residuals: files.keys.get(0)!.shape.residuals, codeBits: files.valueShape.codeBits, window: 128 };
+    return { residuals: files.keys.get(0)!.shape.residuals, codeBits: files.valueShape.codeBits, window: DEFAULT_WINDOW };
   }
 
   /** The codebook files of a bit width, read once and kept on the host; undefined for random codebooks. */
-  private fileCodebooks(bits: 1 | 2): CommvqCodebooks | undefined {
+  private fileCodebooks(bits: Bits): CommvqCodebooks | undefined {
     const setting: CacheSetting | undefined = this.o.caches.find((c) => c.cache === 'commvq' && c.bits === bits);
     if (!setting?.keyCodebook || !setting.valueCodebook) return undefined;
     let books = this.books.get(bits);
@@ -192,7 +193,7 @@ class GpuMemoryProbe implements MemoryProbe {
    * The codebooks of a bit width: the files given (read once, kept on the host), or random ones of the standard
    * geometry drawn on the device for this point and released once the cache has copied them.
    */
-  private codebooks(bits: 1 | 2): { books: CommvqCodebooks; release(): void } {
+  private codebooks(bits: Bits): { books: CommvqCodebooks; release(): void } {
     const files = this.fileCodebooks(bits);
     if (files) return { books: files, release() {} };
     const books = randomCodebooks(this.model, bits);

@@ -10,8 +10,10 @@
  */
 import { existsSync, readFileSync, statSync } from 'node:fs';
 import { basename, dirname, join, resolve } from 'node:path';
-import { CommvqError } from '../errors.js';
-import { keyCodebookFileName, readKeyCodebookMeta } from '../keys/format.js';
+import { resolveCacheSpec, type CacheSpec, type CommvqCacheSpec } from '../cache-spec.js';
+import { commvqGeometry as geometryOfBits, DEFAULT_WINDOW, type Bits } from '../commvq/geometry.js';
+import { CommvqError, OptionError } from '../errors.js';
+import { readKeyCodebookMeta } from '../keys/format.js';
 import { parseModelConfig, type ModelConfig } from '../model/config.js';
 import { expectedTensors } from '../model/weights.js';
 import { bytesPerElement, type DType } from '../tensor/dtype.js';
@@ -23,16 +25,19 @@ import type { MemoryCacheKind, MemoryPointResult, MemoryPointSpec, MemoryProbe, 
 
 export const GiB = 2 ** 30;
 
-/** One cache a run measures, with the codebooks it needs (none for dense, none with --random-weights: random ones). */
+/**
+ * One cache a run measures, as the probes take it: a CacheSpec resolved by memoryCacheSettings (its bit width known,
+ * its codebook files found; none for dense, none with random weights: random ones).
+ */
 export interface CacheSetting {
   readonly cache: MemoryCacheKind;
   /** CommVQ bits per value; absent for dense */
-  readonly bits?: 1 | 2;
+  readonly bits?: Bits;
   readonly keyCodebook?: string;
   readonly valueCodebook?: string;
 }
 
-/** The --device value: auto, cpu, cuda or cuda:N. */
+/** The device: auto, cpu, cuda or cuda:N. */
 export type DeviceName = 'cpu' | 'cuda' | 'auto' | `cuda:${number}`;
 
 /** What a probe is opened with: the model (a folder, or a config.json for random weights), the caches, the device. */
@@ -115,57 +120,13 @@ export async function measureMemory(probe: MemoryProbe, plan: MemoryPlan, onProg
   return { device: probe.device, measures: probe.measures, points, maxBatch };
 }
 
-// ---- parsing the grid --------------------------------------------------------------------------------------------
-
-/**
- * A comma list of context lengths: `8k,32k,128k` → [8192, 32768, 131072] (k = 1024, m = 1024²; plain numbers too).
- */
-export function parseContextList(text: string): number[] {
-  return parseList(text, '--context', (part) => {
-    const m = /^(\d+(?:\.\d+)?)([kKmM]?)$/.exec(part);
-    const n = m ? Number(m[1]) * (m[2] === '' ? 1 : /k/i.test(m[2]!) ? 1024 : 1024 ** 2) : NaN;
-    return Number.isInteger(n) && n > 0 ? n : undefined;
-  });
-}
-
-/** A device size in GiB, `79.65` or `24` (--device-memory). */
-export function parseDeviceMemory(text: string): number {
-  const gib = /^\d+(\.\d+)?$/.test(text.trim()) ? Number(text) : NaN;
-  if (!(gib > 0)) throw new CommvqError(`--device-memory ${text}: not a size in GiB, e.g. 80 or 79.65`);
-  return gib * GiB;
-}
+// ---- the grid ------------------------------------------------------------------------------------------------------
 
 /** A card to behave as must fit in the one that runs: a larger one would report fits that the allocator cannot give. */
 export function checkDeviceMemory(requested: number, total: number, device: string): void {
   if (requested > total) {
-    throw new CommvqError(`--device-memory ${(requested / GiB).toFixed(2)} GiB is more than ${device} has (${(total / GiB).toFixed(2)} GiB)`, 'give a size up to the card’s, or leave it out');
+    throw new OptionError('deviceBytes', `${(requested / GiB).toFixed(2)} GiB`, `more than ${device} has (${(total / GiB).toFixed(2)} GiB)`, 'give a size up to the card’s, or leave it out');
   }
-}
-
-/** A comma list of batch sizes: `1,8,64`. */
-export function parseBatchList(text: string): number[] {
-  return parseList(text, '--batch', (part) => (/^\d+$/.test(part) && Number(part) > 0 ? Number(part) : undefined));
-}
-
-/** A comma list of caches: `dense,commvq`. */
-export function parseCacheList(text: string): MemoryCacheKind[] {
-  return parseList(text, '--cache', (part) => (part === 'dense' || part === 'commvq' ? part : undefined), 'dense or commvq');
-}
-
-/** A comma list of CommVQ bit widths: `1,2`. */
-export function parseBitsList(text: string): (1 | 2)[] {
-  return parseList(text, '--bits', (part) => (part === '1' || part === '2' ? (Number(part) as 1 | 2) : undefined), '1 or 2');
-}
-
-function parseList<T>(text: string, flag: string, parse: (part: string) => T | undefined, expected = 'a positive whole number, e.g. 8k or 32768'): T[] {
-  const parts = text.split(',').map((p) => p.trim());
-  const out: T[] = [];
-  for (const part of parts) {
-    const v = parse(part);
-    if (v === undefined) throw new CommvqError(`${flag} ${text}: '${part}' is not ${expected}`);
-    if (!out.includes(v)) out.push(v);
-  }
-  return out;
 }
 
 /** `131072` → `128K`, `20000` → `20000`: context labels for tables and plots. */
@@ -195,10 +156,10 @@ export function cacheLabel(s: { cache: MemoryCacheKind; bits?: number }): string
 
 // ---- the model and its codebooks -----------------------------------------------------------------------------------
 
-/** The config of `--model DIR` (DIR/config.json) or `--random-weights CONFIG` (a config.json, or a folder holding one). */
+/** The config of a model folder (DIR/config.json) or of random weights (a config.json, or a folder holding one). */
 export function readMemoryModelConfig(o: { model?: string; randomWeights?: string }): { config: ModelConfig; source: string; name: string } {
   const given = o.model ?? o.randomWeights;
-  if (!given) throw new CommvqError('give --model DIR or --random-weights CONFIG');
+  if (!given) throw new OptionError('model', undefined, 'give a model folder, or a config.json for random weights');
   const isDir = existsSync(given) && statSync(given).isDirectory();
   if (o.model && !isDir) throw new CommvqError(`${given}: model folder not found`);
   const path = isDir ? join(given, 'config.json') : given;
@@ -217,48 +178,41 @@ export function readMemoryModelConfig(o: { model?: string; randomWeights?: strin
 export function checkContexts(contexts: readonly number[], config: ModelConfig, source: string): void {
   for (const c of contexts) {
     if (c > config.maxPositionEmbeddings) {
-      throw new CommvqError(`--context ${contextLabel(c)}: ${c} tokens is beyond the model's limit of ${config.maxPositionEmbeddings} (max_position_embeddings in ${source})`);
+      throw new OptionError('context', contextLabel(c), `${c} tokens is beyond the model's limit of ${config.maxPositionEmbeddings} (max_position_embeddings in ${source})`);
     }
   }
 }
 
 /**
- * The caches a run measures, with their codebooks: `--key-codebook`/`--value-codebook` (one bit width), or a run
- * folder holding key-codebook-{em|e2e}-{b}bit.arrow and value-codebook-{b}bit.arrow for each bit width. With
- * random weights and no codebooks given, CommVQ uses random ones; with a real model, missing codebooks are an error.
+ * The caches a run measures, from their specs: codebooks found and checked (run= and bits=, or key= and value=,
+ * whose bit width is read from the files' footers); with random weights, a CommVQ spec without codebooks means random
+ * ones of its bits. Every prompt here runs strict in chunks with argmax codes, so prefill=, encoding=, seed= and
+ * chunk= are refused, as is the same cache twice.
+ *
+ *   await memoryCacheSettings([{ kind: 'dense' }, { kind: 'commvq', bits: 1, run: 'runs/a' }], { randomWeights: false })
  */
-export function resolveCacheSettings(o: {
-  caches: readonly MemoryCacheKind[];
-  bits: readonly (1 | 2)[];
-  randomWeights: boolean;
-  keyCodebook?: string;
-  valueCodebook?: string;
-  run?: string;
-}): CacheSetting[] {
+export async function memoryCacheSettings(specs: readonly CacheSpec[], o: { randomWeights: boolean }): Promise<CacheSetting[]> {
   const out: CacheSetting[] = [];
-  if (o.caches.includes('dense')) out.push({ cache: 'dense' });
-  if (!o.caches.includes('commvq')) return out;
-  if (Boolean(o.keyCodebook) !== Boolean(o.valueCodebook)) throw new CommvqError('--key-codebook and --value-codebook go together');
-  if (o.keyCodebook && o.run) throw new CommvqError('give codebooks either as --key-codebook/--value-codebook or as --run DIR, not both');
-  if (o.keyCodebook) {
-    if (o.bits.length !== 1) throw new CommvqError(`one --key-codebook/--value-codebook pair is one bit width, but --bits asks for ${o.bits.join(',')}`, 'use --run DIR to measure several');
-    for (const path of [o.keyCodebook, o.valueCodebook!]) if (!existsSync(path)) throw new CommvqError(`${path}: codebook not found`);
-    return [...out, { cache: 'commvq', bits: o.bits[0], keyCodebook: o.keyCodebook, valueCodebook: o.valueCodebook }];
+  for (const spec of specs) {
+    const { prefill, encoding, seed, chunk } = spec as CommvqCacheSpec;
+    if ([prefill, encoding, seed, chunk].some((v) => v !== undefined)) {
+      throw new OptionError('cache', undefined, 'measure-memory runs every prompt strict, in chunks of 1024 tokens, with argmax value codes: prefill=, encoding=, seed= and chunk= are not taken');
+    }
+    const r = resolveCacheSpec(spec, { random: o.randomWeights });
+    const setting: CacheSetting =
+      r.kind === 'dense' ? { cache: 'dense' } : { cache: 'commvq', bits: await commvqBits(spec as CommvqCacheSpec), ...(r.key ? { keyCodebook: r.key, valueCodebook: r.value } : {}) };
+    if (out.some((c) => cacheLabel(c) === cacheLabel(setting))) throw new OptionError('cache', undefined, `${cacheLabel(setting)} is given twice`);
+    out.push(setting);
   }
-  if (o.run) return [...out, ...o.bits.map((bits) => runCodebooks(o.run!, bits))];
-  if (!o.randomWeights) {
-    throw new CommvqError('--cache commvq needs codebooks: --key-codebook and --value-codebook, or --run DIR', 'train them with commvq train-key and commvq train-value, or measure with --random-weights CONFIG');
-  }
-  return [...out, ...o.bits.map((bits) => ({ cache: 'commvq' as const, bits }))];
+  return out;
 }
 
-function runCodebooks(run: string, bits: 1 | 2): CacheSetting {
-  if (!existsSync(run) || !statSync(run).isDirectory()) throw new CommvqError(`${run}: run folder not found`);
-  const key = (['em', 'e2e'] as const).map((m) => join(run, keyCodebookFileName(m, bits))).find((p) => existsSync(p));
-  const value = join(run, `value-codebook-${bits}bit.arrow`);
-  if (!key) throw new CommvqError(`${run}: no ${bits}-bit key codebook (${keyCodebookFileName('em', bits)})`, `train it with commvq train-key ${run} --bits ${bits}`);
-  if (!existsSync(value)) throw new CommvqError(`${run}: no ${bits}-bit value codebook (value-codebook-${bits}bit.arrow)`, `train it with commvq train-value ${run} --bits ${bits}`);
-  return { cache: 'commvq', bits, keyCodebook: key, valueCodebook: value };
+/** A CommVQ spec's bit width: its `bits` for a run folder or random codebooks, else its value codebook's (footer), checked against `bits`. */
+async function commvqBits(spec: CommvqCacheSpec): Promise<Bits> {
+  if (spec.value === undefined) return spec.bits!;
+  const { bits } = await readValueCodebookShape(spec.value);
+  if (spec.bits !== undefined && spec.bits !== bits) throw new CommvqError(`${spec.value}: a ${bits}-bit value codebook, not the ${spec.bits}-bit one the cache asks for`);
+  return bits;
 }
 
 /** Every (cache, context, batch) of the grid, caches outermost. */
@@ -290,6 +244,8 @@ async function gpuPresent(): Promise<boolean> {
   }
 }
 
+const NO_GPU_PROBE_HINT = 'measure on the CPU (device cpu) for the byte accounting';
+
 /** The GPU probe's factory, or a one-line error when this build has none. `importer` is replaceable for tests. */
 export async function loadGpuProbeFactory(importer: () => Promise<unknown> = importGpuProbe): Promise<ProbeFactory> {
   let module: { createGpuMemoryProbe?: ProbeFactory };
@@ -298,10 +254,10 @@ export async function loadGpuProbeFactory(importer: () => Promise<unknown> = imp
   } catch (err) {
     const e = err as { code?: string; message?: string };
     // only the probe's own file missing means "not in this build"; a module it imports missing is a real error
-    if (e.code === 'ERR_MODULE_NOT_FOUND' && /Cannot find module '[^']*gpu-memory-probe\.js'/.test(e.message ?? '')) throw new CommvqError('GPU memory measurement is not available in this build', 'run with --device cpu for the byte accounting');
+    if (e.code === 'ERR_MODULE_NOT_FOUND' && /Cannot find module '[^']*gpu-memory-probe\.js'/.test(e.message ?? '')) throw new CommvqError('GPU memory measurement is not available in this build', NO_GPU_PROBE_HINT);
     throw err;
   }
-  if (typeof module.createGpuMemoryProbe !== 'function') throw new CommvqError('GPU memory measurement is not available in this build', 'run with --device cpu for the byte accounting');
+  if (typeof module.createGpuMemoryProbe !== 'function') throw new CommvqError('GPU memory measurement is not available in this build', NO_GPU_PROBE_HINT);
   return module.createGpuMemoryProbe;
 }
 
@@ -320,14 +276,14 @@ export async function fileGeometries(caches: readonly CacheSetting[]): Promise<M
     // from the files' footers: a codebook of a real model is hundreds of MB (the value encoders), its geometry a few bytes
     const key = await readKeyCodebookMeta(c.keyCodebook);
     const value = await readValueCodebookShape(c.valueCodebook);
-    out.set(c.bits ?? 1, { residuals: key.residuals, codeBits: value.codeBits, window: 128 });
+    out.set(c.bits ?? 1, { residuals: key.residuals, codeBits: value.codeBits, window: DEFAULT_WINDOW });
   }
   return out;
 }
 
-/** CommVQ's geometry at `bits` (spec §3.1, §3.7, §5.2): R = 11 or 21 key residuals, N_c = D·bits value bits, W = 128. */
-export function commvqGeometry(config: ModelConfig, bits: 1 | 2): CommvqGeometry {
-  return { residuals: bits === 1 ? 11 : 21, codeBits: compressorShape(bits, config.numKvHeads * config.headDim).codeBits, window: 128 };
+/** CommVQ's standard geometry at `bits` for a model's value width D = H_kv·D_h (commvq/geometry.ts). */
+export function commvqGeometry(config: ModelConfig, bits: Bits): CommvqGeometry {
+  return geometryOfBits(bits, config.numKvHeads * config.headDim);
 }
 
 export function cacheGeometry(config: ModelConfig): CacheGeometry {
@@ -345,7 +301,7 @@ export function parameterCount(config: ModelConfig): number {
  * Value-encoder parameters of all layers (spec §5.2): LayerNorm γ, β [D]; enc1 [inter, D] + bias; out [4·n_e, inter]
  * + bias; and the frozen per-channel scale [D], which decoding multiplies by. The codebook E is counted apart.
  */
-export function encoderParameterCount(config: ModelConfig, bits: 1 | 2): number {
+export function encoderParameterCount(config: ModelConfig, bits: Bits): number {
   const s = compressorShape(bits, config.numKvHeads * config.headDim);
   const perLayer = 2 * s.featDim + s.inter * s.featDim + s.inter + s.embedDim * s.inter + s.embedDim + s.featDim;
   return config.numLayers * perLayer;

@@ -2,6 +2,10 @@
  * Deterministic pseudo-random numbers (xorshift128+ seeded by splitmix64), so that a model made from a seed is
  * the same on every machine and every run.
  */
+
+/** The seed every command and library call uses unless told otherwise (packing shuffles, EM draws, value init, Gumbel codes). */
+export const DEFAULT_SEED = 42;
+
 export class SeededRandom {
   private s0: bigint;
   private s1: bigint;

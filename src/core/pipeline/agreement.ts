@@ -1,8 +1,7 @@
 import { join } from 'node:path';
-import { createCommvqCache, loadCommvqCodebooks, type CommvqCodebooks } from '../commvq/load-commvq.js';
+import { createCommvqCache, findRunCodebooks, loadCommvqCodebooks, type CommvqCodebooks } from '../commvq/load-commvq.js';
 import { CommvqError } from '../errors.js';
 import { writeFileAtomic } from '../io/atomic-write.js';
-import { keyCodebookFileName } from '../keys/format.js';
 import { generateGreedy } from '../model/generate.js';
 import type { LlamaModel } from '../model/llama.js';
 import { loadModel } from '../model/load-model.js';
@@ -86,7 +85,8 @@ export const agreementStage: PipelineStage = {
       for (const bits of s.bits) {
         if (ctx.signal?.aborted) break;
         ctx.progress(results.length + 1, total, `| commvq ${bits}-bit`);
-        const books = loadCommvqCodebooks(model, join(ctx.runDir, keyCodebookFileName('em', bits)), join(ctx.runDir, `value-codebook-${bits}bit.arrow`));
+        const files = findRunCodebooks(ctx.runDir, bits);
+        const books = loadCommvqCodebooks(model, files.key, files.value);
         results.push(greedyAgreement(model, books, prompt, dense, { window: s.window, prefill: 'faithful' }));
       }
       ctx.progress(total, total);

@@ -1,7 +1,7 @@
-import { RESIDUALS_FOR_BITS } from '../keys/codebook.js';
+import { RESIDUALS_FOR_BITS, type Bits } from '../commvq/geometry.js';
 import { trainKeyWidths } from '../keys/nested-codebook.js';
 import type { KeyReport } from '../keys/report.js';
-import type { Bits, PipelineSettings } from './settings.js';
+import type { PipelineSettings } from './settings.js';
 import type { PipelineStage, StageOutput } from './stage.js';
 
 /**

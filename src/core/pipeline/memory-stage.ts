@@ -1,7 +1,7 @@
 import { join } from 'node:path';
 import { CommvqError } from '../errors.js';
 import {
-  AccountingProbe, checkContexts, gridPoints, measureMemory, openMemoryProbe, readMemoryModelConfig, resolveCacheSettings, type DeviceName, type ProbeOptions,
+  AccountingProbe, checkContexts, gridPoints, measureMemory, memoryCacheSettings, openMemoryProbe, readMemoryModelConfig, type DeviceName, type ProbeOptions,
 } from '../memory/measure-memory.js';
 import type { MemoryProbe } from '../memory/memory-probe.js';
 import { memoryReportDocument, writeMemoryOutputs, type MemoryReportPoint } from '../memory/memory-report.js';
@@ -19,7 +19,7 @@ export const memoryStage: PipelineStage = {
     const s = ctx.settings;
     const model = readMemoryModelConfig({ model: ctx.modelDir });
     checkContexts(s.memoryContexts, model.config, model.source);
-    const caches = resolveCacheSettings({ caches: ['dense', 'commvq'], bits: s.bits, randomWeights: false, run: ctx.runDir });
+    const caches = await memoryCacheSettings([{ kind: 'dense' }, ...s.bits.map((bits) => ({ kind: 'commvq' as const, run: ctx.runDir, bits }))], { randomWeights: false });
     const options: ProbeOptions = { model: ctx.modelDir, randomWeights: undefined, caches, device: ctx.backend.device as DeviceName, decodeTokens: s.memoryDecodeTokens };
     const { probe, note } = await openPipelineProbe(options, model.config);
     let measurement;

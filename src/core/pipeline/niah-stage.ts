@@ -1,7 +1,6 @@
 import { join } from 'node:path';
-import type { CacheChoice } from '../eval/run/cache-choice.js';
+import type { CacheSpec } from '../cache-spec.js';
 import { runNiah } from '../eval/run/niah-run.js';
-import { keyCodebookFileName } from '../keys/format.js';
 import type { PipelineStage, StageContext } from './stage.js';
 
 /**
@@ -41,19 +40,10 @@ export const niahStage: PipelineStage = {
   },
 };
 
-function niahCaches(ctx: StageContext): { label: string; cache: CacheChoice }[] {
+/** Dense, then each bit width's codebooks of the run (faithful prefill, argmax codes: the defaults). */
+function niahCaches(ctx: StageContext): { label: string; cache: CacheSpec }[] {
   return [
     { label: 'dense', cache: { kind: 'dense' } },
-    ...ctx.settings.bits.map((bits) => ({
-      label: `commvq-${bits}bit`,
-      cache: {
-        kind: 'commvq' as const,
-        key: join(ctx.runDir, keyCodebookFileName('em', bits)),
-        value: join(ctx.runDir, `value-codebook-${bits}bit.arrow`),
-        prefill: 'faithful' as const,
-        encoding: 'argmax' as const,
-        seed: ctx.settings.seed,
-      },
-    })),
+    ...ctx.settings.bits.map((bits) => ({ label: `commvq-${bits}bit`, cache: { kind: 'commvq' as const, run: ctx.runDir, bits } })),
   ];
 }

@@ -1,6 +1,6 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { CommvqError } from '../errors.js';
+import { CommvqError, OptionError } from '../errors.js';
 import { writeFileAtomic } from '../io/atomic-write.js';
 import type { PipelineSettings } from './settings.js';
 import type { StageName, StageOutput } from './stage.js';
@@ -63,15 +63,15 @@ export function writePipelineManifest(runDir: string, m: PipelineManifest): void
 export function openPipelineManifest(runDir: string, identity: PipelineIdentity, o: { resume: boolean }): PipelineManifest {
   const existing = readPipelineManifest(runDir);
   if (!existing) return { format: PIPELINE_FORMAT, version: PIPELINE_VERSION, created: new Date().toISOString(), ...identity, stages: {} };
-  if (!o.resume) throw new CommvqError(`${runDir}: holds a pipeline run already`, 'pass --resume to continue it, or choose another --out');
+  if (!o.resume) throw new OptionError('out', runDir, 'holds a pipeline run already', 'resume it, or choose another run folder');
   for (const key of ['model', 'demo', 'corpus', 'generatedCorpus'] as const) {
-    if (existing[key] !== identity[key]) throw new CommvqError(`${runDir}: was run with ${key} ${JSON.stringify(existing[key])}, not ${JSON.stringify(identity[key])}; use another --out`);
+    if (existing[key] !== identity[key]) throw new OptionError('out', runDir, `was run with ${key} ${JSON.stringify(existing[key])}, not ${JSON.stringify(identity[key])}`, 'choose another run folder');
   }
   const had = JSON.stringify(existing.settings);
   const want = JSON.stringify(identity.settings);
   if (had !== want) {
     const changed = Object.keys(identity.settings).filter((k) => JSON.stringify(existing.settings[k as keyof PipelineSettings]) !== JSON.stringify(identity.settings[k as keyof PipelineSettings]));
-    throw new CommvqError(`${runDir}: was run with other settings (${changed.join(', ')}); resume it with the same flags, or use another --out`);
+    throw new OptionError('out', runDir, `was run with other settings (${changed.join(', ')})`, 'resume it with the same settings, or choose another run folder');
   }
   return existing;
 }

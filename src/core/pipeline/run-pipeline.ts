@@ -2,7 +2,7 @@ import { existsSync, mkdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Backend } from '../backend/backend.js';
 import { corpusFormat } from '../data/corpus.js';
-import { CommvqError } from '../errors.js';
+import { CommvqError, OptionError } from '../errors.js';
 import { parseModelConfig } from '../model/config.js';
 import { DEMO_CONFIG, writeDemoModel } from '../model/demo-model.js';
 import { readJson } from '../tokenizer/text-tokenizer.js';
@@ -68,7 +68,7 @@ export async function runPipeline(o: PipelineOptions): Promise<PipelineSummary> 
   const settings = pipelineSettings(o.settings);
   if (o.modelDir !== undefined && !(existsSync(o.modelDir) && statSync(o.modelDir).isDirectory())) throw new CommvqError(`${o.modelDir}: model folder not found`);
   if (o.corpus !== undefined) corpusFormat(o.corpus); // a missing or unreadable corpus is refused before any work
-  if (existsSync(o.out) && !statSync(o.out).isDirectory()) throw new CommvqError(`${o.out}: not a folder`, 'choose another --out');
+  if (existsSync(o.out) && !statSync(o.out).isDirectory()) throw new OptionError('out', o.out, 'not a folder', 'choose another run folder');
   const modelDir = o.modelDir ?? join(o.out, 'model');
   const corpus = o.corpus ?? join(o.out, 'corpus.jsonl');
   const identity = { model: modelDir, demo: o.modelDir === undefined, corpus, generatedCorpus: o.corpus === undefined, settings };

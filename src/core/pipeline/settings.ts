@@ -1,4 +1,6 @@
-import { CommvqError } from '../errors.js';
+import { DEFAULT_WINDOW, toBits, type Bits } from '../commvq/geometry.js';
+import { OptionError } from '../errors.js';
+import { DEFAULT_SEED } from '../model/seeded-random.js';
 
 /**
  * What a pipeline run trains and measures: every size that decides its outputs. The defaults are tuned so that the
@@ -8,7 +10,6 @@ import { CommvqError } from '../errors.js';
  *
  *   const settings = pipelineSettings({ bits: [1], valueSteps: 100 });
  */
-export type Bits = 1 | 2;
 
 export interface PipelineSettings {
   /** the bit widths trained and evaluated, ascending */
@@ -65,34 +66,28 @@ export const PIPELINE_DEFAULTS: PipelineSettings = {
   valueSchedule: 'constant',
   agreementPromptTokens: 300,
   agreementNewTokens: 300, // positions 0..599 with W = 128: four flushes (two in the prefill, two while decoding)
-  window: 128,
+  window: DEFAULT_WINDOW,
   niahLengths: [512, 1024],
   niahDepths: [0, 100],
   memoryContexts: [8192],
   memoryDecodeTokens: 16,
-  seed: 42,
+  seed: DEFAULT_SEED,
 };
 
 /** The defaults with `changes` applied, checked: one clear line for a value that cannot run. */
 export function pipelineSettings(changes: Partial<PipelineSettings> = {}): PipelineSettings {
   const s: PipelineSettings = { ...PIPELINE_DEFAULTS, ...changes };
-  s.bits = [...new Set(s.bits)].sort((a, b) => a - b);
-  if (s.bits.length === 0 || s.bits.some((b) => b !== 1 && b !== 2)) throw new CommvqError(`--bits ${s.bits.join(',')}: bits are 1, 2 or 1,2`);
+  s.bits = [...new Set(s.bits.map(toBits))].sort((a, b) => a - b);
+  if (s.bits.length === 0) throw new OptionError('bits', undefined, 'give at least one bit width');
   const positive = ['collectTokens', 'collectSeqLen', 'emSteps', 'keyTokens', 'keyHeldout', 'valueSteps', 'valueSeqLen', 'valueWarmup', 'agreementPromptTokens', 'agreementNewTokens', 'window'] as const;
   for (const key of positive) {
-    if (!Number.isInteger(s[key]) || s[key] < 1) throw new CommvqError(`pipeline setting ${key} must be a positive integer (got ${s[key]})`);
+    if (!Number.isInteger(s[key]) || s[key] < 1) throw new OptionError(key, String(s[key]), 'must be a positive whole number');
   }
-  if (!(s.valueLr > 0)) throw new CommvqError(`pipeline setting valueLr must be positive (got ${s.valueLr})`);
-  if (s.niahLengths.length === 0 || s.niahDepths.length === 0) throw new CommvqError('eval niah needs at least one length and one depth');
-  if (s.memoryContexts.length === 0 || s.memoryContexts.some((c) => !(c >= 1))) throw new CommvqError('measure-memory needs positive contexts');
+  if (!(s.valueLr > 0)) throw new OptionError('valueLr', String(s.valueLr), 'must be positive');
+  if (s.niahLengths.length === 0) throw new OptionError('niahLengths', undefined, 'eval niah needs at least one length');
+  if (s.niahDepths.length === 0) throw new OptionError('niahDepths', undefined, 'eval niah needs at least one depth');
+  if (s.memoryContexts.length === 0 || s.memoryContexts.some((c) => !(c >= 1))) throw new OptionError('memoryContexts', s.memoryContexts.join(','), 'measure-memory needs positive contexts');
   return s;
-}
-
-/** Parses `1,2` / `512,1024`: positive integers, one clear line otherwise. */
-export function parseIntegerList(flag: string, text: string): number[] {
-  const values = text.split(',').map((p) => p.trim()).filter((p) => p !== '').map(Number);
-  if (values.length === 0 || values.some((v) => !Number.isInteger(v) || v < 0)) throw new CommvqError(`${flag} ${text}: expected a comma-separated list of whole numbers`);
-  return values;
 }
 
 /**
@@ -102,14 +97,16 @@ export function parseIntegerList(flag: string, text: string): number[] {
  *   checkSettingsFit(settings, 8192, 'runs/p/model/config.json')
  */
 export function checkSettingsFit(s: PipelineSettings, context: number, source: string): void {
-  const asks: [string, number][] = [
-    ['collect-kv window (collectSeqLen)', s.collectSeqLen],
-    ['train-value window (valueSeqLen)', s.valueSeqLen],
-    ['agreement prompt + new tokens', s.agreementPromptTokens + s.agreementNewTokens],
-    ...s.niahLengths.map((l): [string, number] => ['--niah-lengths', l]),
-    ...s.memoryContexts.map((c): [string, number] => ['--memory-context', c]),
+  // [option, its value, the tokens it asks the context to hold]
+  const asks: [keyof PipelineSettings, number, number][] = [
+    ['collectSeqLen', s.collectSeqLen, s.collectSeqLen],
+    ['valueSeqLen', s.valueSeqLen, s.valueSeqLen],
+    ['agreementNewTokens', s.agreementNewTokens, s.agreementPromptTokens + s.agreementNewTokens],
+    ...s.niahLengths.map((l): [keyof PipelineSettings, number, number] => ['niahLengths', l, l]),
+    ...s.memoryContexts.map((c): [keyof PipelineSettings, number, number] => ['memoryContexts', c, c]),
   ];
-  for (const [what, tokens] of asks) {
-    if (tokens > context) throw new CommvqError(`${what}: ${tokens} tokens is beyond the model's context of ${context} (max_position_embeddings in ${source})`);
+  for (const [option, value, tokens] of asks) {
+    const held = tokens === value ? '' : ` (${tokens} tokens with the agreement prompt)`;
+    if (tokens > context) throw new OptionError(option, String(value), `beyond the model's context of ${context} tokens${held} (max_position_embeddings in ${source})`);
   }
 }

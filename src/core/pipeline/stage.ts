@@ -1,5 +1,6 @@
 import type { Backend } from '../backend/backend.js';
-import type { Bits, PipelineSettings } from './settings.js';
+import type { Bits } from '../commvq/geometry.js';
+import type { PipelineSettings } from './settings.js';
 
 /**
  * One stage of `commvq pipeline`: a core function (collect-kv, make-scale, train-key, ...) called with the run's

@@ -1,7 +1,7 @@
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { trainValue } from '../values/train-value.js';
-import type { Bits } from './settings.js';
+import type { Bits } from '../commvq/geometry.js';
 import type { PipelineStage } from './stage.js';
 
 /**

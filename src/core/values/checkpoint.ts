@@ -38,7 +38,7 @@ export function saveCheckpoint(path: string, backend: Backend, layers: Map<numbe
 
 /** Restores parameters and moments into `layers` (already shaped), returning the saved info. */
 export function loadCheckpoint(path: string, backend: Backend, shape: ValueCompressorShape, layers: Map<number, LayerState>): CheckpointInfo {
-  if (!existsSync(path)) throw new CommvqError(`${path}: no checkpoint to resume from`, 'run without --resume to start');
+  if (!existsSync(path)) throw new CommvqError(`${path}: no checkpoint to resume from`, 'start without resume');
   const file = new SafetensorsFile(path);
   try {
     if (file.metadata.format !== CHECKPOINT_FORMAT) throw new CommvqError(`${path}: not a train-value checkpoint`);

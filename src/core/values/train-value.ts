@@ -3,6 +3,7 @@ import { join } from 'node:path';
 import type { Backend } from '../backend/backend.js';
 import { readCorpus } from '../data/corpus.js';
 import { packWindows } from '../data/packing.js';
+import { valueCodebookFileName, type Bits } from '../commvq/geometry.js';
 import { CommvqError } from '../errors.js';
 import { writeFileAtomic } from '../io/atomic-write.js';
 import { fileHash } from '../io/file-hash.js';
@@ -10,6 +11,7 @@ import { readScales } from '../kv/make-scale.js';
 import { readManifest } from '../kv/run-manifest.js';
 import { parseLayerList } from '../layer-list.js';
 import { loadModel } from '../model/load-model.js';
+import { DEFAULT_SEED } from '../model/seeded-random.js';
 import { lineChartSvg } from '../plot/line-chart.js';
 import { loadCheckpoint, saveCheckpoint, type CheckpointInfo } from './checkpoint.js';
 import { evaluateValues, type ValueEvaluation } from './evaluate-values.js';
@@ -23,7 +25,7 @@ export interface TrainValueOptions {
   modelDir: string;
   corpus: string;
   backend: Backend;
-  bits: 1 | 2;
+  bits: Bits;
   steps: number;
   seqLen?: number;
   lr?: number;
@@ -71,7 +73,7 @@ export async function trainValue(o: TrainValueOptions): Promise<TrainValueResult
   const shape = compressorShape(o.bits, D);
   const layers = parseLayerList(o.layers, config.numLayers).filter((l) => scales.has(l));
   if (layers.length === 0) throw new CommvqError(`${o.runDir}: make-scale has no value scale for the layers asked for`);
-  const seed = o.seed ?? 42;
+  const seed = o.seed ?? DEFAULT_SEED;
   const seqLen = o.seqLen ?? 8192;
   const settings: OptimizerSettings & { seed: number } = {
     ...DEFAULT_OPTIMIZER,
@@ -99,7 +101,7 @@ export async function trainValue(o: TrainValueOptions): Promise<TrainValueResult
       throw new CommvqError(`${checkpoint}: was trained with bits ${info.bits}, seed ${info.seed}, layers ${info.layers.join(',')}; rerun with the same settings`);
     }
   } else if (existsSync(checkpoint)) {
-    throw new CommvqError(`${checkpoint}: a checkpoint of an earlier run exists`, 'pass --resume to continue it, or delete it to start over');
+    throw new CommvqError(`${checkpoint}: a checkpoint of an earlier run exists`, 'resume it, or delete it to start over');
   }
 
   const evalWindows = o.evalWindows ?? 2;
@@ -119,7 +121,7 @@ export async function trainValue(o: TrainValueOptions): Promise<TrainValueResult
   }
   if (info.step < o.steps) save(); // interrupted: keep what was done
 
-  const codebook = join(o.runDir, `value-codebook-${o.bits}bit.arrow`);
+  const codebook = join(o.runDir, valueCodebookFileName(o.bits));
   const lossPlot = join(dir, `loss-${o.bits}bit.svg`);
   writeFileSync(lossPlot, lineChartSvg({
     title: `train-value ${o.bits}-bit: losses`, x: 'step', y: 'MSE', logY: true,
@@ -157,7 +159,7 @@ function trainingWindows(corpus: string, field: string, tokenizer: Parameters<ty
     const out: Int32Array[] = [];
     for (let i = 0; i < heldOut; i++) {
       const r = await it.next();
-      if (r.done) throw new CommvqError(`${corpus}: fewer windows than the ${heldOut} held out for evaluation`, 'use a larger corpus, a smaller --seq-len or fewer --eval-windows');
+      if (r.done) throw new CommvqError(`${corpus}: fewer windows than the ${heldOut} held out for evaluation`, 'use a larger corpus, shorter windows or fewer held-out windows');
       out.push(r.value);
     }
     return out;
@@ -172,7 +174,7 @@ function trainingWindows(corpus: string, field: string, tokenizer: Parameters<ty
           yielded++;
           return r.value;
         }
-        if (yielded === 0) throw new CommvqError(`${corpus}: no windows of ${packing.seqLen} tokens left for training after the ${heldOut} held out`, 'use a larger corpus, a smaller --seq-len or fewer --eval-windows');
+        if (yielded === 0) throw new CommvqError(`${corpus}: no windows of ${packing.seqLen} tokens left for training after the ${heldOut} held out`, 'use a larger corpus, shorter windows or fewer held-out windows');
         it = open();
         for (let i = 0; i < heldOut; i++) await it.next();
       }

@@ -1,6 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { Field, FixedSizeList, Float32, Int32, makeData, RecordBatch, Schema, Struct, Table, tableFromIPC, tableToIPC } from 'apache-arrow';
 import type { Backend } from '../backend/backend.js';
+import { BIT_WIDTHS, BITS_PROBLEM, type Bits } from '../commvq/geometry.js';
 import { CommvqError } from '../errors.js';
 import { readArrowSchema } from '../io/arrow-schema.js';
 import { writeFileAtomic } from '../io/atomic-write.js';
@@ -69,7 +70,9 @@ function shapeFromMetadata(path: string, meta: Map<string, string>): ValueCompre
   if (Number(meta.get('commvq.version')) !== VALUE_CODEBOOK_VERSION) {
     throw new CommvqError(`${path}: value-codebook version ${meta.get('commvq.version')}, this commvq reads ${VALUE_CODEBOOK_VERSION}`, 'retrain with commvq train-value');
   }
-  return compressorShape(Number(meta.get('commvq.bits')) as 1 | 2, Number(meta.get('commvq.feat_dim')));
+  const bits = Number(meta.get('commvq.bits'));
+  if (!BIT_WIDTHS.includes(bits as Bits)) throw new CommvqError(`${path}: schema metadata commvq.bits is ${meta.get('commvq.bits')}; ${BITS_PROBLEM}`);
+  return compressorShape(bits as Bits, Number(meta.get('commvq.feat_dim')));
 }
 
 /** Reads a value-codebook file back onto a backend: per layer, the compressor's parameters and its scale. */

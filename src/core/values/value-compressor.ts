@@ -1,4 +1,5 @@
 import type { Backend } from '../backend/backend.js';
+import { valueCodeGroups, type Bits } from '../commvq/geometry.js';
 import { CommvqError } from '../errors.js';
 import type { Tensor } from '../tensor/tensor.js';
 import type { GumbelNoise, TrainOps } from './train-ops.js';
@@ -9,7 +10,7 @@ import type { GumbelNoise, TrainOps } from './train-ops.js';
  * v̂ = w/‖w‖·ρ·ls (§5.4). ls is make-scale's value statistic, frozen.
  */
 export interface ValueCompressorShape {
-  bits: 1 | 2;
+  bits: Bits;
   /** D = H_kv·D_h, the value width */
   featDim: number;
   /** n_e: 4-way groups of 2 bits */
@@ -22,8 +23,9 @@ export interface ValueCompressorShape {
   codeBits: number;
 }
 
-export function compressorShape(bits: 1 | 2, featDim: number): ValueCompressorShape {
-  const groups = Math.floor((featDim * bits) / 2);
+/** The compressor of `bits` for values of width D (n_e and N_c from geometry.ts). */
+export function compressorShape(bits: Bits, featDim: number): ValueCompressorShape {
+  const groups = valueCodeGroups(bits, featDim);
   const embedDim = 4 * groups;
   const inter = embedDim === 6144 ? embedDim : Math.min(4096, embedDim);
   return { bits, featDim, groups, embedDim, inter, codeBits: 2 * groups };

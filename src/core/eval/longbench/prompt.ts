@@ -7,7 +7,7 @@
  *   const gen = longbenchGeneration(task, { modelEosTokenIds: [128001, 128008, 128009], tokenizerEosTokenId: 128009, newlineTokenId: 198 });
  *   const pred = longbenchPostprocess(tok.decode(newIds));
  */
-import { CommvqError } from '../../errors.js';
+import { CommvqError, OptionError } from '../../errors.js';
 import { pyFormat } from '../format.js';
 import { pyStrip } from '../py.js';
 import { withLeadingSpecialIds, type ChatTokenizer, type EvalTokenizer } from '../tokenizer.js';
@@ -54,7 +54,7 @@ export function buildLongbenchPrompt(tok: EvalTokenizer | ChatTokenizer, task: L
     return { ids: t.ids, text: t.text, truncated: t.truncated, originalTokens: t.originalTokens, chatTemplate: false };
   }
   const chat = tok as ChatTokenizer;
-  if (!chat.hasChatTemplate) throw new CommvqError('--chat template: the tokenizer has no chat template');
+  if (!chat.hasChatTemplate) throw new OptionError('chat', 'template', 'the tokenizer has no chat template');
   const rendered = chat.applyChatTemplate([{ role: 'user', content: t.text }], { addGenerationPrompt: true });
   return { ids: withLeadingSpecialIds(tok, tok.encode(rendered, { addSpecialTokens: false })), text: rendered, truncated: t.truncated, originalTokens: t.originalTokens, chatTemplate: true };
 }

@@ -88,7 +88,7 @@ export function selectExamples<E extends { id: string }>(examples: readonly E[],
  */
 function checkRunFolder(out: string, shard: Shard, identity: EvalIdentity): EvalManifest | undefined {
   for (const path of listManifests(out)) {
-    checkSameIdentity(readEvalManifest(path).identity, identity, path, 'a run folder holds one model, cache and protocol: use another --out');
+    checkSameIdentity(readEvalManifest(path).identity, identity, path, 'a run folder holds one model, cache and protocol: use another run folder');
   }
   const own = runPaths(out, shard).manifest;
   return existsSync(own) ? readEvalManifest(own) : undefined;

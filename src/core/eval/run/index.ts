@@ -6,7 +6,8 @@
  *   const r = await runNiah({ modelDir: 'tiny-llama', out: 'runs/niah', backend, lengths: [1000, 2000], depths: [0, 50, 100] });
  *   const m = await mergeEvalRuns({ dirs: ['runs/lb-0', 'runs/lb-1'], out: 'runs/lb' });
  */
-export { CACHE_FLAG_HELP, CACHE_KINDS, describeCache, openCacheFactory, parseCacheChoice, parseCacheSpec, type CacheChoice, type CacheDescription, type CacheFactory } from './cache-choice.js';
+export { openCacheFactory, type CacheDescription, type CacheFactory } from '../../cache-factory.js';
+export { CACHE_KINDS, COMMVQ_DEFAULTS, resolveCacheSpec, type CacheSpec } from '../../cache-spec.js';
 export { EvalRun, selectExamples, type EvalProgress, type EvalTask, type ExecuteOutcome, type Prediction } from './eval-run.js';
 export { runInfinitebench, type InfiniteBenchRunOptions } from './infinitebench-run.js';
 export { listManifests, listPredictionFiles, runPaths, shardSuffix, type RunPaths } from './layout.js';

@@ -8,7 +8,7 @@
  *   r.summary.average
  */
 import { basename } from 'node:path';
-import { CommvqError } from '../../errors.js';
+import { CommvqError, OptionError } from '../../errors.js';
 import { EVAL_DEPARTURES } from '../departures.js';
 import { longbenchDataPath, readLongbenchFile, type LongBenchExample } from '../longbench/data.js';
 import { buildLongbenchPrompt, longbenchGeneration, longbenchPostprocess, newlineTokenId, type LongBenchChatMode } from '../longbench/prompt.js';
@@ -46,7 +46,7 @@ export async function runLongbench(o: LongBenchRunOptions): Promise<EvalRunResul
     summarize: longbenchSummary,
     prepare: (session) => {
       if (chat === 'template' && !session.loaded.tokenizer.hasChatTemplate) {
-        throw new CommvqError(`--chat template: ${o.modelDir} has no chat template (tokenizer_config.json chat_template or chat_template.jinja)`);
+        throw new OptionError('chat', 'template', `${o.modelDir} has no chat template (tokenizer_config.json chat_template or chat_template.jinja)`);
       }
       const budgets = promptBudgets(session.contextLength, tasks, cap, o.maxPromptTokens !== undefined);
       // pred.py's post_process differs for model names containing "llama2"

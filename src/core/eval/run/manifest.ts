@@ -15,7 +15,7 @@ import { writeFileAtomic } from '../../io/atomic-write.js';
 import { fileHash } from '../../io/file-hash.js';
 import type { ModelConfig } from '../../model/config.js';
 import type { Shard } from '../shard.js';
-import type { CacheDescription } from './cache-choice.js';
+import type { CacheDescription } from '../../cache-factory.js';
 
 export const EVAL_MANIFEST_FORMAT = 'commvq.eval';
 export const EVAL_MANIFEST_VERSION = 1;
@@ -109,7 +109,7 @@ export function readEvalManifest(path: string): EvalManifest {
   }
   if (json?.format !== EVAL_MANIFEST_FORMAT) throw new CommvqError(`${path}: not a commvq eval manifest`);
   if (json.version !== EVAL_MANIFEST_VERSION) {
-    throw new CommvqError(`${path}: eval manifest version ${json.version}, this commvq reads ${EVAL_MANIFEST_VERSION}`, 'rerun the eval command into a new --out folder');
+    throw new CommvqError(`${path}: eval manifest version ${json.version}, this commvq reads ${EVAL_MANIFEST_VERSION}`, 'rerun the eval command into a new run folder');
   }
   return json;
 }

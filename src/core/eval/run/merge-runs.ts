@@ -51,7 +51,7 @@ export async function mergeEvalRuns(o: MergeOptions): Promise<MergeRunsResult> {
   const inputs = [...new Set(o.dirs.map((d) => resolve(d)))];
   const manifestPaths = inputs.flatMap((d) => {
     const found = listManifests(d);
-    if (found.length === 0) throw new CommvqError(`${d}: no eval manifest (manifest.json or manifest.shard-i-of-n.json)`, 'give the --out folders of commvq eval runs');
+    if (found.length === 0) throw new CommvqError(`${d}: no eval manifest (manifest.json or manifest.shard-i-of-n.json)`, 'give the run folders that commvq eval wrote');
     return found;
   });
   const manifests = manifestPaths.map(readEvalManifest);

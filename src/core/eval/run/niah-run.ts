@@ -10,7 +10,7 @@
  */
 import { mkdirSync } from 'node:fs';
 import { basename, join } from 'node:path';
-import { CommvqError } from '../../errors.js';
+import { OptionError } from '../../errors.js';
 import { writeFileAtomic } from '../../io/atomic-write.js';
 import { fileHash } from '../../io/file-hash.js';
 import { writeVegaLite } from '../../plot/heatmap-render.js';
@@ -63,7 +63,7 @@ export async function runNiah(o: NiahRunOptions): Promise<EvalRunResult<NiahSumm
   const question = o.question ?? NIAH_QUESTION;
   const scorer = o.scorer ?? 'rouge1';
   const haystack = o.haystack ?? { kind: 'filler' };
-  if (needle.trim() === '') throw new CommvqError('--needle: the needle is empty');
+  if (needle.trim() === '') throw new OptionError('needle', undefined, 'the needle is empty');
   const paths = runPaths(o.out, o.shard ?? WHOLE);
   return runBenchmark(o, {
     benchmark: 'niah',
@@ -125,11 +125,11 @@ export async function runNiah(o: NiahRunOptions): Promise<EvalRunResult<NiahSumm
 /** The lengths to run: each must fit the model and leave room for the buffer and the needle. */
 function niahLengths(asked: readonly number[] | undefined, context: number, needleTokens: number): number[] {
   const lengths = asked ? [...asked] : parseNiahLengths(NIAH_DEFAULT_LENGTHS).filter((l) => l <= context);
-  if (lengths.length === 0) throw new CommvqError(`the model's context of ${context} tokens is shorter than every default NIAH length`, 'give --lengths');
+  if (lengths.length === 0) throw new OptionError('lengths', undefined, `the model's context of ${context} tokens is shorter than every default NIAH length`, 'give lengths that fit');
   for (const l of lengths) {
-    if (l > context) throw new CommvqError(`--lengths ${l}: longer than the model's context of ${context} tokens (max_position_embeddings)`);
+    if (l > context) throw new OptionError('lengths', String(l), `longer than the model's context of ${context} tokens (max_position_embeddings)`);
     if (l - NIAH_CONTEXT_BUFFER - needleTokens < 1) {
-      throw new CommvqError(`--lengths ${l}: too short for the ${NIAH_CONTEXT_BUFFER}-token buffer and the ${needleTokens}-token needle`);
+      throw new OptionError('lengths', String(l), `too short for the ${NIAH_CONTEXT_BUFFER}-token buffer and the ${needleTokens}-token needle`);
     }
   }
   return lengths;

@@ -9,7 +9,7 @@ import type { Backend } from '../../backend/backend.js';
 import type { DType } from '../../tensor/dtype.js';
 import type { PredictionRecord } from '../predictions.js';
 import { WHOLE, type Shard } from '../shard.js';
-import type { CacheChoice } from './cache-choice.js';
+import type { CacheSpec } from '../../cache-spec.js';
 import { EvalRun, type EvalProgress, type EvalTask, type ExecuteOutcome } from './eval-run.js';
 import type { Benchmark, EvalManifest } from './manifest.js';
 import { EvalSession } from './session.js';
@@ -21,7 +21,7 @@ export interface EvalRunOptions {
   out: string;
   backend: Backend;
   /** default dense */
-  cache?: CacheChoice;
+  cache?: CacheSpec;
   shard?: Shard;
   /** the first N examples of each task (NIAH: the first N cells) */
   limit?: number;

@@ -1,5 +1,5 @@
 /**
- * A model opened for evaluation: the loaded model and tokenizer, the cache factory of the chosen `--cache`, and
+ * A model opened for evaluation: the loaded model and tokenizer, the cache factory of the chosen cache, and
  * greedy generation of one example with its own fresh cache. The runners ask it for ids and text only.
  *
  *   const s = EvalSession.open({ modelDir: 'tiny-llama', backend, cache: { kind: 'dense' } });
@@ -12,13 +12,14 @@ import { generateGreedy, type GenerateResult } from '../../model/generate.js';
 import { loadModel, type LoadedModel } from '../../model/load-model.js';
 import { disposeWeights } from '../../model/weights.js';
 import type { DType } from '../../tensor/dtype.js';
-import { openCacheFactory, type CacheChoice, type CacheFactory } from './cache-choice.js';
+import { openCacheFactory, type CacheFactory } from '../../cache-factory.js';
+import { resolveCacheSpec, type CacheSpec } from '../../cache-spec.js';
 import { modelIdentity, type ModelIdentity } from './manifest.js';
 
 export interface EvalSessionOptions {
   modelDir: string;
   backend: Backend;
-  cache: CacheChoice;
+  cache: CacheSpec;
   dtype?: DType;
   onLoadProgress?: (done: number, total: number) => void;
 }
@@ -44,9 +45,10 @@ export class EvalSession {
   ) {}
 
   static open(o: EvalSessionOptions): EvalSession {
+    const cache = resolveCacheSpec(o.cache); // a missing codebook is refused before the weights load
     const loaded = loadModel(o.modelDir, { backend: o.backend, dtype: o.dtype, onProgress: o.onLoadProgress });
     try {
-      return new EvalSession(loaded, openCacheFactory(loaded.model, o.cache), modelIdentity(o.modelDir, loaded.config));
+      return new EvalSession(loaded, openCacheFactory(loaded.model, cache), modelIdentity(o.modelDir, loaded.config));
     } catch (err) {
       disposeWeights(loaded.model.weights);
       throw err;

@@ -63,9 +63,7 @@ export interface DecodePlan {
 
 // The prefill kernel's sizes are still written twice, here and in kernels/attention_prefill.cu; they are to be read
 // from the source as the decode kernel's are.
-const PREFILL_ROWS = 128; // query rows per block, kernels/attention_prefill.cu kBlockM
-const PREFILL_THREADS = 128; // kernels/attention_prefill.cu kThreads
-const PREFILL_TILE_KEYS = 64; // keys per K/V tile, kernels/attention_prefill.cu kBlockN
+const PREFILL = kernelConstants('attention_prefill', ['kBlockM', 'kThreads', 'kBlockN']);
 const DECODE = kernelConstants('attention_decode', ['kWarps', 'kTileKeys', 'kStages', 'kRows', 'kCombineThreads']);
 /** Decode when at most this many query rows (Tq × GQA group) share one kv head: two m16 tiles. */
 const decodeMaxGroupRows = (): number => 2 * DECODE.kRows;
@@ -104,11 +102,11 @@ export function prefillAttention(ctx: CudaContextLike, p: AttentionTensors, shap
   checkShape(shape, 'prefillAttention');
   const t = checkTensors(ctx, p, shape, 'prefillAttention');
   const { queryRows: Tq, queryHeads: Hq, kvHeads: Hkv, headDim: D } = shape;
-  const blocks = Math.ceil(Tq / PREFILL_ROWS);
-  if (blocks > 65535) throw new CommvqError(`prefillAttention: ${Tq} query rows exceed one launch (${65535 * PREFILL_ROWS})`);
-  const sharedBytes = (PREFILL_ROWS + 4 * PREFILL_TILE_KEYS) * D * 2; // Q tile + 2 stages of K and V tiles
+  const blocks = Math.ceil(Tq / PREFILL.kBlockM);
+  if (blocks > 65535) throw new CommvqError(`prefillAttention: ${Tq} query rows exceed one launch (${65535 * PREFILL.kBlockM})`);
+  const sharedBytes = (PREFILL.kBlockM + 4 * PREFILL.kBlockN) * D * 2; // Q tile + 2 stages of K and V tiles
   const kernel = ctx.kernel('attention_prefill', `attention_prefill_d${D}`);
-  ctx.launch(kernel, [Hq, blocks, 1], [PREFILL_THREADS, 1, 1], sharedBytes, [
+  ctx.launch(kernel, [Hq, blocks, 1], [PREFILL.kThreads, 1, 1], sharedBytes, [
     ptr(t.q), ptr(t.k), ptr(t.v), ptr(t.out),
     i32(Tq), i32(Hq), i32(Hkv), i32(shape.qStart), i32(shape.kvLength), f32(1 / Math.sqrt(D)),
   ]);

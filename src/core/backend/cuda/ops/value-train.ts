@@ -24,8 +24,7 @@ const MATMUL = kernelConstants('value_matmul_fallback', ['kTile']);
 /** Threads per block of the kernels that loop over blockDim (grid-stride and one-row-per-block kernels). */
 const THREADS = 256;
 // kernels/value_attention_dv.cu is not read for its sizes yet: they are written here as well as there.
-const LSE_ROWS = 128; // kernels/value_attention_dv.cu kBlockM
-const TILE_ROWS = 64; // kernels/value_attention_dv.cu kBlockN
+const DV = kernelConstants('value_attention_dv', ['kBlockM', 'kBlockN', 'kThreads']);
 
 const f32Arg = (ctx: CudaContextLike, op: string, name: string, t: Tensor): CudaTensor => tensorArg(ctx, op, name, t, 'f32');
 
@@ -261,17 +260,17 @@ export function attentionValueGrad(ctx: CudaContextLike, dv: Tensor, q: Tensor, 
   expectElements(op, 'dOut', pd, Tq * Hq * D);
   const out = f32Arg(ctx, op, 'dv', dv);
   expectElements(op, 'dv', out, kvLength * Hkv * D);
-  check(Math.ceil(Tq / LSE_ROWS) <= 65535 && Math.ceil(kvLength / LSE_ROWS) <= 65535, `${op}: too many rows for one launch`);
-  const ldl = Math.ceil(Tq / TILE_ROWS) * TILE_ROWS;
+  check(Math.ceil(Tq / DV.kBlockM) <= 65535 && Math.ceil(kvLength / DV.kBlockM) <= 65535, `${op}: too many rows for one launch`);
+  const ldl = Math.ceil(Tq / DV.kBlockN) * DV.kBlockN;
   const lse = ctx.alloc(Hq * ldl * 4); // [H_q, ldl] f32
   try {
     const common = [i32(Tq), i32(Hq), i32(Hkv), i32(qStart), i32(kvLength), f32(1 / Math.sqrt(D)), i32(ldl)];
-    launch(ctx, 'value_attention_dv', `value_attention_lse_d${D}`, [Hq, Math.ceil(Tq / LSE_ROWS), 1], [128, 1, 1], [
+    launch(ctx, 'value_attention_dv', `value_attention_lse_d${D}`, [Hq, Math.ceil(Tq / DV.kBlockM), 1], [DV.kThreads, 1, 1], [
       ptr(pq.ptr), ptr(pk.ptr), ptr(lse.ptr), ...common,
-    ], (LSE_ROWS + 2 * TILE_ROWS) * D * 2);
-    launch(ctx, 'value_attention_dv', `value_attention_dv_d${D}`, [Hkv, Math.ceil(kvLength / LSE_ROWS), 1], [128, 1, 1], [
+    ], (DV.kBlockM + 2 * DV.kBlockN) * D * 2);
+    launch(ctx, 'value_attention_dv', `value_attention_dv_d${D}`, [Hkv, Math.ceil(kvLength / DV.kBlockM), 1], [DV.kThreads, 1, 1], [
       ptr(pq.ptr), ptr(pk.ptr), ptr(pd.ptr), ptr(lse.ptr), ptr(out.ptr), ...common,
-    ], (LSE_ROWS + 4 * TILE_ROWS) * D * 2 + 2 * TILE_ROWS * 4);
+    ], (DV.kBlockM + 4 * DV.kBlockN) * D * 2 + 2 * DV.kBlockN * 4);
   } finally {
     lse.free();
   }

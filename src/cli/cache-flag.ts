@@ -1,0 +1,123 @@
+/**
+ * The `--cache` grammar, the same in every command (generate, eval *, measure-memory):
+ *
+ *   CACHE   := KIND[:OPTION=VALUE[,OPTION=VALUE...]]
+ *   CACHES  := CACHE[,CACHE...]     a token with `=` is an option of the cache before it; one without starts a new cache
+ *
+ * KIND and OPTION are CacheSpec's names (src/core/cache-spec.ts): `dense`, `dense:chunk=4096`,
+ * `commvq:bits=1,run=runs/a`, `commvq:key=K.arrow,value=V.arrow,prefill=strict,encoding=gumbel,seed=7,chunk=4096`,
+ * and for measure-memory `dense,commvq:bits=1,commvq:bits=2`. A wrong value is an OptionError on `cache` that quotes
+ * the whole flag value.
+ *
+ *   parseCacheFlag('commvq:bits=2,run=runs/a')   // { kind: 'commvq', bits: 2, run: 'runs/a' }
+ */
+import { CACHE_KINDS, CACHE_OPTIONS, checkCacheSpec, type CacheKind, type CacheSpec } from '../core/cache-spec.js';
+import { toBits, type Bits } from '../core/commvq/geometry.js';
+import { OptionError } from '../core/errors.js';
+
+/** The help text of `--cache`, shared by the commands that take one cache. */
+export const CACHE_FLAG_HELP =
+  'KV cache: KIND[:OPTION=VALUE,...]. dense[:chunk=N] (exact); commvq:bits=1|2,run=RUN_DIR (the codebooks train-key and ' +
+  'train-value wrote there) or commvq:key=KEY.arrow,value=VALUE.arrow, then [,prefill=faithful|strict] (default faithful) ' +
+  '[,encoding=argmax|gumbel] (default argmax) [,seed=N] (gumbel’s, default 42) [,chunk=N] (prompt tokens per forward; ' +
+  'commvq needs prefill=strict for it)';
+
+/** The help text of measure-memory's `--cache`: a list of the same grammar, without the options that command fixes. */
+export const CACHE_LIST_HELP =
+  'caches to compare, a comma list of the --cache grammar (a token with = is an option of the cache before it): dense, ' +
+  'commvq:bits=1|2,run=RUN_DIR or commvq:key=KEY.arrow,value=VALUE.arrow; with --random-weights, commvq:bits=1|2 alone ' +
+  'means random codebooks. E.g. dense,commvq:bits=1,commvq:bits=2. Every prompt runs strict, in chunks of 1024 tokens';
+
+/** The one cache of a `--cache` value; a list is refused (this command runs one cache). */
+export function parseCacheFlag(text: string): CacheSpec {
+  const specs = parseCacheList(text);
+  if (specs.length !== 1) throw new OptionError('cache', text, `one cache, not ${specs.length}: this command runs one`);
+  return specs[0]!;
+}
+
+/** Every cache of a `--cache` list, each checked (checkCacheSpec). */
+export function parseCacheList(text: string): CacheSpec[] {
+  try {
+    const specs = splitCaches(text).map(({ kind, options }) => toSpec(kind, options));
+    specs.forEach(checkCacheSpec);
+    return specs;
+  } catch (err) {
+    if (err instanceof OptionError) throw new OptionError('cache', text, err.problem, err.hint);
+    throw err;
+  }
+}
+
+/**
+ * measure-memory's `--bits` (kept for its older command lines): a `commvq` without codebook files or bits becomes one
+ * `commvq:bits=N` per width, in place.
+ *
+ *   withBits(parseCacheList('dense,commvq'), [1, 2])   // dense, commvq:bits=1, commvq:bits=2
+ */
+export function withBits(specs: readonly CacheSpec[], bits: readonly Bits[]): CacheSpec[] {
+  return specs.flatMap((s) => (s.kind === 'commvq' && s.bits === undefined && s.key === undefined ? bits.map((b) => ({ ...s, bits: b })) : [s]));
+}
+
+type RawCache = { kind: string; options: Map<string, string> };
+
+/** Tokens split on commas: one without `=` starts a cache (`KIND` or `KIND:OPTION=VALUE`), one with `=` adds an option. */
+function splitCaches(text: string): RawCache[] {
+  const caches: RawCache[] = [];
+  for (const token of text.split(',').map((t) => t.trim())) {
+    const colon = token.indexOf(':');
+    const startsCache = colon >= 0 ? !token.slice(0, colon).includes('=') : !token.includes('=');
+    if (startsCache) {
+      caches.push({ kind: colon >= 0 ? token.slice(0, colon) : token, options: new Map() });
+      if (colon >= 0) addOption(caches.at(-1)!, token.slice(colon + 1));
+    } else if (caches.length === 0) {
+      throw new OptionError('cache', undefined, `'${token}' comes before any cache kind (${CACHE_KINDS.join(', ')})`);
+    } else {
+      addOption(caches.at(-1)!, token);
+    }
+  }
+  return caches;
+}
+
+function addOption(cache: RawCache, token: string): void {
+  const eq = token.indexOf('=');
+  const name = token.slice(0, eq);
+  if (eq <= 0) throw new OptionError('cache', undefined, `'${token}' is not OPTION=VALUE`);
+  if (eq === token.length - 1) throw new OptionError('cache', undefined, `${name}= has no value`);
+  if (cache.options.has(name)) throw new OptionError('cache', undefined, `${name}= is given twice`);
+  cache.options.set(name, token.slice(eq + 1));
+}
+
+/** One cache's kind and options as a CacheSpec: each option known to its kind and of its type. */
+function toSpec(kind: string, options: Map<string, string>): CacheSpec {
+  if (!(CACHE_KINDS as readonly string[]).includes(kind)) {
+    throw new OptionError('cache', undefined, `unknown cache kind '${kind}'`, `kinds: ${CACHE_KINDS.join(', ')}`);
+  }
+  const allowed = CACHE_OPTIONS[kind as CacheKind] as readonly string[];
+  const spec: Record<string, unknown> = { kind };
+  for (const [name, value] of options) {
+    if (!allowed.includes(name)) throw new OptionError('cache', undefined, `${kind} takes no option '${name}' (it takes ${allowed.join(', ')})`);
+    spec[name] = optionValue(name, value);
+  }
+  return spec as unknown as CacheSpec;
+}
+
+function optionValue(name: string, value: string): unknown {
+  switch (name) {
+    case 'bits':
+      return toBits(value);
+    case 'prefill':
+      return oneOf(name, value, ['faithful', 'strict']);
+    case 'encoding':
+      return oneOf(name, value, ['argmax', 'gumbel']);
+    case 'seed':
+    case 'chunk':
+      if (!/^-?\d+(\.\d+)?$/.test(value)) throw new OptionError('cache', undefined, `${name}=${value} is not a number`);
+      return Number(value);
+    default:
+      return value; // key, value, run: paths
+  }
+}
+
+function oneOf(name: string, value: string, choices: readonly string[]): string {
+  if (!choices.includes(value)) throw new OptionError('cache', undefined, `${name} is ${choices.join(' or ')}, not ${value}`);
+  return value;
+}

@@ -1,0 +1,88 @@
+/**
+ * A CacheSpec turned into caches: what the kind needs is loaded once (CommVQ codebooks), then `make` gives a fresh
+ * cache per prompt. The description is what results record about the cache (eval manifests compare it to resume a
+ * run, so its fields for a given choice never change).
+ *
+ *   const caches = openCacheFactory(model, { kind: 'commvq', bits: 1, run: 'runs/a' });
+ *   const cache = caches.make(promptIds.length + maxNewTokens);
+ *   manifest.cache = caches.description;   // { mode: 'commvq', label: 'commvq-1bit', bits: 1, prefill: 'faithful', ... }
+ */
+import { COMMVQ_DEFAULTS, resolveCacheSpec, type CacheSpec, type CommvqCacheSpec } from './cache-spec.js';
+import { createCommvqCache, loadCommvqCodebooks, type CommvqCodebooks } from './commvq/load-commvq.js';
+import { CommvqError } from './errors.js';
+import type { KVCache } from './model/kv-cache.js';
+import type { LlamaModel } from './model/llama.js';
+import { bytesPerElement } from './tensor/dtype.js';
+
+/** What a result records about its cache: enough to tell two runs apart and to reproduce one. */
+export interface CacheDescription {
+  /** the kind, e.g. 'dense' */
+  mode: string;
+  /** a short name for file names and plot titles, e.g. 'dense' or 'commvq-2bit' */
+  label: string;
+  /** bits per stored K/V value: the activation dtype's width for dense, the code bits for a quantized cache */
+  bits: number;
+  /** the dtype exact keys and values are held in */
+  kv_dtype: string;
+  /** how the prompt's own attention is computed: 'exact' (dense), 'faithful' or 'strict' (§10.1 item 1) */
+  prefill: string;
+  /** codebook files, null for dense */
+  codebooks: { key: string; value: string } | null;
+  /** value-code encoding: null for dense, 'argmax' or 'gumbel' (§10.1 item 2) */
+  value_encoding: string | null;
+  /** the seed of any randomness in the cache (gumbel encoding), null where there is none */
+  seed: number | null;
+  /** prompt tokens per forward, present only when the prompt runs in chunks (older manifests lack it alike) */
+  prefill_chunk?: number;
+}
+
+/** Makes caches of one spec; owns whatever the kind loads once (codebooks), released by dispose. */
+export interface CacheFactory {
+  readonly description: CacheDescription;
+  /** an empty cache with room for `capacity` tokens of each of `batch` sequences (default 1); the caller disposes it */
+  make(capacity: number, batch?: number): KVCache;
+  dispose(): void;
+}
+
+/**
+ * Checks the spec, finds and loads its codebooks (refusing files of another bit width than `bits` asks for), and
+ * returns the factory.
+ *
+ *   const caches = openCacheFactory(model, { kind: 'dense', chunk: 4096 });   // description.prefill_chunk 4096
+ */
+export function openCacheFactory(model: LlamaModel, spec: CacheSpec): CacheFactory {
+  const resolved = resolveCacheSpec(spec);
+  const chunk = resolved.chunk ? { prefill_chunk: resolved.chunk } : {};
+  if (resolved.kind === 'dense') {
+    const dtype = model.backend.activationDType;
+    const description = { mode: 'dense', label: 'dense', bits: 8 * bytesPerElement(dtype), kv_dtype: dtype, prefill: 'exact', codebooks: null, value_encoding: null, seed: null, ...chunk };
+    return { description, make: (capacity, batch) => model.createDenseCache(capacity, batch), dispose() {} };
+  }
+  const books = loadCommvqCodebooks(model, resolved.key!, resolved.value!);
+  checkBits(resolved, books);
+  const { prefill, encoding, seed } = { ...COMMVQ_DEFAULTS, ...definedOnly(resolved) };
+  const bits = books.bits.value;
+  const description: CacheDescription = {
+    mode: 'commvq', label: `commvq-${bits}bit`, bits, kv_dtype: model.backend.activationDType, prefill,
+    codebooks: { key: resolved.key!, value: resolved.value! }, value_encoding: encoding, seed: encoding === 'gumbel' ? seed : null, ...chunk,
+  };
+  const valueEncoding = encoding === 'gumbel' ? { gumbelSeed: seed } : ('argmax' as const);
+  return {
+    description,
+    make: (capacity, batch) => createCommvqCache(model, books, { capacity, prefill, valueEncoding, ...(batch === undefined ? {} : { batch }) }),
+    dispose() {},
+  };
+}
+
+/** `bits=` beside `key=` and `value=` says what the files must hold. */
+function checkBits(spec: CommvqCacheSpec, books: CommvqCodebooks): void {
+  if (spec.bits === undefined) return;
+  for (const [what, path, bits] of [['key', books.keyPath, books.bits.key], ['value', books.valuePath, books.bits.value]] as const) {
+    if (bits !== spec.bits) throw new CommvqError(`${path}: a ${bits}-bit ${what} codebook, not the ${spec.bits}-bit one the cache asks for`);
+  }
+}
+
+/** The spec's options that are set (an explicit undefined must not hide a default). */
+function definedOnly(spec: CommvqCacheSpec): Partial<CommvqCacheSpec> {
+  return Object.fromEntries(Object.entries(spec).filter(([, v]) => v !== undefined));
+}

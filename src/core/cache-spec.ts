@@ -1,0 +1,103 @@
+/**
+ * Which KV cache a run uses: one type for every caller (generate, the eval runners, measure-memory, the pipeline).
+ * The command line writes it as `--cache KIND[:option=value,...]` (src/cli/cache-flag.ts); each field below is one
+ * option of that grammar, under the same name. Options left out take COMMVQ_DEFAULTS. `resolveCacheSpec` checks a
+ * spec and finds its codebook files; cache-factory.ts turns it into caches.
+ *
+ *   const spec: CacheSpec = { kind: 'commvq', bits: 1, run: 'runs/a', prefill: 'strict', chunk: 4096 };
+ *   resolveCacheSpec(spec)   // { kind: 'commvq', bits: 1, key: 'runs/a/key-codebook-em-1bit.arrow', value: 'runs/a/value-codebook-1bit.arrow', ... }
+ */
+import type { PrefillMode } from './commvq/commvq-cache.js';
+import type { Bits } from './commvq/geometry.js';
+import { findRunCodebooks, requireCodebookFiles } from './commvq/load-commvq.js';
+import { OptionError } from './errors.js';
+import { DEFAULT_SEED } from './model/seeded-random.js';
+
+/** Value codes at inference: argmax (deterministic, our default) or the reference's seeded Gumbel sampling (§10.1 item 2). */
+export type ValueEncoding = 'argmax' | 'gumbel';
+
+/** The exact cache: keys and values as the model computes them. */
+export interface DenseCacheSpec {
+  readonly kind: 'dense';
+  /** prompt tokens per forward (default: the whole prompt in one), which bounds the prompt's activations */
+  readonly chunk?: number;
+}
+
+/** CommVQ codes (1–2 bits per value) from trained codebooks: `key` and `value` files, or `run` and `bits`. */
+export interface CommvqCacheSpec {
+  readonly kind: 'commvq';
+  /** key codebook file (commvq train-key); goes with `value` */
+  readonly key?: string;
+  /** value codebook file (commvq train-value); goes with `key` */
+  readonly value?: string;
+  /** a run folder holding the codebooks of `bits`: key-codebook-{em|e2e}-{bits}bit.arrow (em first), value-codebook-{bits}bit.arrow */
+  readonly run?: string;
+  /** the bit width: which codebooks of `run` to use; with `key` and `value`, what the files must hold */
+  readonly bits?: Bits;
+  /** the prompt's own attention: faithful (exact, the reference) or strict (on codes, as decoding sees it) */
+  readonly prefill?: PrefillMode;
+  readonly encoding?: ValueEncoding;
+  /** the seed of gumbel encoding */
+  readonly seed?: number;
+  /** prompt tokens per forward; needs prefill strict (faithful attends exactly over the whole prompt at once) */
+  readonly chunk?: number;
+}
+
+export type CacheSpec = DenseCacheSpec | CommvqCacheSpec;
+export type CacheKind = CacheSpec['kind'];
+
+export const CACHE_KINDS: readonly CacheKind[] = ['dense', 'commvq'];
+
+/** The options each kind takes, in the order help text lists them. */
+export const CACHE_OPTIONS: { readonly [K in CacheKind]: readonly (keyof Extract<CacheSpec, { kind: K }> & string)[] } = {
+  dense: ['chunk'],
+  commvq: ['key', 'value', 'run', 'bits', 'prefill', 'encoding', 'seed', 'chunk'],
+};
+
+/** What a CommVQ spec's unset options mean. */
+export const COMMVQ_DEFAULTS: { readonly prefill: PrefillMode; readonly encoding: ValueEncoding; readonly seed: number } = {
+  prefill: 'faithful',
+  encoding: 'argmax',
+  seed: DEFAULT_SEED,
+};
+
+/**
+ * Refuses a spec whose options do not go together, as an OptionError on `cache` (the command line adds the
+ * `--cache` value it came from).
+ *
+ *   checkCacheSpec({ kind: 'commvq', key: 'k.arrow' })   // throws: cache: key= and value= go together
+ */
+export function checkCacheSpec(spec: CacheSpec): void {
+  const fail = (problem: string, hint?: string): never => {
+    throw new OptionError('cache', undefined, problem, hint);
+  };
+  if (spec.chunk !== undefined && !(Number.isInteger(spec.chunk) && spec.chunk >= 1)) fail(`chunk must be a whole number of tokens ≥ 1, not ${spec.chunk}`);
+  if (spec.kind === 'dense') return;
+  if ((spec.key === undefined) !== (spec.value === undefined)) fail('key= and value= go together');
+  if (spec.key !== undefined && spec.run !== undefined) fail('give the codebooks as key= and value=, or as run= and bits=, not both');
+  if (spec.run !== undefined && spec.bits === undefined) fail('run= needs bits=1 or bits=2: which codebooks of the run');
+  if (spec.seed !== undefined && !(Number.isInteger(spec.seed) && spec.seed >= 0)) fail(`seed must be a whole number ≥ 0, not ${spec.seed}`);
+  if (spec.chunk !== undefined && (spec.prefill ?? COMMVQ_DEFAULTS.prefill) === 'faithful') {
+    fail('chunk needs prefill=strict', 'faithful prefill attends exactly over the whole prompt, in one forward');
+  }
+}
+
+/**
+ * A checked spec with its codebook files found and present: `run` and `bits` become `key` and `value`. Without
+ * codebooks a CommVQ spec is refused, unless `random` allows random codebooks of its `bits` (measure-memory with
+ * random weights).
+ *
+ *   resolveCacheSpec({ kind: 'commvq', bits: 2, run: 'runs/a' })   // key and value of runs/a, 2 bits
+ */
+export function resolveCacheSpec<S extends CacheSpec>(spec: S, o: { random?: boolean } = {}): S {
+  checkCacheSpec(spec);
+  if (spec.kind === 'dense') return spec;
+  const { run, ...rest } = spec as CommvqCacheSpec;
+  if (run !== undefined) return { ...rest, ...findRunCodebooks(run, spec.bits!) } as S;
+  if (spec.key !== undefined) {
+    requireCodebookFiles(spec.key, spec.value!);
+    return spec;
+  }
+  if (o.random && spec.bits !== undefined) return spec;
+  throw new OptionError('cache', undefined, 'commvq needs codebooks: key= and value=, or run= and bits=', 'train them with commvq train-key and commvq train-value');
+}

@@ -1,0 +1,85 @@
+/**
+ * The `--cache` grammar (src/cli/cache-flag.ts): one cache or a comma list where a token with `=` is an option of the
+ * cache before it; every option of CacheSpec by its name; and what it refuses, each as an OptionError on `cache`
+ * quoting the whole value.
+ */
+import { describe, expect, it } from 'vitest';
+import { parseCacheFlag, parseCacheList, withBits } from '../../src/cli/cache-flag.js';
+import { BITS_PROBLEM } from '../../src/core/commvq/geometry.js';
+import { OptionError } from '../../src/core/errors.js';
+
+/** The OptionError a parse throws (the test fails if it throws none, or another error). */
+function refusal(parse: () => unknown): OptionError {
+  try {
+    parse();
+  } catch (err) {
+    expect(err).toBeInstanceOf(OptionError);
+    return err as OptionError;
+  }
+  throw new Error('expected the value to be refused');
+}
+
+describe('--cache: one cache', () => {
+  it('reads dense, with an optional chunk', () => {
+    expect(parseCacheFlag('dense')).toEqual({ kind: 'dense' });
+    expect(parseCacheFlag('dense:chunk=4096')).toEqual({ kind: 'dense', chunk: 4096 });
+  });
+
+  it('reads commvq from a run folder by bit width, or from two files, with every option', () => {
+    expect(parseCacheFlag('commvq:bits=1,run=runs/a')).toEqual({ kind: 'commvq', bits: 1, run: 'runs/a' });
+    expect(parseCacheFlag('commvq:key=K.arrow,value=V.arrow,prefill=strict,encoding=gumbel,seed=7,chunk=4096')).toEqual({
+      kind: 'commvq', key: 'K.arrow', value: 'V.arrow', prefill: 'strict', encoding: 'gumbel', seed: 7, chunk: 4096,
+    });
+    // a path may hold ':' after the first one
+    expect(parseCacheFlag('commvq:key=C:/k.arrow,value=C:/v.arrow')).toMatchObject({ key: 'C:/k.arrow', value: 'C:/v.arrow' });
+  });
+
+  it('refuses a list where one cache is run', () => {
+    expect(refusal(() => parseCacheFlag('dense,commvq:bits=1,run=r')).message).toBe('cache dense,commvq:bits=1,run=r: one cache, not 2: this command runs one');
+  });
+});
+
+describe('--cache: a list of caches', () => {
+  it('starts a new cache at each token without =', () => {
+    expect(parseCacheList('dense,commvq:bits=1,commvq:bits=2')).toEqual([{ kind: 'dense' }, { kind: 'commvq', bits: 1 }, { kind: 'commvq', bits: 2 }]);
+    expect(parseCacheList('commvq:key=k,value=v,dense:chunk=8')).toEqual([{ kind: 'commvq', key: 'k', value: 'v' }, { kind: 'dense', chunk: 8 }]);
+  });
+
+  it('measure-memory’s --bits gives each commvq without bits or files one cache per width', () => {
+    expect(withBits(parseCacheList('dense,commvq,commvq:bits=2,commvq:key=k,value=v'), [1, 2])).toEqual([
+      { kind: 'dense' }, { kind: 'commvq', bits: 1 }, { kind: 'commvq', bits: 2 }, { kind: 'commvq', bits: 2 }, { kind: 'commvq', key: 'k', value: 'v' },
+    ]);
+  });
+});
+
+describe('--cache refuses, naming the whole value', () => {
+  it.each([
+    ['kivi', "unknown cache kind 'kivi'"],
+    ['dense,kivi:bits=1', "unknown cache kind 'kivi'"],
+    ['commvq:bits=3', BITS_PROBLEM],
+    ['dense:bits=2', "dense takes no option 'bits' (it takes chunk)"],
+    ['commvq:window=64', "commvq takes no option 'window' (it takes key, value, run, bits, prefill, encoding, seed, chunk)"],
+    ['commvq:bits', "'bits' is not OPTION=VALUE"],
+    ['commvq:key=', 'key= has no value'],
+    ['commvq:bits=1,bits=2,run=r', 'bits= is given twice'],
+    ['bits=1,commvq', "'bits=1' comes before any cache kind (dense, commvq)"],
+    ['commvq:key=k', 'key= and value= go together'],
+    ['commvq:key=k,value=v,run=r,bits=1', 'give the codebooks as key= and value=, or as run= and bits=, not both'],
+    ['commvq:run=r', 'run= needs bits=1 or bits=2: which codebooks of the run'],
+    ['commvq:bits=1,run=r,prefill=lazy', 'prefill is faithful or strict, not lazy'],
+    ['commvq:bits=1,run=r,encoding=topk', 'encoding is argmax or gumbel, not topk'],
+    ['commvq:bits=1,run=r,seed=x', 'seed=x is not a number'],
+    ['commvq:bits=1,run=r,seed=-1', 'seed must be a whole number ≥ 0, not -1'],
+    ['commvq:bits=1,run=r,chunk=4096', 'chunk needs prefill=strict'],
+    ['dense:chunk=0', 'chunk must be a whole number of tokens ≥ 1, not 0'],
+    ['dense:chunk=2.5', 'chunk must be a whole number of tokens ≥ 1, not 2.5'],
+  ])('%s', (text, problem) => {
+    const err = refusal(() => parseCacheList(text));
+    expect([err.option, err.value, err.problem]).toEqual(['cache', text, problem]);
+  });
+
+  it('keeps the hint of the problem (faithful prefill runs the prompt in one forward)', () => {
+    expect(refusal(() => parseCacheFlag('commvq:bits=1,run=r,chunk=8')).hint).toMatch(/faithful prefill attends exactly over the whole prompt/);
+    expect(refusal(() => parseCacheFlag('kivi')).hint).toBe('kinds: dense, commvq');
+  });
+});

@@ -1,0 +1,78 @@
+/**
+ * The cache a run records (openCacheFactory's description): the fields eval manifests compare to resume a run, so
+ * the same choice must keep giving the same description — whether CommVQ codebooks are named by file or found in a
+ * run folder by bit width. And the difference finder that names why a folder holds another run.
+ */
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { openCacheFactory } from '../../src/core/cache-factory.js';
+import { firstDifference } from '../../src/core/eval/run/manifest.js';
+import { EvalSession } from '../../src/core/eval/run/session.js';
+import { writeRandomCodebooks } from '../helpers/codebooks.js';
+import { cpu, demoModel, tempRoot } from './helpers.js';
+
+const root = tempRoot('cache-description');
+
+describe('cache descriptions', () => {
+  it('the dense factory makes empty caches of the asked capacity and describes them for the manifest', () => {
+    const session = EvalSession.open({ modelDir: demoModel(root), backend: cpu, cache: { kind: 'dense' } });
+    try {
+      const model = session.loaded.model;
+      const factory = openCacheFactory(model, { kind: 'dense' });
+      // the description of runs made before the cache spec (manifest.json of older runs): unchanged
+      expect(factory.description).toEqual({ mode: 'dense', label: 'dense', bits: 32, kv_dtype: 'f32', prefill: 'exact', codebooks: null, value_encoding: null, seed: null });
+      const cache = factory.make(64);
+      expect([cache.length, cache.capacity]).toEqual([0, 64]);
+      cache.dispose();
+      factory.dispose();
+      // a prompt that leaves no room for an answer is refused before any cache is made
+      expect(() => session.generate(new Array<number>(8192).fill(65), { maxNewTokens: 4, eosTokenIds: [] })).toThrow(/the prompt is 8192 tokens, which leaves no room/);
+    } finally {
+      session.dispose();
+    }
+  });
+
+  it('CommVQ: the same description from files or from a run folder by bit width; gumbel records its seed', () => {
+    const session = EvalSession.open({ modelDir: demoModel(root), backend: cpu, cache: { kind: 'dense' } });
+    try {
+      const model = session.loaded.model;
+      const run = join(root, 'run');
+      const files = writeRandomCodebooks(run, model.config, 1);
+      const byFile = openCacheFactory(model, { kind: 'commvq', ...files, prefill: 'strict' }).description;
+      expect(byFile).toEqual({
+        mode: 'commvq', label: 'commvq-1bit', bits: 1, kv_dtype: 'f32', prefill: 'strict', codebooks: { key: files.key, value: files.value }, value_encoding: 'argmax', seed: null,
+      });
+      expect(openCacheFactory(model, { kind: 'commvq', bits: 1, run, prefill: 'strict' }).description).toEqual(byFile);
+      expect(openCacheFactory(model, { kind: 'commvq', ...files, encoding: 'gumbel' }).description).toMatchObject({ prefill: 'faithful', value_encoding: 'gumbel', seed: 42 });
+      expect(openCacheFactory(model, { kind: 'commvq', ...files, encoding: 'gumbel', seed: 7 }).description.seed).toBe(7);
+      expect(() => openCacheFactory(model, { kind: 'commvq', ...files, bits: 2 })).toThrow(/key-codebook-em-1bit\.arrow: a 1-bit key codebook, not the 2-bit one the cache asks for/);
+    } finally {
+      session.dispose();
+    }
+  });
+
+  it('chunk=N runs prompts N tokens per forward: the same outputs, recorded in the manifest only when set', () => {
+    const whole = EvalSession.open({ modelDir: demoModel(root), backend: cpu, cache: { kind: 'dense' } });
+    const chunked = EvalSession.open({ modelDir: demoModel(root), backend: cpu, cache: { kind: 'dense', chunk: 5 } });
+    try {
+      expect(whole.caches.description).not.toHaveProperty('prefill_chunk');
+      expect(chunked.caches.description).toMatchObject({ mode: 'dense', prefill_chunk: 5 });
+      const prompt = Array.from({ length: 23 }, (_, i) => 65 + ((7 * i) % 26));
+      const g = { maxNewTokens: 6, eosTokenIds: [] };
+      expect(chunked.generate(prompt, g).outputIds).toEqual(whole.generate(prompt, g).outputIds);
+    } finally {
+      whole.dispose();
+      chunked.dispose();
+    }
+  });
+
+  it('a missing codebook is refused before the model loads', () => {
+    expect(() => EvalSession.open({ modelDir: join(root, 'no-model'), backend: cpu, cache: { kind: 'commvq', key: join(root, 'k.arrow'), value: join(root, 'v.arrow') } })).toThrow(/k\.arrow: key codebook not found/);
+  });
+
+  it('firstDifference names the first differing path', () => {
+    expect(firstDifference({ a: 1, b: { c: [1, 2] } }, { a: 1, b: { c: [1, 2] } })).toBeUndefined();
+    expect(firstDifference({ a: 1, b: { c: [1, 2] } }, { a: 1, b: { c: [1, 3] } })).toEqual({ path: 'b.c.1', a: 2, b: 3 });
+    expect(firstDifference({ cache: { bits: 32 } }, { cache: {} })).toEqual({ path: 'cache.bits', a: 32, b: undefined });
+  });
+});
