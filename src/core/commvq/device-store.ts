@@ -48,9 +48,9 @@ interface EncodeRun {
  * a bf16 ρ′) in one allocation for every layer and sequence, exact sinks and window in bf16; only θ (f32) and E
  * (bf16) of the codebooks are resident, the value encoders' two matrices in bf16 like the model's weights.
  *
- * - Encoding on the GPU: keys by the greedy residual encoder (device-key-encoder.ts), values by the trained encoder
+ * - Encoding on the GPU: keys by the greedy residual encoder (keys/gpu/gpu-encode.ts), values by the trained encoder
  *   (CudaTrainOps, TF32), packed by kernels/commvq_pack.cu; the parts of several sequences in one pass.
- * - A decode step attends on the codes (cuda-code-attention.ts): one launch sequence for the whole batch.
+ * - A decode step attends on the codes (backend/cuda/ops/code-attention.ts): one launch sequence for the whole batch.
  * - A strict prompt chunk attends over the dequantized prefix (device-prompt.ts).
  */
 export class DeviceCommvqStore implements CommvqStore {
