@@ -13,7 +13,7 @@ import { packageRoot } from './modules.js';
  * A definition counts when it starts a line (file scope or a namespace's, as the kernels indent function bodies) and
  * its value is an integer expression: literals, + − * / % << >>, parentheses, and names the same file or a header it
  * includes defines. Files are read from the package's kernels/ folder (where NVRTC finds them too) once each, on the
- * first use of one of their constants; test/backend/kernel-constants.test.ts resolves every constant every launcher
+ * first use of one of their constants; test/backend/cuda/kernel-constants.test.ts resolves every constant every launcher
  * asks for, so a renamed or deleted definition fails a CPU test, not a GPU run.
  *
  *   const K = kernelConstants('commvq_dequant', ['DQ_TOKENS']);

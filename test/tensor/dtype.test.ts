@@ -1,6 +1,6 @@
 /** Float conversions round to nearest even, as PyTorch's casts do, including the edge cases. */
 import { describe, expect, it } from 'vitest';
-import { bf16ToF32, f16ToF32, f32ToBf16, f32ToF16 } from '../src/core/tensor/dtype.js';
+import { bf16ToF32, f16ToF32, f32ToBf16, f32ToF16 } from '../../src/core/tensor/dtype.js';
 
 describe('bf16', () => {
   it('rounds to nearest even and keeps specials', () => {

@@ -6,8 +6,8 @@ import { cpSync, mkdtempSync, readFileSync, rmSync, truncateSync, writeFileSync 
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { writeDemoModel } from '../src/core/model/demo-model.js';
-import { expectOneLineError, runCli } from './helpers/cli.js';
+import { writeDemoModel } from '../../src/core/model/demo-model.js';
+import { expectOneLineError, runCli } from '../helpers/cli.js';
 
 const work = mkdtempSync(join(tmpdir(), 'commvq-bad-'));
 const good = join(work, 'good');

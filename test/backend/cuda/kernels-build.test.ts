@@ -9,7 +9,7 @@ import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
 
-const root = resolve(dirname(fileURLToPath(import.meta.url)), '..');
+const root = resolve(dirname(fileURLToPath(import.meta.url)), '../../..');
 const hasNvcc = [process.env['NVCC'], 'nvcc', '/usr/local/cuda/bin/nvcc'].some(
   (c) => c !== undefined && spawnSync(c, ['--version'], { stdio: 'ignore' }).status === 0,
 );

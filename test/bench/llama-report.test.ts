@@ -1,6 +1,6 @@
 /** The benchmark table computes ratios and target verdicts from both sides' numbers. */
 import { describe, expect, it } from 'vitest';
-import { llamaReport } from '../src/bench/llama-report.js';
+import { llamaReport } from '../../src/bench/llama-report.js';
 
 describe('llamaReport', () => {
   it('puts ratios and verdicts in the table', () => {

@@ -4,12 +4,12 @@
  */
 import { rmSync } from 'node:fs';
 import { afterAll, describe, expect, it } from 'vitest';
-import { CpuBackend } from '../src/core/backend/cpu/cpu-backend.js';
-import { generateGreedy } from '../src/core/model/generate.js';
-import { loadModel } from '../src/core/model/load-model.js';
-import { compareArrays, relativeL2 } from './helpers/compare.js';
-import { FIXTURE_MODELS, FixtureReference, fixtureDir, haveFixtures } from './helpers/fixtures.js';
-import { bf16Copy, shardedCopy } from './helpers/model-copies.js';
+import { CpuBackend } from '../../src/core/backend/cpu/cpu-backend.js';
+import { generateGreedy } from '../../src/core/model/generate.js';
+import { loadModel } from '../../src/core/model/load-model.js';
+import { compareArrays, relativeL2 } from '../helpers/compare.js';
+import { FIXTURE_MODELS, FixtureReference, fixtureDir, haveFixtures } from '../helpers/fixtures.js';
+import { bf16Copy, shardedCopy } from '../helpers/model-copies.js';
 
 // bf16 keeps 8 significant bits (eps = 2^-8). Rounding the weights perturbs a layer's outputs by about eps/2 of their
 // norm per layer (measured: 0.7·eps after layer 0, 2.4·eps after layer 1, 3·eps at the logits of these 2-layer

@@ -3,9 +3,9 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { writeDemoModel } from '../src/core/model/demo-model.js';
-import { TextTokenizer } from '../src/core/tokenizer/text-tokenizer.js';
-import { runCli } from './helpers/cli.js';
+import { writeDemoModel } from '../../src/core/model/demo-model.js';
+import { TextTokenizer } from '../../src/core/tokenizer/text-tokenizer.js';
+import { runCli } from '../helpers/cli.js';
 
 // Llama 3's template, shortened to what single-turn chat uses
 const LLAMA3_TEMPLATE =

@@ -3,11 +3,11 @@
  * values, logits at every position, and greedy continuations.
  */
 import { describe, expect, it } from 'vitest';
-import { CpuBackend } from '../src/core/backend/cpu/cpu-backend.js';
-import { generateGreedy } from '../src/core/model/generate.js';
-import { loadModel } from '../src/core/model/load-model.js';
-import { compareArrays } from './helpers/compare.js';
-import { FIXTURE_MODELS, FixtureReference, fixtureDir, haveFixtures } from './helpers/fixtures.js';
+import { CpuBackend } from '../../src/core/backend/cpu/cpu-backend.js';
+import { generateGreedy } from '../../src/core/model/generate.js';
+import { loadModel } from '../../src/core/model/load-model.js';
+import { compareArrays } from '../helpers/compare.js';
+import { FIXTURE_MODELS, FixtureReference, fixtureDir, haveFixtures } from '../helpers/fixtures.js';
 
 describe.skipIf(!haveFixtures).each(FIXTURE_MODELS)('%s matches transformers', (name) => {
   const backend = new CpuBackend();

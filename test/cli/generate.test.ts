@@ -3,9 +3,9 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { writeDemoModel } from '../src/core/model/demo-model.js';
-import { runCli } from './helpers/cli.js';
-import { FIXTURE_MODELS, FixtureReference, fixtureDir, haveFixtures } from './helpers/fixtures.js';
+import { writeDemoModel } from '../../src/core/model/demo-model.js';
+import { runCli } from '../helpers/cli.js';
+import { FIXTURE_MODELS, FixtureReference, fixtureDir, haveFixtures } from '../helpers/fixtures.js';
 
 const work = mkdtempSync(join(tmpdir(), 'commvq-cli-'));
 afterAll(() => rmSync(work, { recursive: true, force: true }));

@@ -8,12 +8,12 @@ import { readdirSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
-import { kernelConstant, kernelConstantRequests, KernelSource } from '../../src/core/backend/cuda/kernel-constants.js';
-import { keyCodeRowBytes } from '../../src/core/backend/cuda/ops/commvq-cache.js';
-import { packedCodeBytes } from '../../src/core/commvq/code-packing.js';
-import { CommvqError } from '../../src/core/errors.js';
+import { kernelConstant, kernelConstantRequests, KernelSource } from '../../../src/core/backend/cuda/kernel-constants.js';
+import { keyCodeRowBytes } from '../../../src/core/backend/cuda/ops/commvq-cache.js';
+import { packedCodeBytes } from '../../../src/core/commvq/code-packing.js';
+import { CommvqError } from '../../../src/core/errors.js';
 
-const opsDir = join(dirname(fileURLToPath(import.meta.url)), '..', '..', 'src', 'core', 'backend', 'cuda', 'ops');
+const opsDir = join(dirname(fileURLToPath(import.meta.url)), '..', '..', '..', 'src', 'core', 'backend', 'cuda', 'ops');
 
 describe('kernel launch constants', () => {
   it('every constant every launcher asks for is defined in its kernel source, as a positive integer', async () => {
