@@ -15,7 +15,7 @@ import { loadModel } from '../../src/core/model/load-model.js';
 import { writeRandomCodebooks } from '../helpers/codebooks.js';
 import { runCli } from '../helpers/cli.js';
 import { FixtureReference, fixtureDir, haveFixtures } from '../helpers/fixtures.js';
-import { tempRoot } from '../eval-run/helpers.js';
+import { tempRoot } from '../eval/run/helpers.js';
 
 describe.skipIf(!haveFixtures)('--cache on tiny-llama', () => {
   const root = tempRoot('cache-commands');

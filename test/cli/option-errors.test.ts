@@ -6,7 +6,7 @@
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { runCli } from '../helpers/cli.js';
-import { demoModel, tempRoot, writeLongbenchData } from '../eval-run/helpers.js';
+import { demoModel, tempRoot, writeLongbenchData } from '../eval/run/helpers.js';
 
 const root = tempRoot('option-errors');
 const demo = demoModel(root);

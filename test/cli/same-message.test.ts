@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { runCli } from '../helpers/cli.js';
 import { REPO_ROOT } from '../helpers/fixtures.js';
-import { demoModel, tempRoot, writeInfinitebenchData, writeLongbenchData } from '../eval-run/helpers.js';
+import { demoModel, tempRoot, writeInfinitebenchData, writeLongbenchData } from '../eval/run/helpers.js';
 
 const root = tempRoot('same-message');
 const demo = demoModel(root);

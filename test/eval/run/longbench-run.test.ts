@@ -8,11 +8,11 @@
 import { appendFileSync, existsSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { scoreLongbenchRecords } from '../../src/core/eval/longbench/records.js';
-import { readPredictionFile } from '../../src/core/eval/predictions.js';
-import { runLongbench, type LongBenchRunOptions } from '../../src/core/eval/run/longbench-run.js';
-import { mergeEvalRuns } from '../../src/core/eval/run/merge-runs.js';
-import { parseShard } from '../../src/core/eval/shard.js';
+import { scoreLongbenchRecords } from '../../../src/core/eval/longbench/records.js';
+import { readPredictionFile } from '../../../src/core/eval/predictions.js';
+import { runLongbench, type LongBenchRunOptions } from '../../../src/core/eval/run/longbench-run.js';
+import { mergeEvalRuns } from '../../../src/core/eval/run/merge-runs.js';
+import { parseShard } from '../../../src/core/eval/shard.js';
 import { cpu, demoModel, jsonl, longbenchRow, read, readJson, tempRoot, writeLongbenchData } from './helpers.js';
 
 const root = tempRoot('lb-run');

@@ -7,9 +7,9 @@
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { scoreInfinitebenchRecords } from '../../src/core/eval/infinitebench/records.js';
-import { readPredictionFile } from '../../src/core/eval/predictions.js';
-import { runInfinitebench, type InfiniteBenchRunOptions } from '../../src/core/eval/run/infinitebench-run.js';
+import { scoreInfinitebenchRecords } from '../../../src/core/eval/infinitebench/records.js';
+import { readPredictionFile } from '../../../src/core/eval/predictions.js';
+import { runInfinitebench, type InfiniteBenchRunOptions } from '../../../src/core/eval/run/infinitebench-run.js';
 import { cpu, demoModel, infinitebenchRow, jsonl, readJson, tempRoot, writeInfinitebenchData } from './helpers.js';
 
 const root = tempRoot('ib-run');

@@ -5,10 +5,10 @@
  */
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { openCacheFactory } from '../../src/core/cache-factory.js';
-import { firstDifference } from '../../src/core/eval/run/manifest.js';
-import { EvalSession } from '../../src/core/eval/run/session.js';
-import { writeRandomCodebooks } from '../helpers/codebooks.js';
+import { openCacheFactory } from '../../../src/core/cache-factory.js';
+import { firstDifference } from '../../../src/core/eval/run/manifest.js';
+import { EvalSession } from '../../../src/core/eval/run/session.js';
+import { writeRandomCodebooks } from '../../helpers/codebooks.js';
 import { cpu, demoModel, tempRoot } from './helpers.js';
 
 const root = tempRoot('cache-description');

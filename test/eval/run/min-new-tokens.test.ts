@@ -7,10 +7,10 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { CpuBackend } from '../../src/core/backend/cpu/cpu-backend.js';
-import { writeDemoModel } from '../../src/core/model/demo-model.js';
-import { argmaxExcept, generateGreedy } from '../../src/core/model/generate.js';
-import { loadModel } from '../../src/core/model/load-model.js';
+import { CpuBackend } from '../../../src/core/backend/cpu/cpu-backend.js';
+import { writeDemoModel } from '../../../src/core/model/demo-model.js';
+import { argmaxExcept, generateGreedy } from '../../../src/core/model/generate.js';
+import { loadModel } from '../../../src/core/model/load-model.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'commvq-minnew-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));

@@ -7,9 +7,9 @@ import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll } from 'vitest';
-import { CpuBackend } from '../../src/core/backend/cpu/cpu-backend.js';
-import { fillerText } from '../../src/core/eval/niah/filler.js';
-import { writeDemoModel } from '../../src/core/model/demo-model.js';
+import { CpuBackend } from '../../../src/core/backend/cpu/cpu-backend.js';
+import { fillerText } from '../../../src/core/eval/niah/filler.js';
+import { writeDemoModel } from '../../../src/core/model/demo-model.js';
 
 /** A temporary folder removed after the test file. */
 export function tempRoot(prefix: string): string {

@@ -6,9 +6,9 @@
 import { appendFileSync, existsSync, mkdirSync, readdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { mergeEvalRuns } from '../../src/core/eval/run/merge-runs.js';
-import { runNiah, type NiahRunOptions } from '../../src/core/eval/run/niah-run.js';
-import { parseShard } from '../../src/core/eval/shard.js';
+import { mergeEvalRuns } from '../../../src/core/eval/run/merge-runs.js';
+import { runNiah, type NiahRunOptions } from '../../../src/core/eval/run/niah-run.js';
+import { parseShard } from '../../../src/core/eval/shard.js';
 import { cpu, demoModel, isPng, read, readJson, tempRoot } from './helpers.js';
 
 const root = tempRoot('niah-run');

@@ -7,10 +7,10 @@
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { runLongbench } from '../../src/core/eval/run/longbench-run.js';
-import { parseShard } from '../../src/core/eval/shard.js';
-import { expectOneLineError, runCli } from '../helpers/cli.js';
-import { fixtureDir, haveFixtures } from '../helpers/fixtures.js';
+import { runLongbench } from '../../../src/core/eval/run/longbench-run.js';
+import { parseShard } from '../../../src/core/eval/shard.js';
+import { expectOneLineError, runCli } from '../../helpers/cli.js';
+import { fixtureDir, haveFixtures } from '../../helpers/fixtures.js';
 import { cpu, demoModel, isPng, jsonl, longbenchRow, readJson, tempRoot, writeLongbenchData } from './helpers.js';
 
 const root = tempRoot('cli-eval');
