@@ -20,15 +20,18 @@ export interface PromptSource {
  * Strict prompt attention on the device: the decoding rule per W-block of queries over a scratch K/V [capacity, D]
  * (post-RoPE, bf16) that holds each position as the block attending now sees it — the compressed prefix dequantized
  * (kernels/commvq_dequant.cu, RoPE reapplied), the held exact tokens and the chunk's own rows exact — so a 128K
- * prompt in chunks holds at most one layer's prefix at a time, never the bf16 K/V of all layers. The prefix is
- * dequantized again for every chunk and layer; the blocks this chunk compressed are dequantized once and enter the
- * scratch block by block, after the queries that still see them exact.
+ * prompt in chunks holds at most one layer's prefix at a time, never the bf16 K/V of all layers. The blocks a chunk
+ * compressed are dequantized once and enter the scratch block by block, after the queries that still see them
+ * exact. A prompt run layer by layer (LlamaModel.prefill) finds its layer's prefix in the scratch from the chunk
+ * before; one fed token-major (a forward per chunk) has it dequantized again for every chunk and layer.
  *
  *   const prompt = new DevicePrompt(backend, settings, store);
  *   const out = prompt.attend(layer, chunk, q, kv);   // after the store encoded what the chunk compresses
  */
 export class DevicePrompt {
   private scratch: { keys: Tensor; values: Tensor } | undefined; // [capacity, D] bf16 each
+  /** whose prefix the scratch holds: compressed tokens [0, dequantized) of one layer and sequence, dequantized */
+  private owner: { layer: number; sequence: number; dequantized: number } | undefined;
 
   constructor(
     private readonly backend: CudaBackend,
@@ -44,7 +47,9 @@ export class DevicePrompt {
     const { sequence, start, end, compressedBefore: N0 } = chunk;
     const s = new TensorScope();
     const { keys, values } = this.prefillScratch();
-    this.writeDequantized(layer, sequence, 0, N0, keys, values);
+    // the chunk before of the same layer (a prompt run layer by layer) left this prefix in the scratch already
+    const o = this.owner;
+    if (!(o && o.layer === layer && o.sequence === sequence && o.dequantized === N0)) this.writeDequantized(layer, sequence, 0, N0, keys, values);
     // exact tokens held from earlier steps: sinks at their positions, the window after the compressed ones
     const held = start - N0; // exact slots in use
     const exact = this.source.exactRows(layer);
@@ -78,6 +83,7 @@ export class DevicePrompt {
       const o = s.keep(b.attention(qRows, keys, values, { queryHeads, kvHeads, headDim, qStart: block.from, kvLength: block.to }));
       b.writeRows(out, block.from - start, o);
     }
+    this.owner = { layer, sequence, dequantized: dequantizedTo };
     s.dispose();
     return out;
   }
@@ -87,6 +93,7 @@ export class DevicePrompt {
     this.scratch?.keys.dispose();
     this.scratch?.values.dispose();
     this.scratch = undefined;
+    this.owner = undefined;
   }
 
   /** The scratch K/V [capacity, D], made once and kept until the prompt ends. */
