@@ -58,6 +58,13 @@ describe.skipIf(!haveFixture('tiny-llama'))('layer-major prefill on tiny-llama (
     });
   });
 
+  it.each(['dense', 'faithful', 'strict'] as const)('%s: hidden states kept in host memory between layers give the same logits', (kind) => {
+    const prompt = ids(2 * W + 3);
+    const onDevice = run(make(kind, 40), prompt, (c) => f32(model.prefill(prompt, c, { rows: 4, hiddenOnHost: false })));
+    const onHost = run(make(kind, 40), prompt, (c) => f32(model.prefill(prompt, c, { rows: 4, hiddenOnHost: true })));
+    onHost.forEach((l, i) => expect(l, `step ${i}`).toEqual(onDevice[i]));
+  });
+
   it('refuses faithful chunks fed token-major (a forward per chunk): the layer’s earlier rows are gone', () => {
     const cache = make('faithful', 32);
     model.forward(ids(10), cache).dispose();

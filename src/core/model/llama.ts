@@ -1,8 +1,10 @@
 import type { Backend, RopeTable } from '../backend/backend.js';
 import { CommvqError, OptionError } from '../errors.js';
+import { bytesPerElement } from '../tensor/dtype.js';
 import { TensorScope, type Tensor } from '../tensor/tensor.js';
 import type { ModelConfig } from './config.js';
 import { DenseKVCache, type CacheShape, type KVCache } from './kv-cache.js';
+import { DEVICE_HIDDEN_BYTES, promptHidden } from './prompt-hidden.js';
 import { ropeTable } from './rope.js';
 import { StepInputs } from './step-inputs.js';
 import type { LayerWeights, ModelWeights } from './weights.js';
@@ -39,6 +41,10 @@ export interface PrefillOptions extends ForwardOptions {
   sequence?: number;
   /** prompt rows per chunk within a layer (default PREFILL_ROWS) */
   rows?: number;
+  /** keep the prompt's hidden states in pinned host memory between layers (default: on a GPU, above DEVICE_HIDDEN_BYTES) */
+  hiddenOnHost?: boolean;
+  /** called after each layer (progress of a long prompt) */
+  onLayer?: (layer: number) => void;
 }
 
 /**
@@ -90,8 +96,9 @@ export class LlamaModel {
    * activations, before any goes through layer l + 1. A cache then needs the prompt's keys and values of one layer at
    * a time: a CommVQ cache encodes a layer's blocks once and attends over one layer's scratch, where a prompt fed in
    * token chunks (`forward` per chunk) would rebuild every layer's prefix for every chunk. The result is the same as
-   * one `forward` of the whole prompt (the same rows through the same ops, in another order); the hidden states of
-   * the whole prompt [T, hidden] stay on the device meanwhile.
+   * one `forward` of the whole prompt (the same rows through the same ops, in another order). The hidden states of
+   * the whole prompt [T, hidden] wait between layers on the device, or in pinned host memory when large
+   * (prompt-hidden.ts).
    *
    *   const logits = model.prefill(promptIds, cache, { rows: 4096 });   // [1, V]: the last token's
    */
@@ -101,27 +108,32 @@ export class LlamaModel {
     const rows = options.rows ?? PREFILL_ROWS;
     if (!(Number.isInteger(rows) && rows >= 1)) throw new OptionError('rows', String(rows), 'must be a whole number of prompt rows ≥ 1');
     const T = ids.length;
+    const hiddenSize = this.config.hiddenSize;
     const start = cache.lengthOf(sequence);
     const steps: StepInputs[] = [];
     for (let c0 = 0; c0 < T; c0 += rows) steps.push(StepInputs.prompt(b, ids.subarray(c0, Math.min(T, c0 + rows)), start + c0, sequence));
-    const h = b.zeros([T, this.config.hiddenSize], b.activationDType); // every layer's input and output in turn
+    const onHost = options.hiddenOnHost ?? (b.device !== 'cpu' && T * hiddenSize * bytesPerElement(b.activationDType) > DEVICE_HIDDEN_BYTES);
+    const h = promptHidden(b, T, hiddenSize, onHost); // every layer's input and output in turn
     try {
       steps.forEach((step, c) => {
         const e = this.embed(step);
-        b.writeRows(h, c * rows, e);
+        h.write(c * rows, e);
         e.dispose();
       });
       this.weights.layers.forEach((layer, l) => {
         steps.forEach((step, c) => {
-          const c0 = c * rows;
-          const x = b.sliceRows(h, c0, c0 + step.tokens);
+          const x = h.read(c * rows, step.tokens);
           const out = this.block(l, layer, x, step, cache, options);
-          b.writeRows(h, c0, out);
+          h.write(c * rows, out);
           x.dispose();
           out.dispose();
         });
+        options.onLayer?.(l);
       });
-      return this.logits(h, options.logits === 'all' ? undefined : T - 1);
+      const last = h.read(options.logits === 'all' ? 0 : T - 1, options.logits === 'all' ? T : 1);
+      const logits = this.logits(last);
+      last.dispose();
+      return logits;
     } finally {
       h.dispose();
       steps.forEach((s) => s.dispose());
@@ -156,8 +168,9 @@ export class LlamaModel {
       h = next;
     });
     // a batched step's rows are each the last token of their sequence
-    const last = options.logits === 'last' && !step.batched;
-    const logits = this.logits(h, last ? step.tokens - 1 : undefined);
+    const last = options.logits === 'last' && !step.batched ? this.backend.sliceRows(h, step.tokens - 1, step.tokens) : h;
+    const logits = this.logits(last);
+    if (last !== h) last.dispose();
     h.dispose();
     return logits;
   }
@@ -170,14 +183,12 @@ export class LlamaModel {
     return this.backend.embedding(this.weights.embedTokens, step.ids);
   }
 
-  /** Logits [T, V] of the final hidden states h [T, hidden], or [1, V] of row `row` alone. */
-  private logits(h: Tensor, row?: number): Tensor {
+  /** Logits [T, V] of final hidden states h [T, hidden]. */
+  private logits(h: Tensor): Tensor {
     const b = this.backend;
-    const scope = new TensorScope();
-    const rows = row === undefined ? h : scope.keep(b.sliceRows(h, row, row + 1));
-    const normed = scope.keep(b.rmsNorm(rows, this.weights.norm, this.config.rmsNormEps));
+    const normed = b.rmsNorm(h, this.weights.norm, this.config.rmsNormEps);
     const logits = b.linear(normed, this.weights.lmHead);
-    scope.dispose();
+    normed.dispose();
     return logits;
   }
 
