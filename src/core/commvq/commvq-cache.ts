@@ -32,6 +32,8 @@ export interface CommvqCacheOptions {
   capacity: number;
   /** sequences held (default 1) */
   batch?: number;
+  /** time the encoding phases on the GPU (phaseTimes; default false) */
+  timePhases?: boolean;
 }
 
 /** The faithful prefill's exact keys (after RoPE) and values [capacity, D] of one layer's prompt so far. */
@@ -145,6 +147,10 @@ export class CommvqCache implements KVCache {
 
   residentBytes(): { codebooks: number; encoders: number } {
     return this.store.residentBytes();
+  }
+
+  phaseTimes(): Record<string, number> {
+    return this.store.phaseTimes?.() ?? {};
   }
 
   /** Bytes per compressed token per layer: the packed arithmetic (keys: R·G·12 bits + a bf16 norm; values: N_c bits + a bf16 scale). */

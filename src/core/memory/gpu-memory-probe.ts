@@ -91,7 +91,7 @@ class GpuMemoryProbe implements MemoryProbe {
         cache = this.model.createDenseCache(tokens, spec.batch);
       } else {
         const books = this.codebooks(spec.bits ?? 1);
-        cache = createCommvqCache(this.model, books.books, { capacity: tokens, batch: spec.batch, prefill: 'strict' });
+        cache = createCommvqCache(this.model, books.books, { capacity: tokens, batch: spec.batch, prefill: 'strict', timePhases: true });
         books.release(); // the cache holds its own copies
       }
       b.synchronize();
@@ -122,6 +122,7 @@ class GpuMemoryProbe implements MemoryProbe {
         cache.endPrompt?.(); // the decode peak is without the prompt's scratch
       }
       const prefillMs = performance.now() - t0;
+      const prefillPhases = cache.phaseTimes?.();
       const peakPrefill = alloc.memory().peakBytes;
       if (reserved === undefined) this.prefillWorkspace.set(workspaceKey, Math.max(0, peakPrefill - inUse0 - resident));
       const driverUsedPrefill = used(b);
@@ -149,6 +150,7 @@ class GpuMemoryProbe implements MemoryProbe {
         driverUsedDecode: used(b),
         decodeMsPerToken: median(times),
         prefillMs,
+        ...(prefillPhases && Object.keys(prefillPhases).length > 0 ? { prefillPhases } : {}),
         prefillPeak: reserved === undefined ? 'measured' : 'reserved',
       };
     } catch (err) {
