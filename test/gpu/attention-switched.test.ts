@@ -59,7 +59,7 @@ describe.skipIf(!gpu)(`switched prefill attention (seed ${SEED})`, () => {
     const cuda = new CudaBackend();
     const z = (rows: number, width: number) => cuda.zeros([rows, width], 'bf16');
     const shape = { queryRows: 128, queryHeads: 4, kvHeads: 1, headDim: 64, qStart: 64, kvLength: 192 };
-    const p = { q: z(128, 256), k: z(192, 64), v: z(192, 64), kx: z(128, 64), vx: z(128, 64), out: z(128, 256) };
+    const p = { q: z(128, 256), k: z(256, 64), v: z(256, 64), kx: z(128, 64), vx: z(128, 64), out: z(128, 256) };
     expect(() => prefillAttentionSwitched(cuda.ctx, p, shape, 64)).toThrow(/not a multiple of 128/);
     expect(() => prefillAttentionSwitched(cuda.ctx, p, { ...shape, qStart: 128, kvLength: 256 }, 200)).toThrow(/exactBase/);
   });
