@@ -11,7 +11,7 @@ set -euo pipefail
 out=$1 old=$2 old_args=$3 new=$4 new_args=$5
 root=$PWD
 mkdir -p "$out"
-memory="measure-memory --random-weights $root/scripts/bench/llama-3.1-8b.config.json --device cuda --device-memory 79.65 --decode-tokens 16 --json"
+memory="measure-memory --random-weights $root/scripts/bench/llama-3.1-8b.config.json --device cuda --decode-tokens 16 --json"
 for round in $(seq 1 "${ROUNDS:-2}"); do
   for side in old new; do
     if [ $side = old ]; then dir=$old args=$old_args; else dir=$new args=$new_args; fi
