@@ -3,7 +3,7 @@
 # build/kernels) on the same GPU, old and new alternating twice, in one run. Each round times
 #   - attention on codes (dist/bench/commvq-attention-bench.js: one decode step of one layer at 32K and 128K), and
 #   - one measure-memory point (its arguments given per tree, since the flag grammar may differ between them),
-# then scripts/bench/compare-trees.py prints ours-new / ours-old per quantity (median of the two rounds).
+# then scripts/bench/compare-trees.py prints ours-new / ours-old per quantity (median of the rounds; ROUNDS=N, default 2).
 #
 #   bash .device/run.sh bash scripts/bench/compare-trees.sh OUT .old "--cache commvq --bits 1 --context 32k" \
 #     . "--cache commvq:bits=1 --context 32k"
@@ -11,8 +11,8 @@ set -euo pipefail
 out=$1 old=$2 old_args=$3 new=$4 new_args=$5
 root=$PWD
 mkdir -p "$out"
-memory="measure-memory --random-weights $root/scripts/bench/llama-3.1-8b.config.json --device cuda --device-memory 79.65 --decode-tokens 16 --json"
-for round in 1 2; do
+memory="measure-memory --random-weights $root/scripts/bench/llama-3.1-8b.config.json --device cuda --decode-tokens 16 --json"
+for round in $(seq 1 "${ROUNDS:-2}"); do
   for side in old new; do
     if [ $side = old ]; then dir=$old args=$old_args; else dir=$new args=$new_args; fi
     (cd "$dir" && node dist/bench/commvq-attention-bench.js --contexts 32768,131072) > "$out/$side-$round-attention.json"
