@@ -25,6 +25,12 @@
 //   value_attention_dv.cu).
 // Accumulation: f32 (scores, softmax statistics, output); output rounded to bf16 once at the end.
 // Entry points: attention_prefill_d64, attention_prefill_d128 (same arguments).
+//
+// Switched variant (attention_prefill_switch_d64/_d128), the strict CommVQ prompt in one launch: each block of 128
+// query rows is one W-block (W = 128, qStart a block start) whose keys before the block come from k/v (the cache's
+// scratch: the compressed prefix dequantized, the sinks exact) and whose keys from the block's first position on
+// come exact from kx/vx [rows from exactBase, H_kv·D_h] (the prompt's own rows). Key tiles of 64 never straddle the
+// switch, which sits on a multiple of 128.
 
 #include <cuda_bf16.h>
 
@@ -40,10 +46,11 @@ constexpr int kBlockN = 64;            // keys per tile
 constexpr int kNTiles = kBlockN / 8;   // n8 tiles of S per m16 tile
 constexpr float kLog2e = 1.4426950408889634f;
 
-template <int D>
+template <int D, bool kSwitched>
 __device__ __forceinline__ void prefill(const __nv_bfloat16* __restrict__ q, const __nv_bfloat16* __restrict__ k,
-                                        const __nv_bfloat16* __restrict__ v, __nv_bfloat16* __restrict__ out, int Tq,
-                                        int Hq, int Hkv, int qStart, int kvLength, float scale) {
+                                        const __nv_bfloat16* __restrict__ v, const __nv_bfloat16* __restrict__ kx,
+                                        const __nv_bfloat16* __restrict__ vx, __nv_bfloat16* __restrict__ out, int Tq,
+                                        int Hq, int Hkv, int qStart, int kvLength, int exactBase, float scale) {
   constexpr int kQBytes = kBlockM * D * 2;
   constexpr int kKVBytes = kBlockN * D * 2;
   constexpr int kDTiles = D / 8;    // n8 tiles of the output per m16 tile
@@ -69,11 +76,19 @@ __device__ __forceinline__ void prefill(const __nv_bfloat16* __restrict__ q, con
   const int nTiles = (keyLimit + kBlockN - 1) / kBlockN;
   const __nv_bfloat16* kh = k + static_cast<size_t>(hkv) * D;
   const __nv_bfloat16* vh = v + static_cast<size_t>(hkv) * D;
+  // key row n of the tile loads: the switched variant reads the block's own keys (n ≥ its first position) exact
+  const int ownStart = qStart + m0;
+  auto rowOf = [&](const __nv_bfloat16* base, const __nv_bfloat16* exact, int n) {
+    if constexpr (kSwitched) {
+      if (n >= ownStart) return exact + static_cast<size_t>(hkv) * D + static_cast<size_t>(n - exactBase) * ldkv;
+    }
+    return base + static_cast<size_t>(n) * ldkv;
+  };
 
   load_tile<D, kBlockM, kThreads>(sQ, q + static_cast<size_t>(m0) * ldq + static_cast<size_t>(h) * D,
                                   ldq, rowsHere, tid);
-  load_tile<D, kBlockN, kThreads>(sK, kh, ldkv, keyLimit, tid);
-  load_tile<D, kBlockN, kThreads>(sV, vh, ldkv, keyLimit, tid);
+  load_tile<D, kBlockN, kThreads>(sK, rowOf(kh, kx, 0), ldkv, keyLimit, tid);
+  load_tile<D, kBlockN, kThreads>(sV, rowOf(vh, vx, 0), ldkv, keyLimit, tid);
   cp_async_commit();
 
   const float sl2 = scale * kLog2e;
@@ -108,10 +123,8 @@ __device__ __forceinline__ void prefill(const __nv_bfloat16* __restrict__ q, con
     const int stage = t & 1;
     if (t + 1 < nTiles) {
       const int n1 = (t + 1) * kBlockN;
-      load_tile<D, kBlockN, kThreads>(sK + (stage ^ 1) * kKVBytes, kh + static_cast<size_t>(n1) * ldkv,
-                                      ldkv, keyLimit - n1, tid);
-      load_tile<D, kBlockN, kThreads>(sV + (stage ^ 1) * kKVBytes, vh + static_cast<size_t>(n1) * ldkv,
-                                      ldkv, keyLimit - n1, tid);
+      load_tile<D, kBlockN, kThreads>(sK + (stage ^ 1) * kKVBytes, rowOf(kh, kx, n1), ldkv, keyLimit - n1, tid);
+      load_tile<D, kBlockN, kThreads>(sV + (stage ^ 1) * kKVBytes, rowOf(vh, vx, n1), ldkv, keyLimit - n1, tid);
       cp_async_commit();
       cp_async_wait<1>();
     } else {
@@ -195,12 +208,30 @@ extern "C" __global__ void __launch_bounds__(kThreads, 2)
     attention_prefill_d64(const __nv_bfloat16* __restrict__ q, const __nv_bfloat16* __restrict__ k,
                           const __nv_bfloat16* __restrict__ v, __nv_bfloat16* __restrict__ out, int Tq, int Hq,
                           int Hkv, int qStart, int kvLength, float scale) {
-  prefill<64>(q, k, v, out, Tq, Hq, Hkv, qStart, kvLength, scale);
+  prefill<64, false>(q, k, v, nullptr, nullptr, out, Tq, Hq, Hkv, qStart, kvLength, 0, scale);
 }
 
 extern "C" __global__ void __launch_bounds__(kThreads, 2)
     attention_prefill_d128(const __nv_bfloat16* __restrict__ q, const __nv_bfloat16* __restrict__ k,
                            const __nv_bfloat16* __restrict__ v, __nv_bfloat16* __restrict__ out, int Tq, int Hq,
                            int Hkv, int qStart, int kvLength, float scale) {
-  prefill<128>(q, k, v, out, Tq, Hq, Hkv, qStart, kvLength, scale);
+  prefill<128, false>(q, k, v, nullptr, nullptr, out, Tq, Hq, Hkv, qStart, kvLength, 0, scale);
+}
+
+// The switched variant: as above, plus kx, vx [rows from exactBase, H_kv·D_h] bf16, the exact keys and values of
+// positions exactBase .. kvLength − 1; qStart is a multiple of 128 past the sinks, every block of 128 rows a W-block.
+extern "C" __global__ void __launch_bounds__(kThreads, 2)
+    attention_prefill_switch_d64(const __nv_bfloat16* __restrict__ q, const __nv_bfloat16* __restrict__ k,
+                                 const __nv_bfloat16* __restrict__ v, const __nv_bfloat16* __restrict__ kx,
+                                 const __nv_bfloat16* __restrict__ vx, __nv_bfloat16* __restrict__ out, int Tq,
+                                 int Hq, int Hkv, int qStart, int kvLength, int exactBase, float scale) {
+  prefill<64, true>(q, k, v, kx, vx, out, Tq, Hq, Hkv, qStart, kvLength, exactBase, scale);
+}
+
+extern "C" __global__ void __launch_bounds__(kThreads, 2)
+    attention_prefill_switch_d128(const __nv_bfloat16* __restrict__ q, const __nv_bfloat16* __restrict__ k,
+                                  const __nv_bfloat16* __restrict__ v, const __nv_bfloat16* __restrict__ kx,
+                                  const __nv_bfloat16* __restrict__ vx, __nv_bfloat16* __restrict__ out, int Tq,
+                                  int Hq, int Hkv, int qStart, int kvLength, int exactBase, float scale) {
+  prefill<128, true>(q, k, v, kx, vx, out, Tq, Hq, Hkv, qStart, kvLength, exactBase, scale);
 }

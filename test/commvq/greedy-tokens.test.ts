@@ -15,15 +15,10 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
 import { createBackend } from '../../src/core/backend/create-backend.js';
-import { CpuBackend } from '../../src/core/backend/cpu/cpu-backend.js';
-import { createCommvqCache, type CommvqCodebooks } from '../../src/core/commvq/load-commvq.js';
-import { LayerKeyCodebook } from '../../src/core/keys/codebook.js';
+import { createCommvqCache } from '../../src/core/commvq/load-commvq.js';
 import { generateGreedy } from '../../src/core/model/generate.js';
-import type { LlamaModel } from '../../src/core/model/llama.js';
 import { loadModel } from '../../src/core/model/load-model.js';
-import { SeededRandom } from '../../src/core/model/seeded-random.js';
-import type { Tensor } from '../../src/core/tensor/tensor.js';
-import { compressorShape, initCompressor, type ValueCompressorParams } from '../../src/core/values/value-compressor.js';
+import { randomBooks } from '../helpers/commvq-books.js';
 import { fixtureDir, FixtureReference, haveFixture } from '../helpers/fixtures.js';
 
 const GOLDEN = join(dirname(fileURLToPath(import.meta.url)), 'fixtures', 'greedy-tokens.json');
@@ -50,23 +45,6 @@ const SETTINGS: Record<string, Setting | null> = {
   'faithful W128, 2-bit values': { prefill: 'faithful', bits: 2 },
   'strict W32, 2-bit values, chunks of 50': { prefill: 'strict', window: 32, bits: 2, chunk: 50 },
 };
-
-/** Seeded random codebooks for the model: θ of 3 stages per layer, value compressors of `bits` (host tensors). */
-function randomBooks(model: LlamaModel, bits: 1 | 2): CommvqCodebooks {
-  const cpu = new CpuBackend();
-  const { numLayers, kvHeads, headDim } = model.cacheShape;
-  const D = kvHeads * headDim;
-  const rng = new SeededRandom(100 + bits);
-  const valueShape = compressorShape(bits, D);
-  const keys = new Map<number, LayerKeyCodebook>();
-  const values = new Map<number, { params: ValueCompressorParams; scale: Tensor }>();
-  for (let l = 0; l < numLayers; l++) {
-    const theta = Float32Array.from({ length: 3 * kvHeads * 128 * (headDim / 2) }, () => 0.05 * rng.normal());
-    keys.set(l, new LayerKeyCodebook({ residuals: 3, groups: kvHeads, halfSize: 64, pairs: headDim / 2 }, theta));
-    values.set(l, { params: initCompressor(cpu, valueShape, 7 + l), scale: cpu.fromArray(Float32Array.from({ length: D }, () => 0.5 + rng.uniform()), [D], 'f32') });
-  }
-  return { keys, values, valueShape, keyPath: '(random)', valuePath: '(random)', bits: { key: bits, value: bits } };
-}
 
 // the golden tokens are the CPU's; on a GPU the test only records (bf16 activations give other near-ties)
 describe.skipIf(!haveFixture('tiny-llama') || (device !== 'cpu' && !write))('greedy tokens of tiny-llama under each cache', async () => {

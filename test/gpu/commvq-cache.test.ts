@@ -80,6 +80,49 @@ describe.skipIf(!gpu)('CommvqCache on the device store against the host store', 
     device.dispose();
   });
 
+  // W = 128: whole blocks of a strict chunk attend in one switched launch; chunks of 100 start inside blocks
+  it.each([['strict', 100], ['strict', 256], ['faithful', 100]] as const)('%s prefill, W = 128, a prompt of 3W + 37 fed layer by layer in chunks of %i, then 5 decode steps', (mode, chunk) => {
+    const cuda = new CudaBackend();
+    const cpu = new CpuBackend();
+    const options = { ...codebooks(SEED), rope, window: 128, prefill: mode, capacity: 512 };
+    const caches = [[cpu, new CommvqCache(cpu, shape, options)], [cuda, new CommvqCache(cuda, shape, options)]] as [Backend, CommvqCache][];
+    const rng = new Rng(SEED + 3);
+    const rows = (start: number, T: number) => {
+      const positions = Int32Array.from({ length: T }, (_, i) => start + i);
+      const kPre = bf16(Float32Array.from({ length: T * D }, () => rng.normal()));
+      const q = bf16(ropeF32(Float32Array.from({ length: T * shape.queryHeads * 64 }, () => rng.normal()), positions, rope));
+      return { start, T, kPre, k: bf16(ropeF32(kPre, positions, rope)), v: bf16(Float32Array.from({ length: T * D }, () => rng.normal())), q };
+    };
+    const T = 3 * 128 + 37;
+    const chunks = Array.from({ length: Math.ceil(T / chunk) }, (_, c) => rows(c * chunk, Math.min(chunk, T - c * chunk)));
+    const feed = (r: ReturnType<typeof rows>, layers: number[], prompt: boolean): Float32Array[] =>
+      caches.map(([b, cache]) => {
+        const step = prompt ? StepInputs.prompt(b, new Int32Array(r.T), r.start) : StepInputs.create(b, new Int32Array(r.T), r.start);
+        const t = (a: Float32Array, w: number) => b.fromArray(a, [r.T, w], b.activationDType);
+        let out: Float32Array = new Float32Array(0);
+        for (const l of layers) {
+          cache.append(l, { kPre: t(r.kPre, D), k: t(r.k, D), v: t(r.v, D) }, step);
+          out = b.toFloat32(cache.attend(l, t(r.q, shape.queryHeads * 64), step));
+        }
+        step.dispose();
+        return out;
+      });
+    for (let l = 0; l < shape.numLayers; l++) {
+      for (const r of chunks) {
+        const [want, got] = feed(r, [l], true);
+        const { bad, worst } = worstError(got!, want!);
+        expect(bad, `seed ${SEED}: layer ${l}, chunk at ${r.start}: ${bad} outputs off (worst ${worst.toExponential(2)} of max)`).toBe(0);
+      }
+    }
+    caches.forEach(([, c]) => c.endPrompt());
+    for (let i = 0; i < 5; i++) {
+      const [want, got] = feed(rows(T + i, 1), [0, 1], false);
+      const { bad, worst } = worstError(got!, want!);
+      expect(bad, `seed ${SEED}: decode step ${i}: ${bad} outputs off (worst ${worst.toExponential(2)} of max)`).toBe(0);
+    }
+    caches[1]![1].dispose();
+  });
+
   /** A random bf16 model of 2 layers (4 query heads, 2 kv heads of 64) and strict device caches of 64 tokens for it. */
   function tinyModel() {
     const cuda = new CudaBackend();

@@ -33,6 +33,7 @@ function gpuPoint(spec: MemoryPointSpec, o: { peak: number; fits?: boolean; driv
     spec, fits: true, breakdown, bytesPerToken,
     peakPrefill: o.peak + GiB, peakDecode: o.peak, driverUsedPrefill: o.driver ?? o.peak + 2 * GiB, driverUsedDecode: o.driver ?? o.peak + 2 * GiB,
     decodeMsPerToken: 31.25, prefillMs: 12_000, deviceBytes: 80 * GiB,
+    ...(spec.cache === 'commvq' ? { prefillPhases: { keys: 1500, values: 2250 } } : {}),
   };
 }
 
@@ -107,9 +108,10 @@ describe('the measure-memory report', () => {
     const text = lines.join('\n');
     expect(text).not.toMatch(/^note:/m);
     expect(lines.find((l) => l.startsWith('cache '))!.split(/\s{2,}/)).toContain('peak decode');
-    // cache 1.00 arithmetic / 1.25 allocated; workspace 17.5 − 17.0; peak prefill 18.5; decode 17.5; driver 17.0
-    expect(text).toMatch(/^commvq-1bit\s+8K\s+4\s+yes\s+15\.00\s+1\.00 \/ 1\.25\s+0\.25\s+0\.50\s+0\.50\s+18\.50\s+17\.50\s+17\.00\s+31\.3\s+264 \/ 308$/m);
-    expect(text).toMatch(/^dense\s+128K\s+8\s+no\s+15\.00\s+1\.00 \/ 1\.25\s+0\.25\s+0\.50\s+—\s+—\s+—\s+—\s+—\s+4096$/m);
+    // cache 1.00 arithmetic / 1.25 allocated; workspace 17.5 − 17.0; peak prefill 18.5; decode 17.5; driver 17.0;
+    // prefill 12 s, of which 1.5 s key and 2.25 s value encoding
+    expect(text).toMatch(/^commvq-1bit\s+8K\s+4\s+yes\s+15\.00\s+1\.00 \/ 1\.25\s+0\.25\s+0\.50\s+0\.50\s+18\.50\s+17\.50\s+17\.00\s+12\.0 \(1\.50, 2\.25\)\s+31\.3\s+264 \/ 308$/m);
+    expect(text).toMatch(/^dense\s+128K\s+8\s+no\s+15\.00\s+1\.00 \/ 1\.25\s+0\.25\s+0\.50\s+—\s+—\s+—\s+—\s+—\s+—\s+4096$/m);
     expect(text).toMatch(/dense 128K × 8: out of memory in prefill layer 3/);
     expect(text).toMatch(/commvq-1bit 8K × 4: the driver reports less in use than the allocator's peak/);
   });

@@ -32,6 +32,17 @@ export interface CommvqCacheOptions {
   capacity: number;
   /** sequences held (default 1) */
   batch?: number;
+  /** time the encoding phases on the GPU (phaseTimes; default false) */
+  timePhases?: boolean;
+}
+
+/** The faithful prefill's exact keys (after RoPE) and values [capacity, D] of one layer's prompt so far. */
+interface ExactPrompt {
+  layer: number;
+  sequence: number;
+  length: number;
+  k: Tensor;
+  v: Tensor;
 }
 
 /** What a store is built from: the options with their defaults, the rule and the geometry. */
@@ -70,6 +81,7 @@ export class CommvqCache implements KVCache {
   private readonly store: CommvqStore;
   private readonly counts: TokenCounts[][]; // [layer][sequence]
   private readonly pending = new Map<number, LayerKV>();
+  private exactPrompt: ExactPrompt | undefined; // faithful prefill: the prompt's exact K/V of one layer
 
   constructor(
     private readonly backend: Backend,
@@ -109,7 +121,7 @@ export class CommvqCache implements KVCache {
     const kv = this.pending.get(layer);
     if (!kv) throw new Error(`attend(${layer}) before append`);
     this.pending.delete(layer);
-    if (step.tokens === 1 || step.batched) return this.decode(layer, kv, q, step.groups);
+    if (!step.isPrompt) return this.decode(layer, kv, q, step.groups);
     const g = step.groups[0]!;
     return this.prefillMode === 'faithful' ? this.prefillFaithful(layer, g, kv, q) : this.prefillStrict(layer, g, kv, q);
   }
@@ -137,6 +149,10 @@ export class CommvqCache implements KVCache {
     return this.store.residentBytes();
   }
 
+  phaseTimes(): Record<string, number> {
+    return this.store.phaseTimes?.() ?? {};
+  }
+
   /** Bytes per compressed token per layer: the packed arithmetic (keys: R·G·12 bits + a bf16 norm; values: N_c bits + a bf16 scale). */
   get compressedBytesPerToken(): { key: number; value: number } {
     const residuals = this.o.keys.get(0)!.shape.residuals;
@@ -161,9 +177,13 @@ export class CommvqCache implements KVCache {
   /** The prompt is complete: the store frees prompt-time scratch (the strict prefill's K/V) now, not at the first decode step. */
   endPrompt(): void {
     this.store.endPrompt();
+    this.exactPrompt?.k.dispose();
+    this.exactPrompt?.v.dispose();
+    this.exactPrompt = undefined;
   }
 
   dispose(): void {
+    this.endPrompt();
     this.store.dispose();
   }
 
@@ -185,14 +205,41 @@ export class CommvqCache implements KVCache {
     return this.store.attendTokens(layer, q, tokens);
   }
 
-  /** Exact attention over the whole prompt (§6.3), then its whole blocks compressed and the rest kept exact. */
+  /**
+   * Exact attention over the prompt (§6.3), then its whole blocks compressed and the rest kept exact. A prompt may
+   * come in chunks if they come layer by layer (LlamaModel.prefill): the layer's exact keys and values of earlier
+   * chunks wait in a prompt buffer until the prompt ends.
+   */
   private prefillFaithful(layer: number, g: StepGroup, kv: LayerKV, q: Tensor): Tensor {
-    if (g.start !== 0) throw new CommvqError('faithful prefill runs the whole prompt in one forward (the cache must be empty)', 'chunked prompts need the strict prefill');
+    const b = this.backend;
+    const end = g.start + g.tokens;
+    const rows = this.promptRows(layer, g);
+    b.writeRows(rows.k, g.start, kv.k);
+    b.writeRows(rows.v, g.start, kv.v);
+    rows.length = end;
     const { queryHeads, kvHeads, headDim } = this.shape;
-    const out = this.backend.attention(q, kv.k, kv.v, { queryHeads, kvHeads, headDim, qStart: 0, kvLength: g.tokens });
-    this.compress(layer, [{ sequence: g.sequence, to: this.rule.compressedAfter(g.tokens, 'faithful'), step: g }], kv);
+    const out = b.attention(q, rows.k, rows.v, { queryHeads, kvHeads, headDim, qStart: g.start, kvLength: end });
+    this.compress(layer, [{ sequence: g.sequence, to: this.rule.compressedAfter(end, 'faithful'), step: g }], kv);
     this.keepChunk(layer, g, kv);
     return out;
+  }
+
+  /** The faithful prompt buffer for a chunk: taken over by the first chunk of a layer, continued by the next ones. */
+  private promptRows(layer: number, g: StepGroup): ExactPrompt {
+    if (g.start === 0) {
+      const D = this.shape.kvHeads * this.shape.headDim;
+      const b = this.backend;
+      this.exactPrompt ??= { layer, sequence: g.sequence, length: 0, k: b.zeros([this.capacity, D], b.activationDType), v: b.zeros([this.capacity, D], b.activationDType) };
+      return Object.assign(this.exactPrompt, { layer, sequence: g.sequence, length: 0 });
+    }
+    const p = this.exactPrompt;
+    if (!p || p.layer !== layer || p.sequence !== g.sequence || p.length !== g.start) {
+      throw new CommvqError(
+        'faithful prefill attends exactly over the whole prompt: its chunks must come layer by layer, each layer\'s after the other (LlamaModel.prefill)',
+        'run the prompt whole, or with the strict prefill for chunks of tokens',
+      );
+    }
+    return p;
   }
 
   /**

@@ -38,6 +38,8 @@ export interface CommvqStore {
   bytes(counts: readonly (readonly TokenCounts[])[]): number;
   /** Bytes of resident codebooks (key θ, value E and scale) and, apart, of the value encoders. */
   residentBytes(): { codebooks: number; encoders: number };
+  /** GPU milliseconds of key and value encoding since the last call, where the store times them. */
+  phaseTimes?(): Record<string, number>;
   /** Whether every token row is allocated up front (a sequence can be taken as filled without writing it). */
   readonly preallocated: boolean;
   /** The prompt is complete: free prompt-time scratch. */

@@ -1,8 +1,10 @@
 import type { CudaBackend } from '../backend/cuda/cuda-backend.js';
 import { rowView } from '../backend/cuda/cuda-tensor.js';
+import { prefillAttentionSwitched, switchedBlockRows } from '../backend/cuda/ops/attention.js';
 import type { LayerKV } from '../model/llama.js';
 import { TensorScope, type Tensor } from '../tensor/tensor.js';
 import type { StoreSettings } from './commvq-cache.js';
+import type { QueryBlock } from './commvq-rule.js';
 import type { PromptChunk } from './commvq-store.js';
 
 /** Compressed tokens dequantized per step when a prompt chunk rebuilds its prefix (bounds the temporaries). */
@@ -20,15 +22,18 @@ export interface PromptSource {
  * Strict prompt attention on the device: the decoding rule per W-block of queries over a scratch K/V [capacity, D]
  * (post-RoPE, bf16) that holds each position as the block attending now sees it — the compressed prefix dequantized
  * (kernels/commvq_dequant.cu, RoPE reapplied), the held exact tokens and the chunk's own rows exact — so a 128K
- * prompt in chunks holds at most one layer's prefix at a time, never the bf16 K/V of all layers. The prefix is
- * dequantized again for every chunk and layer; the blocks this chunk compressed are dequantized once and enter the
- * scratch block by block, after the queries that still see them exact.
+ * prompt in chunks holds at most one layer's prefix at a time, never the bf16 K/V of all layers. The blocks a chunk
+ * compressed are dequantized once and enter the scratch block by block, after the queries that still see them
+ * exact. A prompt run layer by layer (LlamaModel.prefill) finds its layer's prefix in the scratch from the chunk
+ * before; one fed token-major (a forward per chunk) has it dequantized again for every chunk and layer.
  *
  *   const prompt = new DevicePrompt(backend, settings, store);
  *   const out = prompt.attend(layer, chunk, q, kv);   // after the store encoded what the chunk compresses
  */
 export class DevicePrompt {
   private scratch: { keys: Tensor; values: Tensor } | undefined; // [capacity, D] bf16 each
+  /** whose prefix the scratch holds: compressed tokens [0, dequantized) of one layer and sequence, dequantized */
+  private owner: { layer: number; sequence: number; dequantized: number } | undefined;
 
   constructor(
     private readonly backend: CudaBackend,
@@ -40,12 +45,13 @@ export class DevicePrompt {
     const b = this.backend;
     const { rule } = this.s;
     const X = rule.exactRows;
-    const D = this.s.shape.kvHeads * this.s.shape.headDim;
-    const { sequence, start, end, compressedBefore: N0 } = chunk;
-    const s = new TensorScope();
+    const { sequence, start, compressedBefore: N0 } = chunk;
     const { keys, values } = this.prefillScratch();
-    this.writeDequantized(layer, sequence, 0, N0, keys, values);
-    // exact tokens held from earlier steps: sinks at their positions, the window after the compressed ones
+    // the chunk before of the same layer (a prompt run layer by layer) left this prefix in the scratch already
+    const o = this.owner;
+    if (!(o && o.layer === layer && o.sequence === sequence && o.dequantized === N0)) this.writeDequantized(layer, sequence, 0, N0, keys, values);
+    // exact tokens held from earlier steps: sinks at their positions, the window after the compressed ones; then
+    // the chunk's own rows
     const held = start - N0; // exact slots in use
     const exact = this.source.exactRows(layer);
     for (const [dst, src, own] of [[keys, exact.k, kv.k], [values, exact.v, kv.v]] as const) {
@@ -57,29 +63,66 @@ export class DevicePrompt {
       copy(rule.sinks, held, rule.position(N0));
       b.writeRows(dst, start, own);
     }
-    // the tokens this chunk compressed, dequantized once; they enter the scratch block by block
+    const out = b.zeros(q.shape, q.dtype);
     const last = chunk.blocks[chunk.blocks.length - 1]!.visible;
+    const whole = this.switchable(chunk) ? chunk.blocks.findIndex((k) => k.from >= rule.sinks && k.from === rule.blockStart(k.from)) : -1;
+    if (whole < 0) {
+      this.attendBlocks(layer, chunk, chunk.blocks, q, out, last);
+    } else {
+      // blocks that began before the chunk or hold sinks attend alone, over the scratch as it is; then the rest,
+      // whole W-blocks, in one launch that reads their own keys exact from the step and the prefix from the scratch
+      this.attendBlocks(layer, chunk, chunk.blocks.slice(0, whole), q, out, N0);
+      this.writeDequantized(layer, sequence, N0, last, keys, values);
+      const from = chunk.blocks[whole]!.from;
+      const rows = chunk.end - from;
+      const { queryHeads, kvHeads, headDim } = this.s.shape;
+      const at = (t: Tensor) => rowView(t, from - start, rows);
+      prefillAttentionSwitched(b.ctx, { q: at(q), k: keys, v: values, kx: at(kv.k), vx: at(kv.v), out: at(out) },
+        { queryRows: rows, queryHeads, kvHeads, headDim, qStart: from, kvLength: chunk.end }, from);
+    }
+    this.owner = { layer, sequence, dequantized: last };
+    return out;
+  }
+
+  /**
+   * Whether whole W-blocks of the chunk can attend in one launch: the switched kernel's query blocks of 128 rows must
+   * be the cache's W-blocks (W = 128, block starts on multiples of 128: no sinks, or a multiple of 128 of them).
+   */
+  private switchable(chunk: PromptChunk): boolean {
+    const { window, sinks } = this.s.rule;
+    return window === switchedBlockRows() && sinks % window === 0 && chunk.end - chunk.start > 1;
+  }
+
+  /**
+   * Query blocks one launch each, over the scratch: before each block, the tokens it sees compressed (up to its
+   * `visible`) enter the scratch dequantized, once, from a copy of the chunk's freshly compressed tokens [from, last).
+   */
+  private attendBlocks(layer: number, chunk: PromptChunk, blocks: readonly QueryBlock[], q: Tensor, out: Tensor, last: number): void {
+    const b = this.backend;
+    const { rule } = this.s;
+    const { keys, values } = this.prefillScratch();
+    const D = this.s.shape.kvHeads * this.s.shape.headDim;
+    const N0 = chunk.compressedBefore;
+    const s = new TensorScope();
     let fresh: { keys: Tensor; values: Tensor } | undefined;
     if (last > N0) {
       fresh = { keys: s.keep(b.zeros([last - N0, D], 'bf16')), values: s.keep(b.zeros([last - N0, D], 'bf16')) };
-      this.writeDequantized(layer, sequence, N0, last, fresh.keys, fresh.values, 0);
+      this.writeDequantized(layer, chunk.sequence, N0, last, fresh.keys, fresh.values, 0);
     }
-    const out = b.zeros(q.shape, q.dtype);
     let dequantizedTo = N0; // scratch rows of compressed tokens below this hold their dequantized form
     const { queryHeads, kvHeads, headDim } = this.s.shape;
-    for (const block of chunk.blocks) {
+    for (const block of blocks) {
       if (block.visible > dequantizedTo && fresh) {
         for (const [dst, src] of [[keys, fresh.keys], [values, fresh.values]] as const) {
           b.writeRows(dst, rule.position(dequantizedTo), rowView(src, dequantizedTo - N0, block.visible - dequantizedTo));
         }
         dequantizedTo = block.visible;
       }
-      const qRows = rowView(q, block.from - start, block.to - block.from);
+      const qRows = rowView(q, block.from - chunk.start, block.to - block.from);
       const o = s.keep(b.attention(qRows, keys, values, { queryHeads, kvHeads, headDim, qStart: block.from, kvLength: block.to }));
-      b.writeRows(out, block.from - start, o);
+      b.writeRows(out, block.from - chunk.start, o);
     }
     s.dispose();
-    return out;
   }
 
   /** Frees the scratch K/V (0.5 GiB at 128K for Llama-3.1-8B); another prompt chunk makes it again. */
@@ -87,6 +130,7 @@ export class DevicePrompt {
     this.scratch?.keys.dispose();
     this.scratch?.values.dispose();
     this.scratch = undefined;
+    this.owner = undefined;
   }
 
   /** The scratch K/V [capacity, D], made once and kept until the prompt ends. */

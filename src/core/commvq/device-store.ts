@@ -3,6 +3,7 @@ import { emptyTensor, rowView, type CudaTensor } from '../backend/cuda/cuda-tens
 import { codeAttentionStep, launchRotationTable } from '../backend/cuda/ops/code-attention.js';
 import { launchDequantKeys, launchDequantValues, launchPackKeys, launchPackValues } from '../backend/cuda/ops/commvq-cache.js';
 import { downloadFrom, zeroFill } from '../backend/cuda/ops/copies.js';
+import { PhaseTimer } from '../backend/cuda/timing.js';
 import { CommvqError } from '../errors.js';
 import { encodeKeysOnDevice } from '../keys/gpu/gpu-encode.js';
 import type { LayerKV } from '../model/llama.js';
@@ -15,6 +16,7 @@ import { packedCodeBytes } from './code-packing.js';
 import type { StoreSettings } from './commvq-cache.js';
 import type { CommvqStore, DecodeToken, EncodePart, PackedTokens, PromptChunk } from './commvq-store.js';
 import { booksBytes, disposeBooks, uploadBooks, type DeviceLayerBooks } from './device-books.js';
+import { encodeRuns, gatherRows, type EncodeRun } from './device-encode.js';
 import { DevicePrompt } from './device-prompt.js';
 
 /** Tokens encoded per pass (a whole number of blocks): bounds the encoder's f32 activations during a long prefill. */
@@ -32,15 +34,6 @@ interface DeviceLayerState {
   exactV: Tensor; // bf16 [B·X, D]
   compressedCount: Tensor; // i32 [B]: N_b of a decode step
   exactCount: Tensor; // i32 [B]: E_b
-}
-
-/** Consecutive compressed rows of one sequence encoded alike: gathered rows [from, to) go to rows [at, …). */
-interface EncodeRun {
-  sequence: number;
-  at: number;
-  from: number;
-  to: number;
-  noise: EncodePart['noise'];
 }
 
 /**
@@ -66,6 +59,7 @@ export class DeviceCommvqStore implements CommvqStore {
   private packedAll: Tensor | undefined; // u8: every layer's keyCodes, keyNorms, valueBits, valueRho
   private rotation: Tensor | undefined; // f32 [Ccap, D_h/2, 2]: e^{iφ} of every compressed position, shared by all layers
   private readonly prompt: DevicePrompt;
+  private readonly phases: PhaseTimer | undefined; // key and value encoding, when asked to time them
 
   constructor(
     private readonly backend: CudaBackend,
@@ -79,6 +73,7 @@ export class DeviceCommvqStore implements CommvqStore {
     this.ops = new CudaTrainOps(backend, { matmul: 'tf32' });
     this.invFreq = backend.fromArray(o.rope.invFreq, [o.rope.invFreq.length], 'f32');
     this.prompt = new DevicePrompt(backend, s, this);
+    this.phases = o.timePhases ? new PhaseTimer(backend.ctx) : undefined;
     try {
       this.rotation = emptyTensor(backend.ctx, [Math.max(this.Ccap, 1), shape.headDim / 2, 2], 'f32');
       launchRotationTable(backend.ctx, { invFreq: this.invFreq, rotation: this.rotation }, rule.sinks, Math.max(this.Ccap, 1));
@@ -134,8 +129,9 @@ export class DeviceCommvqStore implements CommvqStore {
       if (p.at + p.held + p.rows > this.Ccap) throw new CommvqError(`KV cache full: ${p.at + p.held + p.rows} compressed tokens exceed ${this.Ccap}`);
     }
     const s = new TensorScope();
-    const kPre = s.keep(this.gather(layer, parts, (st) => st.exactKPre, kv?.kPre, total));
-    const v = s.keep(this.gather(layer, parts, (st) => st.exactV, kv?.v, total));
+    const st = this.layers[layer]!;
+    const kPre = s.keep(gatherRows(this.backend, parts, { held: st.exactKPre, step: kv?.kPre, exactRows: this.X }, total));
+    const v = s.keep(gatherRows(this.backend, parts, { held: st.exactV, step: kv?.v, exactRows: this.X }, total));
     const runs = encodeRuns(parts);
     // whole blocks per pass: a block's tokens draw their noise stream in one encoder call
     const W = this.s.rule.window;
@@ -255,6 +251,10 @@ export class DeviceCommvqStore implements CommvqStore {
     return booksBytes(this.books);
   }
 
+  phaseTimes(): Record<string, number> {
+    return this.phases?.totals() ?? {};
+  }
+
   endPrompt(): void {
     this.prompt.endPrompt();
   }
@@ -274,47 +274,24 @@ export class DeviceCommvqStore implements CommvqStore {
 
   // ---- inside -------------------------------------------------------------------------------------------------------
 
-  /** The parts' rows (held exact slots, then step rows) gathered into one bf16 [total, D] tensor. */
-  private gather(layer: number, parts: readonly EncodePart[], exact: (st: DeviceLayerState) => Tensor, step: Tensor | undefined, total: number): Tensor {
-    const b = this.backend;
-    const held = exact(this.layers[layer]!);
-    const segments: { src: Tensor; from: number; to: number }[] = [];
-    for (const p of parts) {
-      const first = p.sequence * this.X + p.slot;
-      if (p.held > 0) segments.push({ src: held, from: first, to: first + p.held });
-      if (p.rows > 0) segments.push({ src: step!, from: p.row, to: p.row + p.rows });
-    }
-    // neighbouring rows of one source are copied as one
-    const merged = segments.reduce<typeof segments>((acc, g) => {
-      const last = acc[acc.length - 1];
-      if (last && last.src === g.src && last.to === g.from) last.to = g.to;
-      else acc.push({ ...g });
-      return acc;
-    }, []);
-    if (merged.length === 1) return rowView(merged[0]!.src, merged[0]!.from, merged[0]!.to - merged[0]!.from);
-    const all = b.zeros([total, this.D], 'bf16');
-    let row = 0;
-    for (const g of merged) {
-      b.writeRows(all, row, rowView(g.src, g.from, g.to - g.from));
-      row += g.to - g.from;
-    }
-    return all;
-  }
-
   /** Encodes m gathered tokens and packs each run's rows [from, to) into its sequence's compressed rows. */
   private encodeChunk(layer: number, keys: Tensor, values: Tensor, m: number, runs: readonly EncodeRun[]): void {
     const b = this.backend;
     const books = this.books[layer]!;
     const G = this.s.shape.kvHeads;
     const st = this.layers[layer]!;
-    const enc = encodeKeysOnDevice(b.ctx, { theta: books.theta, residuals: this.s.residuals, groups: G, headDim: this.s.shape.headDim }, keys);
+    const time = <T>(phase: string, work: () => T): T => (this.phases ? this.phases.time(phase, work) : work());
+    const enc = time('keys', () => encodeKeysOnDevice(b.ctx, { theta: books.theta, residuals: this.s.residuals, groups: G, headDim: this.s.shape.headDim }, keys));
     const wide = { ...books.encoder, w1: b.cast(books.encoder.w1, 'f32'), w2: b.cast(books.encoder.w2, 'f32') };
     for (const { sequence, at, from, to, noise } of runs) {
       const rows = { sequence, rowStart: at, tokens: to - from };
-      launchPackKeys(b.ctx, { codes: enc.codes, n2: enc.n2, keyCodes: st.keyCodes, keyNorms: st.keyNorms }, { ...rows, residuals: this.s.residuals, groups: G, from });
+      time('keys', () => launchPackKeys(b.ctx, { codes: enc.codes, n2: enc.n2, keyCodes: st.keyCodes, keyNorms: st.keyNorms }, { ...rows, residuals: this.s.residuals, groups: G, from }));
       const share = to - from === m ? values : rowView(values, from, to - from);
-      const { bits, rho } = encodeValues(this.ops, wide, share, books.scale, noise);
-      launchPackValues(b.ctx, { bits, rho, codebook: books.codebook, valueBits: st.valueBits, valueRho: st.valueRho }, rows);
+      const { bits, rho } = time('values', () => {
+        const coded = encodeValues(this.ops, wide, share, books.scale, noise);
+        launchPackValues(b.ctx, { ...coded, codebook: books.codebook, valueBits: st.valueBits, valueRho: st.valueRho }, rows);
+        return coded;
+      });
       bits.dispose();
       rho.dispose();
     }
@@ -322,21 +299,4 @@ export class DeviceCommvqStore implements CommvqStore {
     wide.w2.dispose();
     enc.dispose();
   }
-}
-
-/**
- * The parts as runs over the gathered rows: consecutive parts of one sequence that draw no noise are encoded as one
- * (one value-encoder call); a sampled block is a run of its own (its own noise stream).
- */
-function encodeRuns(parts: readonly EncodePart[]): EncodeRun[] {
-  const runs: EncodeRun[] = [];
-  let row = 0;
-  for (const p of parts) {
-    const n = p.held + p.rows;
-    const last = runs[runs.length - 1];
-    if (last && p.noise === 'argmax' && last.noise === 'argmax' && last.sequence === p.sequence && last.at + (last.to - last.from) === p.at) last.to += n;
-    else runs.push({ sequence: p.sequence, at: p.at, from: row, to: row + n, noise: p.noise });
-    row += n;
-  }
-  return runs;
 }

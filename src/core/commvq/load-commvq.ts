@@ -58,7 +58,7 @@ export function findRunCodebooks(run: string, bits: Bits): { key: string; value:
 export function createCommvqCache(
   model: LlamaModel,
   books: CommvqCodebooks,
-  o: Pick<CommvqCacheOptions, 'capacity' | 'prefill' | 'window' | 'sinks' | 'valueEncoding' | 'batch'>,
+  o: Pick<CommvqCacheOptions, 'capacity' | 'prefill' | 'window' | 'sinks' | 'valueEncoding' | 'batch' | 'timePhases'>,
 ): CommvqCache {
   return new CommvqCache(model.backend, model.cacheShape, { ...books, rope: model.rope, ...o });
 }

@@ -14,16 +14,15 @@ import { cacheGeometry, checkDeviceMemory, commvqGeometry, readMemoryModelConfig
 import type { MemoryPointResult, MemoryPointSpec, MemoryProbe, MemoryProbeProgress } from './memory-probe.js';
 
 /**
- * Prompt tokens per forward during a prefill: the prefill peak holds one chunk's activations (at Llama-3.1-8B's
- * sizes about 0.12 GiB per 1024 tokens in the MLP and the value encoder), and a strict CommVQ prompt rebuilds its
- * dequantized prefix once per chunk and layer, so smaller chunks trade time for memory.
+ * Prompt rows per chunk of the layer-major prefill: the prefill peak holds one chunk's activations (at Llama-3.1-8B's
+ * sizes about 0.12 GiB per 1024 rows in the MLP and the value encoder) beside one layer's prompt scratch.
  */
-const PREFILL_CHUNK = 1024;
+const PREFILL_ROWS = 1024;
 
 /**
  * measure-memory on a GPU: for each point, a cache of `batch` sequences with room for `context + decodeTokens`
- * tokens, a prefill of sequence 0 in chunks of 1024 tokens (CommVQ in `strict` mode, the one that can run a prompt
- * in chunks), then `decodeTokens` decode steps of the whole batch. A max-batch trial (`prefill: 'reserve'`) reserves
+ * tokens, a layer-major prefill of sequence 0 in row chunks of 1024 (LlamaModel.prefill; CommVQ in `strict` mode),
+ * then `decodeTokens` decode steps of the whole batch. A max-batch trial (`prefill: 'reserve'`) reserves
  * the prefill workspace measured at batch 1 instead of running the prompt. Sequences 1..B−1 are taken as filled to the same
  * length without running their prompts: caches preallocate every row, so the memory held does not depend on what
  * the rows hold, and decode time depends on lengths only (the decode steps do run for all B sequences, including
@@ -92,7 +91,7 @@ class GpuMemoryProbe implements MemoryProbe {
         cache = this.model.createDenseCache(tokens, spec.batch);
       } else {
         const books = this.codebooks(spec.bits ?? 1);
-        cache = createCommvqCache(this.model, books.books, { capacity: tokens, batch: spec.batch, prefill: 'strict' });
+        cache = createCommvqCache(this.model, books.books, { capacity: tokens, batch: spec.batch, prefill: 'strict', timePhases: true });
         books.release(); // the cache holds its own copies
       }
       b.synchronize();
@@ -116,16 +115,14 @@ class GpuMemoryProbe implements MemoryProbe {
         alloc.alloc(reserved).free();
         for (let s = 0; s < spec.batch; s++) fillAs(cache, s, spec.context);
       } else {
-        for (let at = 0; at < spec.context; at += PREFILL_CHUNK) {
-          const n = Math.min(PREFILL_CHUNK, spec.context - at);
-          this.model.forward(randomIds(n), cache, { logits: 'last' }).dispose();
-          b.synchronize();
-          onProgress?.('prefill', at + n, spec.context);
-        }
+        const layers = this.model.config.numLayers;
+        this.model.prefill(randomIds(spec.context), cache, { rows: PREFILL_ROWS, onLayer: (l) => onProgress?.('prefill', l + 1, layers) }).dispose();
+        b.synchronize();
         for (let s = 1; s < spec.batch; s++) fillAs(cache, s, spec.context);
         cache.endPrompt?.(); // the decode peak is without the prompt's scratch
       }
       const prefillMs = performance.now() - t0;
+      const prefillPhases = cache.phaseTimes?.();
       const peakPrefill = alloc.memory().peakBytes;
       if (reserved === undefined) this.prefillWorkspace.set(workspaceKey, Math.max(0, peakPrefill - inUse0 - resident));
       const driverUsedPrefill = used(b);
@@ -153,6 +150,7 @@ class GpuMemoryProbe implements MemoryProbe {
         driverUsedDecode: used(b),
         decodeMsPerToken: median(times),
         prefillMs,
+        ...(prefillPhases && Object.keys(prefillPhases).length > 0 ? { prefillPhases } : {}),
         prefillPeak: reserved === undefined ? 'measured' : 'reserved',
       };
     } catch (err) {

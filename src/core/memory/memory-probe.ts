@@ -57,6 +57,8 @@ export interface MemoryPointResult {
   readonly decodeMsPerToken?: number;
   /** prefill wall time of the whole batch */
   readonly prefillMs?: number;
+  /** GPU milliseconds of the prefill's encoding phases (CommVQ: key and value encoding); the rest is the layers' forward */
+  readonly prefillPhases?: Readonly<Record<string, number>>;
   /** how the prefill peak was found: measured while the prompt ran, or the batch-1 workspace reserved (max-batch trials) */
   readonly prefillPeak?: 'measured' | 'reserved';
   /** the device's total memory */

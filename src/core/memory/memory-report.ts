@@ -44,6 +44,9 @@ export interface MemoryReportPoint {
   driver_covers_peak: boolean | null;
   decode_ms_per_token: number | null;
   prefill_ms: number | null;
+  /** of prefill_ms, GPU milliseconds of key encoding and of value encoding (CommVQ); null where not timed */
+  prefill_keys_ms: number | null;
+  prefill_values_ms: number | null;
   /** `measured` while the prompt ran, `reserved` for a max-batch trial (the batch-1 workspace allocated beside the cache) */
   prefill_peak: 'measured' | 'reserved' | null;
   device_bytes: number;
@@ -133,7 +136,8 @@ export function reportPoint(r: MemoryPointResult): MemoryReportPoint {
     workspace_prefill: r.peakPrefill === undefined ? null : r.peakPrefill - resident,
     workspace_decode: r.peakDecode === undefined ? null : r.peakDecode - resident,
     peak_prefill: or(r.peakPrefill), peak_decode: or(r.peakDecode), driver_used_prefill: or(r.driverUsedPrefill), driver_used_decode: or(r.driverUsedDecode), driver_covers_peak: covers,
-    decode_ms_per_token: or(r.decodeMsPerToken), prefill_ms: or(r.prefillMs), prefill_peak: r.prefillPeak ?? null, device_bytes: r.deviceBytes,
+    decode_ms_per_token: or(r.decodeMsPerToken), prefill_ms: or(r.prefillMs),
+    prefill_keys_ms: or(r.prefillPhases?.keys), prefill_values_ms: or(r.prefillPhases?.values), prefill_peak: r.prefillPeak ?? null, device_bytes: r.deviceBytes,
     bytes_per_token: { ...r.bytesPerToken },
   };
 }
@@ -199,6 +203,13 @@ export async function writeMemoryOutputs(dir: string, doc: MemoryReportDocument)
 
 const gib = (v: number | null) => (v === null ? '—' : (v / GiB).toFixed(2));
 
+/** `12.3 (1.1, 2.0)`: the prefill's seconds, with its key and value encoding where they were timed. */
+function prefillSplit(p: MemoryReportPoint): string {
+  if (p.prefill_ms === null) return '—';
+  const s = (ms: number) => (ms / 1000).toFixed(ms < 10_000 ? 2 : 1);
+  return p.prefill_keys_ms === null || p.prefill_values_ms === null ? s(p.prefill_ms) : `${s(p.prefill_ms)} (${s(p.prefill_keys_ms)}, ${s(p.prefill_values_ms)})`;
+}
+
 /** The report as lines for the terminal: the points by owner (GiB), the max-batch searches, the targets. */
 export function formatMemoryReport(doc: MemoryReportDocument): string[] {
   const lines = [
@@ -208,13 +219,13 @@ export function formatMemoryReport(doc: MemoryReportDocument): string[] {
   if (doc.points.length > 0) {
     lines.push('', `sizes in GiB; cache = packed arithmetic / as allocated; B/tok = bytes per token and layer${doc.measures ? ' (packed / as allocated)' : ''}`);
     // the CPU measures no peak, workspace or time: those columns are left out rather than filled with dashes
-    const measured = doc.measures ? ['workspace', 'peak prefill', 'peak decode', 'driver used', 'ms/token'] : [];
+    const measured = doc.measures ? ['workspace', 'peak prefill', 'peak decode', 'driver used', 'prefill s (keys, values)', 'ms/token'] : [];
     const header = ['cache', 'context', 'batch', 'fits', 'weights', 'cache', 'codebooks', 'encoders', ...measured, 'B/tok'];
     const rows = doc.points.map((p) => [
       p.cache, contextLabel(p.context), String(p.batch), p.fits ? 'yes' : 'no', gib(p.weights),
       doc.measures ? `${gib(p.cache_arithmetic)} / ${gib(p.cache_allocated)}` : gib(p.cache_arithmetic),
       gib(p.codebooks), gib(p.encoders),
-      ...(doc.measures ? [gib(p.workspace_decode), gib(p.peak_prefill), gib(p.peak_decode), gib(p.driver_used_decode), p.decode_ms_per_token === null ? '—' : p.decode_ms_per_token.toFixed(1)] : []),
+      ...(doc.measures ? [gib(p.workspace_decode), gib(p.peak_prefill), gib(p.peak_decode), gib(p.driver_used_decode), prefillSplit(p), p.decode_ms_per_token === null ? '—' : p.decode_ms_per_token.toFixed(1)] : []),
       doc.measures && p.fits ? `${p.bytes_per_token.arithmetic} / ${Math.round(p.bytes_per_token.allocated)}` : String(p.bytes_per_token.arithmetic),
     ]);
     lines.push(...table(header, rows));

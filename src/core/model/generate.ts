@@ -20,8 +20,9 @@ export interface GenerateOptions {
   /** replay a recorded graph for each decode step where the backend can (default true) */
   useGraphs?: boolean;
   /**
-   * prompt tokens per forward (default: the whole prompt in one): the prompt's activations then stay those of one
-   * chunk. A faithful CommVQ cache attends exactly over the whole prompt and refuses a second chunk.
+   * Feeds the prompt in pieces of this many tokens, one `forward` each (token-major: every layer's keys and values of
+   * a piece before the next piece). By default the prompt runs whole, layer by layer (`LlamaModel.prefill`). A
+   * faithful CommVQ cache attends exactly over the whole prompt and refuses a second piece.
    */
   prefillChunk?: number;
 }
@@ -61,7 +62,8 @@ export function generateGreedy(model: LlamaModel, promptIds: readonly number[], 
     let next = -1;
     while (outputIds.length < budget) {
       if (outputIds.length === 0) {
-        const logits = prefill(model, promptIds, cache, options.prefillChunk ?? promptIds.length);
+        const ids = Int32Array.from(promptIds);
+        const logits = options.prefillChunk === undefined ? model.prefill(ids, cache, { logits: 'last' }) : prefillInPieces(model, ids, cache, options.prefillChunk);
         cache.endPrompt?.();
         next = choose(logits);
         logits.dispose();
@@ -102,13 +104,13 @@ export function argmaxExcept(logits: Float32Array, banned: ReadonlySet<number>):
   return Math.max(best, 0);
 }
 
-/** The prompt's forward in chunks of `chunk` tokens; the logits of its last token. */
-function prefill(model: LlamaModel, promptIds: readonly number[], cache: KVCache, chunk: number): Tensor {
+/** The prompt's forward in pieces of `chunk` tokens, one forward each; the logits of its last token. */
+function prefillInPieces(model: LlamaModel, ids: Int32Array, cache: KVCache, chunk: number): Tensor {
   if (!(Number.isInteger(chunk) && chunk >= 1)) throw new CommvqError(`prefill chunk ${chunk}: must be a whole number of tokens ≥ 1`);
   for (let at = 0; ; at += chunk) {
-    const end = Math.min(at + chunk, promptIds.length);
-    const logits = model.forward(Int32Array.from(promptIds.slice(at, end)), cache, { logits: 'last' });
-    if (end === promptIds.length) return logits;
+    const end = Math.min(at + chunk, ids.length);
+    const logits = model.forward(ids.subarray(at, end), cache, { logits: 'last' });
+    if (end === ids.length) return logits;
     logits.dispose();
   }
 }

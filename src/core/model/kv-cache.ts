@@ -54,6 +54,11 @@ export interface KVCache {
   assumeFilled?(sequence: number, length: number): void;
   /** Bytes of what a compressed cache keeps resident besides tokens: codebooks, and apart its encoders. */
   residentBytes?(): { codebooks: number; encoders: number };
+  /**
+   * GPU milliseconds of a compressed cache's own phases since the last call (key encoding, value encoding), where it
+   * was asked to time them (measure-memory splits a prefill's time this way).
+   */
+  phaseTimes?(): Record<string, number>;
   dispose(): void;
 }
 

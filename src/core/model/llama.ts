@@ -1,8 +1,10 @@
 import type { Backend, RopeTable } from '../backend/backend.js';
-import { CommvqError } from '../errors.js';
+import { CommvqError, OptionError } from '../errors.js';
+import { bytesPerElement } from '../tensor/dtype.js';
 import { TensorScope, type Tensor } from '../tensor/tensor.js';
 import type { ModelConfig } from './config.js';
 import { DenseKVCache, type CacheShape, type KVCache } from './kv-cache.js';
+import { DEVICE_HIDDEN_BYTES, promptHidden } from './prompt-hidden.js';
 import { ropeTable } from './rope.js';
 import { StepInputs } from './step-inputs.js';
 import type { LayerWeights, ModelWeights } from './weights.js';
@@ -23,12 +25,26 @@ export interface LayerAttention extends LayerKV {
   o: Tensor; // [T, hidden], o_proj(attention(q, k, v))
 }
 
+/** Prompt rows per chunk of `LlamaModel.prefill`: bounds a layer's activations (≈ 0.5 GiB at Llama-3.1-8B's sizes). */
+export const PREFILL_ROWS = 4096;
+
 export interface ForwardOptions {
   /** which rows get logits: every token (scoring, tests) or only the last of each sequence (generation) */
   logits?: 'all' | 'last';
   observe?: KVObserver;
   /** called after each layer's attention; tensors valid during the call only */
   observeAttention?: (layer: number, attention: LayerAttention, step: StepInputs) => void;
+}
+
+export interface PrefillOptions extends ForwardOptions {
+  /** the cache's sequence the prompt continues (default 0) */
+  sequence?: number;
+  /** prompt rows per chunk within a layer (default PREFILL_ROWS) */
+  rows?: number;
+  /** keep the prompt's hidden states in pinned host memory between layers (default: on a GPU, above DEVICE_HIDDEN_BYTES) */
+  hiddenOnHost?: boolean;
+  /** called after each layer (progress of a long prompt) */
+  onLayer?: (layer: number) => void;
 }
 
 /**
@@ -76,6 +92,55 @@ export class LlamaModel {
   }
 
   /**
+   * Runs a prompt layer by layer: all of its tokens through layer l, in row chunks of `rows` tokens that bound the
+   * activations, before any goes through layer l + 1. A cache then needs the prompt's keys and values of one layer at
+   * a time: a CommVQ cache encodes a layer's blocks once and attends over one layer's scratch, where a prompt fed in
+   * token chunks (`forward` per chunk) would rebuild every layer's prefix for every chunk. The result is the same as
+   * one `forward` of the whole prompt (the same rows through the same ops, in another order). The hidden states of
+   * the whole prompt [T, hidden] wait between layers on the device, or in pinned host memory when large
+   * (prompt-hidden.ts).
+   *
+   *   const logits = model.prefill(promptIds, cache, { rows: 4096 });   // [1, V]: the last token's
+   */
+  prefill(ids: Int32Array, cache: KVCache, options: PrefillOptions = {}): Tensor {
+    const b = this.backend;
+    const sequence = options.sequence ?? 0;
+    const rows = options.rows ?? PREFILL_ROWS;
+    if (!(Number.isInteger(rows) && rows >= 1)) throw new OptionError('rows', String(rows), 'must be a whole number of prompt rows ≥ 1');
+    const T = ids.length;
+    const hiddenSize = this.config.hiddenSize;
+    const start = cache.lengthOf(sequence);
+    const steps: StepInputs[] = [];
+    for (let c0 = 0; c0 < T; c0 += rows) steps.push(StepInputs.prompt(b, ids.subarray(c0, Math.min(T, c0 + rows)), start + c0, sequence));
+    const onHost = options.hiddenOnHost ?? (b.device !== 'cpu' && T * hiddenSize * bytesPerElement(b.activationDType) > DEVICE_HIDDEN_BYTES);
+    const h = promptHidden(b, T, hiddenSize, onHost); // every layer's input and output in turn
+    try {
+      steps.forEach((step, c) => {
+        const e = this.embed(step);
+        h.write(c * rows, e);
+        e.dispose();
+      });
+      this.weights.layers.forEach((layer, l) => {
+        steps.forEach((step, c) => {
+          const x = h.read(c * rows, step.tokens);
+          const out = this.block(l, layer, x, step, cache, options);
+          h.write(c * rows, out);
+          x.dispose();
+          out.dispose();
+        });
+        options.onLayer?.(l);
+      });
+      const last = h.read(options.logits === 'all' ? 0 : T - 1, options.logits === 'all' ? T : 1);
+      const logits = this.logits(last);
+      last.dispose();
+      return logits;
+    } finally {
+      h.dispose();
+      steps.forEach((s) => s.dispose());
+    }
+  }
+
+  /**
    * One decode step for every sequence of `cache` at once: ids[b] is sequence b's next token, run at its own
    * position (sequences may hold different lengths). Returns logits [B, V].
    *
@@ -96,24 +161,34 @@ export class LlamaModel {
    * `step`'s tensors change between replays, so nothing here may depend on the host values beyond T.
    */
   forwardStep(step: StepInputs, cache: KVCache, options: ForwardOptions = {}): Tensor {
-    const b = this.backend;
-    const V = this.config.vocabSize;
-    const bad = step.hostIds.find((id) => id < 0 || id >= V);
-    if (bad !== undefined) throw new CommvqError(`token id ${bad} is outside the vocabulary of ${V}`);
-    let h = b.embedding(this.weights.embedTokens, step.ids); // [T, hidden]
+    let h = this.embed(step); // [T, hidden]
     this.weights.layers.forEach((layer, l) => {
       const next = this.block(l, layer, h, step, cache, options);
       h.dispose();
       h = next;
     });
-    const scope = new TensorScope();
     // a batched step's rows are each the last token of their sequence
-    const last = options.logits === 'last' && !step.batched;
-    const rows = last ? scope.keep(b.sliceRows(h, step.tokens - 1, step.tokens)) : h;
-    const normed = scope.keep(b.rmsNorm(rows, this.weights.norm, this.config.rmsNormEps));
-    const logits = b.linear(normed, this.weights.lmHead); // [T or 1, V]
-    scope.dispose();
+    const last = options.logits === 'last' && !step.batched ? this.backend.sliceRows(h, step.tokens - 1, step.tokens) : h;
+    const logits = this.logits(last);
+    if (last !== h) last.dispose();
     h.dispose();
+    return logits;
+  }
+
+  /** The embeddings of a step's tokens [T, hidden], after checking that every id is in the vocabulary. */
+  private embed(step: StepInputs): Tensor {
+    const V = this.config.vocabSize;
+    const bad = step.hostIds.find((id) => id < 0 || id >= V);
+    if (bad !== undefined) throw new CommvqError(`token id ${bad} is outside the vocabulary of ${V}`);
+    return this.backend.embedding(this.weights.embedTokens, step.ids);
+  }
+
+  /** Logits [T, V] of final hidden states h [T, hidden]. */
+  private logits(h: Tensor): Tensor {
+    const b = this.backend;
+    const normed = b.rmsNorm(h, this.weights.norm, this.config.rmsNormEps);
+    const logits = b.linear(normed, this.weights.lmHead);
+    normed.dispose();
     return logits;
   }
 

@@ -32,7 +32,7 @@ export class StepInputs {
     readonly positions: Tensor,
     /** i32 [2]: {qStart, kvLength} = {start, start + T} for attention kernels that read lengths at run time (one sequence) */
     readonly lengths: Tensor,
-    private host: { ids: Int32Array; groups: StepGroup[] },
+    private host: { ids: Int32Array; groups: StepGroup[]; prompt?: boolean },
     /** set for graph replays: the most tokens the cache will hold, bounding the device-side lengths */
     readonly maxKvLength?: number,
   ) {}
@@ -61,6 +61,21 @@ export class StepInputs {
       backend.fromArray([starts[0] ?? 0, (starts[0] ?? 0) + 1], [2], 'i32'), // row 0's lengths: a batch reads its own per sequence
       { ids, groups: starts.map((start, b) => ({ sequence: b, row: b, tokens: 1, start })) },
     );
+  }
+
+  /**
+   * Rows [start, start + T) of a prompt that a layer-major prefill (LlamaModel.prefill) runs in chunks: a prompt step
+   * even when it holds one token (a cache that attends exactly over a prompt must not take it for a decode step).
+   */
+  static prompt(backend: Backend, ids: Int32Array, start: number, sequence = 0): StepInputs {
+    const step = StepInputs.create(backend, ids, start, undefined, sequence);
+    step.host.prompt = true;
+    return step;
+  }
+
+  /** Whether the step's rows are (part of) a prompt: several tokens of one sequence, or a prompt chunk of one. */
+  get isPrompt(): boolean {
+    return this.host.prompt ?? (this.host.groups.length === 1 && this.host.ids.length > 1);
   }
 
   /** The sequences this step feeds, in row order. */

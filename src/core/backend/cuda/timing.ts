@@ -44,3 +44,44 @@ function createEvent(ctx: CudaContext): bigint {
   checkCu(ctx.cu.cuEventCreate(e, CU_EVENT_DEFAULT), 'cuEventCreate');
   return asBigInt(e[0]);
 }
+
+/**
+ * GPU time of named phases of enqueued work, summed over many intervals without waiting for any: each `time` call
+ * marks the stream before and after the work it enqueues; `totals` waits for the marks and adds them up by phase.
+ *
+ *   const phases = new PhaseTimer(ctx);
+ *   phases.time('keys', () => encodeKeys(...));   // as many times as it runs
+ *   phases.totals();                               // { keys: 12.5 } milliseconds, and the marks are cleared
+ */
+export class PhaseTimer {
+  private marks: { phase: string; begin: bigint; end: bigint }[] = [];
+
+  constructor(private readonly ctx: CudaContext) {}
+
+  time<T>(phase: string, work: () => T): T {
+    const begin = createEvent(this.ctx);
+    const end = createEvent(this.ctx);
+    checkCu(this.ctx.cu.cuEventRecord(begin, this.ctx.stream), 'cuEventRecord');
+    try {
+      return work();
+    } finally {
+      checkCu(this.ctx.cu.cuEventRecord(end, this.ctx.stream), 'cuEventRecord');
+      this.marks.push({ phase, begin, end });
+    }
+  }
+
+  /** Milliseconds per phase since the last call (waits for the work marked). */
+  totals(): Record<string, number> {
+    const out: Record<string, number> = {};
+    const { cu } = this.ctx;
+    for (const m of this.marks.splice(0)) {
+      checkCu(cu.cuEventSynchronize(m.end), 'cuEventSynchronize');
+      const ms = [0];
+      checkCu(cu.cuEventElapsedTime(ms, m.begin, m.end), 'cuEventElapsedTime');
+      out[m.phase] = (out[m.phase] ?? 0) + ms[0]!;
+      cu.cuEventDestroy(m.begin);
+      cu.cuEventDestroy(m.end);
+    }
+    return out;
+  }
+}

@@ -64,6 +64,11 @@ export interface DecodePlan {
 // The prefill kernel's sizes are still written twice, here and in kernels/attention_prefill.cu; they are to be read
 // from the source as the decode kernel's are.
 const PREFILL = kernelConstants('attention_prefill', ['kBlockM', 'kThreads', 'kBlockN']);
+
+/** Query rows per block of the switched prefill kernel (its kBlockM): a cache's W-blocks must be this long to use it. */
+export function switchedBlockRows(): number {
+  return PREFILL.kBlockM;
+}
 const DECODE = kernelConstants('attention_decode', ['kWarps', 'kTileKeys', 'kStages', 'kRows', 'kCombineThreads']);
 /** Decode when at most this many query rows (Tq × GQA group) share one kv head: two m16 tiles. */
 const decodeMaxGroupRows = (): number => 2 * DECODE.kRows;
@@ -109,6 +114,43 @@ export function prefillAttention(ctx: CudaContextLike, p: AttentionTensors, shap
   ctx.launch(kernel, [Hq, blocks, 1], [PREFILL.kThreads, 1, 1], sharedBytes, [
     ptr(t.q), ptr(t.k), ptr(t.v), ptr(t.out),
     i32(Tq), i32(Hq), i32(Hkv), i32(shape.qStart), i32(shape.kvLength), f32(1 / Math.sqrt(D)),
+  ]);
+}
+
+/**
+ * The strict CommVQ prompt's attention in one launch (attention_prefill_switch_*): query rows [qStart, qStart + Tq)
+ * in blocks of 128 rows, each block one W-block of W = 128 (qStart on a block start); a block's queries see keys
+ * before its first position from k/v (the scratch: the dequantized prefix, the sinks exact) and keys from its first
+ * position on exact from kx/vx, whose row 0 is position `exactBase` (≤ qStart). The caller lays the blocks out.
+ *
+ *   // a chunk of 4096 prompt rows from position 8192: k, v the layer's scratch, kx, vx the chunk's own rows
+ *   prefillAttentionSwitched(ctx, { q, k, v, kx, vx, out },
+ *     { queryRows: 4096, queryHeads: 32, kvHeads: 8, headDim: 128, qStart: 8192, kvLength: 12288 }, 8192);
+ */
+export function prefillAttentionSwitched(
+  ctx: CudaContextLike,
+  p: AttentionTensors & { readonly kx: Tensor; readonly vx: Tensor },
+  shape: AttentionLaunchShape,
+  exactBase: number,
+): void {
+  const op = 'prefillAttentionSwitched';
+  checkShape(shape, op);
+  const t = checkTensors(ctx, p, shape, op);
+  if (!Number.isInteger(exactBase) || exactBase < 0 || exactBase > shape.qStart) throw new CommvqError(`${op}: exactBase ${exactBase} must lie in [0, qStart ${shape.qStart}]`);
+  if (shape.qStart % PREFILL.kBlockM !== 0) throw new CommvqError(`${op}: qStart ${shape.qStart} is not a multiple of ${PREFILL.kBlockM}: the query blocks would not be W-blocks`);
+  const exactRows = (shape.kvLength - exactBase) * shape.kvHeads * shape.headDim;
+  const exact = (name: 'kx' | 'vx'): bigint => {
+    const x = tensorArg(ctx, op, name, p[name], 'bf16');
+    expectElements(op, name, x, exactRows);
+    return alignedPtr(op, name, x, 16);
+  };
+  const { queryRows: Tq, queryHeads: Hq, kvHeads: Hkv, headDim: D } = shape;
+  const blocks = Math.ceil(Tq / PREFILL.kBlockM);
+  if (blocks > 65535) throw new CommvqError(`${op}: ${Tq} query rows exceed one launch (${65535 * PREFILL.kBlockM})`);
+  const sharedBytes = (PREFILL.kBlockM + 4 * PREFILL.kBlockN) * D * 2;
+  ctx.launch(ctx.kernel('attention_prefill', `attention_prefill_switch_d${D}`), [Hq, blocks, 1], [PREFILL.kThreads, 1, 1], sharedBytes, [
+    ptr(t.q), ptr(t.k), ptr(t.v), ptr(exact('kx')), ptr(exact('vx')), ptr(t.out),
+    i32(Tq), i32(Hq), i32(Hkv), i32(shape.qStart), i32(shape.kvLength), i32(exactBase), f32(1 / Math.sqrt(D)),
   ]);
 }
 
