@@ -20,7 +20,7 @@ const run = cudaAvailable() && haveFixture('tiny-llama');
 
 describe.skipIf(!run)('layer-major prefill on tiny-llama, GPU', () => {
   const backend = run ? CudaBackend.create(0) : undefined!;
-  const { model } = run ? loadModel(fixtureDir('tiny-llama'), { backend }) : (undefined as never);
+  const model = run ? loadModel(fixtureDir('tiny-llama'), { backend }).model : undefined!;
   const books = run ? randomBooks(model, 1) : undefined!;
   const prompt = Int32Array.from({ length: 2 * 128 + 77 }, (_, i) => (SEED + i * 31) % 512);
   const make = (kind: 'dense' | 'faithful' | 'strict'): KVCache =>
