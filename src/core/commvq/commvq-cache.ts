@@ -77,6 +77,7 @@ export class CommvqCache implements KVCache {
   readonly replayable = false;
   readonly rule: CommvqRule;
   readonly prefillMode: PrefillMode;
+  private readonly residuals: number; // R, the same in every layer
   private readonly encoding: ValueEncoding;
   private readonly store: CommvqStore;
   private readonly counts: TokenCounts[][]; // [layer][sequence]
@@ -89,7 +90,7 @@ export class CommvqCache implements KVCache {
     private readonly o: CommvqCacheOptions,
   ) {
     const settings = storeSettings(shape, o);
-    ({ capacity: this.capacity, batch: this.batch, rule: this.rule } = settings);
+    ({ capacity: this.capacity, batch: this.batch, rule: this.rule, residuals: this.residuals } = settings);
     this.prefillMode = o.prefill ?? 'faithful';
     this.encoding = o.valueEncoding ?? 'argmax';
     this.counts = Array.from({ length: shape.numLayers }, () => Array.from({ length: this.batch }, () => ({ length: 0, compressed: 0 })));
@@ -155,8 +156,7 @@ export class CommvqCache implements KVCache {
 
   /** Bytes per compressed token per layer: the packed arithmetic (keys: R·G·12 bits + a bf16 norm; values: N_c bits + a bf16 scale). */
   get compressedBytesPerToken(): { key: number; value: number } {
-    const residuals = this.o.keys.get(0)!.shape.residuals;
-    return commvqBytesPerToken(this.shape, { residuals, codeBits: this.o.valueShape.codeBits, window: this.rule.window });
+    return commvqBytesPerToken(this.shape, { residuals: this.residuals, codeBits: this.o.valueShape.codeBits, window: this.rule.window });
   }
 
   /** The packed state of one layer and sequence, on the host (tests compare stores with it). */

@@ -26,8 +26,8 @@ export interface CommvqStore {
   /**
    * A strict prompt chunk of one sequence (decoding rule per block): queries of block k see its `visible`
    * compressed tokens and the exact tokens from its block start to themselves, with the sinks. Exact tokens before
-   * the chunk are in their slots (as kept before `compressed` tokens... were compressed); the chunk's own are the
-   * step's rows. q [T, H_q·D_h] → [T, H_q·D_h].
+   * the chunk are in their slots as laid out for `chunk.compressedBefore` (the chunk's encoding does not move them);
+   * the chunk's own are the step's rows. q [T, H_q·D_h] → [T, H_q·D_h].
    */
   attendPrompt(layer: number, chunk: PromptChunk, q: Tensor, kv: LayerKV): Tensor;
   /** The first `count` compressed tokens of a sequence as the packed arrays hold them, on the host. */

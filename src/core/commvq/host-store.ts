@@ -3,7 +3,8 @@ import { CpuBackend } from '../backend/cpu/cpu-backend.js';
 import { CommvqError } from '../errors.js';
 import { decodeKeys, encodeKeys } from '../keys/encoder.js';
 import type { LayerKV } from '../model/llama.js';
-import { bf16ToF32, f32ToBf16 } from '../tensor/dtype.js';
+import { bf16ToF32, bytesPerElement, f32ToBf16 } from '../tensor/dtype.js';
+import { numel } from '../tensor/shape.js';
 import type { Tensor } from '../tensor/tensor.js';
 import { CpuTrainOps } from '../values/cpu-train-ops.js';
 import { encodeValues } from '../values/value-compressor.js';
@@ -182,9 +183,9 @@ export class HostCommvqStore implements CommvqStore {
     let encoders = 0;
     for (const [l, cb] of this.s.options.keys) {
       const { params, scale } = this.s.options.values.get(l)!;
-      const floats = (t: Tensor) => 4 * t.shape.reduce((a, b) => a * b, 1);
-      codebooks += 4 * cb.theta.length + floats(params.codebook) + floats(scale);
-      encoders += [params.lnGamma, params.lnBeta, params.w1, params.b1, params.w2, params.b2].reduce((n, t) => n + floats(t), 0);
+      const bytes = (t: Tensor) => numel(t.shape) * bytesPerElement(t.dtype);
+      codebooks += 4 * cb.theta.length + bytes(params.codebook) + bytes(scale);
+      encoders += [params.lnGamma, params.lnBeta, params.w1, params.b1, params.w2, params.b2].reduce((n, t) => n + bytes(t), 0);
     }
     return { codebooks, encoders };
   }

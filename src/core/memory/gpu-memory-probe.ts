@@ -17,7 +17,7 @@ import type { MemoryPointResult, MemoryPointSpec, MemoryProbe, MemoryProbeProgre
  * Prompt rows per chunk of the layer-major prefill: the prefill peak holds one chunk's activations (at Llama-3.1-8B's
  * sizes about 0.12 GiB per 1024 rows in the MLP and the value encoder) beside one layer's prompt scratch.
  */
-const PREFILL_ROWS = 1024;
+const PROBE_PREFILL_ROWS = 1024;
 
 /**
  * measure-memory on a GPU: for each point, a cache of `batch` sequences with room for `context + decodeTokens`
@@ -116,7 +116,7 @@ class GpuMemoryProbe implements MemoryProbe {
         for (let s = 0; s < spec.batch; s++) fillAs(cache, s, spec.context);
       } else {
         const layers = this.model.config.numLayers;
-        this.model.prefill(randomIds(spec.context), cache, { rows: PREFILL_ROWS, onLayer: (l) => onProgress?.('prefill', l + 1, layers) }).dispose();
+        this.model.prefill(randomIds(spec.context), cache, { rows: PROBE_PREFILL_ROWS, onLayer: (l) => onProgress?.('prefill', l + 1, layers) }).dispose();
         b.synchronize();
         for (let s = 1; s < spec.batch; s++) fillAs(cache, s, spec.context);
         cache.endPrompt?.(); // the decode peak is without the prompt's scratch

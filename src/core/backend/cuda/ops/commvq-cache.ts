@@ -71,6 +71,14 @@ function codebookArg(ctx: CudaContextLike, op: string, codebook: Tensor): { E: C
   return { E, codeBits, featDim };
 }
 
+/** The value codebook and a sequence's packed value arrays: bits u8 [B, capacity, N_c/8], ρ′ bf16 [B, capacity]. */
+function valueArrays(ctx: CudaContextLike, op: string, p: { codebook: Tensor; valueBits: Tensor; valueRho: Tensor }, s: CacheRows) {
+  const { E, codeBits, featDim } = codebookArg(ctx, op, p.codebook);
+  const valueBits = packedArray(ctx, op, 'valueBits', p.valueBits, 'u8', codeBits / 8, 4, s);
+  const valueRho = packedArray(ctx, op, 'valueRho', p.valueRho, 'bf16', undefined, 2, s);
+  return { E, codeBits, featDim, valueBits, valueRho };
+}
+
 /**
  * Packs encoded keys into rows rowStart + t of a sequence: tokens [from, from + tokens) of codes i32 [R, G, m] (as
  * `encodeKeysOnDevice` writes them) → 12-bit codes [r][g] per token in keyCodes u8 [B, capacity, keyCodeRowBytes(R·G)],
@@ -124,9 +132,7 @@ export function launchPackValues(
   s: CacheRows,
 ): void {
   const op = 'commvq_pack_values';
-  const { E, codeBits, featDim } = codebookArg(ctx, op, p.codebook);
-  const valueBits = packedArray(ctx, op, 'valueBits', p.valueBits, 'u8', codeBits / 8, 4, s);
-  const valueRho = packedArray(ctx, op, 'valueRho', p.valueRho, 'bf16', undefined, 2, s);
+  const { E, codeBits, featDim, valueBits, valueRho } = valueArrays(ctx, op, p, s);
   const bits = tensorArg(ctx, op, 'bits', p.bits, 'f32', [s.tokens, codeBits]);
   const rho = tensorArg(ctx, op, 'rho', p.rho, 'f32');
   expectElements(op, 'rho', rho, s.tokens);
@@ -198,9 +204,7 @@ export function launchDequantValues(
   s: CacheRows,
 ): void {
   const op = 'commvq_dequant_values';
-  const { E, codeBits, featDim } = codebookArg(ctx, op, p.codebook);
-  const valueBits = packedArray(ctx, op, 'valueBits', p.valueBits, 'u8', codeBits / 8, 4, s);
-  const valueRho = packedArray(ctx, op, 'valueRho', p.valueRho, 'bf16', undefined, 2, s);
+  const { E, codeBits, featDim, valueBits, valueRho } = valueArrays(ctx, op, p, s);
   const scale = tensorArg(ctx, op, 'scale', p.scale, 'f32');
   expectElements(op, 'scale', scale, featDim);
   const out = tensorArg(ctx, op, 'out', p.out, 'bf16', [s.tokens, featDim]);
