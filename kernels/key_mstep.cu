@@ -13,6 +13,8 @@
 //
 // key_stage_tables: the data-free tables after θ: nz[i] = |z_i|² [64], Q[A·64 + B] = 2·Σ_j (Y_A X_B − X_A Y_B) [4096],
 //   written to tables = theta + 128·P. Launch: grid (16), block 256; f64 accumulation.
+// key_layer_tables: the θ handles of a whole layer at once: for every unit u = r·G + g of theta [units, 128·P],
+//   handles[u] = θ_u followed by its tables (stride 128·P + 64 + 4096). Launch: grid (16, units), block 256.
 #include "common.cuh"
 
 #define NH 64
@@ -105,9 +107,8 @@ extern "C" __global__ void key_solve_theta(const float* __restrict__ stats, floa
   }
 }
 
-extern "C" __global__ void key_stage_tables(float* __restrict__ theta, int P) {
-  float* tables = theta + 2 * NH * P;
-  const int e = blockIdx.x * blockDim.x + threadIdx.x;  // (A, B)
+// nz and Q of one stage's θ [128, P] into tables [64 + 4096], cell e = A·64 + B of this thread
+__device__ void stage_tables(const float* __restrict__ theta, float* __restrict__ tables, int P, int e) {
   const int A = e / NH, B = e - A * NH;
   const float* xA = theta + 2 * A * P;
   const float* yA = xA + P;
@@ -122,4 +123,16 @@ extern "C" __global__ void key_stage_tables(float* __restrict__ theta, int P) {
     for (int j = 0; j < P; ++j) n += (double)x[j] * x[j] + (double)x[P + j] * x[P + j];
     tables[e] = (float)n;
   }
+}
+
+extern "C" __global__ void key_stage_tables(float* __restrict__ theta, int P) {
+  stage_tables(theta, theta + 2 * NH * P, P, blockIdx.x * blockDim.x + threadIdx.x);
+}
+
+extern "C" __global__ void key_layer_tables(const float* __restrict__ theta, float* __restrict__ handles, int P) {
+  const float* src = theta + (long long)blockIdx.y * 2 * NH * P;
+  float* dst = handles + (long long)blockIdx.y * (2 * NH * P + NH + KC);
+  const int e = blockIdx.x * blockDim.x + threadIdx.x;
+  for (int i = e; i < 2 * NH * P; i += gridDim.x * blockDim.x) dst[i] = src[i];
+  stage_tables(src, dst + 2 * NH * P, P, e);
 }

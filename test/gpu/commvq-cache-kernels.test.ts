@@ -392,13 +392,13 @@ describe('CommVQ cache kernels: argument checks and launch plans (no GPU needed)
 
   /** A context that records launches and allocations instead of running them. */
   function fakeContext() {
-    const launches: { name: string; grid: readonly number[]; shared: number; args: readonly KernelArg[] }[] = [];
+    const launches: { name: string; grid: readonly number[]; block: readonly number[]; shared: number; args: readonly KernelArg[] }[] = [];
     const live = new Set<bigint>();
     let next = 1n << 20n;
     const ctx: CudaContextLike = {
       info, stream: 0n,
       kernel: (module, name): CudaKernel => ({ module, name, handle: 1n }),
-      launch: (k, grid, _block, shared, args) => void launches.push({ name: k.name, grid, shared, args }),
+      launch: (k, grid, block, shared, args) => void launches.push({ name: k.name, grid, block, shared, args }),
       alloc: (bytes) => {
         const p = next;
         next += BigInt(Math.ceil(bytes / 256) * 256 + 256);
@@ -469,7 +469,7 @@ describe('CommVQ cache kernels: argument checks and launch plans (no GPU needed)
     expect(live.size).toBe(0);
   });
 
-  it('encodes 100K tokens in chunks: one key_prepare per chunk, R·G key_assign per chunk on ≤ one block per SM', () => {
+  it('encodes 100K tokens in chunks: the tables in one launch, then one key_prepare and one key_encode per chunk', () => {
     const { ctx, launches, live } = fakeContext();
     const [R, G, D, n] = [11, 8, 128, 100_000];
     const chunk = encodeChunkTokens(n, G, D);
@@ -478,25 +478,31 @@ describe('CommVQ cache kernels: argument checks and launch plans (no GPU needed)
     const enc = encodeKeysOnDevice(ctx, { theta: thetaOf(R), residuals: R, groups: G, headDim: D }, fakeTensor(P, [n, G * D], 'bf16'));
     const chunks = Math.ceil(n / chunk);
     const names = launches.map((l) => l.name);
-    expect(names.filter((x) => x === 'key_stage_tables').length).toBe(R * G);
+    expect(names.filter((x) => x === 'key_layer_tables').length).toBe(1);
+    expect(launches.find((l) => l.name === 'key_layer_tables')!.grid).toEqual([16, R * G, 1]);
     expect(names.filter((x) => x === 'cast_bf16_to_f32').length).toBe(chunks);
     expect(names.filter((x) => x === 'key_prepare').length).toBe(chunks);
-    const assigns = launches.filter((l) => l.name === 'key_assign_d128');
-    expect(assigns.length).toBe(chunks * R * G);
-    expect(Math.max(...assigns.map((l) => l.grid[0]!))).toBe(info.smCount);
-    // the last chunk's stage r = 1, group 0 writes codes[(1·G + 0)·n + n0 ..]
+    const encodes = launches.filter((l) => l.name === 'key_encode_d128');
+    expect(encodes.length).toBe(chunks);
+    // long chunks: 8 warps × 16 tokens a block, one block row per group; a 128-token chunk takes 4 warps (below)
+    expect(encodes[0]!.grid).toEqual([chunk / 128, G, 1]);
+    expect(encodes[0]!.block).toEqual([256, 1, 1]);
+    // the last chunk: its N, codes from column n0 of rows of n, no error sums
     const n0 = (chunks - 1) * chunk;
-    const last = assigns[(chunks - 1) * R * G + 1]!;
-    expect(last.args.map(argOf)[3]).toBe(n - n0);
-    expect(last.args.map(argOf)[4]).toBe(addressOf(enc.codes) + BigInt((G * n + n0) * 4));
+    const args = encodes[chunks - 1]!.args.map(argOf);
+    expect(args[3]).toBe(n - n0);
+    expect(args[4]).toBe(R);
+    expect(args[5]).toBe(addressOf(enc.codes) + BigInt(n0 * 4));
+    expect(args[6]).toBe(n);
+    expect(args[7]).toBe(0n);
     expect(live.size).toBe(2); // the result's codes and n2
     enc.dispose();
     expect(live.size).toBe(0);
-    // n = 128: one chunk, two blocks per assign
+    // n = 128: one chunk, two blocks per group
     launches.length = 0;
     const out = { codes: fakeTensor(P, [R, G, 128], 'i32'), n2: fakeTensor(P, [128], 'f32') };
     encodeKeysOnDevice(ctx, { theta: thetaOf(R), residuals: R, groups: G, headDim: D }, fakeTensor(P, [128, G * D], 'f32'), { out }).dispose();
-    expect(launches.filter((l) => l.name === 'key_assign_d128').every((l) => l.grid[0] === 2)).toBe(true);
+    expect(launches.filter((l) => l.name === 'key_encode_d128').map((l) => [l.grid, l.block])).toEqual([[[2, G, 1], [128, 1, 1]]]);
     expect(live.size).toBe(0);
   });
 });

@@ -5,7 +5,7 @@ import { launchDequantKeys, launchDequantValues, launchPackKeys, launchPackValue
 import { downloadFrom, zeroFill } from '../backend/cuda/ops/copies.js';
 import { PhaseTimer } from '../backend/cuda/timing.js';
 import { CommvqError } from '../errors.js';
-import { encodeKeysOnDevice } from '../keys/gpu/gpu-encode.js';
+import { DeviceKeyTables, encodeKeysOnDevice, type DeviceKeyLayer } from '../keys/gpu/gpu-encode.js';
 import type { LayerKV } from '../model/llama.js';
 import { bytesPerElement } from '../tensor/dtype.js';
 import { numel } from '../tensor/shape.js';
@@ -136,13 +136,17 @@ export class DeviceCommvqStore implements CommvqStore {
     // whole blocks per pass: a block's tokens draw their noise stream in one encoder call
     const W = this.s.rule.window;
     const chunk = Math.max(W, Math.floor(ENCODE_CHUNK / W) * W);
+    const books = this.books[layer]!;
+    const keyLayer = { theta: books.theta, residuals: this.s.residuals, groups: this.s.shape.kvHeads, headDim: this.s.shape.headDim };
+    const tables = this.timed('keys', () => DeviceKeyTables.build(this.backend.ctx, keyLayer)); // once for the call's chunks
     for (let t0 = 0; t0 < total; t0 += chunk) {
       const t1 = Math.min(total, t0 + chunk);
       const keys = rowView(kPre, t0, t1 - t0);
       const values = rowView(v, t0, t1 - t0);
       const inChunk = runs.filter((r) => r.from < t1 && r.to > t0).map((r) => ({ ...r, at: r.at + Math.max(0, t0 - r.from), from: Math.max(r.from, t0) - t0, to: Math.min(r.to, t1) - t0 }));
-      this.encodeChunk(layer, keys, values, t1 - t0, inChunk);
+      this.encodeChunk(layer, { ...keyLayer, tables }, keys, values, t1 - t0, inChunk);
     }
+    tables.dispose();
     s.dispose();
   }
 
@@ -274,14 +278,19 @@ export class DeviceCommvqStore implements CommvqStore {
 
   // ---- inside -------------------------------------------------------------------------------------------------------
 
+  /** `work`, its GPU time added to `phase` when phases are timed. */
+  private timed<T>(phase: string, work: () => T): T {
+    return this.phases ? this.phases.time(phase, work) : work();
+  }
+
   /** Encodes m gathered tokens and packs each run's rows [from, to) into its sequence's compressed rows. */
-  private encodeChunk(layer: number, keys: Tensor, values: Tensor, m: number, runs: readonly EncodeRun[]): void {
+  private encodeChunk(layer: number, keyLayer: DeviceKeyLayer, keys: Tensor, values: Tensor, m: number, runs: readonly EncodeRun[]): void {
     const b = this.backend;
     const books = this.books[layer]!;
     const G = this.s.shape.kvHeads;
     const st = this.layers[layer]!;
-    const time = <T>(phase: string, work: () => T): T => (this.phases ? this.phases.time(phase, work) : work());
-    const enc = time('keys', () => encodeKeysOnDevice(b.ctx, { theta: books.theta, residuals: this.s.residuals, groups: G, headDim: this.s.shape.headDim }, keys));
+    const time = <T>(phase: string, work: () => T): T => this.timed(phase, work);
+    const enc = time('keys', () => encodeKeysOnDevice(b.ctx, keyLayer, keys));
     const wide = { ...books.encoder, w1: b.cast(books.encoder.w1, 'f32'), w2: b.cast(books.encoder.w2, 'f32') };
     for (const { sequence, at, from, to, noise } of runs) {
       const rows = { sequence, rowStart: at, tokens: to - from };

@@ -1,7 +1,7 @@
 import type { CudaContext } from '../../backend/cuda/context.js';
 import { asCuda, deviceOf, emptyTensor, tensorView, type CudaTensor } from '../../backend/cuda/cuda-tensor.js';
 import type { CudaContextLike } from '../../backend/cuda/kernels.js';
-import { copyInto, downloadFrom, uploadTo, zeroFill } from '../../backend/cuda/ops/copies.js';
+import { downloadFrom, uploadTo, zeroFill } from '../../backend/cuda/ops/copies.js';
 import * as k from '../../backend/cuda/ops/key-codebook.js';
 import { cast } from '../../backend/cuda/ops/model.js';
 import { tensorArg } from '../../backend/cuda/ops/tensor-args.js';
@@ -13,7 +13,8 @@ import type { StageErrors } from '../encoder.js';
 /**
  * The key encoder on the GPU (spec §6.4), equal to `encodeKeys` (encoder.ts) up to f32 near-ties: per-token norm over
  * all G·D_h channels and the HF → PI permutation (key_prepare), then per group g and stage r the structured nearest
- * centre and the residual update in place (key_assign, with the θ tables of key_stage_tables). One encoder for both
+ * centre and the residual update, all stages and groups of a chunk in one launch (key_encode, with the θ tables of
+ * key_layer_tables). One encoder for both
  * users: the device CommVQ cache encodes its flushed blocks into device buffers (`encodeKeysOnDevice`), train-key's
  * report and the tests score held-out keys with it (`gpuStageErrors`, from the same kernels plus per-stage error sums
  * and per-group power).
@@ -34,7 +35,7 @@ export interface DeviceKeyLayer {
   readonly groups: number;
   /** D_h: 64 or 128 */
   readonly headDim: number;
-  /** the θ handles of key_assign built once (DeviceKeyTables.build); built per call when absent */
+  /** the θ handles built once (DeviceKeyTables.build); built per call when absent */
   readonly tables?: DeviceKeyTables;
 }
 
@@ -63,12 +64,14 @@ export interface EncodeKeysOptions {
 
 /** Scratch bytes of one chunk's normalised PI rows (and of the f32 copy of bf16 keys): bounds memory at n = 100K+. */
 const CHUNK_BYTES = 64 << 20;
-const ASSIGN_TOKENS_PER_BLOCK = 64; // key_assign: 32 warps × 2 tokens per pass
+/** Tokens of one chunk are whole blocks of key_encode (4 warps × 16 tokens). */
+const CHUNK_ALIGN = 64;
 
 /**
- * The θ handles of every (r, g) of one layer as key_assign reads them (θ_{r,g} followed by its data-free tables):
- * f32 [R, G, thetaFloats(P)], e.g. 4.3 MB for R = 11, G = 8, D_h = 128. Keep one per layer to skip rebuilding them
- * (2·R·G launches) on every encode, or let `encodeKeysOnDevice` build a temporary one. One owner; `dispose()` frees.
+ * The θ handles of every (r, g) of one layer as key_encode and key_assign read them (θ_{r,g} followed by its
+ * data-free tables): f32 [R, G, thetaFloats(P)], e.g. 4.3 MB for R = 11, G = 8, D_h = 128, built in one launch. Keep
+ * one across the encodes of a layer's chunks, or let `encodeKeysOnDevice` build a temporary one. One owner;
+ * `dispose()` frees.
  *
  *   const tables = DeviceKeyTables.build(ctx, { theta, residuals: 11, groups: 8, headDim: 128 });
  *   encodeKeysOnDevice(ctx, { theta, residuals: 11, groups: 8, headDim: 128, tables }, kPre).dispose();
@@ -86,19 +89,13 @@ export class DeviceKeyTables {
     const theta = thetaStages(layer);
     const { residuals: R, groups: G, headDim: D } = layer;
     const tables = new DeviceKeyTables(emptyTensor(ctx, [R, G, k.thetaFloats(D / 2)], 'f32'), R, G, D);
-    for (let r = 0; r < R; r++) {
-      for (let g = 0; g < G; g++) {
-        const handle = tables.handle(r, g);
-        copyInto(ctx, handle.view(0, [theta.shape[2]!]), theta.at(r, g));
-        k.stageTables(ctx, handle, D / 2);
-      }
-    }
+    k.layerTables(ctx, theta, tables.handles, D / 2);
     return tables;
   }
 
-  /** The θ handle of stage r, group g: f32 [thetaFloats(P)]. */
-  handle(r: number, g: number): CudaTensor {
-    return this.handles.at(r, g);
+  /** The θ handles of every stage and group: f32 [R, G, thetaFloats(P)]. */
+  get all(): CudaTensor {
+    return this.handles;
   }
 
   dispose(): void {
@@ -124,10 +121,10 @@ function thetaStages(layer: Omit<DeviceKeyLayer, 'tables'>): CudaTensor {
   return tensorView(layer.theta, 0, [R, G, stage]);
 }
 
-/** Tokens per chunk: whole passes of key_assign, scratch ≤ CHUNK_BYTES. */
+/** Tokens per chunk: whole blocks of key_encode, scratch ≤ CHUNK_BYTES. */
 export function encodeChunkTokens(n: number, groups: number, headDim: number): number {
-  const fit = Math.floor(CHUNK_BYTES / (groups * headDim * 4) / ASSIGN_TOKENS_PER_BLOCK) * ASSIGN_TOKENS_PER_BLOCK;
-  return Math.max(1, Math.min(n, Math.max(ASSIGN_TOKENS_PER_BLOCK, fit)));
+  const fit = Math.floor(CHUNK_BYTES / (groups * headDim * 4) / CHUNK_ALIGN) * CHUNK_ALIGN;
+  return Math.max(1, Math.min(n, Math.max(CHUNK_ALIGN, fit)));
 }
 
 /**
@@ -176,10 +173,10 @@ export function encodeKeysOnDevice(ctx: CudaContextLike, layer: DeviceKeyLayer, 
     const rows = kPre.dtype === 'f32' ? undefined : take([chunk, width], 'f32');
     const badCount = bad ?? take([1], 'i32');
     if (!bad) zeroFill(ctx, badCount);
-    const blocksMax = k.estepBlocks(ctx);
-    // key_assign's per-block error sums: one slot per (r, g) for a report, else one shared, unread
-    const err = take(sums ? [R, G, blocksMax] : [blocksMax], 'f32');
-    zeroFill(ctx, err);
+    // key_encode's per-block error sums, one slot per (r, g, block), for a report
+    const errStride = k.encodeBlocks(chunk);
+    const err = sums ? take([R, G, errStride], 'f32') : undefined;
+    if (err) zeroFill(ctx, err);
     const vn = sums ? take([chunk], 'f32') : undefined;
     for (let n0 = 0; n0 < n; n0 += chunk) {
       const T = Math.min(chunk, n - n0);
@@ -190,14 +187,9 @@ export function encodeKeysOnDevice(ctx: CudaContextLike, layer: DeviceKeyLayer, 
       const Vc = V.view(0, [G, T, D]); // [G, T, D]: the chunk's rows, as key_prepare lays them out for N = T
       k.prepareKeys(ctx, x, undefined, Vc, n2Chunk, badCount, 0);
       if (sums && vn) addPower(ctx, sums.power, Vc, n2Chunk, vn.rows(0, T));
-      const blocks = Math.min(blocksMax, Math.ceil(T / ASSIGN_TOKENS_PER_BLOCK));
-      for (let g = 0; g < G; g++) {
-        for (let r = 0; r < R; r++) {
-          k.assign(ctx, blocks, Vc.at(g), n2Chunk, tables.handle(r, g), codes.at(r, g).rows(n0, T), sums ? err.at(r, g) : err);
-        }
-      }
+      k.encodeStages(ctx, Vc, n2Chunk, tables.all, { codes, from: n0 }, err && { sums: err, stride: errStride });
     }
-    if (sums) addErrors(ctx, sums.error, err, R * G, blocksMax);
+    if (sums && err) addErrors(ctx, sums.error, err, R * G, errStride);
   } catch (e) {
     result.dispose();
     throw e;
@@ -219,7 +211,7 @@ function addPower(ctx: CudaContextLike, power: Float64Array, V: CudaTensor, n2: 
   }
 }
 
-/** error[i] += Σ_b err[i, b] over the blocks of key_assign (in block order). */
+/** error[i] += Σ_b err[i, b] over the blocks of key_encode (in block order). */
 function addErrors(ctx: CudaContextLike, error: Float64Array, err: CudaTensor, units: number, blocks: number): void {
   const host = downloadFrom(ctx, err, new Float32Array(units * blocks));
   for (let i = 0; i < units; i++) {

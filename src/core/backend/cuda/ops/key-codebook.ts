@@ -5,7 +5,8 @@ import { f32, i32, ptr, type CudaContextLike } from '../kernels.js';
 import { expectElements, tensorArg } from './tensor-args.js';
 
 /**
- * Launchers of the key-codebook kernels (kernels/key_prepare.cu, key_gemm.cu, key_estep.cu, key_mstep.cu): each owns
+ * Launchers of the key-codebook kernels (kernels/key_prepare.cu, key_gemm.cu, key_estep.cu, key_mstep.cu,
+ * key_encode.cu): each owns
  * its grid, block and shared-memory size, takes f32 tensors (i32 for indices, codes and counters), and checks the
  * sizes it can see. Shapes are in each kernel's header comment; the E-step kernels' sizes (centres, warps, tokens per
  * warp) come from key_estep.cu, the M-step's from key_mstep.cu.
@@ -19,6 +20,7 @@ import { expectElements, tensorArg } from './tensor-args.js';
 
 const ESTEP = kernelConstants('key_estep', ['NH', 'KC', 'TB', 'WARPS', 'THREADS']);
 const MSTEP = kernelConstants('key_mstep', ['NH', 'KC', 'LD']);
+const ENCODE = kernelConstants('key_encode', ['NH', 'KC', 'MAX_WARPS', 'WARP_TOKENS', 'RMAX', 'THETA_PAD', 'ALD', 'BLD']);
 const GEMM = kernelConstants('key_gemm', ['BM', 'BN', 'GEMM_THREADS', 'SQNORM_ROWS']);
 
 /** Threads of the kernels that loop over blockDim (key_prepare, key_reduce, key_solve_theta, key_stage_tables). */
@@ -196,4 +198,69 @@ export function solveTheta(ctx: CudaContextLike, stats: Tensor, theta: Tensor, h
 export function stageTables(ctx: CudaContextLike, theta: Tensor, P: number): void {
   const th = tensorArg(ctx, 'key_stage_tables', 'theta', theta, 'f32', [thetaFloats(P)]);
   ctx.launch(ctx.kernel('key_mstep', 'key_stage_tables'), [MSTEP.KC / THREADS, 1, 1], [THREADS, 1, 1], 0, [ptr(th.ptr), i32(P)]);
+}
+
+/** The θ handles of a whole layer in one launch: handles f32 [units, thetaFloats(P)] ← θ f32 [units, 128·P] and tables. */
+export function layerTables(ctx: CudaContextLike, theta: Tensor, handles: Tensor, P: number): void {
+  const op = 'key_layer_tables';
+  const th = tensorArg(ctx, op, 'theta', theta, 'f32');
+  const units = th.numel / (2 * MSTEP.NH * P);
+  if (!Number.isInteger(units) || units < 1) throw new CommvqError(`${op}: theta of ${th.numel} elements is not whole stages of ${2 * MSTEP.NH * P}`);
+  const hs = tensorArg(ctx, op, 'handles', handles, 'f32');
+  expectElements(op, 'handles', hs, units * thetaFloats(P));
+  ctx.launch(ctx.kernel('key_mstep', op), [MSTEP.KC / THREADS, units, 1], [THREADS, 1, 1], 0, [ptr(th.ptr), ptr(hs.ptr), i32(P)]);
+}
+
+/** Dynamic shared memory of key_encode: two stage buffers (θ [128][P + pad], nz, Q), then per warp α, β, error slots and codes. */
+export function encodeSharedBytes(headDim: number, warps: number): number {
+  const { NH, KC, WARP_TOKENS, RMAX, THETA_PAD, ALD, BLD } = ENCODE;
+  const stage = 2 * NH * (headDim / 2 + THETA_PAD) + NH + KC;
+  return (2 * stage + warps * (NH * ALD + WARP_TOKENS * BLD + RMAX + WARP_TOKENS)) * 4;
+}
+
+/**
+ * Warps per block of key_encode over n tokens of G groups: the most (MAX_WARPS) when that still gives every SM a
+ * block, else half as many (short chunks, e.g. a 1024-row prefill chunk: 8 groups × 16 blocks of 4 warps).
+ */
+export function encodeWarps(ctx: Pick<CudaContextLike, 'info'>, n: number, groups: number): number {
+  const most = ENCODE.MAX_WARPS;
+  return Math.ceil(n / (most * ENCODE.WARP_TOKENS)) * groups >= ctx.info.smCount ? most : most / 2;
+}
+
+/** The most blocks along the tokens one key_encode launch over n tokens takes (the slots its error sums need). */
+export function encodeBlocks(n: number): number {
+  return Math.ceil(n / ((ENCODE.MAX_WARPS / 2) * ENCODE.WARP_TOKENS));
+}
+
+/** The most stages one key_encode launch runs. */
+export function encodeMaxStages(): number {
+  return ENCODE.RMAX;
+}
+
+/**
+ * Every stage of every group of n tokens in one launch (kernels/key_encode.cu): V f32 [G, n, D] (key_prepare's
+ * normalised PI rows, left as they are), n2 f32 [n], handles f32 [R, G, thetaFloats(D/2)] → columns [from, from + n) of
+ * codes i32 [R, G, total]; with err f32 [R, G, stride], err[r, g, block] += Σ n2·‖residual after stage r‖² over the
+ * block's tokens.
+ */
+export function encodeStages(ctx: CudaContextLike, V: Tensor, n2: Tensor, handles: Tensor, codes: { codes: Tensor; from: number }, err?: { sums: Tensor; stride: number }): void {
+  const op = 'key_encode';
+  const vs = tensorArg(ctx, op, 'V', V, 'f32', [-1, -1, -1]);
+  const [G, n, D] = vs.shape as [number, number, number];
+  headDimOf(op, D);
+  const ns = tensorArg(ctx, op, 'n2', n2, 'f32', [n]);
+  const hs = tensorArg(ctx, op, 'handles', handles, 'f32', [-1, G, thetaFloats(D / 2)]);
+  const R = hs.shape[0]!;
+  if (R > ENCODE.RMAX) throw new CommvqError(`${op}: ${R} stages are more than one launch runs (${ENCODE.RMAX})`);
+  const cs = tensorArg(ctx, op, 'codes', codes.codes, 'i32', [R, G, -1]);
+  const total = cs.shape[2]!;
+  if (!(Number.isInteger(codes.from) && codes.from >= 0 && codes.from + n <= total)) throw new CommvqError(`${op}: columns [${codes.from}, ${codes.from + n}) are outside codes of ${total}`);
+  const warps = encodeWarps(ctx, n, G);
+  const blocks = Math.ceil(n / (warps * ENCODE.WARP_TOKENS));
+  if (err && err.stride < blocks) throw new CommvqError(`${op}: error stride ${err.stride} is less than the ${blocks} blocks of ${n} tokens`);
+  const es = err ? tensorArg(ctx, op, 'err', err.sums, 'f32', [R, G, err.stride]) : undefined;
+  if (n === 0) return;
+  ctx.launch(ctx.kernel('key_encode', `key_encode_d${D}`), [blocks, G, 1], [warps * 32, 1, 1], encodeSharedBytes(D, warps), [
+    ptr(vs.ptr), ptr(ns.ptr), ptr(hs.ptr), i32(n), i32(R), ptr(cs.ptr + BigInt(codes.from * 4)), i32(total), ptr(es?.ptr ?? 0n), i32(err?.stride ?? 0),
+  ]);
 }
