@@ -22,11 +22,12 @@ export const CACHE_FLAG_HELP =
   '[,encoding=argmax|gumbel] (default argmax) [,seed=N] (gumbel’s, default 42) [,chunk=N] (prompt tokens per forward; ' +
   'commvq needs prefill=strict for it)';
 
-/** The help text of measure-memory's `--cache`: a list of the same grammar, without the options that command fixes. */
+/** The help text of measure-memory's `--cache`: a list of the same grammar, without the options that command fixes (encoding, seed, chunk). */
 export const CACHE_LIST_HELP =
   'caches to compare, a comma list of the --cache grammar (a token with = is an option of the cache before it): dense, ' +
   'commvq:bits=1|2,run=RUN_DIR or commvq:key=KEY.arrow,value=VALUE.arrow; with --random-weights, commvq:bits=1|2 alone ' +
-  'means random codebooks. E.g. dense,commvq:bits=1,commvq:bits=2. Every prompt runs strict, in chunks of 1024 tokens';
+  'means random codebooks; each commvq takes [,prefill=faithful|strict] (default faithful; both modes of one width are two ' +
+  'caches). E.g. dense,commvq:bits=1,commvq:bits=1,prefill=strict. Every prompt runs in chunks of 1024 tokens';
 
 /** The one cache of a `--cache` value; a list is refused (this command runs one cache). */
 export function parseCacheFlag(text: string): CacheSpec {

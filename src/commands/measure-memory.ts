@@ -14,11 +14,13 @@ export default class MeasureMemory extends BaseCommand {
   static override description =
     'For each point (cache × context × batch): weights, cache (packed arithmetic and as allocated), codebooks, value encoders, ' +
     'activation workspace, the allocator’s peak during prefill and decode (checked against the driver), and decode time per token. ' +
-    'On the CPU it reports the byte accounting only (peaks are GPU-only). --max-batch searches the largest batch that fits.';
+    'A CommVQ cache runs its prompt in its prefill mode (prefill=faithful, the default, or strict; labelled commvq-1bit and ' +
+    'commvq-1bit-strict). On the CPU it reports the byte accounting only (peaks are GPU-only). --max-batch searches the largest batch that fits.';
 
   static override examples = [
     '<%= config.bin %> measure-memory --random-weights scripts/bench/llama-3.1-8b.config.json --cache dense,commvq:bits=1,commvq:bits=2 --device cpu',
     '<%= config.bin %> measure-memory --random-weights llama.json --cache dense,commvq:bits=1 --context 32k --max-batch --device cuda --device-memory 79.65 --out runs/mem',
+    '<%= config.bin %> measure-memory --random-weights llama.json --cache commvq:bits=1,commvq:bits=1,prefill=strict --context 128k --device cuda',
     '<%= config.bin %> measure-memory --model ./Llama-3.1-8B-Instruct --cache commvq:bits=1,run=runs/a,commvq:bits=2,run=runs/a --context 8k,128k --json',
   ];
 

@@ -43,6 +43,10 @@ describe('--cache: a list of caches', () => {
   it('starts a new cache at each token without =', () => {
     expect(parseCacheList('dense,commvq:bits=1,commvq:bits=2')).toEqual([{ kind: 'dense' }, { kind: 'commvq', bits: 1 }, { kind: 'commvq', bits: 2 }]);
     expect(parseCacheList('commvq:key=k,value=v,dense:chunk=8')).toEqual([{ kind: 'commvq', key: 'k', value: 'v' }, { kind: 'dense', chunk: 8 }]);
+    // measure-memory's two modes of one width: two caches
+    expect(parseCacheList('commvq:bits=1,prefill=faithful,commvq:bits=1,prefill=strict')).toEqual([
+      { kind: 'commvq', bits: 1, prefill: 'faithful' }, { kind: 'commvq', bits: 1, prefill: 'strict' },
+    ]);
   });
 
   it('measure-memory’s --bits gives each commvq without bits or files one cache per width', () => {

@@ -1,7 +1,7 @@
 /**
  * measure-memory's GPU side: the caching allocator's counts agree with the driver's free memory, and the GPU probe
- * measures dense and CommVQ points of a small random model (peaks cover what is resident, a batch that cannot fit
- * is an answer rather than a crash).
+ * measures dense and CommVQ points (faithful and strict prefill) of a small random model (peaks cover what is
+ * resident, a batch that cannot fit is an answer rather than a crash).
  *
  * Allocator vs driver: cuMemAlloc hands out whole 2 MiB pages for large blocks and the driver may keep a little
  * bookkeeping of its own, so the driver's used memory must grow by the allocator's bytes within 2 MiB per block
@@ -49,8 +49,9 @@ describe.skipIf(!gpu)('GPU memory measurement', () => {
       architectures: ['LlamaForCausalLM'], vocab_size: 1000, hidden_size: 512, intermediate_size: 1024, num_hidden_layers: 2,
       num_attention_heads: 8, num_key_value_heads: 2, head_dim: 128, max_position_embeddings: 8192, rms_norm_eps: 1e-5, rope_theta: 10000,
     }));
-    const probe = await createGpuMemoryProbe({ model: undefined, randomWeights: config, caches: [{ cache: 'dense' }, { cache: 'commvq', bits: 1 }], device: 'cuda', decodeTokens: 4 });
-    for (const spec of [{ cache: 'dense' as const, context: 2500, batch: 1 }, { cache: 'commvq' as const, bits: 1 as const, context: 2500, batch: 3 }]) {
+    const probe = await createGpuMemoryProbe({ model: undefined, randomWeights: config, caches: [{ cache: 'dense' }, { cache: 'commvq', bits: 1, prefillMode: 'faithful' }, { cache: 'commvq', bits: 1, prefillMode: 'strict' }], device: 'cuda', decodeTokens: 4 });
+    const commvq = (prefillMode: 'faithful' | 'strict') => ({ cache: 'commvq' as const, bits: 1 as const, prefillMode, context: 2500, batch: 3 });
+    for (const spec of [{ cache: 'dense' as const, context: 2500, batch: 1 }, commvq('faithful'), commvq('strict')]) {
       const r = await probe.probe(spec);
       const resident = r.breakdown.weights + r.breakdown.cacheAllocated + r.breakdown.codebooks + r.breakdown.encoders;
       expect(r.fits).toBe(true);
@@ -62,6 +63,7 @@ describe.skipIf(!gpu)('GPU memory measurement', () => {
       if (spec.cache === 'commvq') {
         expect(r.bytesPerToken.arithmetic).toBe(132 * 2 / 8 + 2 + 256 / 8 + 2); // R = 11 codes of 2 heads, N_c = 256 bits
         expect(r.breakdown.codebooks).toBeGreaterThan(0);
+        expect(r.prefillPhases, spec.prefillMode).toHaveProperty('keys'); // the cache was made with timePhases in either mode
       }
     }
     // a max-batch trial reserves the workspace the batch-1 prompt needed instead of running it

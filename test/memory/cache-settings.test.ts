@@ -1,7 +1,8 @@
 /**
  * Which caches and codebooks a measure-memory run uses (memoryCacheSettings), and its model config: run folders by
- * bit width, codebook pairs whose bit width is read from the files, random codebooks with random weights, and
- * one-line errors for what is missing or not taken.
+ * bit width, codebook pairs whose bit width is read from the files, random codebooks with random weights, the
+ * CommVQ prefill mode (faithful by default, strict when asked, both as two caches), and one-line errors for what is
+ * missing or not taken.
  */
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -27,16 +28,37 @@ describe('measure-memory cache settings', () => {
   it('measures dense alone without codebooks, and random CommVQ codebooks with random weights', async () => {
     expect(await memoryCacheSettings([{ kind: 'dense' }], { randomWeights: false })).toEqual([{ cache: 'dense' }]);
     expect(await memoryCacheSettings([{ kind: 'dense' }, { kind: 'commvq', bits: 1 }, { kind: 'commvq', bits: 2 }], { randomWeights: true })).toEqual([
-      { cache: 'dense' }, { cache: 'commvq', bits: 1 }, { cache: 'commvq', bits: 2 },
+      { cache: 'dense' }, { cache: 'commvq', bits: 1, prefillMode: 'faithful' }, { cache: 'commvq', bits: 2, prefillMode: 'faithful' },
     ]);
   });
 
   it('finds a run folder’s codebooks by bit width, and reads the bit width of a codebook pair from its files', async () => {
     expect(await memoryCacheSettings([{ kind: 'commvq', bits: 1, run }], { randomWeights: false })).toEqual([
-      { cache: 'commvq', bits: 1, keyCodebook: join(run, 'key-codebook-em-1bit.arrow'), valueCodebook: join(run, 'value-codebook-1bit.arrow') },
+      { cache: 'commvq', bits: 1, prefillMode: 'faithful', keyCodebook: join(run, 'key-codebook-em-1bit.arrow'), valueCodebook: join(run, 'value-codebook-1bit.arrow') },
     ]);
-    expect(await memoryCacheSettings([{ kind: 'commvq', ...files }], { randomWeights: true })).toEqual([{ cache: 'commvq', bits: 2, keyCodebook: files.key, valueCodebook: files.value }]);
+    expect(await memoryCacheSettings([{ kind: 'commvq', ...files }], { randomWeights: true })).toEqual([{ cache: 'commvq', bits: 2, prefillMode: 'faithful', keyCodebook: files.key, valueCodebook: files.value }]);
     await expect(memoryCacheSettings([{ kind: 'commvq', ...files, bits: 1 }], { randomWeights: false })).rejects.toThrow(/value-codebook-2bit\.arrow: a 2-bit value codebook, not the 1-bit one the cache asks for/);
+  });
+
+  it('keeps each CommVQ cache’s prefill mode (faithful by default): both modes of one width are two caches', async () => {
+    const caches = await memoryCacheSettings(
+      [{ kind: 'commvq', bits: 1, run }, { kind: 'commvq', bits: 1, run, prefill: 'strict' }, { kind: 'commvq', ...files, prefill: 'faithful' }],
+      { randomWeights: false },
+    );
+    expect(caches.map((c) => [c.bits, c.prefillMode])).toEqual([[1, 'faithful'], [1, 'strict'], [2, 'faithful']]);
+    expect(caches[1]!.keyCodebook).toBe(join(run, 'key-codebook-em-1bit.arrow'));
+    const random = await memoryCacheSettings([{ kind: 'commvq', bits: 1, prefill: 'strict' }, { kind: 'commvq', bits: 1, prefill: 'faithful' }], { randomWeights: true });
+    expect(random).toEqual([{ cache: 'commvq', bits: 1, prefillMode: 'strict' }, { cache: 'commvq', bits: 1, prefillMode: 'faithful' }]);
+  });
+
+  it('refuses the same cache twice (the default mode named or not), and the modes of one width on different codebooks', async () => {
+    const twice = (specs: Parameters<typeof memoryCacheSettings>[0]) => memoryCacheSettings(specs, { randomWeights: true });
+    await expect(twice([{ kind: 'commvq', bits: 1 }, { kind: 'commvq', bits: 1 }])).rejects.toThrow('cache: commvq-1bit is given twice');
+    await expect(twice([{ kind: 'commvq', bits: 1 }, { kind: 'commvq', bits: 1, prefill: 'faithful' }])).rejects.toThrow('cache: commvq-1bit is given twice');
+    await expect(twice([{ kind: 'commvq', bits: 2, prefill: 'strict' }, { kind: 'commvq', bits: 2, prefill: 'strict' }])).rejects.toThrow('cache: commvq-2bit-strict is given twice');
+    await expect(twice([{ kind: 'commvq', ...files }, { kind: 'commvq', bits: 2, prefill: 'strict' }])).rejects.toThrow(
+      'cache: commvq-2bit and commvq-2bit-strict have different codebooks: give both modes of a bit width the same ones',
+    );
   });
 
   it('names what is missing, and what measure-memory does not take', async () => {
@@ -45,9 +67,11 @@ describe('measure-memory cache settings', () => {
     await expect(settings({ kind: 'commvq', bits: 2, run })).rejects.toThrow(`${run}: no 2-bit value codebook (value-codebook-2bit.arrow)`); // the e2e key was found
     await expect(settings({ kind: 'commvq', bits: 1, run: join(work, 'none') })).rejects.toThrow(/none: run folder not found/);
     await expect(settings({ kind: 'commvq', key: join(work, 'k.arrow'), value: files.value })).rejects.toThrow(/k\.arrow: key codebook not found/);
-    await expect(settings({ kind: 'commvq', bits: 1, run, prefill: 'strict' })).rejects.toThrow(/prefill=, encoding=, seed= and chunk= are not taken/);
-    await expect(settings({ kind: 'dense', chunk: 8 })).rejects.toThrow(/are not taken/);
-    await expect(memoryCacheSettings([{ kind: 'commvq', bits: 1 }, { kind: 'commvq', bits: 1 }], { randomWeights: true })).rejects.toThrow('cache: commvq-1bit is given twice');
+    const notTaken = 'cache: measure-memory runs every prompt in chunks of 1024 tokens, with argmax value codes: encoding=, seed= and chunk= are not taken (prefill= is)';
+    await expect(settings({ kind: 'commvq', bits: 1, run, encoding: 'gumbel' })).rejects.toThrow(notTaken);
+    await expect(settings({ kind: 'commvq', bits: 1, run, prefill: 'strict', seed: 7 })).rejects.toThrow(notTaken);
+    await expect(settings({ kind: 'commvq', bits: 1, run, prefill: 'strict', chunk: 4096 })).rejects.toThrow(notTaken);
+    await expect(settings({ kind: 'dense', chunk: 8 })).rejects.toThrow(notTaken);
   });
 
   it('reads the config of random weights (a file or a folder) and of a model, and refuses contexts past max_position_embeddings', () => {

@@ -7,6 +7,10 @@ describe('measure-memory grid', () => {
     expect([8192, 131072, 20000, 2097152].map(contextLabel)).toEqual(['8K', '128K', '20000', '2M']);
     expect(cacheLabel({ cache: 'dense' })).toBe('dense');
     expect(cacheLabel({ cache: 'commvq', bits: 2 })).toBe('commvq-2bit');
+    // the default prefill mode (faithful) goes unnamed, the other is named
+    expect(cacheLabel({ cache: 'commvq', bits: 1, prefillMode: 'faithful' })).toBe('commvq-1bit');
+    expect(cacheLabel({ cache: 'commvq', bits: 1, prefillMode: 'strict' })).toBe('commvq-1bit-strict');
+    expect(cacheLabel({ cache: 'dense', prefillMode: 'strict' })).toBe('dense');
   });
 
   it('spans the grid caches outermost, then contexts, then batches', () => {
@@ -15,6 +19,8 @@ describe('measure-memory grid', () => {
     expect(points[0]).toEqual({ cache: 'dense', context: 8192, batch: 1 });
     expect(points[3]).toEqual({ cache: 'dense', context: 32768, batch: 8 });
     expect(points[4]).toEqual({ cache: 'commvq', bits: 1, context: 8192, batch: 1 });
+    const modes = gridPoints([{ cache: 'commvq', bits: 1, prefillMode: 'faithful' }, { cache: 'commvq', bits: 1, prefillMode: 'strict' }], [8192], [1]);
+    expect(modes).toEqual([{ cache: 'commvq', bits: 1, prefillMode: 'faithful', context: 8192, batch: 1 }, { cache: 'commvq', bits: 1, prefillMode: 'strict', context: 8192, batch: 1 }]);
   });
 
   it('refuses a card larger than the one that runs', () => {

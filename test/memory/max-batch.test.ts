@@ -67,6 +67,16 @@ describe('max-batch search', () => {
     expect(probe.calls.map((c) => [c.batch, c.prefill ?? 'run'])).toEqual([[1, 'run'], [2, 'reserve'], [4, 'reserve'], [3, 'reserve']]);
   });
 
+  it('keeps the prefill modes apart: a faithful point answers no strict trial, and a search says its mode', async () => {
+    const probe = fakeProbe(3);
+    const strict = { ...target, prefillMode: 'strict' as const };
+    const m = await measureMemory(probe, { points: [{ ...target, batch: 2 }], maxBatch: { targets: [strict], limit: 8 } });
+    expect(m.maxBatch[0]).toMatchObject({ cache: 'commvq', bits: 1, prefillMode: 'strict', maxBatch: 3 });
+    expect(probe.calls.map((c) => [c.batch, c.prefillMode ?? 'faithful', c.prefill ?? 'run'])).toEqual([
+      [2, 'faithful', 'run'], [1, 'strict', 'run'], [2, 'strict', 'reserve'], [4, 'strict', 'reserve'], [3, 'strict', 'reserve'],
+    ]);
+  });
+
   it('measureMemory runs the grid, then the searches, reusing grid points and reporting progress', async () => {
     const probe = fakeProbe(20);
     const progress: MeasureProgress[] = [];

@@ -1,6 +1,7 @@
 /**
  * `commvq measure-memory` on the CPU, run as a user would (bin/run.js → dist/, so `npm run build` first): the byte
- * accounting as a table and as JSON, --out's files, a batch that cannot fit as an answer, and bad input as one line.
+ * accounting as a table and as JSON, --out's files, a batch that cannot fit as an answer, both CommVQ prefill modes
+ * labelled apart, and bad input as one line.
  */
 import { mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -47,13 +48,36 @@ describe('commvq measure-memory on the CPU', () => {
     const r = measure(['--random-weights', LLAMA, '--cache', 'commvq:bits=1,commvq:bits=2', '--context', '8k,32k', '--max-batch', '--max-batch-limit', '64', '--json', '--out', out]);
     expect(r.status, r.stderr).toBe(0);
     const doc = JSON.parse(r.stdout);
-    expect(doc).toMatchObject({ format: 'commvq.memory-report', version: 1, device: 'cpu', measures: false });
+    expect(doc).toMatchObject({ format: 'commvq.memory-report', version: 2, device: 'cpu', measures: false });
     expect(doc.command).toMatch(/^commvq measure-memory --device cpu --random-weights \S+ --cache commvq:bits=1,commvq:bits=2/);
     expect(doc.points).toHaveLength(4);
     expect(doc.max_batch.map((e: { cache: string; max_batch: number; capped: boolean }) => [e.cache, e.max_batch, e.capped])).toEqual([
       ['commvq-1bit', 64, true], ['commvq-1bit', 64, true], ['commvq-2bit', 64, true], ['commvq-2bit', 64, true],
     ]);
     expect(readdirSync(out).sort()).toEqual(['bytes-per-token.png', 'bytes-per-token.svg', 'memory.json', 'memory.png', 'memory.svg']);
+  });
+
+  it('takes prefill= in both modes, one width in both as two caches, labelled apart in the table and the JSON', () => {
+    const cache = 'dense,commvq:bits=1,prefill=faithful,commvq:bits=1,prefill=strict';
+    const table = measure(['--random-weights', LLAMA, '--cache', cache, '--context', '8k']);
+    expect(table.status, table.stderr).toBe(0);
+    expect(table.stdout).toMatch(/^commvq-1bit\s+8K\s+1\s+yes\s+/m);
+    expect(table.stdout).toMatch(/^commvq-1bit-strict\s+8K\s+1\s+yes\s+/m);
+    const doc = JSON.parse(measure(['--random-weights', LLAMA, '--cache', cache, '--context', '8k', '--json']).stdout);
+    expect(doc.points.map((p: { cache: string; prefill: string | null }) => [p.cache, p.prefill])).toEqual([['dense', null], ['commvq-1bit', 'faithful'], ['commvq-1bit-strict', 'strict']]);
+    // the accounting does not depend on the mode: the same resident bytes
+    expect(doc.points[1].resident).toBe(doc.points[2].resident);
+    // the default is faithful, named or not
+    const plain = JSON.parse(measure(['--random-weights', LLAMA, '--cache', 'commvq:bits=1', '--context', '8k', '--json']).stdout);
+    expect(plain.points.map((p: { cache: string; prefill: string }) => [p.cache, p.prefill])).toEqual([['commvq-1bit', 'faithful']]);
+  });
+
+  it('refuses encoding=, seed= and chunk= in one line, and the same cache twice', () => {
+    const notTaken = /^commvq: --cache commvq:bits=1,\S+: measure-memory runs every prompt in chunks of 1024 tokens, with argmax value codes: encoding=, seed= and chunk= are not taken \(prefill= is\)$/;
+    expectMeasureError(['--random-weights', LLAMA, '--cache', 'commvq:bits=1,prefill=strict,encoding=gumbel'], notTaken);
+    expectMeasureError(['--random-weights', LLAMA, '--cache', 'commvq:bits=1,prefill=strict,chunk=4096'], notTaken);
+    expectMeasureError(['--random-weights', LLAMA, '--cache', 'commvq:bits=1,commvq:bits=1,prefill=faithful'], /--cache.*: commvq-1bit is given twice$/);
+    expectMeasureError(['--random-weights', LLAMA, '--cache', 'commvq:bits=1,prefill=strict,commvq:bits=1,prefill=strict'], /--cache.*: commvq-1bit-strict is given twice$/);
   });
 
   it('refuses a context beyond the model’s limit', () =>

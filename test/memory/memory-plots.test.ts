@@ -70,6 +70,14 @@ describe('measure-memory plots', () => {
     expect(JSON.parse(readFileSync(join(work, 'out', 'memory.json'), 'utf8'))).toEqual(d);
   });
 
+  it('draws each prefill mode of a width as its own cache', async () => {
+    const caches = [{ cache: 'commvq' as const, bits: 1 as const, prefillMode: 'faithful' as const }, { cache: 'commvq' as const, bits: 1 as const, prefillMode: 'strict' as const }];
+    const m = await measureMemory(new AccountingProbe(model.config, { decodeTokens: 16 }), { points: gridPoints(caches, [8192], [1]) });
+    const d = memoryReportDocument(m, { command: 'test', model, decodeTokens: 16 });
+    expect((memoryPlotSpec(d) as any).facet.column.sort).toEqual(['commvq-1bit', 'commvq-1bit-strict']);
+    expect((bytesPerTokenPlotSpec(d) as any).encoding.x.sort).toEqual(['commvq-1bit', 'commvq-1bit-strict']);
+  });
+
   it('draws nothing for a report without points', async () => {
     const empty = { ...(await doc()), points: [] };
     expect(memoryPlotSpec(empty)).toBeUndefined();

@@ -45,9 +45,10 @@ describe('the measure-memory report', () => {
     expect(doc.model).toMatchObject({ name: 'llama-3.1-8b', parameters: 8_030_261_248, layers: 32, kv_heads: 8, head_dim: 128, max_position_embeddings: 131072 });
     expect(doc.note).toMatch(/GPU/);
     const one = doc.points.find((p) => p.cache === 'commvq-1bit')!;
-    expect(one).toMatchObject({ mode: 'commvq', bits: 1, context: 131072, batch: 1, fits: true, peak_decode: null, workspace_decode: null, decode_ms_per_token: null });
+    expect(one).toMatchObject({ mode: 'commvq', bits: 1, prefill: 'faithful', context: 131072, batch: 1, fits: true, peak_decode: null, workspace_decode: null, decode_ms_per_token: null });
+    expect(doc.points.find((p) => p.cache === 'dense')!.prefill).toBeNull();
     expect(one.resident).toBe(one.weights + one.cache_allocated + one.codebooks + one.encoders);
-    expect(doc.max_batch[0]).toMatchObject({ cache: 'commvq-1bit', context: 32768, capped: false });
+    expect(doc.max_batch[0]).toMatchObject({ cache: 'commvq-1bit', prefill: 'faithful', context: 32768, capped: false });
     expect(doc.max_batch[0]!.trials[0]).toEqual({ batch: 1, fits: true, peak_decode: null, reason: null });
     expect(JSON.parse(JSON.stringify(doc))).toEqual(doc); // plain JSON: no undefined, no class instances
   });
@@ -82,6 +83,25 @@ describe('the measure-memory report', () => {
     expect(p.driver_covers_peak).toBe(true);
     const none = memoryReportDocument({ ...m, points: [], maxBatch: [] }, { command: 'c', model, decodeTokens: 16, date });
     expect(none.summary.targets).toEqual([]);
+  });
+
+  it('labels the strict prefill apart, in the points, the searches and the targets', () => {
+    const strict = { cache: 'commvq' as const, bits: 1 as const, prefillMode: 'strict' as const };
+    const m: MemoryMeasurement = {
+      device: 'cuda:0 (fake)', measures: true,
+      points: [gpuPoint({ ...strict, context: 128 * K, batch: 1 }, { peak: 16 * GiB }), gpuPoint({ cache: 'commvq', bits: 1, context: 128 * K, batch: 1 }, { peak: 17 * GiB })],
+      maxBatch: [{ ...strict, context: 32 * K, maxBatch: 140, capped: false, trials: [] }],
+    };
+    const doc = memoryReportDocument(m, { command: 'c', model, decodeTokens: 16, date });
+    expect(doc.points.map((p) => [p.cache, p.prefill])).toEqual([['commvq-1bit-strict', 'strict'], ['commvq-1bit', 'faithful']]);
+    expect(doc.max_batch[0]).toMatchObject({ cache: 'commvq-1bit-strict', prefill: 'strict', max_batch: 140 });
+    const byId = Object.fromEntries(doc.summary.targets.map((t) => [t.id, t]));
+    expect(Object.keys(byId)).toEqual(['commvq-1bit-strict-128k-batch1-peak', 'commvq-1bit-strict-32k-max-batch', 'commvq-1bit-128k-batch1-peak']);
+    expect(byId['commvq-1bit-strict-128k-batch1-peak']).toMatchObject({ value: 17 * GiB, pass: true, description: 'CommVQ 1-bit (strict prefill), 128K context, batch 1: peak (prefill and decode) ≤ 17.5 GiB' });
+    expect(byId['commvq-1bit-128k-batch1-peak']).toMatchObject({ value: 18 * GiB, pass: false });
+    const text = formatMemoryReport(doc).join('\n');
+    expect(text).toMatch(/^commvq-1bit-strict\s+128K\s+1\s+yes\s/m);
+    expect(text).toMatch(/^commvq-1bit-strict\s+32K\s+140\s/m);
   });
 
   it('prints a table without the measured columns on the CPU', async () => {

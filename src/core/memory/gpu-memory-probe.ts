@@ -10,7 +10,7 @@ import { DEFAULT_WINDOW, type Bits } from '../commvq/geometry.js';
 import { cacheBytes, commvqBytesPerToken, denseBytesPerToken, type CommvqGeometry } from '../memory/cache-accounting.js';
 import { compressorShape, initCompressor, type ValueCompressorParams } from '../values/value-compressor.js';
 import type { Tensor } from '../tensor/tensor.js';
-import { cacheGeometry, checkDeviceMemory, commvqGeometry, readMemoryModelConfig, type CacheSetting, type ProbeOptions } from './measure-memory.js';
+import { cacheGeometry, cacheLabel, checkDeviceMemory, commvqGeometry, prefillModeOf, readMemoryModelConfig, type CacheSetting, type ProbeOptions } from './measure-memory.js';
 import type { MemoryPointResult, MemoryPointSpec, MemoryProbe, MemoryProbeProgress } from './memory-probe.js';
 
 /**
@@ -21,10 +21,11 @@ const PROBE_PREFILL_ROWS = 1024;
 
 /**
  * measure-memory on a GPU: for each point, a cache of `batch` sequences with room for `context + decodeTokens`
- * tokens, a layer-major prefill of sequence 0 in row chunks of 1024 (LlamaModel.prefill; CommVQ in `strict` mode),
- * then `decodeTokens` decode steps of the whole batch. A max-batch trial (`prefill: 'reserve'`) reserves
- * the prefill workspace measured at batch 1 instead of running the prompt. Sequences 1..B−1 are taken as filled to the same
- * length without running their prompts: caches preallocate every row, so the memory held does not depend on what
+ * tokens, a layer-major prefill of sequence 0 in row chunks of 1024 (LlamaModel.prefill; CommVQ in the point's
+ * prefillMode, faithful or strict: both take a prompt layer by layer), then `decodeTokens` decode steps of the whole
+ * batch. A max-batch trial (`prefill: 'reserve'`) reserves the prefill workspace measured at batch 1 (same cache,
+ * mode and context) instead of running the prompt. Sequences 1..B−1 are taken as filled to the same length without
+ * running their prompts: caches preallocate every row, so the memory held does not depend on what
  * the rows hold, and decode time depends on lengths only (the decode steps do run for all B sequences, including
  * the window flush at block boundaries). Peaks are the caching allocator's counters (reset before each phase);
  * the driver's used memory (total − free, all processes, the CUDA context and the allocator's cached blocks
@@ -56,7 +57,7 @@ class GpuMemoryProbe implements MemoryProbe {
   readonly measures = true;
   /** host codebooks per bit width, read or drawn once */
   private readonly books = new Map<number, CommvqCodebooks>();
-  /** prefill workspace (peak − what was resident) measured per cache, bits and context, for max-batch trials */
+  /** prefill workspace (peak − what was resident) measured per cache label (kind, bits, mode) and context, for max-batch trials */
   private readonly prefillWorkspace = new Map<string, number>();
 
   constructor(
@@ -91,7 +92,7 @@ class GpuMemoryProbe implements MemoryProbe {
         cache = this.model.createDenseCache(tokens, spec.batch);
       } else {
         const books = this.codebooks(spec.bits ?? 1);
-        cache = createCommvqCache(this.model, books.books, { capacity: tokens, batch: spec.batch, prefill: 'strict', timePhases: true });
+        cache = createCommvqCache(this.model, books.books, { capacity: tokens, batch: spec.batch, prefill: prefillModeOf(spec)!, timePhases: true });
         books.release(); // the cache holds its own copies
       }
       b.synchronize();
@@ -108,7 +109,7 @@ class GpuMemoryProbe implements MemoryProbe {
       alloc.resetPeak();
       const rng = new SeededRandom(spec.context + spec.batch);
       const randomIds = (n: number) => Int32Array.from({ length: n }, () => Math.floor(rng.uniform() * this.model.config.vocabSize));
-      const workspaceKey = `${spec.cache}/${spec.bits ?? 0}/${spec.context}`;
+      const workspaceKey = `${cacheLabel(spec)}/${spec.context}`;
       const reserved = spec.prefill === 'reserve' ? this.prefillWorkspace.get(workspaceKey) : undefined;
       const t0 = performance.now();
       if (reserved !== undefined) {
@@ -175,7 +176,7 @@ class GpuMemoryProbe implements MemoryProbe {
     return { residuals: files.keys.get(0)!.shape.residuals, codeBits: files.valueShape.codeBits, window: DEFAULT_WINDOW };
   }
 
-  /** The codebook files of a bit width, read once and kept on the host; undefined for random codebooks. */
+  /** The codebook files of a bit width (both modes of a width share them), read once and kept on the host; undefined for random codebooks. */
   private fileCodebooks(bits: Bits): CommvqCodebooks | undefined {
     const setting: CacheSetting | undefined = this.o.caches.find((c) => c.cache === 'commvq' && c.bits === bits);
     if (!setting?.keyCodebook || !setting.valueCodebook) return undefined;

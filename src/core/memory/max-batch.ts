@@ -11,6 +11,7 @@ import type { MemoryPointResult, MemoryPointSpec } from './memory-probe.js';
 export interface MaxBatchResult {
   readonly cache: MemoryPointSpec['cache'];
   readonly bits?: 1 | 2;
+  readonly prefillMode?: MemoryPointSpec['prefillMode'];
   readonly context: number;
   /** the largest batch that fit (0: not even one sequence) */
   readonly maxBatch: number;
@@ -52,5 +53,6 @@ export async function findMaxBatch(
     else hi = mid;
   }
   const best = fits.get(lo);
-  return { cache: target.cache, ...(target.bits ? { bits: target.bits } : {}), context: target.context, maxBatch: lo, capped: hi === undefined, ...(best ? { best } : {}), trials };
+  const { cache, bits, prefillMode, context } = target;
+  return { cache, ...(bits ? { bits } : {}), ...(prefillMode ? { prefillMode } : {}), context, maxBatch: lo, capped: hi === undefined, ...(best ? { best } : {}), trials };
 }

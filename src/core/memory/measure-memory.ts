@@ -10,7 +10,8 @@
  */
 import { existsSync, readFileSync, statSync } from 'node:fs';
 import { basename, dirname, join, resolve } from 'node:path';
-import { resolveCacheSpec, type CacheSpec, type CommvqCacheSpec } from '../cache-spec.js';
+import { COMMVQ_DEFAULTS, resolveCacheSpec, type CacheSpec, type CommvqCacheSpec } from '../cache-spec.js';
+import type { PrefillMode } from '../commvq/commvq-cache.js';
 import { commvqGeometry as geometryOfBits, DEFAULT_WINDOW, type Bits } from '../commvq/geometry.js';
 import { CommvqError, OptionError } from '../errors.js';
 import { readKeyCodebookMeta } from '../keys/format.js';
@@ -33,6 +34,8 @@ export interface CacheSetting {
   readonly cache: MemoryCacheKind;
   /** CommVQ bits per value; absent for dense */
   readonly bits?: Bits;
+  /** CommVQ's prompt attention, the spec's prefill= or COMMVQ_DEFAULTS.prefill; absent for dense */
+  readonly prefillMode?: PrefillMode;
   readonly keyCodebook?: string;
   readonly valueCodebook?: string;
 }
@@ -94,7 +97,7 @@ export async function measureMemory(probe: MemoryProbe, plan: MemoryPlan, onProg
   let total = plan.points.length + searchGuess;
   const done = new Map<string, MemoryPointResult>(); // a search's trial that the grid already measured is not run again
   const run = async (spec: MemoryPointSpec): Promise<MemoryPointResult> => {
-    const base = `${spec.cache}/${spec.bits ?? 0}/${spec.context}/${spec.batch}`;
+    const base = `${cacheLabel(spec)}/${spec.context}/${spec.batch}`;
     const key = `${base}/${spec.prefill ?? 'run'}`;
     // a point measured with its prompt run answers a trial that would only reserve the prompt's workspace
     const known = done.get(key) ?? (spec.prefill === 'reserve' ? done.get(`${base}/run`) : undefined);
@@ -149,9 +152,19 @@ export function bytesPerTokenPoints<P extends { cache: string; context: number; 
   return out;
 }
 
-/** `dense`, `commvq-1bit`: one name per cache setting, as the report and the plots label them. */
-export function cacheLabel(s: { cache: MemoryCacheKind; bits?: number }): string {
-  return s.cache === 'dense' ? 'dense' : `commvq-${s.bits ?? 1}bit`;
+/**
+ * `dense`, `commvq-1bit`, `commvq-1bit-strict`: one name per cache setting, as the report, the plots and the progress
+ * bar label them. A CommVQ prefill mode other than the default (COMMVQ_DEFAULTS.prefill, faithful) is named.
+ */
+export function cacheLabel(s: { cache: MemoryCacheKind; bits?: number; prefillMode?: PrefillMode }): string {
+  if (s.cache === 'dense') return 'dense';
+  const mode = prefillModeOf(s);
+  return `commvq-${s.bits ?? 1}bit${mode === COMMVQ_DEFAULTS.prefill ? '' : `-${mode}`}`;
+}
+
+/** A setting's CommVQ prefill mode, the default where it names none; null for dense (its prompt is exact). */
+export function prefillModeOf(s: { cache: MemoryCacheKind; prefillMode?: PrefillMode }): PrefillMode | null {
+  return s.cache === 'dense' ? null : (s.prefillMode ?? COMMVQ_DEFAULTS.prefill);
 }
 
 // ---- the model and its codebooks -----------------------------------------------------------------------------------
@@ -186,22 +199,29 @@ export function checkContexts(contexts: readonly number[], config: ModelConfig, 
 /**
  * The caches a run measures, from their specs: codebooks found and checked (run= and bits=, or key= and value=,
  * whose bit width is read from the files' footers); with random weights, a CommVQ spec without codebooks means random
- * ones of its bits. Every prompt here runs strict in chunks with argmax codes, so prefill=, encoding=, seed= and
- * chunk= are refused, as is the same cache twice.
+ * ones of its bits. CommVQ keeps its prefill= (default COMMVQ_DEFAULTS.prefill): one bit width in both modes is two
+ * caches, which must share their codebooks (the probes hold one set per bit width). Every prompt here runs in chunks
+ * of 1024 rows with argmax codes, so encoding=, seed= and chunk= are refused, as is the same cache twice.
  *
- *   await memoryCacheSettings([{ kind: 'dense' }, { kind: 'commvq', bits: 1, run: 'runs/a' }], { randomWeights: false })
+ *   await memoryCacheSettings([{ kind: 'dense' }, { kind: 'commvq', bits: 1, run: 'runs/a', prefill: 'strict' }], { randomWeights: false })
  */
 export async function memoryCacheSettings(specs: readonly CacheSpec[], o: { randomWeights: boolean }): Promise<CacheSetting[]> {
   const out: CacheSetting[] = [];
   for (const spec of specs) {
-    const { prefill, encoding, seed, chunk } = spec as CommvqCacheSpec;
-    if ([prefill, encoding, seed, chunk].some((v) => v !== undefined)) {
-      throw new OptionError('cache', undefined, 'measure-memory runs every prompt strict, in chunks of 1024 tokens, with argmax value codes: prefill=, encoding=, seed= and chunk= are not taken');
+    const { encoding, seed, chunk } = spec as CommvqCacheSpec;
+    if ([encoding, seed, chunk].some((v) => v !== undefined)) {
+      throw new OptionError('cache', undefined, 'measure-memory runs every prompt in chunks of 1024 tokens, with argmax value codes: encoding=, seed= and chunk= are not taken (prefill= is)');
     }
     const r = resolveCacheSpec(spec, { random: o.randomWeights });
     const setting: CacheSetting =
-      r.kind === 'dense' ? { cache: 'dense' } : { cache: 'commvq', bits: await commvqBits(spec as CommvqCacheSpec), ...(r.key ? { keyCodebook: r.key, valueCodebook: r.value } : {}) };
+      r.kind === 'dense'
+        ? { cache: 'dense' }
+        : { cache: 'commvq', bits: await commvqBits(spec as CommvqCacheSpec), prefillMode: r.prefill ?? COMMVQ_DEFAULTS.prefill, ...(r.key ? { keyCodebook: r.key, valueCodebook: r.value } : {}) };
     if (out.some((c) => cacheLabel(c) === cacheLabel(setting))) throw new OptionError('cache', undefined, `${cacheLabel(setting)} is given twice`);
+    const other = out.find((c) => c.cache === 'commvq' && c.bits === setting.bits);
+    if (other && (other.keyCodebook !== setting.keyCodebook || other.valueCodebook !== setting.valueCodebook)) {
+      throw new OptionError('cache', undefined, `${cacheLabel(other)} and ${cacheLabel(setting)} have different codebooks: give both modes of a bit width the same ones`);
+    }
     out.push(setting);
   }
   return out;
@@ -217,7 +237,8 @@ async function commvqBits(spec: CommvqCacheSpec): Promise<Bits> {
 
 /** Every (cache, context, batch) of the grid, caches outermost. */
 export function gridPoints(caches: readonly CacheSetting[], contexts: readonly number[], batches: readonly number[]): MemoryPointSpec[] {
-  return caches.flatMap((s) => contexts.flatMap((context) => batches.map((batch) => ({ cache: s.cache, ...(s.bits ? { bits: s.bits } : {}), context, batch }))));
+  const cache = (s: CacheSetting) => ({ cache: s.cache, ...(s.bits ? { bits: s.bits } : {}), ...(s.prefillMode ? { prefillMode: s.prefillMode } : {}) });
+  return caches.flatMap((s) => contexts.flatMap((context) => batches.map((batch) => ({ ...cache(s), context, batch }))));
 }
 
 // ---- opening a probe ---------------------------------------------------------------------------------------------
@@ -321,7 +342,8 @@ export interface AccountingOptions {
  * A MemoryProbe without a device: every point from the arithmetic. Weights = parameters × dtype bytes; cache =
  * cacheBytes(context + decodeTokens) × batch (allocated taken equal to it: nothing is allocated); codebooks = key θ
  * in f32 and value E in bf16 (codebookBytes); encoders as §5.2. A point fits when those resident bytes fit the
- * assumed device; activations are not counted, so the CPU's max batch is an upper bound.
+ * assumed device; activations are not counted, so the CPU's max batch is an upper bound. The CommVQ prefill mode
+ * changes none of these (only the prompt's workspace, which is not counted): a point keeps it in its spec, for its label.
  */
 export class AccountingProbe implements MemoryProbe {
   readonly device = 'cpu';

@@ -5,6 +5,7 @@
  *
  * Every size is in bytes; every time in milliseconds.
  */
+import type { PrefillMode } from '../commvq/commvq-cache.js';
 
 export type MemoryCacheKind = 'dense' | 'commvq';
 
@@ -13,14 +14,19 @@ export interface MemoryPointSpec {
   readonly cache: MemoryCacheKind;
   /** CommVQ bits per value (1 or 2); absent for dense */
   readonly bits?: 1 | 2;
+  /**
+   * CommVQ's prompt attention (CommvqCache.prefillMode); absent: COMMVQ_DEFAULTS.prefill (faithful); ignored for
+   * dense. Not `prefill` below, which says whether the prompt runs at all.
+   */
+  readonly prefillMode?: PrefillMode;
   /** tokens per sequence held when decoding starts (the prompt) */
   readonly context: number;
   /** sequences decoded together */
   readonly batch: number;
   /**
    * `run` (default): sequence 0's prompt runs for real, in chunks. `reserve`: a max-batch trial; instead of running
-   * it, a block the size of the prefill workspace measured at batch 1 (same cache and context) is allocated beside
-   * the batch's cache: the same memory question, answered in a fraction of the time.
+   * it, a block the size of the prefill workspace measured at batch 1 (same cache, prefillMode and context) is
+   * allocated beside the batch's cache: the same memory question, answered in a fraction of the time.
    */
   readonly prefill?: 'run' | 'reserve';
 }

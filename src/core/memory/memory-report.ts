@@ -7,21 +7,26 @@
  */
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
+import { COMMVQ_DEFAULTS } from '../cache-spec.js';
+import type { PrefillMode } from '../commvq/commvq-cache.js';
 import { writeFileAtomic } from '../io/atomic-write.js';
 import type { ModelConfig } from '../model/config.js';
 import type { MaxBatchResult } from './max-batch.js';
 import type { MemoryPointResult } from './memory-probe.js';
-import { bytesPerTokenPoints, cacheLabel, contextLabel, GiB, parameterCount, type MemoryMeasurement } from './measure-memory.js';
+import { bytesPerTokenPoints, cacheLabel, contextLabel, GiB, parameterCount, prefillModeOf, type MemoryMeasurement } from './measure-memory.js';
 import { renderMemoryPlots } from './memory-plots.js';
 
 export const MEMORY_REPORT_FORMAT = 'commvq.memory-report';
-export const MEMORY_REPORT_VERSION = 1;
+/** 2: points and searches say their CommVQ `prefill`, and `commvq-Nbit` is the faithful one (version 1 ran strict only) */
+export const MEMORY_REPORT_VERSION = 2;
 
 /** One point, every size in bytes; null where the device did not measure it (CPU) or the point did not fit. */
 export interface MemoryReportPoint {
-  cache: string; // label: dense, commvq-1bit, commvq-2bit
+  cache: string; // label: dense, commvq-1bit, commvq-2bit, commvq-1bit-strict (cacheLabel)
   mode: 'dense' | 'commvq';
   bits: number | null;
+  /** CommVQ's prompt attention; null for dense */
+  prefill: PrefillMode | null;
   context: number;
   batch: number;
   fits: boolean;
@@ -57,6 +62,7 @@ export interface MemoryReportPoint {
 export interface MemoryMaxBatchEntry {
   cache: string;
   bits: number | null;
+  prefill: PrefillMode | null;
   context: number;
   max_batch: number;
   capped: boolean;
@@ -94,7 +100,7 @@ export interface MemoryReportDocument {
 
 export const CPU_NOTE = 'byte accounting only: peaks, workspace and decode time are measured on a GPU (--device cuda); fits = resident bytes within the assumed device size';
 
-/** The targets of the paper this report checks when their points are present (spec §7.5). */
+/** The targets of the paper this report checks when their points are present (spec §7.5), as they read for the default prefill mode. */
 export const TARGETS = {
   peak128k: { id: 'commvq-1bit-128k-batch1-peak', threshold: 17.5 * GiB, description: 'CommVQ 1-bit, 128K context, batch 1: peak (prefill and decode) ≤ 17.5 GiB' },
   maxBatch32k: { id: 'commvq-1bit-32k-max-batch', threshold: 128, description: 'CommVQ 1-bit, 32K context: max batch ≥ 128' },
@@ -131,7 +137,7 @@ export function reportPoint(r: MemoryPointResult): MemoryReportPoint {
   const or = (v: number | undefined) => (v === undefined ? null : v);
   const covers = r.peakDecode !== undefined && r.driverUsedDecode !== undefined ? r.driverUsedDecode >= r.peakDecode && (r.driverUsedPrefill ?? Infinity) >= (r.peakPrefill ?? 0) : null;
   return {
-    cache: cacheLabel(r.spec), mode: r.spec.cache, bits: r.spec.bits ?? null, context: r.spec.context, batch: r.spec.batch, fits: r.fits, reason: r.reason ?? null,
+    cache: cacheLabel(r.spec), mode: r.spec.cache, bits: r.spec.bits ?? null, prefill: prefillModeOf(r.spec), context: r.spec.context, batch: r.spec.batch, fits: r.fits, reason: r.reason ?? null,
     weights: b.weights, cache_arithmetic: b.cacheArithmetic, cache_allocated: b.cacheAllocated, codebooks: b.codebooks, encoders: b.encoders, resident,
     workspace_prefill: r.peakPrefill === undefined ? null : r.peakPrefill - resident,
     workspace_decode: r.peakDecode === undefined ? null : r.peakDecode - resident,
@@ -144,18 +150,24 @@ export function reportPoint(r: MemoryPointResult): MemoryReportPoint {
 
 function reportMaxBatch(r: MaxBatchResult): MemoryMaxBatchEntry {
   return {
-    cache: cacheLabel(r), bits: r.bits ?? null, context: r.context, max_batch: r.maxBatch, capped: r.capped, peak_decode: r.best?.peakDecode ?? null,
+    cache: cacheLabel(r), bits: r.bits ?? null, prefill: prefillModeOf(r), context: r.context, max_batch: r.maxBatch, capped: r.capped, peak_decode: r.best?.peakDecode ?? null,
     device_bytes: r.trials[0]?.deviceBytes ?? 0,
     trials: r.trials.map((t) => ({ batch: t.spec.batch, fits: t.fits, peak_decode: t.peakDecode ?? null, reason: t.reason ?? null })),
   };
 }
 
-/** The paper's targets, each checked only when the report holds its points. */
+/** The paper's targets for each CommVQ prefill mode the report holds, each checked only when the report holds its points. */
 export function memoryTargets(points: readonly MemoryReportPoint[], maxBatch: readonly MemoryMaxBatchEntry[], measures: boolean): MemoryTarget[] {
+  const modes = new Set([...points, ...maxBatch].flatMap((p) => (p.prefill === null ? [] : [p.prefill])));
+  return [...modes].flatMap((mode) => modeTargets(points, maxBatch, measures, mode));
+}
+
+function modeTargets(points: readonly MemoryReportPoint[], maxBatch: readonly MemoryMaxBatchEntry[], measures: boolean, mode: PrefillMode): MemoryTarget[] {
   const out: MemoryTarget[] = [];
-  const p128 = points.find((p) => p.cache === 'commvq-1bit' && p.context === 128 * 1024 && p.batch === 1);
+  const label = (bits: 1 | 2) => cacheLabel({ cache: 'commvq', bits, prefillMode: mode });
+  const p128 = points.find((p) => p.cache === label(1) && p.context === 128 * 1024 && p.batch === 1);
   if (p128) {
-    const t = TARGETS.peak128k;
+    const t = inMode(TARGETS.peak128k, mode);
     if (!p128.fits) out.push({ ...t, value: null, pass: false, note: p128.reason });
     else if (!measures) out.push({ ...t, value: p128.resident, pass: null, note: 'resident bytes by arithmetic; the peak is measured on a GPU' });
     else {
@@ -164,16 +176,17 @@ export function memoryTargets(points: readonly MemoryReportPoint[], maxBatch: re
       out.push({ ...t, value: peak, pass: peak !== null && peak <= t.threshold, note: 'max of the prefill and decode peaks' });
     }
   }
-  const mb = maxBatch.find((e) => e.cache === 'commvq-1bit' && e.context === 32 * 1024);
+  const mb = maxBatch.find((e) => e.cache === label(1) && e.context === 32 * 1024);
   if (mb) {
-    const t = TARGETS.maxBatch32k;
+    const t = inMode(TARGETS.maxBatch32k, mode);
     const on = `on ${gib(mb.device_bytes)} GiB`;
     out.push({ ...t, value: mb.max_batch, pass: measures ? mb.max_batch >= t.threshold : null, note: measures ? on : `${on}: an upper bound by arithmetic, activations not counted; measured on a GPU` });
   }
   const shown = bytesPerTokenPoints(points);
   const dense = shown.get('dense');
-  for (const [label, t] of [['commvq-1bit', TARGETS.oneBit], ['commvq-2bit', TARGETS.twoBit]] as const) {
-    const q = shown.get(label);
+  for (const [bits, target] of [[1, TARGETS.oneBit], [2, TARGETS.twoBit]] as const) {
+    const q = shown.get(label(bits));
+    const t = inMode(target, mode);
     if (!dense || !q) continue;
     // compressed tokens by the packed layout; what the buffers hold per token besides (the exact window, the
     // rotation table, rounding to 64 rows) shrinks with the context and is shown apart
@@ -182,6 +195,14 @@ export function memoryTargets(points: readonly MemoryReportPoint[], maxBatch: re
     out.push({ ...t, value: ratio, pass: ratio <= t.threshold, note: `packed arithmetic${overhead}` });
   }
   return out;
+}
+
+type TargetText = Pick<MemoryTarget, 'id' | 'description' | 'threshold'>;
+
+/** A target as it reads for a prefill mode: the default's as TARGETS has it, another's named (`commvq-1bit-strict-…`, `CommVQ 1-bit (strict prefill)…`). */
+function inMode(t: TargetText, mode: PrefillMode): TargetText {
+  if (mode === COMMVQ_DEFAULTS.prefill) return t;
+  return { ...t, id: t.id.replace(/^commvq-\dbit/, (label) => `${label}-${mode}`), description: t.description.replace(/^CommVQ \d-bit/, (name) => `${name} (${mode} prefill)`) };
 }
 
 /**
