@@ -33,7 +33,7 @@ import {
 } from '../core/backend/cuda/ops/code-attention.js';
 import { uploadTo } from '../core/backend/cuda/ops/copies.js';
 import { CudaTimer } from '../core/backend/cuda/timing.js';
-import { packedCodeBytes } from '../core/commvq/code-packing.js';
+import { packedCodeBytes } from '../core/tensor/code-packing.js';
 import type { DType } from '../core/tensor/dtype.js';
 import { ropeTable } from '../core/model/rope.js';
 import { f32ToBf16 } from '../core/tensor/dtype.js';

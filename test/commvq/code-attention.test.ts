@@ -5,7 +5,7 @@
 import { describe, expect, it } from 'vitest';
 import { ropeF32 } from '../../src/core/backend/cpu/cpu-ops.js';
 import { codeLogits, codeValues, queryTables } from '../../src/core/commvq/code-attention.js';
-import { packBits, packCodes12, packedCodeBytes, unpackBits, unpackCodes12 } from '../../src/core/commvq/code-packing.js';
+import { packBits, packCodes12, packedCodeBytes, unpackBits, unpackCodes12 } from '../../src/core/tensor/code-packing.js';
 import { LayerKeyCodebook } from '../../src/core/keys/codebook.js';
 import { decodeKeys } from '../../src/core/keys/encoder.js';
 import { ropeTable } from '../../src/core/model/rope.js';

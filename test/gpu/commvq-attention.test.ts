@@ -31,7 +31,7 @@ import {
 } from '../../src/core/backend/cuda/ops/code-attention.js';
 import { downloadFrom, uploadTo } from '../../src/core/backend/cuda/ops/copies.js';
 import { codeLogits, codeValues, queryTables } from '../../src/core/commvq/code-attention.js';
-import { packBits, packCodes12, packedCodeBytes } from '../../src/core/commvq/code-packing.js';
+import { packBits, packCodes12, packedCodeBytes } from '../../src/core/tensor/code-packing.js';
 import { CommvqError } from '../../src/core/errors.js';
 import { LayerKeyCodebook } from '../../src/core/keys/codebook.js';
 import { ropeTable } from '../../src/core/model/rope.js';

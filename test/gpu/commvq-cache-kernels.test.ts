@@ -28,7 +28,6 @@ import type { CudaContext } from '../../src/core/backend/cuda/context.js';
 import { emptyTensor, type CudaTensor } from '../../src/core/backend/cuda/cuda-tensor.js';
 import type { CudaContextLike, CudaKernel, DeviceInfo, KernelArg } from '../../src/core/backend/cuda/kernels.js';
 import {
-  keyCodeRowBytes,
   launchDequantKeys,
   launchDequantValues,
   launchPackKeys,
@@ -37,7 +36,7 @@ import {
 } from '../../src/core/backend/cuda/ops/commvq-cache.js';
 import { downloadFrom, uploadTo, zeroFill } from '../../src/core/backend/cuda/ops/copies.js';
 import { CudaTimer } from '../../src/core/backend/cuda/timing.js';
-import { packBits, packCodes12, packedCodeBytes } from '../../src/core/commvq/code-packing.js';
+import { packBits, packCodes12, packedCodeBytes } from '../../src/core/tensor/code-packing.js';
 import { CommvqError } from '../../src/core/errors.js';
 import { LayerKeyCodebook } from '../../src/core/keys/codebook.js';
 import { decodeKeys, encodeKeys } from '../../src/core/keys/encoder.js';
@@ -416,7 +415,7 @@ describe('CommVQ cache kernels: argument checks and launch plans (no GPU needed)
   const argOf = (a: KernelArg): bigint | number => a.value;
   // tensors at P (never read: the context runs nothing), shaped as each launcher checks them; R 11, G 8
   const codesOf = (m: number, n2 = P) => ({ codes: fakeTensor(P, [11, 8, m], 'i32'), n2: fakeTensor(n2, [m], 'f32') });
-  const keysIn = (capacity: number, B = 1) => ({ keyCodes: fakeTensor(P, [B, capacity, keyCodeRowBytes(88)], 'u8'), keyNorms: fakeTensor(P, [B, capacity], 'bf16') });
+  const keysIn = (capacity: number, B = 1) => ({ keyCodes: fakeTensor(P, [B, capacity, packedCodeBytes(88)], 'u8'), keyNorms: fakeTensor(P, [B, capacity], 'bf16') });
   const valuesIn = (capacity: number, Nc = 1024) => ({ valueBits: fakeTensor(P, [1, capacity, Nc / 8], 'u8'), valueRho: fakeTensor(P, [1, capacity], 'bf16') });
   const codebookOf = (Nc: number, D: number, at = P) => fakeTensor(at, [Nc, D], 'bf16');
   const thetaOf = (R: number, D = 128) => fakeTensor(P, [R * 8 * 128 * (D / 2)], 'f32');

@@ -10,7 +10,7 @@ import { CpuBackend } from '../../src/core/backend/cpu/cpu-backend.js';
 import { ropeF32 } from '../../src/core/backend/cpu/cpu-ops.js';
 import { CudaBackend, cudaAvailable } from '../../src/core/backend/cuda/cuda-backend.js';
 import type { Backend } from '../../src/core/backend/backend.js';
-import { unpackBits, unpackCodes12 } from '../../src/core/commvq/code-packing.js';
+import { unpackBits, unpackCodes12 } from '../../src/core/tensor/code-packing.js';
 import { storeSettings } from '../../src/core/commvq/commvq-cache.js';
 import type { CommvqStore, EncodePart } from '../../src/core/commvq/commvq-store.js';
 import { DeviceCommvqStore } from '../../src/core/commvq/device-store.js';

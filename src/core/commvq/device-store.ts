@@ -12,7 +12,7 @@ import { numel } from '../tensor/shape.js';
 import { TensorScope, type Tensor } from '../tensor/tensor.js';
 import { CudaTrainOps } from '../values/cuda-train-ops.js';
 import { encodeValues } from '../values/value-compressor.js';
-import { packedCodeBytes } from './code-packing.js';
+import { packedCodeBytes } from '../tensor/code-packing.js';
 import type { StoreSettings } from './commvq-cache.js';
 import type { CommvqStore, DecodeToken, EncodePart, PackedTokens, PromptChunk } from './commvq-store.js';
 import { booksBytes, disposeBooks, uploadBooks, type DeviceLayerBooks } from './device-books.js';

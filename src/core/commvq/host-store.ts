@@ -9,7 +9,7 @@ import type { Tensor } from '../tensor/tensor.js';
 import { CpuTrainOps } from '../values/cpu-train-ops.js';
 import { encodeValues } from '../values/value-compressor.js';
 import { codeLogits, codeValues, queryTables } from './code-attention.js';
-import { packBits, packCodes12, packedCodeBytes, unpackBits, unpackCodes12 } from './code-packing.js';
+import { packBits, packCodes12, packedCodeBytes, unpackBits, unpackCodes12 } from '../tensor/code-packing.js';
 import type { StoreSettings } from './commvq-cache.js';
 import type { CommvqStore, DecodeToken, EncodePart, PackedTokens, PromptChunk, TokenCounts } from './commvq-store.js';
 import { Growable } from './growable.js';

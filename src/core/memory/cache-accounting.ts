@@ -1,4 +1,4 @@
-import { packedCodeBytes } from '../commvq/code-packing.js';
+import { packedCodeBytes } from '../tensor/code-packing.js';
 import type { CommvqGeometry } from '../commvq/geometry.js';
 import { bytesPerElement, type DType } from '../tensor/dtype.js';
 

@@ -3,7 +3,7 @@ import type { Tensor } from '../../../tensor/tensor.js';
 import { emptyTensor, type CudaTensor } from '../cuda-tensor.js';
 import { kernelConstants } from '../kernel-constants.js';
 import { f32, i32, ptr, type CudaContextLike, type DeviceInfo } from '../kernels.js';
-import { keyCodeRowBytes } from './commvq-cache.js';
+import { packedCodeBytes } from '../../../tensor/code-packing.js';
 import { alignedPtr, expectElements, expectShape, tensorArg } from './tensor-args.js';
 
 /**
@@ -70,7 +70,7 @@ export interface CodeAttentionBuffers {
    * (≈ 30 µs at 128K tokens on an H100).
    */
   readonly rotation?: Tensor;
-  /** u8 [S, capacity, keyCodeRowBytes(R·H_kv)] */
+  /** u8 [S, capacity, packedCodeBytes(R·H_kv)] */
   readonly keyCodes: Tensor;
   /** bf16 [S, capacity]: n_t */
   readonly keyNorms: Tensor;
@@ -296,7 +296,7 @@ function addresses(ctx: CudaContextLike, b: CodeAttentionBuffers, s: CodeAttenti
     theta: arg('theta', 'f32', s.residuals * s.kvHeads * 128 * P, 16).ptr,
     invFreq: arg('invFreq', 'f32', P).ptr,
     rotation: b.rotation && arg('rotation', 'f32', s.maxCompressed * 2 * P, 16).ptr,
-    keyCodes: perSequence('keyCodes', 'u8', keyCodeRowBytes(s.residuals * s.kvHeads), 1),
+    keyCodes: perSequence('keyCodes', 'u8', packedCodeBytes(s.residuals * s.kvHeads), 1),
     keyNorms: perSequence('keyNorms', 'bf16', undefined, 1),
     valueBits: perSequence('valueBits', 'u8', s.codeBits / 8, 16),
     valueRho: perSequence('valueRho', 'bf16', undefined, 16),

@@ -4,6 +4,7 @@ import type { CudaTensor } from '../cuda-tensor.js';
 import { kernelConstants } from '../kernel-constants.js';
 import { i32, ptr, type CudaContextLike } from '../kernels.js';
 import { alignedPtr, expectElements, intArg, tensorArg } from './tensor-args.js';
+import { packedCodeBytes } from '../../../tensor/code-packing.js';
 
 /**
  * Launchers of the kernels that store tokens into, and read them out of, a device-resident CommVQ cache
@@ -21,11 +22,6 @@ const DEQUANT = kernelConstants('commvq_dequant', ['DQ_TOKENS']);
 
 /** Threads per block of the one-item-per-thread kernels (pack keys, pack bits, ρ′) and of the key dequant. */
 const THREADS = 256;
-
-/** Bytes of one token's R·G 12-bit key codes, two in three bytes (the layout of the kernels and of code-packing.ts). */
-export function keyCodeRowBytes(codes: number): number {
-  return Math.ceil((codes * 12) / 8);
-}
 
 /** Rows of one sequence that a call writes or reads: [rowStart, rowStart + tokens) of sequence `sequence`. */
 export interface CacheRows {
@@ -81,7 +77,7 @@ function valueArrays(ctx: CudaContextLike, op: string, p: { codebook: Tensor; va
 
 /**
  * Packs encoded keys into rows rowStart + t of a sequence: tokens [from, from + tokens) of codes i32 [R, G, m] (as
- * `encodeKeysOnDevice` writes them) → 12-bit codes [r][g] per token in keyCodes u8 [B, capacity, keyCodeRowBytes(R·G)],
+ * `encodeKeysOnDevice` writes them) → 12-bit codes [r][g] per token in keyCodes u8 [B, capacity, packedCodeBytes(R·G)],
  * n2 f32 [m] → bf16 √n2 in keyNorms bf16 [B, capacity].
  *
  *   launchPackKeys(ctx, { codes: enc.codes, n2: enc.n2, keyCodes, keyNorms }, { residuals: 11, groups: 8, sequence: 0, rowStart: 0, tokens: 128 });
@@ -95,7 +91,7 @@ export function launchPackKeys(
   intArg(op, 'residuals', s.residuals, 1);
   intArg(op, 'groups', s.groups, 1);
   const RG = s.residuals * s.groups;
-  const rowBytes = keyCodeRowBytes(RG);
+  const rowBytes = packedCodeBytes(RG);
   const keyCodes = packedArray(ctx, op, 'keyCodes', p.keyCodes, 'u8', rowBytes, 1, s);
   const keyNorms = packedArray(ctx, op, 'keyNorms', p.keyNorms, 'bf16', undefined, 2, s);
   const codes = tensorArg(ctx, op, 'codes', p.codes, 'i32', [s.residuals, s.groups, -1]);
@@ -177,7 +173,7 @@ export function launchDequantKeys(
   intArg(op, 'groups', s.groups, 1);
   if (s.headDim !== 64 && s.headDim !== 128) throw new CommvqError(`${op}: head_dim ${s.headDim} is not supported`, 'head_dim 64 and 128 are');
   const RG = s.residuals * s.groups;
-  const rowBytes = keyCodeRowBytes(RG);
+  const rowBytes = packedCodeBytes(RG);
   const keyCodes = packedArray(ctx, op, 'keyCodes', p.keyCodes, 'u8', rowBytes, 1, s);
   const keyNorms = packedArray(ctx, op, 'keyNorms', p.keyNorms, 'bf16', undefined, 2, s);
   const theta = tensorArg(ctx, op, 'theta', p.theta, 'f32');
