@@ -20,7 +20,7 @@ export const CACHE_FLAG_HELP =
   'KV cache: KIND[:OPTION=VALUE,...]. dense[:chunk=N] (exact); commvq:bits=1|2,run=RUN_DIR (the codebooks train-key and ' +
   'train-value wrote there) or commvq:key=KEY.arrow,value=VALUE.arrow, then [,prefill=faithful|strict] (default faithful) ' +
   '[,encoding=argmax|gumbel] (default argmax) [,seed=N] (gumbel’s, default 42) [,chunk=N] (prompt tokens per forward; ' +
-  'commvq needs prefill=strict for it)';
+  'commvq needs prefill=strict for it); with --random-weights, commvq:bits=1|2 alone means random codebooks';
 
 /** The help text of measure-memory's `--cache`: a list of the same grammar, without the options that command fixes (encoding, seed, chunk). */
 export const CACHE_LIST_HELP =

@@ -20,6 +20,7 @@ export interface CommonRunOptions {
   shard: Shard;
   backend: Backend;
   dtype?: DType;
+  randomWeights: boolean;
   signal: AbortSignal;
   onProgress: (p: EvalProgress) => void;
 }
@@ -33,7 +34,7 @@ export interface CommonRunOptions {
 export async function runEvalCommand<S extends SummaryBase>(
   command: BaseCommand,
   label: string,
-  flags: { model: string; out: string; cache: string; shard: string; device: string; dtype: string },
+  flags: { model: string; 'random-weights': boolean; out: string; cache: string; shard: string; device: string; dtype: string },
   run: (common: CommonRunOptions) => Promise<EvalRunResult<S>>,
 ): Promise<EvalRunResult<S>> {
   const cache = parseCacheFlag(flags.cache);
@@ -48,6 +49,7 @@ export async function runEvalCommand<S extends SummaryBase>(
       shard,
       backend: await createBackend(flags.device),
       dtype: flags.dtype === 'auto' ? undefined : (flags.dtype as DType),
+      randomWeights: flags['random-weights'],
       signal: interrupt.signal,
       onProgress: (p) => bar.update(p.done, p.total, progressDetail(p)),
     });

@@ -14,6 +14,14 @@ export const dtypeFlag = Flags.string({
   default: 'auto',
 });
 
+/**
+ * `--random-weights` of the commands that load a model folder (generate, eval *): config.json's shapes, no checkpoint.
+ * (measure-memory's takes a config path instead: it needs no tokenizer.)
+ */
+export const randomWeightsFlag = Flags.boolean({
+  description: 'ignore the checkpoint: seeded random weights from config.json, made on the device (for speed and memory at real sizes)',
+});
+
 /** `--seed`: every command's default is the same (DEFAULT_SEED, 42). */
 export function seedFlag(what: string) {
   return Flags.integer({ description: `seed of ${what} (every command defaults to ${DEFAULT_SEED})`, default: DEFAULT_SEED, min: 0 });

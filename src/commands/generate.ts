@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { Flags } from '@oclif/core';
 import { BaseCommand } from '../cli/base-command.js';
 import { parseCacheFlag } from '../cli/cache-flag.js';
-import { cacheFlag, deviceFlag, dtypeFlag } from '../cli/flags.js';
+import { cacheFlag, deviceFlag, dtypeFlag, randomWeightsFlag } from '../cli/flags.js';
 import { progressBar } from '../cli/progress.js';
 import { createBackend } from '../core/backend/create-backend.js';
 import { CommvqError } from '../core/errors.js';
@@ -23,6 +23,7 @@ export default class Generate extends BaseCommand {
     '<%= config.bin %> generate --model ./Llama-3.1-8B-Instruct --chat --prompt "What is 2+2?"',
     '<%= config.bin %> generate --model ./tiny-llama --prompt-file prompt.txt --device cpu --json',
     '<%= config.bin %> generate --model ./Llama-3.1-8B-Instruct --random-weights --prompt-file long.txt --ignore-eos --device cuda --cache dense:chunk=4096',
+    '<%= config.bin %> generate --model ./Llama-3.1-8B-Instruct --random-weights --prompt-file long.txt --ignore-eos --device cuda --cache commvq:bits=1,prefill=strict,chunk=4096',
     '<%= config.bin %> generate --model ./tiny-llama --prompt "..." --cache commvq:bits=1,run=runs/t',
     '<%= config.bin %> generate --model ./Llama-3.1-8B-Instruct --prompt-file long.txt --cache commvq:key=runs/a/key-codebook-em-1bit.arrow,value=runs/a/value-codebook-1bit.arrow,prefill=strict,chunk=4096',
   ];
@@ -35,7 +36,7 @@ export default class Generate extends BaseCommand {
     'max-new-tokens': Flags.integer({ description: 'most tokens to generate', default: 64, min: 1 }),
     chat: Flags.boolean({ description: "wrap the prompt in the model's chat template as a user message" }),
     'ignore-eos': Flags.boolean({ description: 'keep going past end-of-sequence tokens' }),
-    'random-weights': Flags.boolean({ description: 'ignore the checkpoint: seeded random weights from config.json, made on the device (for speed and memory at real sizes)' }),
+    'random-weights': randomWeightsFlag,
     cache: cacheFlag,
     device: deviceFlag,
     dtype: dtypeFlag,
@@ -68,7 +69,7 @@ export default class Generate extends BaseCommand {
       const c = result.cache;
       this.logToStderr(
         `[${result.promptIds.length} prompt tokens, ${result.outputIds.length} generated (${result.stopReason}) on ${backend.device}: ` +
-          `prefill ${result.prefillMs.toFixed(0)} ms, ${perToken.toFixed(1)} ms/token; ${c.mode} cache${c.mode === 'commvq' ? ` (${c.prefill} prefill)` : ''} ${result.cacheBytes} bytes]`,
+          `prefill ${result.prefillMs.toFixed(0)} ms, ${perToken.toFixed(1)} ms/token; ${c.mode} cache${c.mode === 'commvq' ? ` (${c.prefill} prefill${c.random_codebooks ? ', random codebooks' : ''})` : ''} ${result.cacheBytes} bytes]`,
       );
       return { prompt_ids: result.promptIds, output_ids: result.outputIds, text: result.text };
     } finally {

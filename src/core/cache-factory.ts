@@ -6,9 +6,13 @@
  *   const caches = openCacheFactory(model, { kind: 'commvq', bits: 1, run: 'runs/a' });
  *   const cache = caches.make(promptIds.length + maxNewTokens);
  *   manifest.cache = caches.description;   // { mode: 'commvq', label: 'commvq-1bit', bits: 1, prefill: 'faithful', ... }
+ *
+ * With random weights (`{ random: true }`), a CommVQ spec of bits alone means seeded random codebooks
+ * (random-codebooks.ts), described as such: `codebooks: null, random_codebooks: true`, label `commvq-1bit-random`.
  */
 import { COMMVQ_DEFAULTS, resolveCacheSpec, type CacheSpec, type CommvqCacheSpec } from './cache-spec.js';
 import { createCommvqCache, loadCommvqCodebooks, type CommvqCodebooks } from './commvq/load-commvq.js';
+import { disposeCodebookValues, randomCodebooks } from './commvq/random-codebooks.js';
 import { CommvqError } from './errors.js';
 import type { KVCache } from './model/kv-cache.js';
 import type { LlamaModel } from './model/llama.js';
@@ -26,8 +30,10 @@ export interface CacheDescription {
   kv_dtype: string;
   /** how the prompt's own attention is computed: 'exact' (dense), 'faithful' or 'strict' (§10.1 item 1) */
   prefill: string;
-  /** codebook files, null for dense */
+  /** codebook files; null for dense, and for random codebooks (random_codebooks) */
   codebooks: { key: string; value: string } | null;
+  /** present, true, only where the CommVQ codebooks were drawn at random (with random weights), never trained */
+  random_codebooks?: true;
   /** value-code encoding: null for dense, 'argmax' or 'gumbel' (§10.1 item 2) */
   value_encoding: string | null;
   /** the seed of any randomness in the cache (gumbel encoding), null where there is none */
@@ -46,31 +52,38 @@ export interface CacheFactory {
 
 /**
  * Checks the spec, finds and loads its codebooks (refusing files of another bit width than `bits` asks for), and
- * returns the factory.
+ * returns the factory. With `random` (set only with random weights, whose outputs are noise anyway), a CommVQ spec
+ * that gives only `bits` gets seeded random codebooks of that width; without it, such a spec is refused.
  *
  *   const caches = openCacheFactory(model, { kind: 'dense', chunk: 4096 });   // description.prefill_chunk 4096
+ *   openCacheFactory(model, { kind: 'commvq', bits: 1 }, { random: true }).description.random_codebooks   // true
  */
-export function openCacheFactory(model: LlamaModel, spec: CacheSpec): CacheFactory {
-  const resolved = resolveCacheSpec(spec);
+export function openCacheFactory(model: LlamaModel, spec: CacheSpec, o: { random?: boolean } = {}): CacheFactory {
+  const resolved = resolveCacheSpec(spec, o);
   const chunk = resolved.chunk ? { prefill_chunk: resolved.chunk } : {};
   if (resolved.kind === 'dense') {
     const dtype = model.backend.activationDType;
     const description = { mode: 'dense', label: 'dense', bits: 8 * bytesPerElement(dtype), kv_dtype: dtype, prefill: 'exact', codebooks: null, value_encoding: null, seed: null, ...chunk };
     return { description, make: (capacity, batch) => model.createDenseCache(capacity, batch), dispose() {} };
   }
-  const books = loadCommvqCodebooks(model, resolved.key!, resolved.value!);
+  // resolveCacheSpec leaves a spec without key= only where `random` allows random codebooks of its bits
+  const random = resolved.key === undefined;
+  const books = random ? randomCodebooks(model, resolved.bits!, { values: 'host' }) : loadCommvqCodebooks(model, resolved.key!, resolved.value!);
   checkBits(resolved, books);
   const { prefill, encoding, seed } = { ...COMMVQ_DEFAULTS, ...definedOnly(resolved) };
   const bits = books.bits.value;
   const description: CacheDescription = {
-    mode: 'commvq', label: `commvq-${bits}bit`, bits, kv_dtype: model.backend.activationDType, prefill,
-    codebooks: { key: resolved.key!, value: resolved.value! }, value_encoding: encoding, seed: encoding === 'gumbel' ? seed : null, ...chunk,
+    mode: 'commvq', label: `commvq-${bits}bit${random ? '-random' : ''}`, bits, kv_dtype: model.backend.activationDType, prefill,
+    codebooks: random ? null : { key: resolved.key!, value: resolved.value! }, ...(random ? { random_codebooks: true as const } : {}),
+    value_encoding: encoding, seed: encoding === 'gumbel' ? seed : null, ...chunk,
   };
   const valueEncoding = encoding === 'gumbel' ? { gumbelSeed: seed } : ('argmax' as const);
   return {
     description,
     make: (capacity, batch) => createCommvqCache(model, books, { capacity, prefill, valueEncoding, ...(batch === undefined ? {} : { batch }) }),
-    dispose() {},
+    dispose() {
+      if (random) disposeCodebookValues(books); // loaded codebooks are host arrays the collector takes
+    },
   };
 }
 

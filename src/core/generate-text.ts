@@ -16,7 +16,10 @@ export interface GenerateTextOptions {
   /** keep generating past end-of-sequence tokens (for timing) */
   ignoreEos?: boolean;
   dtype?: DType;
-  /** ignore the checkpoint: weights drawn at random on the backend from config.json (speed and memory at real sizes) */
+  /**
+   * ignore the checkpoint: weights drawn at random on the backend from config.json (speed and memory at real sizes);
+   * a CommVQ cache of bits alone then gets random codebooks (cache.random_codebooks)
+   */
   randomWeights?: boolean;
   /** the KV cache (default dense), with its prompt chunk: `{ kind: 'commvq', bits: 1, run: 'runs/a', prefill: 'strict', chunk: 4096 }` */
   cache?: CacheSpec;
@@ -39,7 +42,9 @@ export interface GenerateTextResult extends GenerateResult {
  *   const r = await generateText({ modelDir: 'tiny-llama', prompt: 'The pass key is', backend, maxNewTokens: 8 });
  */
 export function generateText(options: GenerateTextOptions): GenerateTextResult {
-  const spec = resolveCacheSpec(options.cache ?? { kind: 'dense' }); // a missing codebook is refused before the weights load
+  // a missing codebook is refused before the weights load; with random weights, commvq of bits alone means random codebooks
+  const random = { random: options.randomWeights ?? false };
+  const spec = resolveCacheSpec(options.cache ?? { kind: 'dense' }, random);
   const loaded = loadModel(options.modelDir, {
     backend: options.backend,
     dtype: options.dtype,
@@ -52,7 +57,7 @@ export function generateText(options: GenerateTextOptions): GenerateTextResult {
     : tokenizer.encode(options.prompt);
   if (promptIds.length === 0) throw new CommvqError('the prompt is empty: nothing to continue');
   const capacity = Math.min(model.config.maxPositionEmbeddings, promptIds.length + options.maxNewTokens);
-  const caches = openCacheFactory(model, spec);
+  const caches = openCacheFactory(model, spec, random);
   const cache = caches.make(capacity);
   try {
     const result = generateGreedy(model, promptIds, {

@@ -1,10 +1,10 @@
 /** `commvq generate` as a user runs it: exact reference ids in --json mode, the demo model, and --help. */
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { writeDemoModel } from '../../src/core/model/demo-model.js';
-import { runCli } from '../helpers/cli.js';
+import { expectOneLineError, runCli } from '../helpers/cli.js';
 import { FIXTURE_MODELS, FixtureReference, fixtureDir, haveFixtures } from '../helpers/fixtures.js';
 
 const work = mkdtempSync(join(tmpdir(), 'commvq-cli-'));
@@ -54,15 +54,31 @@ describe('generate --demo', () => {
   });
 });
 
-describe('generate --random-weights', () => {
-  it('needs only config.json and the tokenizer, and generates deterministically', () => {
-    const dir = join(work, 'config-only');
+/** The demo model's folder without its checkpoint: config.json and the tokenizer only. */
+function configOnlyDemo(): string {
+  const dir = join(work, 'config-only');
+  if (!existsSync(dir)) {
     writeDemoModel(dir);
     rmSync(join(dir, 'model.safetensors'));
+  }
+  return dir;
+}
+
+describe('generate --random-weights', () => {
+  it('needs only config.json and the tokenizer, and generates deterministically', () => {
+    const dir = configOnlyDemo();
     const args = ['generate', '--model', dir, '--random-weights', '--prompt', 'abc', '--max-new-tokens', '6', '--ignore-eos', '--device', 'cpu', '--json'];
     const a = runCli(args);
     expect(a.status, a.stderr).toBe(0);
     expect((JSON.parse(a.stdout) as { output_ids: number[] }).output_ids).toHaveLength(6);
     expect(runCli(args).stdout).toBe(a.stdout);
+  });
+
+  it('takes commvq:bits=1 alone as random codebooks; without --random-weights that cache is refused', () => {
+    const args = ['generate', '--model', configOnlyDemo(), '--prompt', 'abc', '--max-new-tokens', '4', '--ignore-eos', '--cache', 'commvq:bits=1', '--device', 'cpu'];
+    const r = runCli([...args, '--random-weights']);
+    expect(r.status, r.stderr).toBe(0);
+    expect(r.stderr).toMatch(/3 prompt tokens, 4 generated \(max-new-tokens\) on cpu: .* commvq cache \(faithful prefill, random codebooks\)/);
+    expectOneLineError(runCli(args), /^commvq: --cache commvq:bits=1: commvq needs codebooks: key= and value=, or run= and bits=$/, { silentStdout: true });
   });
 });

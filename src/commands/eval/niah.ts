@@ -19,6 +19,7 @@ export default class EvalNiah extends BaseCommand {
     '<%= config.bin %> eval niah --model ./Llama-3.1-8B-Instruct --lengths 1k..128k --cache commvq:bits=1,run=runs/llama,prefill=strict,chunk=4096 --out runs/niah-1bit --device cuda',
     '<%= config.bin %> eval niah --model ./Llama-3.1-8B-Instruct --lengths 4k..32k:4k --depths 0,50,100 --haystack essays/ --out runs/niah --shard 0/2',
     '<%= config.bin %> eval niah --model ./tiny-llama --lengths 200,400 --depths 3 --scorer exact --out /tmp/niah --json',
+    '<%= config.bin %> eval niah --model ./Llama-3.1-8B-Instruct --random-weights --lengths 128k --depths 3 --cache commvq:bits=1,prefill=strict --out runs/niah-speed --device cuda',
   ];
 
   static override flags = {

@@ -1,6 +1,6 @@
 import { CudaBackend } from '../backend/cuda/cuda-backend.js';
 import { loadCommvqCodebooks, createCommvqCache, type CommvqCodebooks } from '../commvq/load-commvq.js';
-import { LayerKeyCodebook, HALF_SIZE } from '../keys/codebook.js';
+import { randomCodebooks } from '../commvq/random-codebooks.js';
 import type { KVCache } from '../model/kv-cache.js';
 import type { LlamaModel } from '../model/llama.js';
 import { loadModel } from '../model/load-model.js';
@@ -8,8 +8,6 @@ import { randomModel } from '../model/random-model.js';
 import { SeededRandom } from '../model/seeded-random.js';
 import { DEFAULT_WINDOW, type Bits } from '../commvq/geometry.js';
 import { cacheBytes, commvqBytesPerToken, denseBytesPerToken, type CommvqGeometry } from '../memory/cache-accounting.js';
-import { compressorShape, initCompressor, type ValueCompressorParams } from '../values/value-compressor.js';
-import type { Tensor } from '../tensor/tensor.js';
 import { cacheGeometry, cacheLabel, checkDeviceMemory, commvqGeometry, prefillModeOf, readMemoryModelConfig, type CacheSetting, type ProbeOptions } from './measure-memory.js';
 import type { MemoryPointResult, MemoryPointSpec, MemoryProbe, MemoryProbeProgress } from './memory-probe.js';
 
@@ -198,27 +196,6 @@ class GpuMemoryProbe implements MemoryProbe {
     const books = randomCodebooks(this.model, bits);
     return { books, release: () => [...books.values.values()].forEach((v) => [...Object.values(v.params), v.scale].forEach((t) => t.dispose())) };
   }
-}
-
-/**
- * Codebooks of the standard geometry with seeded random entries (R = 11 or 21 stages of θ on the host; value
- * compressors drawn on the device, copied by the cache). Memory and time do not depend on the values.
- */
-function randomCodebooks(model: LlamaModel, bits: 1 | 2): CommvqCodebooks {
-  const c = model.config;
-  const geometry = commvqGeometry(c, bits);
-  const rng = new SeededRandom(bits);
-  const valueShape = compressorShape(bits, c.numKvHeads * c.headDim);
-  const keys = new Map<number, LayerKeyCodebook>();
-  const values = new Map<number, { params: ValueCompressorParams; scale: Tensor }>();
-  const D = c.numKvHeads * c.headDim;
-  for (let l = 0; l < c.numLayers; l++) {
-    const shape = { residuals: geometry.residuals, groups: c.numKvHeads, halfSize: HALF_SIZE, pairs: c.headDim / 2 };
-    const theta = Float32Array.from({ length: shape.residuals * shape.groups * 2 * HALF_SIZE * shape.pairs }, () => 0.1 * rng.normal());
-    keys.set(l, new LayerKeyCodebook(shape, theta));
-    values.set(l, { params: initCompressor(model.backend, valueShape, 100 + l), scale: model.backend.fromArray(new Float32Array(D).fill(1), [D], 'f32') });
-  }
-  return { keys, values, valueShape, keyPath: '(random)', valuePath: '(random)', bits: { key: bits, value: bits } };
 }
 
 /**

@@ -1,11 +1,13 @@
 /**
  * The cache a run records (openCacheFactory's description): the fields eval manifests compare to resume a run, so
  * the same choice must keep giving the same description — whether CommVQ codebooks are named by file or found in a
- * run folder by bit width. And the difference finder that names why a folder holds another run.
+ * run folder by bit width, or drawn at random with random weights. And the difference finder that names why a folder
+ * holds another run.
  */
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { openCacheFactory } from '../../../src/core/cache-factory.js';
+import { disposeCodebookValues, randomCodebooks } from '../../../src/core/commvq/random-codebooks.js';
 import { firstDifference } from '../../../src/core/eval/run/manifest.js';
 import { EvalSession } from '../../../src/core/eval/run/session.js';
 import { writeRandomCodebooks } from '../../helpers/codebooks.js';
@@ -64,6 +66,34 @@ describe('cache descriptions', () => {
       whole.dispose();
       chunked.dispose();
     }
+  });
+
+  it('random codebooks: commvq of bits alone only with random, described as random, host tensors that run a cache', () => {
+    const session = EvalSession.open({ modelDir: demoModel(root), backend: cpu, cache: { kind: 'commvq', bits: 2 }, randomWeights: true });
+    try {
+      expect(session.identity.random_weights).toBe(true);
+      expect(session.caches.description).toEqual({
+        mode: 'commvq', label: 'commvq-2bit-random', bits: 2, kv_dtype: 'f32', prefill: 'faithful', codebooks: null, random_codebooks: true, value_encoding: 'argmax', seed: null,
+      });
+      const prompt = Array.from({ length: 150 }, (_, i) => 65 + ((7 * i) % 26)); // past one W = 128 block: codes are made and read
+      expect(session.generate(prompt, { maxNewTokens: 3, eosTokenIds: [] }).outputIds).toHaveLength(3);
+
+      const model = session.loaded.model;
+      expect(() => openCacheFactory(model, { kind: 'commvq', bits: 1 })).toThrow(/cache: commvq needs codebooks: key= and value=, or run= and bits=/);
+      // the same draws wherever the compressors are kept; 'host' gives host tensors on any backend
+      const here = randomCodebooks(model, 1);
+      const host = randomCodebooks(model, 1, { values: 'host' });
+      expect(host.keys.get(1)!.theta).toEqual(here.keys.get(1)!.theta);
+      expect(host.values.get(1)!.params.w2.device).toBe('cpu');
+      expect(cpu.toFloat32(host.values.get(1)!.params.w2)).toEqual(cpu.toFloat32(here.values.get(1)!.params.w2));
+      expect(host.keys.get(0)!.shape.residuals).toBe(11); // the standard geometry of 1 bit
+      [here, host].forEach(disposeCodebookValues);
+    } finally {
+      session.dispose();
+    }
+    const dense = EvalSession.open({ modelDir: demoModel(root), backend: cpu, cache: { kind: 'dense' } });
+    expect(dense.identity).not.toHaveProperty('random_weights'); // real weights: the identity of older manifests
+    dense.dispose();
   });
 
   it('a missing codebook is refused before the model loads', () => {

@@ -108,6 +108,18 @@ describe('eval niah (runner)', () => {
     await expect(runNiah(options('a', { lengths: [250] }))).rejects.toThrow(/lengths 250: too short/);
   });
 
+  it('random weights and random codebooks: recorded in the identity, so a real run never resumes into their folder', async () => {
+    const random = await runNiah(options('rw', { randomWeights: true, cache: { kind: 'commvq', bits: 1 }, lengths: [320], depths: [50] }));
+    expect(random).toMatchObject({ outcome: 'complete', done: 1 });
+    const m = readJson<Record<string, any>>(random.manifestPath);
+    expect(m.identity.model.random_weights).toBe(true);
+    expect(m.identity.cache).toMatchObject({ label: 'commvq-1bit-random', codebooks: null, random_codebooks: true, prefill: 'faithful' });
+    expect(readdirSync(join(root, 'rw', 'cells'))).toEqual(['demo__commvq-1bit-random']);
+    await expect(runNiah(options('rw', { randomWeights: true, lengths: [320], depths: [50] }))).rejects.toThrow(/different run: cache\.bits is 1 there, 32 here/);
+    await expect(runNiah(options('rw', { cache: { kind: 'commvq', bits: 1 } }))).rejects.toThrow(/cache: commvq needs codebooks/);
+    await expect(runNiah(options('a', { randomWeights: true }))).rejects.toThrow(/manifest\.json is a different run: model\.random_weights is absent there, true here/);
+  });
+
   it('merge refuses a folder that is not a run; rescoring by merge: the exact scorer gives 0 or 10 per cell', async () => {
     await expect(mergeEvalRuns({ dirs: [join(root, 'nothing-here')] })).rejects.toThrow(/nothing-here: no eval manifest/);
     const r = await mergeEvalRuns({ dirs: [join(root, 's')], scorer: 'exact' });

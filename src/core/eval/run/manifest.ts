@@ -29,6 +29,11 @@ export interface ModelIdentity {
   /** 16 hex digits of SHA-256 of config.json and tokenizer.json */
   config_hash: string;
   tokenizer_hash: string;
+  /**
+   * present, true, only for seeded random weights (--random-weights: config.json's shapes, no checkpoint), whose
+   * outputs are noise; a real run lacks it (as manifests written before it do), so the two never share a run folder
+   */
+  random_weights?: true;
 }
 
 /** What must be equal for two runs to share predictions. */
@@ -75,12 +80,18 @@ export interface EvalManifest {
   merged_from?: string[];
 }
 
-export function modelIdentity(modelDir: string, config: ModelConfig): ModelIdentity {
+/**
+ * What names the model of a run: the folder's name, architecture and file hashes, and whether its weights were random.
+ *
+ *   modelIdentity('models/Llama-3.1-8B-Instruct', config, { randomWeights: true })   // { name: 'Llama-3.1-8B-Instruct', ..., random_weights: true }
+ */
+export function modelIdentity(modelDir: string, config: ModelConfig, o: { randomWeights?: boolean } = {}): ModelIdentity {
   return {
     name: basename(resolve(modelDir)),
     architecture: config.architecture,
     config_hash: fileHash(join(modelDir, 'config.json')),
     tokenizer_hash: fileHash(join(modelDir, 'tokenizer.json')),
+    ...(o.randomWeights ? { random_weights: true as const } : {}),
   };
 }
 

@@ -188,7 +188,8 @@ export async function writeNiahHeatmap(manifest: EvalManifest, summary: NiahSumm
     summary.lengths.flatMap((l, j) => (summary.matrix[i]![j] === null ? [] : [{ contextLength: l, depthPercent: d, score: summary.matrix[i]![j]!, n: 1 }])),
   );
   const grid = { lengths: summary.lengths, depths: summary.depths, cells, matrix: summary.matrix, overall: summary.overall };
-  const title = `${manifest.identity.model.name} · ${manifest.identity.cache.label} · NIAH ${summary.scorer}, mean ${summary.overall?.toFixed(2)}`;
+  const model = `${manifest.identity.model.name}${manifest.identity.model.random_weights ? ' (random weights)' : ''}`;
+  const title = `${model} · ${manifest.identity.cache.label} · NIAH ${summary.scorer}, mean ${summary.overall?.toFixed(2)}`;
   const spec = niahHeatmapSpec(grid, { title });
   // a legend as tall as the plot and a readable title (the spec leaves both at Vega's small defaults)
   const config = { ...(spec.config as Record<string, unknown>), legend: { gradientLength: 560, gradientThickness: 18, labelFontSize: 12, titleFontSize: 13 }, title: { fontSize: 17 } };

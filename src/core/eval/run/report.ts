@@ -25,6 +25,7 @@ export function runReport(r: EvalRunResult<SummaryBase>): string[] {
   const done = `${r.done}/${r.total} examples${r.resumed > 0 ? ` (${r.resumed} from an earlier run)` : ''}`;
   const lines = [scoreLine(r.summary), `${done} → ${r.summaryPath}`];
   if (r.plots) lines.push(`heatmap → ${r.plots.png}, ${r.plots.svg}`);
+  if (r.summary.random_weights) lines.push('random weights: the scores are noise (for timing only)');
   if (r.outcome === 'interrupted') lines.push('interrupted: run the same command again to continue');
   else if (r.summary.shard !== '0/1') lines.push(`shard ${r.summary.shard} is done; combine the shards with commvq eval merge`);
   return lines;

@@ -26,6 +26,8 @@ export interface EvalRunOptions {
   /** the first N examples of each task (NIAH: the first N cells) */
   limit?: number;
   dtype?: DType;
+  /** seeded random weights from config.json, no checkpoint (EvalSession's randomWeights): for timing at real sizes */
+  randomWeights?: boolean;
   signal?: AbortSignal;
   onProgress?: (p: EvalProgress) => void;
   onLoadProgress?: (done: number, total: number) => void;
@@ -58,7 +60,9 @@ export interface BenchmarkSpec<E extends { id: string }, S extends SummaryBase> 
 }
 
 export async function runBenchmark<E extends { id: string }, S extends SummaryBase>(o: EvalRunOptions, spec: BenchmarkSpec<E, S>): Promise<EvalRunResult<S>> {
-  const session = EvalSession.open({ modelDir: o.modelDir, backend: o.backend, cache: o.cache ?? { kind: 'dense' }, dtype: o.dtype, onLoadProgress: o.onLoadProgress });
+  const session = EvalSession.open({
+    modelDir: o.modelDir, backend: o.backend, cache: o.cache ?? { kind: 'dense' }, dtype: o.dtype, randomWeights: o.randomWeights, onLoadProgress: o.onLoadProgress,
+  });
   try {
     const prepared = spec.prepare(session);
     const shard = o.shard ?? WHOLE;

@@ -5,6 +5,10 @@
  *   const s = EvalSession.open({ modelDir: 'tiny-llama', backend, cache: { kind: 'dense' } });
  *   const out = s.generate(promptIds, { maxNewTokens: 32, eosTokenIds: s.loaded.eosTokenIds });
  *   s.dispose();
+ *
+ * Timing at a real size without a checkpoint or trained codebooks (config.json and the tokenizer only):
+ *
+ *   EvalSession.open({ modelDir: 'Llama-3.1-8B-Instruct', backend, cache: { kind: 'commvq', bits: 1 }, randomWeights: true });
  */
 import type { Backend } from '../../backend/backend.js';
 import { CommvqError } from '../../errors.js';
@@ -21,6 +25,11 @@ export interface EvalSessionOptions {
   backend: Backend;
   cache: CacheSpec;
   dtype?: DType;
+  /**
+   * ignore the checkpoint: seeded random weights from config.json, made on the backend (loadModel's randomWeights);
+   * a CommVQ cache of bits alone then gets random codebooks. The run's identity records both.
+   */
+  randomWeights?: boolean;
   onLoadProgress?: (done: number, total: number) => void;
 }
 
@@ -45,10 +54,12 @@ export class EvalSession {
   ) {}
 
   static open(o: EvalSessionOptions): EvalSession {
-    const cache = resolveCacheSpec(o.cache); // a missing codebook is refused before the weights load
-    const loaded = loadModel(o.modelDir, { backend: o.backend, dtype: o.dtype, onProgress: o.onLoadProgress });
+    const random = { random: o.randomWeights ?? false };
+    const cache = resolveCacheSpec(o.cache, random); // a missing codebook is refused before the weights load
+    const loaded = loadModel(o.modelDir, { backend: o.backend, dtype: o.dtype, onProgress: o.onLoadProgress, randomWeights: o.randomWeights });
     try {
-      return new EvalSession(loaded, openCacheFactory(loaded.model, cache), modelIdentity(o.modelDir, loaded.config));
+      const identity = modelIdentity(o.modelDir, loaded.config, { randomWeights: o.randomWeights });
+      return new EvalSession(loaded, openCacheFactory(loaded.model, cache, random), identity);
     } catch (err) {
       disposeWeights(loaded.model.weights);
       throw err;

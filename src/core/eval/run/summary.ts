@@ -27,6 +27,8 @@ export interface SummaryBase {
   planned: Record<string, number>;
   /** '0/1' for a whole or merged run, 'i/n' for a shard */
   shard: string;
+  /** present, true, only for a run on seeded random weights (its scores are noise) */
+  random_weights?: true;
 }
 
 export function summaryBase(manifest: EvalManifest, records: readonly PredictionRecord[], planned: Record<string, number>): SummaryBase {
@@ -43,6 +45,7 @@ export function summaryBase(manifest: EvalManifest, records: readonly Prediction
     counts,
     planned,
     shard: `${manifest.shard.index}/${manifest.shard.count}`,
+    ...(manifest.identity.model.random_weights ? { random_weights: true as const } : {}),
   };
 }
 
