@@ -15,7 +15,7 @@ import { REFERENCE_MAX_PROMPT_TOKENS } from '../truncate.js';
 import type { EvalTask } from './eval-run.js';
 import { checkDataFiles, promptBudgets } from './inputs.js';
 import { runBenchmark, type EvalRunOptions, type EvalRunResult } from './run-benchmark.js';
-import type { EvalSession } from './session.js';
+import { outputTimes, type EvalSession } from './session.js';
 import { infinitebenchSummary, type InfiniteBenchSummary } from './summary.js';
 
 export interface InfiniteBenchRunOptions extends EvalRunOptions {
@@ -67,7 +67,7 @@ function infinitebenchTaskRun(session: EvalSession, task: InfiniteBenchTask, fil
       const base = infinitebenchRecord(task, example, '');
       const prompt = buildInfinitebenchPrompt(session.loaded.tokenizer, task, example, { maxPromptTokens: budget, mode });
       const out = session.generate(prompt.ids, generation);
-      const record = { ...base, pred: out.text, prompt_tokens: prompt.ids.length, truncated: prompt.truncated, new_tokens: out.outputIds.length, stop: out.stopReason };
+      const record = { ...base, pred: out.text, prompt_tokens: prompt.ids.length, truncated: prompt.truncated, new_tokens: out.outputIds.length, stop: out.stopReason, ...outputTimes(out) };
       return { record, promptTokens: prompt.ids.length, newTokens: out.outputIds.length };
     },
   };

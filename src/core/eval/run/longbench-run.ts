@@ -17,7 +17,7 @@ import { parseLongbenchTasks, type LongBenchTask } from '../longbench/tasks.js';
 import { REFERENCE_MAX_PROMPT_TOKENS } from '../truncate.js';
 import { checkDataFiles, promptBudgets } from './inputs.js';
 import { runBenchmark, type EvalRunOptions, type EvalRunResult } from './run-benchmark.js';
-import type { EvalSession } from './session.js';
+import { outputTimes, type EvalSession } from './session.js';
 import { longbenchSummary, type LongBenchSummary } from './summary.js';
 import type { EvalTask } from './eval-run.js';
 
@@ -80,7 +80,7 @@ function longbenchTaskRun(
       }
       const out = session.generate(prompt.ids, generation);
       const pred = longbenchPostprocess(out.text, { llama2: s.llama2 });
-      const record = { ...longbenchRecord(task, example, pred), prompt_tokens: prompt.ids.length, truncated: prompt.truncated, new_tokens: out.outputIds.length, stop: out.stopReason };
+      const record = { ...longbenchRecord(task, example, pred), prompt_tokens: prompt.ids.length, truncated: prompt.truncated, new_tokens: out.outputIds.length, stop: out.stopReason, ...outputTimes(out) };
       return { record, promptTokens: prompt.ids.length, newTokens: out.outputIds.length };
     },
   };

@@ -23,6 +23,7 @@ import { niahHeatmap, niahHeatmapSpec } from '../niah/heatmap.js';
 import { detectPeriodIds, insertNeedle, NIAH_CONTEXT_BUFFER, NIAH_NEEDLE, NIAH_QUESTION } from '../niah/needle.js';
 import { niahGeneration, niahPromptIds } from '../niah/prompt.js';
 import { niahResponse, niahRunKey, niahScore, type NiahCellResult, type NiahScorer } from '../niah/score.js';
+import { outputTimes } from './session.js';
 import { WHOLE } from '../shard.js';
 import { runPaths, type RunPaths } from './layout.js';
 import type { EvalTask } from './eval-run.js';
@@ -99,6 +100,7 @@ export async function runNiah(o: NiahRunOptions): Promise<EvalRunResult<NiahSumm
             prompt_tokens: prompt.ids.length,
             new_tokens: out.outputIds.length,
             stop: out.stopReason,
+            ...outputTimes(out),
           };
           writeNiahCell(cellsDir, niahCellResult(record, { model: session.identity.name, cache, needle, scorer }));
           return { record, promptTokens: prompt.ids.length, newTokens: out.outputIds.length };

@@ -46,6 +46,11 @@ export interface EvalOutput extends GenerateResult {
   promptTokens: number;
 }
 
+/** What a prediction record says of an example's time: wall milliseconds of its prompt and of its decode steps. */
+export function outputTimes(out: Pick<GenerateResult, 'prefillMs' | 'decodeMs'>): { prefill_ms: number; decode_ms: number } {
+  return { prefill_ms: Math.round(out.prefillMs * 10) / 10, decode_ms: Math.round(out.decodeMs * 10) / 10 };
+}
+
 export class EvalSession {
   private constructor(
     readonly loaded: LoadedModel,
