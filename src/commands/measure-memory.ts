@@ -5,7 +5,7 @@ import { bitsFlag, deviceFlag } from '../cli/flags.js';
 import { parseBatchList, parseBitsList, parseContextList, parseDeviceMemory } from '../cli/list-flags.js';
 import { progressBar } from '../cli/progress.js';
 import { parseDevice } from '../core/backend/create-backend.js';
-import { cacheLabel, contextLabel, type DeviceName } from '../core/memory/measure-memory.js';
+import { cacheLabel, contextLabel, DEVICE_MEMORY_MARGIN, type DeviceName } from '../core/memory/measure-memory.js';
 import { formatMemoryReport, type MemoryReportDocument } from '../core/memory/memory-report.js';
 import { runMeasureMemory } from '../core/memory/run-measure-memory.js';
 
@@ -37,7 +37,8 @@ export default class MeasureMemory extends BaseCommand {
     'device-memory': Flags.string({
       description:
         'device size in GiB that points must fit. On a GPU: behave as a card of this size (the allocator is capped, the CUDA context counted; ' +
-        'an H100 80GB has 79.65); default the card. On the CPU: resident bytes only; default 80',
+        `an H100 80GB has 79.65); default the card. It is compared with the driver’s total memory (an H100 80GB’s is 79.18): up to ${DEVICE_MEMORY_MARGIN * 100}% ` +
+        'above it names the card itself and is measured at the driver’s total; more is refused. On the CPU: resident bytes only; default 80',
     }),
     out: Flags.string({ description: 'folder to write memory.json, memory.svg/.png and bytes-per-token.svg/.png' }),
     device: deviceFlag,

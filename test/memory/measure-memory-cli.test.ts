@@ -40,6 +40,13 @@ describe('commvq measure-memory on the CPU', () => {
     expect(r.stdout).toMatch(/exceed the assumed 17\.50 GiB/);
   });
 
+  it('says in --help what --device-memory is compared with, and what happens above it', () => {
+    const r = runCli(['measure-memory', '--help']);
+    expect(r.status, r.stderr).toBe(0);
+    const help = r.stdout.replace(/\s+/g, ' ');
+    expect(help).toMatch(/compared with the driver’s total memory \(an H100 80GB’s is 79\.18\): up to 2% above it names the card itself and is measured at the driver’s total; more is refused/);
+  });
+
   it('refuses a --device-memory that is not a size', () =>
     expectMeasureError(['--random-weights', LLAMA, '--device-memory', '80GB'], /--device-memory 80GB: not a size in GiB, e\.g\. 80 or 79\.65/));
 

@@ -34,20 +34,22 @@ const PROBE_PREFILL_ROWS = 1024;
 export async function createGpuMemoryProbe(o: ProbeOptions): Promise<MemoryProbe> {
   const ordinal = typeof o.device === 'string' && o.device.startsWith('cuda:') ? Number(o.device.slice(5)) : 0;
   const backend = CudaBackend.create(ordinal);
-  if (o.deviceBytes !== undefined) checkDeviceMemory(o.deviceBytes, backend.ctx.deviceMemory().total, backend.ctx.info.name);
+  const asked = o.deviceBytes;
+  // a size up to the card's nominal one is the card itself: measured against what its driver has (checkDeviceMemory)
+  const deviceBytes = asked === undefined ? undefined : checkDeviceMemory(asked, backend.ctx.deviceMemory().total, backend.ctx.info.name);
   const { config } = readMemoryModelConfig({ model: o.model, randomWeights: o.randomWeights });
   const before = backend.memory().bytesInUse;
   const model = o.randomWeights ? randomModel(config, backend, { seed: 0, std: 0.02, dtype: 'bf16' }) : loadModel(o.model!, { backend }).model;
   backend.synchronize();
   const weights = backend.memory().bytesInUse - before;
   warmUp(model);
-  if (o.deviceBytes !== undefined) {
+  if (deviceBytes !== undefined) {
     // a smaller card: what the driver holds outside the allocator (the CUDA context, cuBLAS) counts against it too
     const alloc = backend.ctx.allocator.memory();
     const outside = used(backend) - alloc.bytesInUse - alloc.bytesCached;
-    backend.ctx.allocator.setLimit(o.deviceBytes - outside);
+    backend.ctx.allocator.setLimit(deviceBytes - outside);
   }
-  return new GpuMemoryProbe(backend, model, weights, o);
+  return new GpuMemoryProbe(backend, model, weights, { ...o, deviceBytes }, asked);
 }
 
 class GpuMemoryProbe implements MemoryProbe {
@@ -62,9 +64,14 @@ class GpuMemoryProbe implements MemoryProbe {
     private readonly backend: CudaBackend,
     private readonly model: LlamaModel,
     private readonly weights: number,
+    /** the probe's options, deviceBytes as checkDeviceMemory gave it: what points must fit */
     private readonly o: ProbeOptions,
+    /** the device size as asked (--device-memory), where it was */
+    asked: number | undefined,
   ) {
-    const cap = o.deviceBytes === undefined ? '' : `, behaving as a ${(o.deviceBytes / 2 ** 30).toFixed(2)} GiB card`;
+    const gib = (bytes: number) => `${(bytes / 2 ** 30).toFixed(2)} GiB`;
+    const size = o.deviceBytes;
+    const cap = size === undefined ? '' : size < asked! ? `, ${gib(asked!)} asked: the card's own ${gib(size)}` : `, behaving as a ${gib(size)} card`;
     this.device = `${backend.device} (${backend.ctx.info.name}${cap})`;
   }
 

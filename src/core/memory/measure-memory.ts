@@ -125,11 +125,29 @@ export async function measureMemory(probe: MemoryProbe, plan: MemoryPlan, onProg
 
 // ---- the grid ------------------------------------------------------------------------------------------------------
 
-/** A card to behave as must fit in the one that runs: a larger one would report fits that the allocator cannot give. */
-export function checkDeviceMemory(requested: number, total: number, device: string): void {
-  if (requested > total) {
-    throw new OptionError('deviceBytes', `${(requested / GiB).toFixed(2)} GiB`, `more than ${device} has (${(total / GiB).toFixed(2)} GiB)`, 'give a size up to the card’s, or leave it out');
+/**
+ * How far above the driver's total memory a requested device size still names the card itself. The driver gives
+ * CUDA a little less than the card's nominal size: on an H100 80GB its total is 79.18 GiB, while nvidia-smi (and the
+ * README) say 79.65 GiB (0.6% above) and the card's name 80 (1.04% above). 2% takes both and refuses 81.
+ */
+export const DEVICE_MEMORY_MARGIN = 0.02;
+
+/**
+ * The device size a GPU run measures against (bytes), for `requested` on a card whose driver reports `total`:
+ * up to `total` as asked (a smaller card to behave as); up to DEVICE_MEMORY_MARGIN above it, the card's own
+ * `total` (the nominal size names the card, and no more than the card has can be measured); above that refused,
+ * since a larger card would report fits that the allocator cannot give.
+ *
+ *   checkDeviceMemory(79.65 * GiB, 79.18 * GiB, 'NVIDIA H100 80GB HBM3')   // 79.18 GiB: the card itself
+ *   checkDeviceMemory(24 * GiB, 79.18 * GiB, 'NVIDIA H100 80GB HBM3')      // 24 GiB: a smaller card
+ */
+export function checkDeviceMemory(requested: number, total: number, device: string): number {
+  const accepted = total * (1 + DEVICE_MEMORY_MARGIN);
+  if (requested > accepted) {
+    const problem = `more than ${device} has (${(total / GiB).toFixed(2)} GiB by its driver; up to ${(accepted / GiB).toFixed(2)} GiB is taken as the card itself)`;
+    throw new OptionError('deviceBytes', `${(requested / GiB).toFixed(2)} GiB`, problem, 'give a size up to the card’s, or leave it out');
   }
+  return Math.min(requested, total);
 }
 
 /** `131072` → `128K`, `20000` → `20000`: context labels for tables and plots. */
