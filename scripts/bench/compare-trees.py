@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Summarises scripts/bench/compare-trees.sh: for every timed quantity, the median of the rounds on each side and the
 ratio new / old, as a markdown table on stdout (and OUT/compare.json). Attention: µs per decode step of one layer
-(whole step, and per kernel); measure-memory: prefill s, decode ms/token and the allocator's peaks (GiB)."""
+(whole step, and per kernel); measure-memory: prefill s, decode ms/step and the allocator's peaks (GiB)."""
 import json
 import statistics
 import sys
@@ -26,7 +26,8 @@ def quantities(side):
         for p in run["points"]:
             name = f"measure-memory {p['cache']} {p['context'] // 1024}K × {p['batch']}"
             q.setdefault(f"{name}: prefill s", []).append(p["prefill_ms"] / 1e3)
-            q.setdefault(f"{name}: decode ms/token", []).append(p["decode_ms_per_token"])
+            # report version 3 names the time of one decode step of the whole batch for what it is; 2 called it per token
+            q.setdefault(f"{name}: decode ms/step", []).append(p.get("decode_ms_per_step", p.get("decode_ms_per_token")))
             q.setdefault(f"{name}: prefill peak GiB", []).append(p["peak_prefill"] / 2**30)
             q.setdefault(f"{name}: decode peak GiB", []).append(p["peak_decode"] / 2**30)
     return {k: statistics.median(v) for k, v in q.items()}

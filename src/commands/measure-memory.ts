@@ -13,7 +13,8 @@ export default class MeasureMemory extends BaseCommand {
   static override summary = 'Measure GPU memory and decode time of dense and CommVQ caches over contexts and batches.';
   static override description =
     'For each point (cache × context × batch): weights, cache (packed arithmetic and as allocated), codebooks, value encoders, ' +
-    'activation workspace, the allocator’s peak during prefill and decode (checked against the driver), and decode time per token. ' +
+    'activation workspace, the allocator’s peak during prefill and decode (checked against the driver), the time of one decode step of the whole batch ' +
+    'and tokens/s (batch × 1000 / ms per step), with each cache’s best tokens/s per context beside dense’s. ' +
     'A CommVQ cache runs its prompt in its prefill mode (prefill=faithful, the default, or strict; labelled commvq-1bit and ' +
     'commvq-1bit-strict). On the CPU it reports the byte accounting only (peaks are GPU-only). --max-batch searches the largest batch that fits.';
 
@@ -40,7 +41,7 @@ export default class MeasureMemory extends BaseCommand {
         `an H100 80GB has 79.65); default the card. It is compared with the driver’s total memory (an H100 80GB’s is 79.18): up to ${DEVICE_MEMORY_MARGIN * 100}% ` +
         'above it names the card itself and is measured at the driver’s total; more is refused. On the CPU: resident bytes only; default 80',
     }),
-    out: Flags.string({ description: 'folder to write memory.json, memory.svg/.png and bytes-per-token.svg/.png' }),
+    out: Flags.string({ description: 'folder to write memory.json, memory.svg/.png, bytes-per-token.svg/.png and (GPU) throughput.svg/.png' }),
     device: deviceFlag,
   };
 

@@ -45,6 +45,7 @@ describe('commvq measure-memory on the CPU', () => {
     expect(r.status, r.stderr).toBe(0);
     const help = r.stdout.replace(/\s+/g, ' ');
     expect(help).toMatch(/compared with the driver’s total memory \(an H100 80GB’s is 79\.18\): up to 2% above it names the card itself and is measured at the driver’s total; more is refused/);
+    expect(help).toMatch(/throughput\.svg\/\.png/);
   });
 
   it('refuses a --device-memory that is not a size', () =>
@@ -55,12 +56,15 @@ describe('commvq measure-memory on the CPU', () => {
     const r = measure(['--random-weights', LLAMA, '--cache', 'commvq:bits=1,commvq:bits=2', '--context', '8k,32k', '--max-batch', '--max-batch-limit', '64', '--json', '--out', out]);
     expect(r.status, r.stderr).toBe(0);
     const doc = JSON.parse(r.stdout);
-    expect(doc).toMatchObject({ format: 'commvq.memory-report', version: 2, device: 'cpu', measures: false });
+    expect(doc).toMatchObject({ format: 'commvq.memory-report', version: 3, device: 'cpu', measures: false });
     expect(doc.command).toMatch(/^commvq measure-memory --device cpu --random-weights \S+ --cache commvq:bits=1,commvq:bits=2/);
     expect(doc.points).toHaveLength(4);
     expect(doc.max_batch.map((e: { cache: string; max_batch: number; capped: boolean }) => [e.cache, e.max_batch, e.capped])).toEqual([
       ['commvq-1bit', 64, true], ['commvq-1bit', 64, true], ['commvq-2bit', 64, true], ['commvq-2bit', 64, true],
     ]);
+    // the CPU times no decode: no tokens/s and no throughput plot
+    expect(doc.points.every((p: { tokens_per_s: number | null }) => p.tokens_per_s === null)).toBe(true);
+    expect(doc.summary.throughput).toEqual([]);
     expect(readdirSync(out).sort()).toEqual(['bytes-per-token.png', 'bytes-per-token.svg', 'memory.json', 'memory.png', 'memory.svg']);
   });
 

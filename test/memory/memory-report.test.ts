@@ -32,7 +32,7 @@ function gpuPoint(spec: MemoryPointSpec, o: { peak: number; fits?: boolean; driv
   return {
     spec, fits: true, breakdown, bytesPerToken,
     peakPrefill: o.peak + GiB, peakDecode: o.peak, driverUsedPrefill: o.driver ?? o.peak + 2 * GiB, driverUsedDecode: o.driver ?? o.peak + 2 * GiB,
-    decodeMsPerToken: 31.25, prefillMs: 12_000, deviceBytes: 80 * GiB,
+    decodeMsPerStep: 31.25, prefillMs: 12_000, deviceBytes: 80 * GiB,
     ...(spec.cache === 'commvq' ? { prefillPhases: { keys: 1500, values: 2250 } } : {}),
   };
 }
@@ -45,11 +45,11 @@ describe('the measure-memory report', () => {
     expect(doc.model).toMatchObject({ name: 'llama-3.1-8b', parameters: 8_030_261_248, layers: 32, kv_heads: 8, head_dim: 128, max_position_embeddings: 131072 });
     expect(doc.note).toMatch(/GPU/);
     const one = doc.points.find((p) => p.cache === 'commvq-1bit')!;
-    expect(one).toMatchObject({ mode: 'commvq', bits: 1, prefill: 'faithful', context: 131072, batch: 1, fits: true, peak_decode: null, workspace_decode: null, decode_ms_per_token: null });
+    expect(one).toMatchObject({ mode: 'commvq', bits: 1, prefill: 'faithful', context: 131072, batch: 1, fits: true, peak_decode: null, workspace_decode: null, decode_ms_per_step: null, tokens_per_s: null });
     expect(doc.points.find((p) => p.cache === 'dense')!.prefill).toBeNull();
     expect(one.resident).toBe(one.weights + one.cache_allocated + one.codebooks + one.encoders);
     expect(doc.max_batch[0]).toMatchObject({ cache: 'commvq-1bit', prefill: 'faithful', context: 32768, capped: false });
-    expect(doc.max_batch[0]!.trials[0]).toEqual({ batch: 1, fits: true, peak_decode: null, reason: null });
+    expect(doc.max_batch[0]!.trials[0]).toEqual({ batch: 1, fits: true, peak_decode: null, decode_ms_per_step: null, tokens_per_s: null, reason: null });
     expect(JSON.parse(JSON.stringify(doc))).toEqual(doc); // plain JSON: no undefined, no class instances
   });
 
@@ -118,7 +118,7 @@ describe('the measure-memory report', () => {
     expect(text).toMatch(/PASS CommVQ 2-bit cache per token ≤ 12\.5% of dense \(−87\.5%\): 12\.50%/);
   });
 
-  it('prints peaks, workspace, driver use and time per token when measured, and flags points that did not fit', () => {
+  it('prints peaks, workspace, driver use, time per decode step and tokens/s when measured, and flags points that did not fit', () => {
     const m: MemoryMeasurement = {
       device: 'cuda:0 (fake)', measures: true,
       points: [gpuPoint({ cache: 'commvq', bits: 1, context: 8 * K, batch: 4 }, { peak: 17 * GiB + GiB / 2, driver: 17 * GiB }), gpuPoint({ cache: 'dense', context: 128 * K, batch: 8 }, { peak: 0, fits: false })],
@@ -129,9 +129,9 @@ describe('the measure-memory report', () => {
     expect(text).not.toMatch(/^note:/m);
     expect(lines.find((l) => l.startsWith('cache '))!.split(/\s{2,}/)).toContain('peak decode');
     // cache 1.00 arithmetic / 1.25 allocated; workspace 17.5 − 17.0; peak prefill 18.5; decode 17.5; driver 17.0;
-    // prefill 12 s, of which 1.5 s key and 2.25 s value encoding
-    expect(text).toMatch(/^commvq-1bit\s+8K\s+4\s+yes\s+15\.00\s+1\.00 \/ 1\.25\s+0\.25\s+0\.50\s+0\.50\s+18\.50\s+17\.50\s+17\.00\s+12\.0 \(1\.50, 2\.25\)\s+31\.3\s+264 \/ 308$/m);
-    expect(text).toMatch(/^dense\s+128K\s+8\s+no\s+15\.00\s+1\.00 \/ 1\.25\s+0\.25\s+0\.50\s+—\s+—\s+—\s+—\s+—\s+—\s+4096$/m);
+    // prefill 12 s, of which 1.5 s key and 2.25 s value encoding; a step of 4 sequences in 31.25 ms: 128 tokens/s
+    expect(text).toMatch(/^commvq-1bit\s+8K\s+4\s+yes\s+15\.00\s+1\.00 \/ 1\.25\s+0\.25\s+0\.50\s+0\.50\s+18\.50\s+17\.50\s+17\.00\s+12\.0 \(1\.50, 2\.25\)\s+31\.3\s+128\.0\s+264 \/ 308$/m);
+    expect(text).toMatch(/^dense\s+128K\s+8\s+no\s+15\.00\s+1\.00 \/ 1\.25\s+0\.25\s+0\.50\s+—\s+—\s+—\s+—\s+—\s+—\s+—\s+4096$/m);
     expect(text).toMatch(/dense 128K × 8: out of memory in prefill layer 3/);
     expect(text).toMatch(/commvq-1bit 8K × 4: the driver reports less in use than the allocator's peak/);
   });

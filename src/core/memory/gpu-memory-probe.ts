@@ -154,7 +154,7 @@ class GpuMemoryProbe implements MemoryProbe {
         peakDecode,
         driverUsedPrefill,
         driverUsedDecode: used(b),
-        decodeMsPerToken: median(times),
+        decodeMsPerStep: median(times),
         prefillMs,
         ...(prefillPhases && Object.keys(prefillPhases).length > 0 ? { prefillPhases } : {}),
         prefillPeak: reserved === undefined ? 'measured' : 'reserved',

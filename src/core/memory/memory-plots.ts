@@ -4,12 +4,15 @@
  *                   context on a log₂ axis, at the grid's smallest batch; the measured decode peak as a line and
  *                   the device's size as a dashed rule
  *   bytes-per-token bytes per token and layer of each cache (packed arithmetic, and as allocated when measured)
+ *   throughput      decode tokens/s against the batch on a log₂ axis, one line per cache, one panel per context,
+ *                   over every timed point (grid and max-batch trials); only where decode was timed (GPU)
  *
- *   const { memory, bytesPerToken } = await renderMemoryPlots(doc);   // { svg, png } each
+ *   const { memory, bytesPerToken, throughput } = await renderMemoryPlots(doc);   // { svg, png } each
  */
 import { renderVegaLite, type RenderedPlot } from '../plot/heatmap-render.js';
 import { bytesPerTokenPoints, contextLabel, GiB } from './measure-memory.js';
 import type { MemoryReportDocument } from './memory-report.js';
+import { throughputPoints } from './throughput.js';
 
 const SCHEMA = 'https://vega.github.io/schema/vega-lite/v6.json';
 const OWNERS = ['weights', 'cache', 'codebooks', 'encoders', 'workspace'] as const;
@@ -101,12 +104,57 @@ export function bytesPerTokenPlotSpec(doc: MemoryReportDocument): Record<string,
   };
 }
 
-/** Both plots, drawn; a plot whose report has no points is absent. */
-export async function renderMemoryPlots(doc: MemoryReportDocument): Promise<{ memory?: RenderedPlot; bytesPerToken?: RenderedPlot }> {
+/**
+ * Decode tokens/s against the batch (log₂ axis), one line per cache, one panel per context, over every point the
+ * report timed (throughputPoints: grid points and max-batch trials); undefined when none was timed (the CPU).
+ */
+export function throughputPlotSpec(doc: MemoryReportDocument): Record<string, unknown> | undefined {
+  const values = throughputPoints(doc.points, doc.max_batch).sort((a, b) => a.batch - b.batch);
+  if (values.length === 0) return undefined;
+  const caches = [...new Set(values.map((v) => v.cache))];
+  const contexts = [...new Set(values.map((v) => v.context))].sort((a, b) => a - b);
+  const batches = values.map((v) => v.batch);
+  const ticks = powersOfTwo(Math.min(...batches), Math.max(...batches));
+  return {
+    $schema: SCHEMA,
+    title: { text: `${doc.model.name}: decode throughput against batch (${doc.device})`, subtitle: 'tokens/s = batch × 1000 / ms per decode step; grid points and max-batch trials' },
+    background: 'white',
+    data: { values: values.map((v) => ({ ...v, context_label: contextLabel(v.context) })) },
+    facet: { column: { field: 'context_label', type: 'nominal', title: 'context', sort: contexts.map(contextLabel) } },
+    spec: {
+      width: 280,
+      height: 260,
+      mark: { type: 'line', point: true },
+      encoding: {
+        x: {
+          field: 'batch', type: 'quantitative', title: 'batch (log scale)',
+          scale: { type: 'log', base: 2, domain: [Math.min(...batches) / 1.4, Math.max(...batches) * 1.4] }, axis: { values: ticks, grid: false },
+        },
+        y: { field: 'tokens_per_s', type: 'quantitative', title: 'tokens/s' },
+        color: { field: 'cache', type: 'nominal', title: 'cache', sort: caches },
+        tooltip: [{ field: 'cache' }, { field: 'context_label', title: 'context' }, { field: 'batch' }, { field: 'tokens_per_s', format: '.1f' }, { field: 'decode_ms_per_step', format: '.2f' }],
+      },
+    },
+    // contexts differ in speed by several times: each panel its own y, so that the caches compare within it
+    resolve: { scale: { y: 'independent' } },
+  };
+}
+
+/** 1, 2, 4, ... spanning [lo, hi]: the batch axis's ticks. */
+function powersOfTwo(lo: number, hi: number): number[] {
+  const out: number[] = [];
+  for (let v = 2 ** Math.floor(Math.log2(lo)); v <= hi; v *= 2) out.push(v);
+  return out;
+}
+
+/** The plots, drawn; a plot with nothing to draw (no points; no timed decode for throughput) is absent. */
+export async function renderMemoryPlots(doc: MemoryReportDocument): Promise<{ memory?: RenderedPlot; bytesPerToken?: RenderedPlot; throughput?: RenderedPlot }> {
   const memory = memoryPlotSpec(doc);
   const bytes = bytesPerTokenPlotSpec(doc);
+  const throughput = throughputPlotSpec(doc);
   return {
     ...(memory ? { memory: await renderVegaLite(memory) } : {}),
     ...(bytes ? { bytesPerToken: await renderVegaLite(bytes) } : {}),
+    ...(throughput ? { throughput: await renderVegaLite(throughput) } : {}),
   };
 }

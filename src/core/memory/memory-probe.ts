@@ -59,8 +59,8 @@ export interface MemoryPointResult {
   /** what the driver reported used (total − free) at those peaks' ends, including the CUDA context and the allocator's cache */
   readonly driverUsedPrefill?: number;
   readonly driverUsedDecode?: number;
-  /** median decode time per step (one token for every sequence of the batch) */
-  readonly decodeMsPerToken?: number;
+  /** median decode time per step: one token for every sequence of the batch (tokens/s = batch × 1000 / this) */
+  readonly decodeMsPerStep?: number;
   /** prefill wall time of the whole batch */
   readonly prefillMs?: number;
   /** GPU milliseconds of the prefill's encoding phases (CommVQ: key and value encoding); the rest is the layers' forward */

@@ -1,6 +1,7 @@
 /**
  * The measure-memory report: one JSON document (format name and version, device, date, command line, every point
- * by owner, the max-batch searches, and a summary of the paper's targets), and the same as a terminal table.
+ * by owner with its decode time and tokens/s, the max-batch searches, and a summary: the paper's targets and the best
+ * throughput per cache and context), and the same as a terminal table.
  *
  *   const doc = memoryReportDocument(measurement, { command: 'commvq measure-memory ...', model, decodeTokens: 16 });
  *   for (const line of formatMemoryReport(doc)) console.log(line);
@@ -15,10 +16,15 @@ import type { MaxBatchResult } from './max-batch.js';
 import type { MemoryPointResult } from './memory-probe.js';
 import { bytesPerTokenPoints, cacheLabel, contextLabel, GiB, parameterCount, prefillModeOf, type MemoryMeasurement } from './measure-memory.js';
 import { renderMemoryPlots } from './memory-plots.js';
+import { throughputSummary, tokensPerSecond, type ThroughputEntry } from './throughput.js';
 
 export const MEMORY_REPORT_FORMAT = 'commvq.memory-report';
-/** 2: points and searches say their CommVQ `prefill`, and `commvq-Nbit` is the faithful one (version 1 ran strict only) */
-export const MEMORY_REPORT_VERSION = 2;
+/**
+ * 2: points and searches say their CommVQ `prefill`, and `commvq-Nbit` is the faithful one (version 1 ran strict only).
+ * 3: `decode_ms_per_token` is named `decode_ms_per_step`, what it always was (one step decodes a token for every
+ * sequence of the batch); points, searches and trials give `tokens_per_s`; `summary.throughput`.
+ */
+export const MEMORY_REPORT_VERSION = 3;
 
 /** One point, every size in bytes; null where the device did not measure it (CPU) or the point did not fit. */
 export interface MemoryReportPoint {
@@ -47,7 +53,10 @@ export interface MemoryReportPoint {
   driver_used_decode: number | null;
   /** whether the driver's used memory covers the allocator's peaks (it must: the allocator lives inside it) */
   driver_covers_peak: boolean | null;
-  decode_ms_per_token: number | null;
+  /** median time of one decode step of the whole batch (a token for every sequence) */
+  decode_ms_per_step: number | null;
+  /** batch × 1000 / decode_ms_per_step (throughput.ts); null where not timed (CPU) or the point did not fit */
+  tokens_per_s: number | null;
   prefill_ms: number | null;
   /** of prefill_ms, GPU milliseconds of key encoding and of value encoding (CommVQ); null where not timed */
   prefill_keys_ms: number | null;
@@ -67,9 +76,12 @@ export interface MemoryMaxBatchEntry {
   max_batch: number;
   capped: boolean;
   peak_decode: number | null;
+  /** decode time and throughput at max_batch (null at 0, or on the CPU) */
+  decode_ms_per_step: number | null;
+  tokens_per_s: number | null;
   /** the device size the trials had to fit (the card's, or --device-memory's) */
   device_bytes: number;
-  trials: { batch: number; fits: boolean; peak_decode: number | null; reason: string | null }[];
+  trials: { batch: number; fits: boolean; peak_decode: number | null; decode_ms_per_step: number | null; tokens_per_s: number | null; reason: string | null }[];
 }
 
 export interface MemoryTarget {
@@ -95,7 +107,11 @@ export interface MemoryReportDocument {
   note: string | null;
   points: MemoryReportPoint[];
   max_batch: MemoryMaxBatchEntry[];
-  summary: { targets: MemoryTarget[] };
+  summary: {
+    targets: MemoryTarget[];
+    /** per context and cache, the best tokens/s over the batches this run timed, and its ratio to dense's */
+    throughput: ThroughputEntry[];
+  };
 }
 
 export const CPU_NOTE = 'byte accounting only: peaks, workspace and decode time are measured on a GPU (--device cuda); fits = resident bytes within the assumed device size';
@@ -127,7 +143,7 @@ export function memoryReportDocument(
     note: m.measures ? null : CPU_NOTE,
     points,
     max_batch: maxBatch,
-    summary: { targets: memoryTargets(points, maxBatch, m.measures) },
+    summary: { targets: memoryTargets(points, maxBatch, m.measures), throughput: throughputSummary(points, maxBatch) },
   };
 }
 
@@ -142,7 +158,7 @@ export function reportPoint(r: MemoryPointResult): MemoryReportPoint {
     workspace_prefill: r.peakPrefill === undefined ? null : r.peakPrefill - resident,
     workspace_decode: r.peakDecode === undefined ? null : r.peakDecode - resident,
     peak_prefill: or(r.peakPrefill), peak_decode: or(r.peakDecode), driver_used_prefill: or(r.driverUsedPrefill), driver_used_decode: or(r.driverUsedDecode), driver_covers_peak: covers,
-    decode_ms_per_token: or(r.decodeMsPerToken), prefill_ms: or(r.prefillMs),
+    decode_ms_per_step: or(r.decodeMsPerStep), tokens_per_s: tokensPerSecond(r.spec.batch, r.decodeMsPerStep), prefill_ms: or(r.prefillMs),
     prefill_keys_ms: or(r.prefillPhases?.keys), prefill_values_ms: or(r.prefillPhases?.values), prefill_peak: r.prefillPeak ?? null, device_bytes: r.deviceBytes,
     bytes_per_token: { ...r.bytesPerToken },
   };
@@ -151,8 +167,11 @@ export function reportPoint(r: MemoryPointResult): MemoryReportPoint {
 function reportMaxBatch(r: MaxBatchResult): MemoryMaxBatchEntry {
   return {
     cache: cacheLabel(r), bits: r.bits ?? null, prefill: prefillModeOf(r), context: r.context, max_batch: r.maxBatch, capped: r.capped, peak_decode: r.best?.peakDecode ?? null,
+    decode_ms_per_step: r.best?.decodeMsPerStep ?? null, tokens_per_s: tokensPerSecond(r.maxBatch, r.best?.decodeMsPerStep),
     device_bytes: r.trials[0]?.deviceBytes ?? 0,
-    trials: r.trials.map((t) => ({ batch: t.spec.batch, fits: t.fits, peak_decode: t.peakDecode ?? null, reason: t.reason ?? null })),
+    trials: r.trials.map((t) => ({
+      batch: t.spec.batch, fits: t.fits, peak_decode: t.peakDecode ?? null, decode_ms_per_step: t.decodeMsPerStep ?? null, tokens_per_s: tokensPerSecond(t.spec.batch, t.decodeMsPerStep), reason: t.reason ?? null,
+    })),
   };
 }
 
@@ -206,7 +225,8 @@ function inMode(t: TargetText, mode: PrefillMode): TargetText {
 }
 
 /**
- * Writes DIR/memory.json, DIR/memory.svg/.png and DIR/bytes-per-token.svg/.png, each atomically; returns the paths.
+ * Writes DIR/memory.json, DIR/memory.svg/.png, DIR/bytes-per-token.svg/.png and (where decode was timed)
+ * DIR/throughput.svg/.png, each atomically; returns the paths.
  *
  *   const files = await writeMemoryOutputs('out/mem', doc);   // ['out/mem/memory.json', ...]
  */
@@ -216,6 +236,7 @@ export async function writeMemoryOutputs(dir: string, doc: MemoryReportDocument)
   const plots = await renderMemoryPlots(doc);
   if (plots.memory) files.push(['memory.svg', plots.memory.svg], ['memory.png', plots.memory.png]);
   if (plots.bytesPerToken) files.push(['bytes-per-token.svg', plots.bytesPerToken.svg], ['bytes-per-token.png', plots.bytesPerToken.png]);
+  if (plots.throughput) files.push(['throughput.svg', plots.throughput.svg], ['throughput.png', plots.throughput.png]);
   for (const [name, data] of files) writeFileAtomic(join(dir, name), [typeof data === 'string' ? Buffer.from(data) : data]);
   return files.map(([name]) => join(dir, name));
 }
@@ -223,6 +244,7 @@ export async function writeMemoryOutputs(dir: string, doc: MemoryReportDocument)
 // ---- the terminal table ------------------------------------------------------------------------------------------
 
 const gib = (v: number | null) => (v === null ? '—' : (v / GiB).toFixed(2));
+const fixed = (v: number | null) => (v === null ? '—' : v.toFixed(1));
 
 /** `12.3 (1.1, 2.0)`: the prefill's seconds, with its key and value encoding where they were timed. */
 function prefillSplit(p: MemoryReportPoint): string {
@@ -238,15 +260,16 @@ export function formatMemoryReport(doc: MemoryReportDocument): string[] {
     ...(doc.note ? [`note: ${doc.note}`] : []),
   ];
   if (doc.points.length > 0) {
-    lines.push('', `sizes in GiB; cache = packed arithmetic / as allocated; B/tok = bytes per token and layer${doc.measures ? ' (packed / as allocated)' : ''}`);
+    const times = doc.measures ? '; ms/step = one decode step of the whole batch, tokens/s = batch × 1000 / ms/step' : '';
+    lines.push('', `sizes in GiB; cache = packed arithmetic / as allocated; B/tok = bytes per token and layer${doc.measures ? ' (packed / as allocated)' : ''}${times}`);
     // the CPU measures no peak, workspace or time: those columns are left out rather than filled with dashes
-    const measured = doc.measures ? ['workspace', 'peak prefill', 'peak decode', 'driver used', 'prefill s (keys, values)', 'ms/token'] : [];
+    const measured = doc.measures ? ['workspace', 'peak prefill', 'peak decode', 'driver used', 'prefill s (keys, values)', 'ms/step', 'tokens/s'] : [];
     const header = ['cache', 'context', 'batch', 'fits', 'weights', 'cache', 'codebooks', 'encoders', ...measured, 'B/tok'];
     const rows = doc.points.map((p) => [
       p.cache, contextLabel(p.context), String(p.batch), p.fits ? 'yes' : 'no', gib(p.weights),
       doc.measures ? `${gib(p.cache_arithmetic)} / ${gib(p.cache_allocated)}` : gib(p.cache_arithmetic),
       gib(p.codebooks), gib(p.encoders),
-      ...(doc.measures ? [gib(p.workspace_decode), gib(p.peak_prefill), gib(p.peak_decode), gib(p.driver_used_decode), prefillSplit(p), p.decode_ms_per_token === null ? '—' : p.decode_ms_per_token.toFixed(1)] : []),
+      ...(doc.measures ? [gib(p.workspace_decode), gib(p.peak_prefill), gib(p.peak_decode), gib(p.driver_used_decode), prefillSplit(p), fixed(p.decode_ms_per_step), fixed(p.tokens_per_s)] : []),
       doc.measures && p.fits ? `${p.bytes_per_token.arithmetic} / ${Math.round(p.bytes_per_token.allocated)}` : String(p.bytes_per_token.arithmetic),
     ]);
     lines.push(...table(header, rows));
@@ -256,11 +279,12 @@ export function formatMemoryReport(doc: MemoryReportDocument): string[] {
   if (doc.max_batch.length > 0) {
     lines.push('', 'largest batch that fits');
     const rows = doc.max_batch.map((e) => [
-      e.cache, contextLabel(e.context), `${e.max_batch}${e.capped ? '+' : ''}`, ...(doc.measures ? [gib(e.peak_decode)] : []), e.trials.map((t) => `${t.batch}${t.fits ? '' : '✗'}`).join(' '),
+      e.cache, contextLabel(e.context), `${e.max_batch}${e.capped ? '+' : ''}`, ...(doc.measures ? [gib(e.peak_decode), fixed(e.tokens_per_s)] : []), e.trials.map((t) => `${t.batch}${t.fits ? '' : '✗'}`).join(' '),
     ]);
-    lines.push(...table(['cache', 'context', 'max batch', ...(doc.measures ? ['peak decode'] : []), 'trials (✗ = did not fit)'], rows));
+    lines.push(...table(['cache', 'context', 'max batch', ...(doc.measures ? ['peak decode', 'tokens/s'] : []), 'trials (✗ = did not fit)'], rows));
     if (doc.max_batch.some((e) => e.capped)) lines.push('  + : the search limit fit (raise --max-batch-limit)');
   }
+  lines.push(...throughputLines(doc.summary.throughput));
   if (doc.summary.targets.length > 0) {
     lines.push('', 'targets');
     for (const t of doc.summary.targets) {
@@ -269,6 +293,17 @@ export function formatMemoryReport(doc: MemoryReportDocument): string[] {
     }
   }
   return lines;
+}
+
+/** The best throughput per context and cache, with its ratio to dense's; nothing where no decode was timed (CPU). */
+function throughputLines(entries: readonly ThroughputEntry[]): string[] {
+  if (entries.length === 0) return [];
+  const rows = entries.map((e) => [
+    e.cache, contextLabel(e.context), fixed(e.best_tokens_per_s), String(e.best_batch),
+    e.ratio_to_dense === null ? '—' : e.ratio_to_dense.toFixed(2),
+    e.batches.length === 1 ? `1 (${e.batches[0]})` : `${e.batches.length} (${e.batches[0]} to ${e.batches[e.batches.length - 1]})`,
+  ]);
+  return ['', 'decode throughput: the best over the batches this run timed (grid and max-batch trials)', ...table(['cache', 'context', 'best tokens/s', 'at batch', '× dense', 'batches timed'], rows)];
 }
 
 function targetValue(t: MemoryTarget): string {
