@@ -1,7 +1,8 @@
 /**
  * The NIAH runner end to end on the demo model (CPU): per-cell predictions and files, summary, manifest, heatmap;
  * identical results as two shards merged and as a fresh run interrupted then resumed (a cut last line included) —
- * with no duplicates; a folder of another run is refused; merge rescores.
+ * with no duplicates; a folder of another run is refused; merge rescores. Each example's prefill and decode times go
+ * to times/niah.jsonl, not into the records.
  */
 import { appendFileSync, existsSync, mkdirSync, readdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -32,6 +33,14 @@ describe('eval niah (runner)', () => {
     for (const r of records) {
       expect(r.prompt_tokens as number).toBeLessThanOrEqual(r.context_length as number);
       expect(r.new_tokens as number).toBeLessThanOrEqual(40);
+      expect(r).not.toHaveProperty('prefill_ms'); // timings vary by run: they stay out of the records a rerun reproduces
+    }
+    const times = read(join(root, 'a', 'times', 'niah.jsonl')).trim().split('\n').map((l) => JSON.parse(l) as Record<string, unknown>);
+    expect(times.map((t) => t.id)).toEqual(records.map((r) => r.id));
+    for (const t of times) {
+      expect(t.task).toBe('niah');
+      expect(t.prefill_ms as number).toBeGreaterThan(0);
+      expect(t.decode_ms as number).toBeGreaterThanOrEqual(0);
     }
     expect(readdirSync(join(root, 'a', 'cells', 'demo__dense')).length).toBe(9);
     const cell = readJson(join(root, 'a', 'cells', 'demo__dense', 'len_400_depth_50.json'));

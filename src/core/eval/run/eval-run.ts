@@ -7,7 +7,8 @@
  *   const run = EvalRun.open({ out, shard, limit, identity, manifest: { model_dir, data_dir, tasks, settings, departures } });
  *   const outcome = await run.execute([{ name: 'qasper', examples: () => read(), predict: (ex) => ({ record, promptTokens, newTokens }) }], { onProgress });
  */
-import { existsSync, mkdirSync } from 'node:fs';
+import { appendFileSync, existsSync, mkdirSync } from 'node:fs';
+import { dirname } from 'node:path';
 import { CommvqError } from '../../errors.js';
 import { PredictionLog, type PredictionRecord } from '../predictions.js';
 import { selectShard, type Shard } from '../shard.js';
@@ -36,6 +37,8 @@ export interface Prediction {
   record: PredictionRecord;
   promptTokens: number;
   newTokens: number;
+  /** wall milliseconds of the example's prompt and decode steps: written to times/<task>.jsonl, not to the record */
+  times?: { prefill_ms: number; decode_ms: number };
 }
 
 export interface EvalProgress {
@@ -169,6 +172,7 @@ export class EvalRun {
         if (options.signal?.aborted) return this.finish('interrupted', { resumed, done, total });
         const p = await this.predictOne(task, example, done);
         log.append(p.record);
+        if (p.times) this.appendTimes(task.name, { task: task.name, id: example.id, ...p.times });
         done++;
         this.entry.generated++;
         tokens += p.promptTokens + p.newTokens;
@@ -177,6 +181,13 @@ export class EvalRun {
       }
     }
     return this.finish('complete', { resumed, done, total });
+  }
+
+  /** One line of times/<task>.jsonl (timings vary from run to run, so they stay out of the prediction records). */
+  private appendTimes(task: string, line: Record<string, string | number>): void {
+    const path = this.paths.times(task);
+    mkdirSync(dirname(path), { recursive: true });
+    appendFileSync(path, JSON.stringify(line) + '\n');
   }
 
   /** Records a failure in the run history (the predictions finished so far stay on disk). */

@@ -67,8 +67,8 @@ function infinitebenchTaskRun(session: EvalSession, task: InfiniteBenchTask, fil
       const base = infinitebenchRecord(task, example, '');
       const prompt = buildInfinitebenchPrompt(session.loaded.tokenizer, task, example, { maxPromptTokens: budget, mode });
       const out = session.generate(prompt.ids, generation);
-      const record = { ...base, pred: out.text, prompt_tokens: prompt.ids.length, truncated: prompt.truncated, new_tokens: out.outputIds.length, stop: out.stopReason, ...outputTimes(out) };
-      return { record, promptTokens: prompt.ids.length, newTokens: out.outputIds.length };
+      const record = { ...base, pred: out.text, prompt_tokens: prompt.ids.length, truncated: prompt.truncated, new_tokens: out.outputIds.length, stop: out.stopReason };
+      return { record, promptTokens: prompt.ids.length, newTokens: out.outputIds.length, times: outputTimes(out) };
     },
   };
 }

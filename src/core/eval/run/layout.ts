@@ -24,6 +24,8 @@ export interface RunPaths {
   summary: string;
   predictionsDir: string;
   predictions(task: string): string;
+  /** each example's prefill and decode milliseconds, apart from the predictions (whose bytes a rerun reproduces) */
+  times(task: string): string;
   /** the NIAH heatmap without its extension (`.svg` and `.png` are written) */
   plotBase: string;
   cellsDir(runKey: string): string;
@@ -37,6 +39,7 @@ export function runPaths(dir: string, shard: Shard): RunPaths {
     summary: join(dir, `summary${s}.json`),
     predictionsDir: join(dir, 'predictions'),
     predictions: (task) => join(dir, 'predictions', `${task}${s}.jsonl`),
+    times: (task) => join(dir, 'times', `${task}${s}.jsonl`),
     plotBase: join(dir, `niah${s}`),
     cellsDir: (runKey) => join(dir, 'cells', runKey),
   };

@@ -80,8 +80,8 @@ function longbenchTaskRun(
       }
       const out = session.generate(prompt.ids, generation);
       const pred = longbenchPostprocess(out.text, { llama2: s.llama2 });
-      const record = { ...longbenchRecord(task, example, pred), prompt_tokens: prompt.ids.length, truncated: prompt.truncated, new_tokens: out.outputIds.length, stop: out.stopReason, ...outputTimes(out) };
-      return { record, promptTokens: prompt.ids.length, newTokens: out.outputIds.length };
+      const record = { ...longbenchRecord(task, example, pred), prompt_tokens: prompt.ids.length, truncated: prompt.truncated, new_tokens: out.outputIds.length, stop: out.stopReason };
+      return { record, promptTokens: prompt.ids.length, newTokens: out.outputIds.length, times: outputTimes(out) };
     },
   };
 }

@@ -100,10 +100,9 @@ export async function runNiah(o: NiahRunOptions): Promise<EvalRunResult<NiahSumm
             prompt_tokens: prompt.ids.length,
             new_tokens: out.outputIds.length,
             stop: out.stopReason,
-            ...outputTimes(out),
           };
           writeNiahCell(cellsDir, niahCellResult(record, { model: session.identity.name, cache, needle, scorer }));
-          return { record, promptTokens: prompt.ids.length, newTokens: out.outputIds.length };
+          return { record, promptTokens: prompt.ids.length, newTokens: out.outputIds.length, times: outputTimes(out) };
         },
       };
       return {
