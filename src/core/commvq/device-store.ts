@@ -11,7 +11,7 @@ import { bytesPerElement } from '../tensor/dtype.js';
 import { numel } from '../tensor/shape.js';
 import { TensorScope, type Tensor } from '../tensor/tensor.js';
 import { CudaTrainOps } from '../values/cuda-train-ops.js';
-import { encodeValues } from '../values/value-compressor.js';
+import { encodeValues, type EncoderParams } from '../values/value-compressor.js';
 import { packedCodeBytes } from '../tensor/code-packing.js';
 import type { StoreSettings } from './commvq-cache.js';
 import type { CommvqStore, DecodeToken, EncodePart, PackedTokens, PromptChunk } from './commvq-store.js';
@@ -34,6 +34,15 @@ interface DeviceLayerState {
   exactV: Tensor; // bf16 [B·X, D]
   compressedCount: Tensor; // i32 [B]: N_b of a decode step
   exactCount: Tensor; // i32 [B]: E_b
+}
+
+/** What encoding one layer needs beside its codebooks (DeviceStore.encodersOf). */
+interface LayerEncoders {
+  layer: number;
+  /** θ, R, G, D_h and the θ tables built from them */
+  key: DeviceKeyLayer & { tables: DeviceKeyTables };
+  /** the value encoder with w1 and w2 in f32 (the TF32 GEMMs' inputs) */
+  values: EncoderParams;
 }
 
 /**
@@ -60,6 +69,7 @@ export class DeviceCommvqStore implements CommvqStore {
   private rotation: Tensor | undefined; // f32 [Ccap, D_h/2, 2]: e^{iφ} of every compressed position, shared by all layers
   private readonly prompt: DevicePrompt;
   private readonly phases: PhaseTimer | undefined; // key and value encoding, when asked to time them
+  private encoders: LayerEncoders | undefined; // see encodersOf
 
   constructor(
     private readonly backend: CudaBackend,
@@ -136,17 +146,14 @@ export class DeviceCommvqStore implements CommvqStore {
     // whole blocks per pass: a block's tokens draw their noise stream in one encoder call
     const W = this.s.rule.window;
     const chunk = Math.max(W, Math.floor(ENCODE_CHUNK / W) * W);
-    const books = this.books[layer]!;
-    const keyLayer = { theta: books.theta, residuals: this.s.residuals, groups: this.s.shape.kvHeads, headDim: this.s.shape.headDim };
-    const tables = this.timed('keys', () => DeviceKeyTables.build(this.backend.ctx, keyLayer)); // once for the call's chunks
+    const encoders = this.encodersOf(layer);
     for (let t0 = 0; t0 < total; t0 += chunk) {
       const t1 = Math.min(total, t0 + chunk);
       const keys = rowView(kPre, t0, t1 - t0);
       const values = rowView(v, t0, t1 - t0);
       const inChunk = runs.filter((r) => r.from < t1 && r.to > t0).map((r) => ({ ...r, at: r.at + Math.max(0, t0 - r.from), from: Math.max(r.from, t0) - t0, to: Math.min(r.to, t1) - t0 }));
-      this.encodeChunk(layer, { ...keyLayer, tables }, keys, values, t1 - t0, inChunk);
+      this.encodeChunk(layer, encoders, keys, values, t1 - t0, inChunk);
     }
-    tables.dispose();
     s.dispose();
   }
 
@@ -260,6 +267,7 @@ export class DeviceCommvqStore implements CommvqStore {
   }
 
   endPrompt(): void {
+    this.releaseEncoders();
     this.prompt.endPrompt();
   }
 
@@ -271,12 +279,38 @@ export class DeviceCommvqStore implements CommvqStore {
     this.rotation = undefined;
     this.packedAll?.dispose();
     this.packedAll = undefined;
-    this.prompt.endPrompt();
+    this.endPrompt();
+    this.ops.dispose(); // its cuBLASLt handle and 32 MiB workspace (an eval makes a cache per example)
     this.layers.length = 0;
     this.books.length = 0;
   }
 
   // ---- inside -------------------------------------------------------------------------------------------------------
+
+  /**
+   * What encoding `layer` needs beside its codebooks: the θ tables (DeviceKeyTables, 4.3 MB at 1 bit for
+   * Llama-3.1-8B) and the value encoder with f32 weights for the TF32 GEMMs (25 MB). A prompt run layer by layer encodes
+   * all of one layer's row chunks in a row, so they are made once per layer and prompt, not once per chunk; another
+   * layer's encode replaces them, and endPrompt (each decode step too) frees them.
+   */
+  private encodersOf(layer: number): LayerEncoders {
+    if (this.encoders?.layer !== layer) {
+      this.releaseEncoders();
+      const b = this.backend;
+      const books = this.books[layer]!;
+      const key = { theta: books.theta, residuals: this.s.residuals, groups: this.s.shape.kvHeads, headDim: this.s.shape.headDim };
+      const tables = this.timed('keys', () => DeviceKeyTables.build(b.ctx, key));
+      const values = this.timed('values', () => ({ ...books.encoder, w1: b.cast(books.encoder.w1, 'f32'), w2: b.cast(books.encoder.w2, 'f32') }));
+      this.encoders = { layer, key: { ...key, tables }, values };
+    }
+    return this.encoders;
+  }
+
+  /** Frees the encoders encodersOf made (its own f32 weights and tables, not the codebooks). */
+  private releaseEncoders(): void {
+    if (this.encoders) [this.encoders.key.tables, this.encoders.values.w1, this.encoders.values.w2].forEach((t) => t.dispose());
+    this.encoders = undefined;
+  }
 
   /** `work`, its GPU time added to `phase` when phases are timed. */
   private timed<T>(phase: string, work: () => T): T {
@@ -284,28 +318,25 @@ export class DeviceCommvqStore implements CommvqStore {
   }
 
   /** Encodes m gathered tokens and packs each run's rows [from, to) into its sequence's compressed rows. */
-  private encodeChunk(layer: number, keyLayer: DeviceKeyLayer, keys: Tensor, values: Tensor, m: number, runs: readonly EncodeRun[]): void {
+  private encodeChunk(layer: number, encoders: LayerEncoders, keys: Tensor, values: Tensor, m: number, runs: readonly EncodeRun[]): void {
     const b = this.backend;
     const books = this.books[layer]!;
     const G = this.s.shape.kvHeads;
     const st = this.layers[layer]!;
     const time = <T>(phase: string, work: () => T): T => this.timed(phase, work);
-    const enc = time('keys', () => encodeKeysOnDevice(b.ctx, keyLayer, keys));
-    const wide = { ...books.encoder, w1: b.cast(books.encoder.w1, 'f32'), w2: b.cast(books.encoder.w2, 'f32') };
+    const enc = time('keys', () => encodeKeysOnDevice(b.ctx, encoders.key, keys));
     for (const { sequence, at, from, to, noise } of runs) {
       const rows = { sequence, rowStart: at, tokens: to - from };
       time('keys', () => launchPackKeys(b.ctx, { codes: enc.codes, n2: enc.n2, keyCodes: st.keyCodes, keyNorms: st.keyNorms }, { ...rows, residuals: this.s.residuals, groups: G, from }));
       const share = to - from === m ? values : rowView(values, from, to - from);
       const { bits, rho } = time('values', () => {
-        const coded = encodeValues(this.ops, wide, share, books.scale, noise);
+        const coded = encodeValues(this.ops, encoders.values, share, books.scale, noise);
         launchPackValues(b.ctx, { ...coded, codebook: books.codebook, valueBits: st.valueBits, valueRho: st.valueRho }, rows);
         return coded;
       });
       bits.dispose();
       rho.dispose();
     }
-    wide.w1.dispose();
-    wide.w2.dispose();
     enc.dispose();
   }
 }
