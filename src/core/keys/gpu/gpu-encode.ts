@@ -14,10 +14,10 @@ import type { StageErrors } from '../encoder.js';
  * The key encoder on the GPU (spec §6.4), equal to `encodeKeys` (encoder.ts) up to f32 near-ties: per-token norm over
  * all G·D_h channels and the HF → PI permutation (key_prepare), then per group g and stage r the structured nearest
  * centre and the residual update, all stages and groups of a chunk in one launch (key_encode, with the θ tables of
- * key_layer_tables). One encoder for both
- * users: the device CommVQ cache encodes its flushed blocks into device buffers (`encodeKeysOnDevice`), train-key's
- * report and the tests score held-out keys with it (`gpuStageErrors`, from the same kernels plus per-stage error sums
- * and per-group power).
+ * key_layer_tables). One encoder for both users: the device CommVQ cache encodes its flushed blocks into device
+ * buffers (`encodeKeysOnDevice`), train-key's report and the tests score held-out keys with it (`gpuStageErrors`, from
+ * the same kernels plus per-stage error sums and per-group power). The EM trainer's key_assign (gpu-em.ts) is the
+ * one-stage form of the same search, kept for training, where each stage's residual feeds the next stage's EM.
  *
  * Ownership: `encodeKeysOnDevice` returns its codes and n2; `dispose()` frees them only when the call allocated them
  * (no `out` given). A `DeviceKeyTables` passed in `layer.tables` stays the caller's; without one, a temporary one is
