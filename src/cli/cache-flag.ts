@@ -27,7 +27,7 @@ export const CACHE_LIST_HELP =
   'caches to compare, a comma list of the --cache grammar (a token with = is an option of the cache before it): dense, ' +
   'commvq:bits=1|2,run=RUN_DIR or commvq:key=KEY.arrow,value=VALUE.arrow; with --random-weights, commvq:bits=1|2 alone ' +
   'means random codebooks; each commvq takes [,prefill=faithful|strict] (default faithful; both modes of one width are two ' +
-  'caches). E.g. dense,commvq:bits=1,commvq:bits=1,prefill=strict. Every prompt runs in chunks of 1024 tokens';
+  'caches). E.g. dense,commvq:bits=1,commvq:bits=1,prefill=strict. Every prompt runs as generate runs it: layer by layer, in row chunks of 4096 tokens (1024 above 64K)';
 
 /** The one cache of a `--cache` value; a list is refused (this command runs one cache). */
 export function parseCacheFlag(text: string): CacheSpec {

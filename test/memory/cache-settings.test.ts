@@ -67,7 +67,7 @@ describe('measure-memory cache settings', () => {
     await expect(settings({ kind: 'commvq', bits: 2, run })).rejects.toThrow(`${run}: no 2-bit value codebook (value-codebook-2bit.arrow)`); // the e2e key was found
     await expect(settings({ kind: 'commvq', bits: 1, run: join(work, 'none') })).rejects.toThrow(/none: run folder not found/);
     await expect(settings({ kind: 'commvq', key: join(work, 'k.arrow'), value: files.value })).rejects.toThrow(/k\.arrow: key codebook not found/);
-    const notTaken = 'cache: measure-memory runs every prompt in chunks of 1024 tokens, with argmax value codes: encoding=, seed= and chunk= are not taken (prefill= is)';
+    const notTaken = 'cache: measure-memory runs every prompt as generate does (layer by layer, in the model’s row chunks), with argmax value codes: encoding=, seed= and chunk= are not taken (prefill= is)';
     await expect(settings({ kind: 'commvq', bits: 1, run, encoding: 'gumbel' })).rejects.toThrow(notTaken);
     await expect(settings({ kind: 'commvq', bits: 1, run, prefill: 'strict', seed: 7 })).rejects.toThrow(notTaken);
     await expect(settings({ kind: 'commvq', bits: 1, run, prefill: 'strict', chunk: 4096 })).rejects.toThrow(notTaken);

@@ -84,7 +84,7 @@ describe('commvq measure-memory on the CPU', () => {
   });
 
   it('refuses encoding=, seed= and chunk= in one line, and the same cache twice', () => {
-    const notTaken = /^commvq: --cache commvq:bits=1,\S+: measure-memory runs every prompt in chunks of 1024 tokens, with argmax value codes: encoding=, seed= and chunk= are not taken \(prefill= is\)$/;
+    const notTaken = /^commvq: --cache commvq:bits=1,\S+: measure-memory runs every prompt as generate does \(layer by layer, in the model’s row chunks\), with argmax value codes: encoding=, seed= and chunk= are not taken \(prefill= is\)$/;
     expectMeasureError(['--random-weights', LLAMA, '--cache', 'commvq:bits=1,prefill=strict,encoding=gumbel'], notTaken);
     expectMeasureError(['--random-weights', LLAMA, '--cache', 'commvq:bits=1,prefill=strict,chunk=4096'], notTaken);
     expectMeasureError(['--random-weights', LLAMA, '--cache', 'commvq:bits=1,commvq:bits=1,prefill=faithful'], /--cache.*: commvq-1bit is given twice$/);

@@ -10,6 +10,7 @@ import { describe, expect, it } from 'vitest';
 import { CpuBackend } from '../../src/core/backend/cpu/cpu-backend.js';
 import { createCommvqCache } from '../../src/core/commvq/load-commvq.js';
 import type { KVCache } from '../../src/core/model/kv-cache.js';
+import { prefillRows } from '../../src/core/model/llama.js';
 import { loadModel } from '../../src/core/model/load-model.js';
 import { randomBooks } from '../helpers/commvq-books.js';
 import { fixtureDir, haveFixture } from '../helpers/fixtures.js';
@@ -85,5 +86,12 @@ describe.skipIf(!haveFixture('tiny-llama'))('layer-major prefill on tiny-llama (
       prompts.forEach((_, b) => expect(logits.subarray(b * V, (b + 1) * V), `step ${i}, sequence ${b}`).toEqual(alone[b]![i + 1]));
     });
     cache.dispose();
+  });
+});
+
+describe('prefillRows', () => {
+  it('takes 4096-row chunks, and 1024 for prompts above 64K tokens (their cache and scratch already fill the card)', () => {
+    expect([1, 4096, 32768, 65536].map(prefillRows)).toEqual([4096, 4096, 4096, 4096]);
+    expect([65537, 131072].map(prefillRows)).toEqual([1024, 1024]);
   });
 });

@@ -12,16 +12,10 @@ import { cacheGeometry, cacheLabel, checkDeviceMemory, commvqGeometry, prefillMo
 import type { MemoryPointResult, MemoryPointSpec, MemoryProbe, MemoryProbeProgress } from './memory-probe.js';
 
 /**
- * Prompt rows per chunk of the layer-major prefill: the prefill peak holds one chunk's activations (at Llama-3.1-8B's
- * sizes about 0.12 GiB per 1024 rows in the MLP and the value encoder) beside one layer's prompt scratch.
- */
-const PROBE_PREFILL_ROWS = 1024;
-
-/**
  * measure-memory on a GPU: for each point, a cache of `batch` sequences with room for `context + decodeTokens`
- * tokens, a layer-major prefill of sequence 0 in row chunks of 1024 (LlamaModel.prefill; CommVQ in the point's
- * prefillMode, faithful or strict: both take a prompt layer by layer), then `decodeTokens` decode steps of the whole
- * batch. A max-batch trial (`prefill: 'reserve'`) reserves the prefill workspace measured at batch 1 (same cache,
+ * tokens, a layer-major prefill of sequence 0 in the model's row chunks (LlamaModel.prefill with prefillRows, as
+ * generate and eval run it; CommVQ in the point's prefillMode, faithful or strict), then `decodeTokens` decode steps
+ * of the whole batch. A max-batch trial (`prefill: 'reserve'`) reserves the prefill workspace measured at batch 1 (same cache,
  * mode and context) instead of running the prompt. Sequences 1..B−1 are taken as filled to the same length without
  * running their prompts: caches preallocate every row, so the memory held does not depend on what
  * the rows hold, and decode time depends on lengths only (the decode steps do run for all B sequences, including
@@ -122,7 +116,7 @@ class GpuMemoryProbe implements MemoryProbe {
         for (let s = 0; s < spec.batch; s++) fillAs(cache, s, spec.context);
       } else {
         const layers = this.model.config.numLayers;
-        this.model.prefill(randomIds(spec.context), cache, { rows: PROBE_PREFILL_ROWS, onLayer: (l) => onProgress?.('prefill', l + 1, layers) }).dispose();
+        this.model.prefill(randomIds(spec.context), cache, { onLayer: (l) => onProgress?.('prefill', l + 1, layers) }).dispose();
         b.synchronize();
         for (let s = 1; s < spec.batch; s++) fillAs(cache, s, spec.context);
         cache.endPrompt?.(); // the decode peak is without the prompt's scratch

@@ -218,8 +218,8 @@ export function checkContexts(contexts: readonly number[], config: ModelConfig, 
  * The caches a run measures, from their specs: codebooks found and checked (run= and bits=, or key= and value=,
  * whose bit width is read from the files' footers); with random weights, a CommVQ spec without codebooks means random
  * ones of its bits. CommVQ keeps its prefill= (default COMMVQ_DEFAULTS.prefill): one bit width in both modes is two
- * caches, which must share their codebooks (the probes hold one set per bit width). Every prompt here runs in chunks
- * of 1024 rows with argmax codes, so encoding=, seed= and chunk= are refused, as is the same cache twice.
+ * caches, which must share their codebooks (the probes hold one set per bit width). Every prompt here runs in the
+ * model's row chunks (prefillRows) with argmax codes, so encoding=, seed= and chunk= are refused, as is the same cache twice.
  *
  *   await memoryCacheSettings([{ kind: 'dense' }, { kind: 'commvq', bits: 1, run: 'runs/a', prefill: 'strict' }], { randomWeights: false })
  */
@@ -228,7 +228,7 @@ export async function memoryCacheSettings(specs: readonly CacheSpec[], o: { rand
   for (const spec of specs) {
     const { encoding, seed, chunk } = spec as CommvqCacheSpec;
     if ([encoding, seed, chunk].some((v) => v !== undefined)) {
-      throw new OptionError('cache', undefined, 'measure-memory runs every prompt in chunks of 1024 tokens, with argmax value codes: encoding=, seed= and chunk= are not taken (prefill= is)');
+      throw new OptionError('cache', undefined, 'measure-memory runs every prompt as generate does (layer by layer, in the model’s row chunks), with argmax value codes: encoding=, seed= and chunk= are not taken (prefill= is)');
     }
     const r = resolveCacheSpec(spec, { random: o.randomWeights });
     const setting: CacheSetting =

@@ -25,8 +25,19 @@ export interface LayerAttention extends LayerKV {
   o: Tensor; // [T, hidden], o_proj(attention(q, k, v))
 }
 
-/** Prompt rows per chunk of `LlamaModel.prefill`: bounds a layer's activations (≈ 0.5 GiB at Llama-3.1-8B's sizes). */
-export const PREFILL_ROWS = 4096;
+/** Prompts longer than this take the smaller row chunk (prefillRows). */
+const LONG_PROMPT = 65536;
+
+/**
+ * Prompt rows per chunk of `LlamaModel.prefill`, the default for every caller (generate, eval, measure-memory): 4096
+ * rows bound a layer's activations to ≈ 0.5 GiB at Llama-3.1-8B's sizes; a prompt of more than 64K tokens takes
+ * 1024-row chunks (≈ 0.12 GiB), as its cache and one layer's prompt scratch already hold much of the card (at 128K
+ * and 1 bit the prefill peaks at 17.41 GiB). Shorter chunks cost a long prompt little; a short one would pay their
+ * per-chunk overhead (the CommVQ encoders' launches) on a smaller total.
+ */
+export function prefillRows(tokens: number): number {
+  return tokens > LONG_PROMPT ? 1024 : 4096;
+}
 
 export interface ForwardOptions {
   /** which rows get logits: every token (scoring, tests) or only the last of each sequence (generation) */
@@ -39,7 +50,7 @@ export interface ForwardOptions {
 export interface PrefillOptions extends ForwardOptions {
   /** the cache's sequence the prompt continues (default 0) */
   sequence?: number;
-  /** prompt rows per chunk within a layer (default PREFILL_ROWS) */
+  /** prompt rows per chunk within a layer (default prefillRows(prompt length)) */
   rows?: number;
   /** keep the prompt's hidden states in pinned host memory between layers (default: on a GPU, above DEVICE_HIDDEN_BYTES) */
   hiddenOnHost?: boolean;
@@ -105,7 +116,7 @@ export class LlamaModel {
   prefill(ids: Int32Array, cache: KVCache, options: PrefillOptions = {}): Tensor {
     const b = this.backend;
     const sequence = options.sequence ?? 0;
-    const rows = options.rows ?? PREFILL_ROWS;
+    const rows = options.rows ?? prefillRows(ids.length);
     if (!(Number.isInteger(rows) && rows >= 1)) throw new OptionError('rows', String(rows), 'must be a whole number of prompt rows ≥ 1');
     const T = ids.length;
     const hiddenSize = this.config.hiddenSize;
