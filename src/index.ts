@@ -15,6 +15,7 @@ export { openCacheFactory, type CacheDescription, type CacheFactory } from './co
 export { BIT_WIDTHS, commvqGeometry, DEFAULT_WINDOW, keyCodebookFileName, RESIDUALS_FOR_BITS, toBits, valueCodebookFileName, type Bits, type CommvqGeometry } from './core/commvq/geometry.js';
 export { generateText, type GenerateTextOptions, type GenerateTextResult } from './core/generate-text.js';
 export { SafetensorsCheckpoint, SafetensorsFile, writeSafetensors, type TensorInfo } from './core/io/safetensors.js';
+export { RunLock, RunLockedError, withRunLock, type LockOwner, type RunLockOptions } from './core/io/run-lock.js';
 export { parseModelConfig, SUPPORTED_ARCHITECTURES, type ModelConfig, type RopeConfig } from './core/model/config.js';
 export { DEMO_CONFIG, writeDemoModel } from './core/model/demo-model.js';
 export { generateGreedy, type GenerateOptions, type GenerateResult } from './core/model/generate.js';

@@ -1,5 +1,6 @@
 import { Command, Errors } from '@oclif/core';
 import { CommvqError, OptionError } from '../core/errors.js';
+import { RunLock, withRunLock, type RunLockOptions } from '../core/io/run-lock.js';
 import { pngFontNote } from '../core/plot/heatmap-render.js';
 import { optionErrorLine } from './option-flags.js';
 
@@ -20,6 +21,24 @@ export abstract class BaseCommand extends Command {
   notePngFonts(): void {
     const note = pngFontNote();
     if (note) this.logToStderr(`note: ${note}`);
+  }
+
+  /**
+   * Runs `fn` holding the lock of the folder it writes (core/io/run-lock.ts): a second writer is refused with one
+   * line naming the owner; a stale lock's takeover is a warning on stderr. `scope` separates locks that may share a
+   * folder (eval shards).
+   */
+  withRunLock<T>(dir: string, fn: () => Promise<T>, scope?: string): Promise<T> {
+    return withRunLock(dir, fn, this.lockOptions(scope));
+  }
+
+  /** The lock itself, for a command that releases it in its own `finally`. */
+  runLock(dir: string, scope?: string): RunLock {
+    return RunLock.acquire(dir, this.lockOptions(scope));
+  }
+
+  private lockOptions(scope: string | undefined): RunLockOptions {
+    return { scope, command: `commvq ${(this.id ?? '').replaceAll(':', ' ')}`.trim(), onWarning: (m) => this.logToStderr(`warning: ${m}`) };
   }
 
   override async catch(err: Error & { exitCode?: number; oclif?: { exit?: number } }): Promise<unknown> {

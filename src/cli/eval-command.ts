@@ -5,6 +5,7 @@ import type { EvalProgress } from '../core/eval/run/eval-run.js';
 import { progressDetail, runReport } from '../core/eval/run/report.js';
 import type { EvalRunResult } from '../core/eval/run/run-benchmark.js';
 import type { SummaryBase } from '../core/eval/run/summary.js';
+import { shardSuffix } from '../core/eval/run/layout.js';
 import { parseShard, type Shard } from '../core/eval/shard.js';
 import type { DType } from '../core/tensor/dtype.js';
 import type { BaseCommand } from './base-command.js';
@@ -42,7 +43,7 @@ export async function runEvalCommand<S extends SummaryBase>(
   const interrupt = onInterrupt();
   const bar = progressBar(label, command.jsonEnabled());
   try {
-    const result = await run({
+    const result = await command.withRunLock(flags.out, async () => run({
       modelDir: flags.model,
       out: flags.out,
       cache,
@@ -52,7 +53,7 @@ export async function runEvalCommand<S extends SummaryBase>(
       randomWeights: flags['random-weights'],
       signal: interrupt.signal,
       onProgress: (p) => bar.update(p.done, p.total, progressDetail(p)),
-    });
+    }), shardSuffix(shard)); // shards may share a folder: each writes only its own files
     bar.stop();
     for (const line of runReport(result)) command.log(line);
     if (result.plots) command.notePngFonts();

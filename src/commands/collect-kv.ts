@@ -36,7 +36,7 @@ export default class CollectKv extends BaseCommand {
     const interrupt = onInterrupt();
     const bar = progressBar('collecting windows', this.jsonEnabled());
     try {
-      const summary = await collectKv({
+      const summary = await this.withRunLock(flags.out, async () => collectKv({
         modelDir: flags.model,
         corpus: flags.data,
         runDir: flags.out,
@@ -48,7 +48,7 @@ export default class CollectKv extends BaseCommand {
         seed: flags.seed,
         signal: interrupt.signal,
         onProgress: (p) => bar.update(p.windowsDone, p.windows, `| ${Math.round(p.tokensPerSecond)} tokens/s`),
-      });
+      }));
       bar.stop();
       if (!summary.complete) {
         this.logToStderr(`stopped after ${summary.windowsDone}/${summary.windows} windows; run the same command again to continue`);

@@ -21,7 +21,7 @@ export default class MakeScale extends BaseCommand {
   async run(): Promise<ScaleReport> {
     const { args } = await this.parse(MakeScale);
     const bar = progressBar('scaling', this.jsonEnabled());
-    const result = makeScale(args.runDir, { onProgress: (done, total) => bar.update(done, total) });
+    const result = await this.withRunLock(args.runDir, async () => makeScale(args.runDir, { onProgress: (done, total) => bar.update(done, total) }));
     bar.stop();
     const layers = result.layers.map((l) => ({
       kind: l.kind,

@@ -50,7 +50,7 @@ export default class MeasureMemory extends BaseCommand {
     parseDevice(flags.device);
     const bar = progressBar('measuring', this.jsonEnabled());
     try {
-      const { doc, files } = await runMeasureMemory({
+      const measure = () => runMeasureMemory({
         model: flags.model,
         randomWeights: flags['random-weights'],
         caches: withBits(parseCacheList(flags.cache), parseBitsList(flags.bits)),
@@ -64,6 +64,7 @@ export default class MeasureMemory extends BaseCommand {
         out: flags.out,
         onProgress: (p) => bar.update(p.index, p.total, `${cacheLabel(p.spec)} ${contextLabel(p.spec.context)} × ${p.spec.batch} ${p.phase}`),
       });
+      const { doc, files } = flags.out === undefined ? await measure() : await this.withRunLock(flags.out, measure);
       bar.stop();
       for (const line of formatMemoryReport(doc)) this.log(line);
       if (files.length) {

@@ -55,8 +55,9 @@ export default class Pipeline extends BaseCommand {
     const interrupt = onInterrupt();
     let bar: ProgressBar | undefined;
     try {
-      const summary = await runPipeline({
-        out: flags.out ?? `runs/pipeline-${new Date().toISOString().slice(0, 10)}`,
+      const out = flags.out ?? `runs/pipeline-${new Date().toISOString().slice(0, 10)}`;
+      const summary = await this.withRunLock(out, async () => runPipeline({
+        out,
         modelDir: flags.model,
         corpus: flags.data,
         backend: await createBackend(flags.device),
@@ -80,7 +81,7 @@ export default class Pipeline extends BaseCommand {
           this.logToStderr(`[${e.index}/${e.stages}] ${e.stage}: ${what}${e.headline ? ` — ${e.headline}` : ''}`);
         },
         onProgress: (p) => bar?.update(p.done, p.total, p.detail),
-      });
+      }));
       bar?.stop();
       for (const line of formatPipelineSummary(summary)) this.log(line);
       this.notePngFonts();

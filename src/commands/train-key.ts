@@ -48,7 +48,7 @@ export default class TrainKey extends BaseCommand {
     const bar = progressBar('training key codebooks', this.jsonEnabled());
     const interrupt = onInterrupt(); // Ctrl-C: stop after the layer in progress, keeping the finished ones
     try {
-      const results = await trainKeyWidths({
+      const results = await this.withRunLock(args.runDir, () => trainKeyWidths({
         runDir: args.runDir,
         method: flags.method as 'em' | 'e2e',
         widths,
@@ -62,7 +62,7 @@ export default class TrainKey extends BaseCommand {
         onProgress: (done, total) => bar.update(done, total),
         signal: interrupt.signal,
         resume: flags.resume,
-      });
+      }));
       bar.stop();
       if (results.some((r) => !r.complete)) this.logToStderr(`stopped after ${results[0]!.report.layers.length} layer(s); rerun with --resume to train the rest`);
       for (const r of results) {

@@ -46,6 +46,7 @@ export default class TrainValue extends BaseCommand {
     const { args, flags } = await this.parse(TrainValue);
     const widths = parseBitsList(flags.bits);
     const backend = await createBackend(flags.device);
+    const lock = this.runLock(args.runDir);
     const interrupt = onInterrupt();
     const outputs: TrainValueOutput[] = [];
     try {
@@ -73,6 +74,7 @@ export default class TrainValue extends BaseCommand {
       return outputs.length === 1 ? outputs[0]! : outputs;
     } finally {
       interrupt.dispose();
+      lock.release();
     }
   }
 }

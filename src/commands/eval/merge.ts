@@ -31,11 +31,10 @@ export default class EvalMerge extends BaseCommand {
 
   async run(): Promise<MergeRunsResult> {
     const { argv, flags } = await this.parse(EvalMerge);
-    const result = await mergeEvalRuns({
-      dirs: argv as string[],
-      out: flags.out,
-      scorer: flags.scorer === undefined ? undefined : parseNiahScorer(flags.scorer),
-    });
+    const dirs = argv as string[];
+    const scorer = flags.scorer === undefined ? undefined : parseNiahScorer(flags.scorer);
+    // the merged files are the whole run's: the lock of an unsharded run in that folder
+    const result = await this.withRunLock(flags.out ?? dirs[0]!, () => mergeEvalRuns({ dirs, out: flags.out, scorer }));
     const total = Object.values(result.counts).reduce((a, n) => a + n, 0);
     this.log(scoreLine(result.summary));
     const dup = result.duplicates > 0 ? `, ${result.duplicates} identical repeats dropped` : '';
