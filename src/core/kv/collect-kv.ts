@@ -1,7 +1,7 @@
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Backend, HostStaging } from '../backend/backend.js';
-import { readCorpus } from '../data/corpus.js';
+import { corpusFormat, readCorpus } from '../data/corpus.js';
 import { packWindows } from '../data/packing.js';
 import { CommvqError, OptionError } from '../errors.js';
 import { fileHash } from '../io/file-hash.js';
@@ -58,6 +58,7 @@ const DEFAULT_TOKENS = 1 << 20;
  *   await collectKv({ modelDir: 'Llama-3.1-8B-Instruct', corpus: 'fineweb.parquet', runDir: 'runs/a', backend });
  */
 export async function collectKv(o: CollectKvOptions): Promise<CollectKvSummary> {
+  corpusFormat(o.corpus); // a missing or unreadable corpus is refused before the model loads or the folder is touched
   const loaded = loadModel(o.modelDir, { backend: o.backend, randomWeights: o.randomWeights });
   const { config, model, tokenizer } = loaded;
   const seqLen = o.seqLen ?? 8192;
@@ -117,7 +118,8 @@ export async function collectKv(o: CollectKvOptions): Promise<CollectKvSummary> 
         state.files[name] = writers.get(name)!.bytes;
       }
     }
-    writeManifest(o.runDir, manifest);
+    // the manifest is first written with the first committed window: a run that fails before (a corpus that cannot
+    // be read, or too short) records no settings that would refuse its corrected rerun
 
     const selected = new Set(state.layers);
     const started = performance.now();
@@ -180,11 +182,14 @@ export async function collectKv(o: CollectKvOptions): Promise<CollectKvSummary> 
   }
 }
 
-/** A fresh manifest, or the existing one when it describes the same model and collection. */
+/**
+ * A fresh manifest, or the existing one when it describes the same model and collection. A manifest that records no
+ * committed window (left by an earlier version before its run failed) holds nothing to keep and is replaced.
+ */
 function startOrResume(runDir: string, model: RunModel, wanted: CollectState): RunManifest {
   mkdirSync(join(runDir, 'kv'), { recursive: true });
   const existing = readManifest(runDir);
-  if (!existing) return { format: RUN_FORMAT, version: RUN_FORMAT_VERSION, model, collect: wanted };
+  if (!existing || (existing.collect && existing.collect.windowsDone === 0 && !existing.collect.complete)) return { format: RUN_FORMAT, version: RUN_FORMAT_VERSION, model, collect: wanted };
   if (existing.model.configHash !== model.configHash || existing.model.tokenizerHash !== model.tokenizerHash) {
     throw new CommvqError(`${runDir}: collected from a different model (${existing.model.path}); use a new RUN_DIR`);
   }

@@ -56,13 +56,14 @@ export function writePipelineManifest(runDir: string, m: PipelineManifest): void
 
 /**
  * The manifest to run with: a new one, or (with `resume`) the existing one when it was made for the same model,
- * corpus and settings. An existing run without `resume` is refused rather than overwritten.
+ * corpus and settings. An existing run without `resume` is refused rather than overwritten — unless it finished no
+ * stage: a run that failed at once (a bad corpus, a wrong setting) must not block its corrected rerun.
  *
  *   const m = openPipelineManifest('runs/p', identity, { resume: true });
  */
 export function openPipelineManifest(runDir: string, identity: PipelineIdentity, o: { resume: boolean }): PipelineManifest {
   const existing = readPipelineManifest(runDir);
-  if (!existing) return { format: PIPELINE_FORMAT, version: PIPELINE_VERSION, created: new Date().toISOString(), ...identity, stages: {} };
+  if (!existing || Object.keys(existing.stages).length === 0) return { format: PIPELINE_FORMAT, version: PIPELINE_VERSION, created: new Date().toISOString(), ...identity, stages: {} };
   if (!o.resume) throw new OptionError('out', runDir, 'holds a pipeline run already', 'resume it, or choose another run folder');
   for (const key of ['model', 'demo', 'corpus', 'generatedCorpus'] as const) {
     if (existing[key] !== identity[key]) throw new OptionError('out', runDir, `was run with ${key} ${JSON.stringify(existing[key])}, not ${JSON.stringify(identity[key])}`, 'choose another run folder');
