@@ -58,7 +58,6 @@ const DEFAULT_TOKENS = 1 << 20;
  *   await collectKv({ modelDir: 'Llama-3.1-8B-Instruct', corpus: 'fineweb.parquet', runDir: 'runs/a', backend });
  */
 export async function collectKv(o: CollectKvOptions): Promise<CollectKvSummary> {
-  corpusFormat(o.corpus); // a missing or unreadable corpus is refused before the model loads or the folder is touched
   const loaded = loadModel(o.modelDir, { backend: o.backend, randomWeights: o.randomWeights });
   const { config, model, tokenizer } = loaded;
   const seqLen = o.seqLen ?? 8192;
@@ -66,6 +65,7 @@ export async function collectKv(o: CollectKvOptions): Promise<CollectKvSummary> 
   const tokens = o.tokens ?? DEFAULT_TOKENS;
   const concatTokenId = tokenizer.eosTokenId ?? config.eosTokenIds[0];
   if (concatTokenId === undefined) throw new CommvqError(`${o.modelDir}: the tokenizer names no eos_token to place between documents`);
+  corpusFormat(o.corpus); // a missing or unreadable corpus is refused before the run folder is touched
   const wanted: CollectState = {
     corpus: o.corpus,
     field: o.field ?? 'text',
