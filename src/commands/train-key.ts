@@ -46,7 +46,7 @@ export default class TrainKey extends BaseCommand {
     const widths = parseWidths(flags.bits, flags.residuals);
     const backend = await createBackend(flags.device);
     const bar = progressBar('training key codebooks', this.jsonEnabled());
-    const interrupt = onInterrupt(); // Ctrl-C: stop after the layer in progress, keeping the finished ones
+    const interrupt = onInterrupt(); // Ctrl-C: stop at the next EM step, keeping the finished layers
     try {
       const results = await trainKeyWidths({
         runDir: args.runDir,
@@ -64,7 +64,10 @@ export default class TrainKey extends BaseCommand {
         resume: flags.resume,
       });
       bar.stop();
-      if (results.some((r) => !r.complete)) this.logToStderr(`stopped after ${results[0]!.report.layers.length} layer(s); rerun with --resume to train the rest`);
+      if (results.some((r) => !r.complete)) {
+        this.logToStderr(`stopped after ${results[0]!.report.layers.length} finished layer(s); rerun with --resume to continue`);
+        process.exitCode = 130; // so \`train-key … && train-value …\` does not carry on
+      }
       for (const r of results) {
         this.log(formatKeyReport(r.report));
         this.log(`→ ${r.codebook}\n→ ${r.reportPath}`);

@@ -67,6 +67,7 @@ export default class TrainValue extends BaseCommand {
         for (const line of resultLines(result, bits)) this.log(line);
         if (!result.complete) {
           this.logToStderr(`stopped at step ${result.stepsDone} of ${bits}-bit; rerun with --resume to continue`);
+          process.exitCode = 130;
           break;
         }
       }

@@ -6,6 +6,7 @@ import { packWindows } from '../data/packing.js';
 import { valueCodebookFileName, type Bits } from '../commvq/geometry.js';
 import { CommvqError } from '../errors.js';
 import { writeFileAtomic } from '../io/atomic-write.js';
+import { yieldToEvents } from '../stop-point.js';
 import { fileHash } from '../io/file-hash.js';
 import { readScales } from '../kv/make-scale.js';
 import { readManifest } from '../kv/run-manifest.js';
@@ -118,6 +119,7 @@ export async function trainValue(o: TrainValueOptions): Promise<TrainValueResult
     info.history.push({ step: info.step, ...losses });
     o.onStep?.({ step: info.step, ...losses }, o.steps);
     if (info.step % every === 0 || info.step === o.steps) save();
+    if (o.signal) await yieldToEvents(); // a step never awaits real I/O: without this a Ctrl-C handler never runs
   }
   if (info.step < o.steps) save(); // interrupted: keep what was done
 
