@@ -8,7 +8,8 @@ import { createBackend } from '../core/backend/create-backend.js';
 import { RESIDUALS_FOR_BITS } from '../core/commvq/geometry.js';
 import { trainKeyWidths, type KeyWidth } from '../core/keys/nested-codebook.js';
 import { formatKeyReport, type KeyReport } from '../core/keys/report.js';
-import { CommvqError } from '../core/errors.js';
+import { OptionError } from '../core/errors.js';
+import { parseNumberOption } from '../core/options/number-option.js';
 import { integerFlag } from '../cli/number-flag.js';
 
 export default class TrainKey extends BaseCommand {
@@ -81,9 +82,7 @@ export default class TrainKey extends BaseCommand {
 /** --bits with --residuals as one R per width (default 11 and 21). */
 function parseWidths(bits: string, residuals: string | undefined): KeyWidth[] {
   const list = parseBitsList(bits);
-  const rs = residuals?.split(',').map((r) => Number(r.trim()));
-  if (rs && (rs.length !== list.length || rs.some((r) => !Number.isInteger(r) || r < 1))) {
-    throw new CommvqError(`--residuals ${residuals}: expected ${list.length} positive integer(s), one per --bits width`);
-  }
+  const rs = residuals?.split(',').map((r) => parseNumberOption('residuals', r.trim(), { integer: true, min: 1 }));
+  if (rs && rs.length !== list.length) throw new OptionError('residuals', residuals, `expected ${list.length} positive integer(s), one per --bits width`);
   return list.map((b, i) => ({ bits: b, residuals: rs?.[i] ?? RESIDUALS_FOR_BITS[b] }));
 }

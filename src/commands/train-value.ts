@@ -5,7 +5,7 @@ import { parseBitsList } from '../cli/list-flags.js';
 import { onInterrupt } from '../cli/interrupt.js';
 import { progressBar } from '../cli/progress.js';
 import { createBackend } from '../core/backend/create-backend.js';
-import { trainValue, type TrainValueResult } from '../core/values/train-value.js';
+import { LR_RULE, trainValue, type TrainValueResult } from '../core/values/train-value.js';
 import { integerFlag, numberFlag } from '../cli/number-flag.js';
 
 export default class TrainValue extends BaseCommand {
@@ -31,7 +31,7 @@ export default class TrainValue extends BaseCommand {
     bits: bitsFlag({ description: 'bits per value, N_c = D·bits (1,2 trains each width in turn)', required: true }),
     steps: integerFlag({ description: 'training steps (one window each)', default: 1000, min: 1 }),
     'seq-len': integerFlag({ description: 'tokens per window', default: 8192, min: 1 }),
-    lr: numberFlag({ description: 'peak learning rate (above 0, at most 1)', default: 1e-3, above: 0, max: 1 }),
+    lr: numberFlag({ description: 'peak learning rate (above 0, at most 1)', default: 1e-3, ...LR_RULE }),
     schedule: Flags.string({ description: 'after the log warm-up: cosine (1-bit default) or constant (2-bit default)', options: ['cosine', 'constant'] }),
     warmup: integerFlag({ description: 'log warm-up steps (default 100 for 1-bit, 10000 for 2-bit)', min: 1 }),
     seed: seedFlag('initialisation, data order and Gumbel noise'),

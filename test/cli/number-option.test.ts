@@ -51,3 +51,12 @@ describe('parseErrorLine', () => {
     expect(parseErrorLine('Missing 1 required arg:\nrunDir  run folder written by collect-kv\nSee more help with --help')).toBe('Missing 1 required arg: runDir run folder written by collect-kv');
   });
 });
+
+describe('the library takes the same rule', () => {
+  it('trainValue refuses a bad lr before it reads or writes anything', async () => {
+    const { trainValue } = await import('../../src/core/values/train-value.js');
+    const options = { runDir: '/nonexistent/run', modelDir: '/nonexistent/model', corpus: 'x', bits: 1, steps: 1 } as Parameters<typeof trainValue>[0];
+    await expect(trainValue({ ...options, lr: Number.NaN })).rejects.toThrow('lr NaN: not a number');
+    await expect(trainValue({ ...options, lr: -1 })).rejects.toThrow('lr -1: must be above 0');
+  });
+});
