@@ -93,7 +93,7 @@ const stages: { group: number; stage: number; steps: number; mse: number; error:
 const started = performance.now();
 for (let g = 0; g < G; g++) {
   const be = new GpuEmBackend(ctx, keys.group(g), keys.n2, D);
-  const result = trainGroupEm(timed(be, times), R, (r) => new SeededRandom(streamSeed(Number(args.seed), 0, g, r)), cfg);
+  const result = await trainGroupEm(timed(be, times), R, (r) => new SeededRandom(streamSeed(Number(args.seed), 0, g, r)), cfg);
   be.dispose();
   result.forEach((s, r) => stages.push({ group: g, stage: r, steps: s.steps, mse: s.mse, error: s.error }));
   process.stderr.write(`group ${g}: ${result.map((s) => s.steps).join(',')} iterations, ${((performance.now() - started) / 1000).toFixed(1)} s so far\n`);

@@ -12,6 +12,7 @@ import type { BaseCommand } from './base-command.js';
 import { parseCacheFlag } from './cache-flag.js';
 import { onInterrupt } from './interrupt.js';
 import { progressBar } from './progress.js';
+import { checkOutputDir } from '../core/options/path-option.js';
 
 /** What every eval runner takes from the shared flags (eval-flags.ts). */
 export interface CommonRunOptions {
@@ -38,6 +39,7 @@ export async function runEvalCommand<S extends SummaryBase>(
   flags: { model: string; 'random-weights': boolean; out: string; cache: string; shard: string; device: string; dtype: string },
   run: (common: CommonRunOptions) => Promise<EvalRunResult<S>>,
 ): Promise<EvalRunResult<S>> {
+  checkOutputDir('out', flags.out);
   const cache = parseCacheFlag(flags.cache);
   const shard = parseShard(flags.shard);
   const interrupt = onInterrupt();

@@ -1,5 +1,6 @@
 import { Flags } from '@oclif/core';
 import { cacheFlag, deviceFlag, dtypeFlag, randomWeightsFlag } from './flags.js';
+import { integerFlag } from './number-flag.js';
 
 /** The flags every `commvq eval` run shares: model (or its random stand-in), run folder, cache, sharding, limit, device. */
 export const evalRunFlags = {
@@ -13,6 +14,6 @@ export const evalRunFlags = {
 };
 
 /** The truncation cap of the dataset benchmarks (LongBench, InfiniteBench). */
-export const maxPromptTokensFlag = Flags.integer({ description: 'truncation cap (default 127,500, lowered to what the model’s context leaves)', min: 2 });
+export const maxPromptTokensFlag = integerFlag({ description: 'truncation cap (default 127,500, lowered to what the model’s context leaves)', min: 2 });
 
-export const exampleLimitFlag = Flags.integer({ description: 'run only the first N examples of each task', min: 1 });
+export const exampleLimitFlag = integerFlag({ description: 'run only the first N examples of each task', min: 1 });

@@ -1,6 +1,7 @@
 import { Flags, type Interfaces } from '@oclif/core';
 import { DEFAULT_SEED } from '../core/model/seeded-random.js';
 import { CACHE_FLAG_HELP } from './cache-flag.js';
+import { integerFlag } from './number-flag.js';
 
 /** Flags several commands share, defined once. */
 export const deviceFlag = Flags.string({
@@ -24,7 +25,7 @@ export const randomWeightsFlag = Flags.boolean({
 
 /** `--seed`: every command's default is the same (DEFAULT_SEED, 42). */
 export function seedFlag(what: string) {
-  return Flags.integer({ description: `seed of ${what} (every command defaults to ${DEFAULT_SEED})`, default: DEFAULT_SEED, min: 0 });
+  return integerFlag({ description: `seed of ${what} (every command defaults to ${DEFAULT_SEED})`, default: DEFAULT_SEED, min: 0 });
 }
 
 /** `--bits`: CommVQ bit widths as a comma list (1, 2 or 1,2), parsed by parseBitsList (list-flags.ts) in every command. */

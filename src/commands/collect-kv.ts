@@ -5,6 +5,8 @@ import { onInterrupt } from '../cli/interrupt.js';
 import { progressBar } from '../cli/progress.js';
 import { createBackend } from '../core/backend/create-backend.js';
 import { collectKv, type CollectKvSummary } from '../core/kv/collect-kv.js';
+import { integerFlag } from '../cli/number-flag.js';
+import { checkOutputDir } from '../core/options/path-option.js';
 
 export default class CollectKv extends BaseCommand {
   static override summary = 'Run a model over a corpus and stream each layer\'s pre-RoPE keys and values to Arrow files.';
@@ -23,8 +25,8 @@ export default class CollectKv extends BaseCommand {
     model: Flags.string({ description: 'Hugging Face model folder', required: true }),
     data: Flags.string({ description: 'corpus: JSON lines (.jsonl, .jsonl.gz), Parquet, Arrow IPC, or a folder of .txt files', required: true }),
     out: Flags.string({ description: 'run folder (RUN_DIR) to write', required: true }),
-    tokens: Flags.integer({ description: 'tokens to collect per layer (rounded up to whole windows)', default: 1 << 20, min: 1 }),
-    'seq-len': Flags.integer({ description: 'tokens per window', default: 8192, min: 1 }),
+    tokens: integerFlag({ description: 'tokens to collect per layer (rounded up to whole windows)', default: 1 << 20, min: 1 }),
+    'seq-len': integerFlag({ description: 'tokens per window', default: 8192, min: 1 }),
     layers: Flags.string({ description: 'layers to collect, e.g. 0-3,31 (default all)' }),
     field: Flags.string({ description: 'the text field of JSON/Parquet/Arrow records', default: 'text' }),
     seed: seedFlag('the packing shuffle'),
@@ -33,6 +35,7 @@ export default class CollectKv extends BaseCommand {
 
   async run(): Promise<CollectKvSummary> {
     const { flags } = await this.parse(CollectKv);
+    checkOutputDir('out', flags.out);
     const interrupt = onInterrupt();
     const bar = progressBar('collecting windows', this.jsonEnabled());
     try {

@@ -1,4 +1,4 @@
-import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Flags } from '@oclif/core';
@@ -7,10 +7,11 @@ import { parseCacheFlag } from '../cli/cache-flag.js';
 import { cacheFlag, deviceFlag, dtypeFlag, randomWeightsFlag } from '../cli/flags.js';
 import { progressBar } from '../cli/progress.js';
 import { createBackend } from '../core/backend/create-backend.js';
-import { CommvqError } from '../core/errors.js';
 import { generateText } from '../core/generate-text.js';
 import { writeDemoModel } from '../core/model/demo-model.js';
 import type { DType } from '../core/tensor/dtype.js';
+import { integerFlag } from '../cli/number-flag.js';
+import { checkInputFile } from '../core/options/path-option.js';
 
 export default class Generate extends BaseCommand {
   static override summary = 'Continue a prompt with greedy decoding.';
@@ -33,7 +34,7 @@ export default class Generate extends BaseCommand {
     demo: Flags.boolean({ description: 'use the built-in tiny demo model (no download)' }),
     prompt: Flags.string({ description: 'prompt text', exactlyOne: ['prompt', 'prompt-file'] }),
     'prompt-file': Flags.string({ description: 'file holding the prompt text' }),
-    'max-new-tokens': Flags.integer({ description: 'most tokens to generate', default: 64, min: 1 }),
+    'max-new-tokens': integerFlag({ description: 'most tokens to generate', default: 64, min: 1 }),
     chat: Flags.boolean({ description: "wrap the prompt in the model's chat template as a user message" }),
     'ignore-eos': Flags.boolean({ description: 'keep going past end-of-sequence tokens' }),
     'random-weights': randomWeightsFlag,
@@ -80,6 +81,6 @@ export default class Generate extends BaseCommand {
 }
 
 function readPromptFile(path: string): string {
-  if (!existsSync(path)) throw new CommvqError(`${path}: prompt file not found`);
+  checkInputFile('promptFile', path);
   return readFileSync(path, 'utf8');
 }

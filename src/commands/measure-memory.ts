@@ -8,6 +8,8 @@ import { parseDevice } from '../core/backend/create-backend.js';
 import { cacheLabel, contextLabel, DEVICE_MEMORY_MARGIN, type DeviceName } from '../core/memory/measure-memory.js';
 import { formatMemoryReport, type MemoryReportDocument } from '../core/memory/memory-report.js';
 import { runMeasureMemory } from '../core/memory/run-measure-memory.js';
+import { integerFlag } from '../cli/number-flag.js';
+import { checkOutputDir } from '../core/options/path-option.js';
 
 export default class MeasureMemory extends BaseCommand {
   static override summary = 'Measure GPU memory and decode time of dense and CommVQ caches over contexts and batches.';
@@ -33,8 +35,8 @@ export default class MeasureMemory extends BaseCommand {
     context: Flags.string({ description: 'context lengths, a comma list (k = 1024)', default: '8k,32k,128k' }),
     batch: Flags.string({ description: 'batch sizes, a comma list', default: '1' }),
     'max-batch': Flags.boolean({ description: 'search the largest batch that fits at each cache and context' }),
-    'max-batch-limit': Flags.integer({ description: 'largest batch the search tries', default: 1024, min: 1 }),
-    'decode-tokens': Flags.integer({ description: 'tokens decoded after the prompt at each point', default: 16, min: 1 }),
+    'max-batch-limit': integerFlag({ description: 'largest batch the search tries', default: 1024, min: 1 }),
+    'decode-tokens': integerFlag({ description: 'tokens decoded after the prompt at each point', default: 16, min: 1 }),
     'device-memory': Flags.string({
       description:
         'device size in GiB that points must fit. On a GPU: behave as a card of this size (the allocator is capped, the CUDA context counted; ' +
@@ -48,6 +50,7 @@ export default class MeasureMemory extends BaseCommand {
   async run(): Promise<MemoryReportDocument> {
     const { flags } = await this.parse(MeasureMemory);
     parseDevice(flags.device);
+    if (flags.out !== undefined) checkOutputDir('out', flags.out); // before the table, not after it
     const bar = progressBar('measuring', this.jsonEnabled());
     try {
       const measure = () => runMeasureMemory({

@@ -9,6 +9,8 @@ import { runPipeline } from '../core/pipeline/run-pipeline.js';
 import { parseNiahLengths } from '../core/eval/niah/grid.js';
 import { PIPELINE_DEFAULTS as D } from '../core/pipeline/settings.js';
 import { formatPipelineSummary, type PipelineSummary } from '../core/pipeline/summary.js';
+import { integerFlag } from '../cli/number-flag.js';
+import { checkOutputDir } from '../core/options/path-option.js';
 
 export default class Pipeline extends BaseCommand {
   static override summary = 'Run every stage in order: collect-kv → make-scale → train-key → train-value → agreement → eval niah → measure-memory.';
@@ -39,10 +41,10 @@ export default class Pipeline extends BaseCommand {
     bits: bitsFlag({ description: 'bit widths to train and evaluate', default: '1,2' }),
     data: Flags.string({ description: 'corpus as collect-kv reads it (default: filler text generated into OUT/corpus.jsonl)', aliases: ['corpus'] }),
     resume: Flags.boolean({ description: 'continue OUT, skipping the stages OUT/pipeline.json lists as done' }),
-    tokens: Flags.integer({ description: 'collect-kv tokens per layer (the EM needs 4096 for training plus an eighth held out)', default: D.collectTokens, min: 1 }),
-    'em-steps': Flags.integer({ description: 'train-key: most EM iterations per stage (the reference: 100)', default: D.emSteps, min: 1 }),
-    'value-steps': Flags.integer({ description: 'train-value: steps per bit width', default: D.valueSteps, min: 1 }),
-    'new-tokens': Flags.integer({ description: 'agreement: greedy tokens after the prompt (dense against CommVQ)', default: D.agreementNewTokens, min: 1 }),
+    tokens: integerFlag({ description: 'collect-kv tokens per layer (the EM needs 4096 for training plus an eighth held out)', default: D.collectTokens, min: 1 }),
+    'em-steps': integerFlag({ description: 'train-key: most EM iterations per stage (the reference: 100)', default: D.emSteps, min: 1 }),
+    'value-steps': integerFlag({ description: 'train-value: steps per bit width', default: D.valueSteps, min: 1 }),
+    'new-tokens': integerFlag({ description: 'agreement: greedy tokens after the prompt (dense against CommVQ)', default: D.agreementNewTokens, min: 1 }),
     'niah-lengths': Flags.string({ description: 'eval niah context lengths, as eval niah --lengths takes them (k = 1000)', default: D.niahLengths.join(',') }),
     'memory-context': Flags.string({ description: 'measure-memory context lengths, as measure-memory --context takes them (k = 1024)', default: D.memoryContexts.join(',') }),
     seed: seedFlag('the packing shuffles, the EM draws and the value initialisation'),
@@ -51,6 +53,7 @@ export default class Pipeline extends BaseCommand {
 
   async run(): Promise<PipelineSummary> {
     const { flags } = await this.parse(Pipeline);
+    if (flags.out !== undefined) checkOutputDir('out', flags.out);
     const quiet = this.jsonEnabled();
     const interrupt = onInterrupt();
     let bar: ProgressBar | undefined;

@@ -8,7 +8,9 @@ import { createBackend } from '../core/backend/create-backend.js';
 import { RESIDUALS_FOR_BITS } from '../core/commvq/geometry.js';
 import { trainKeyWidths, type KeyWidth } from '../core/keys/nested-codebook.js';
 import { formatKeyReport, type KeyReport } from '../core/keys/report.js';
-import { CommvqError } from '../core/errors.js';
+import { OptionError } from '../core/errors.js';
+import { parseNumberOption } from '../core/options/number-option.js';
+import { integerFlag } from '../cli/number-flag.js';
 
 export default class TrainKey extends BaseCommand {
   static override summary = 'Train the RoPE-commutative key codebook of every layer (EM, or EM refined end to end).';
@@ -32,11 +34,11 @@ export default class TrainKey extends BaseCommand {
     bits: bitsFlag({ description: 'key bits per channel, R = 11 for 1 and 21 for 2 (1,2: EM trains R = 21 once; the 1-bit codebook is its first 11 stages)', default: '1' }),
     residuals: Flags.string({ description: 'R, residual stages (overrides the one --bits implies): one number per --bits width, e.g. 4,8' }),
     layers: Flags.string({ description: 'layers to train, e.g. 0-3,31 (default: every collected layer)' }),
-    tokens: Flags.integer({ description: 'training tokens per layer', default: 1 << 20, min: 1 }),
-    heldout: Flags.integer({ description: 'held-out tokens per layer for the report (at most an eighth of those collected)', default: 16384, min: 1 }),
+    tokens: integerFlag({ description: 'training tokens per layer', default: 1 << 20, min: 1 }),
+    heldout: integerFlag({ description: 'held-out tokens per layer for the report (at most an eighth of those collected)', default: 16384, min: 1 }),
     seed: seedFlag('the EM init draws and the E2E shuffles'),
-    'em-steps': Flags.integer({ description: 'most EM iterations per stage (the reference: 100)', default: 100, min: 1 }),
-    epochs: Flags.integer({ description: 'E2E epochs', default: 6, min: 1 }),
+    'em-steps': integerFlag({ description: 'most EM iterations per stage (the reference: 100)', default: 100, min: 1 }),
+    epochs: integerFlag({ description: 'E2E epochs', default: 6, min: 1 }),
     resume: Flags.boolean({ description: 'keep the layers an interrupted run with the same settings finished, and train the rest', default: false }),
     device: deviceFlag,
   };
@@ -46,7 +48,7 @@ export default class TrainKey extends BaseCommand {
     const widths = parseWidths(flags.bits, flags.residuals);
     const backend = await createBackend(flags.device);
     const bar = progressBar('training key codebooks', this.jsonEnabled());
-    const interrupt = onInterrupt(); // Ctrl-C: stop after the layer in progress, keeping the finished ones
+    const interrupt = onInterrupt(); // Ctrl-C: stop at the next EM step, keeping the finished layers
     try {
       const results = await this.withRunLock(args.runDir, () => trainKeyWidths({
         runDir: args.runDir,
@@ -64,7 +66,10 @@ export default class TrainKey extends BaseCommand {
         resume: flags.resume,
       }));
       bar.stop();
-      if (results.some((r) => !r.complete)) this.logToStderr(`stopped after ${results[0]!.report.layers.length} layer(s); rerun with --resume to train the rest`);
+      if (results.some((r) => !r.complete)) {
+        this.logToStderr(`stopped after ${results[0]!.report.layers.length} finished layer(s); rerun with --resume to continue`);
+        process.exitCode = 130; // so \`train-key … && train-value …\` does not carry on
+      }
       for (const r of results) {
         this.log(formatKeyReport(r.report));
         this.log(`→ ${r.codebook}\n→ ${r.reportPath}`);
@@ -80,9 +85,7 @@ export default class TrainKey extends BaseCommand {
 /** --bits with --residuals as one R per width (default 11 and 21). */
 function parseWidths(bits: string, residuals: string | undefined): KeyWidth[] {
   const list = parseBitsList(bits);
-  const rs = residuals?.split(',').map((r) => Number(r.trim()));
-  if (rs && (rs.length !== list.length || rs.some((r) => !Number.isInteger(r) || r < 1))) {
-    throw new CommvqError(`--residuals ${residuals}: expected ${list.length} positive integer(s), one per --bits width`);
-  }
+  const rs = residuals?.split(',').map((r) => parseNumberOption('residuals', r.trim(), { integer: true, min: 1 }));
+  if (rs && rs.length !== list.length) throw new OptionError('residuals', residuals, `expected ${list.length} positive integer(s), one per --bits width`);
   return list.map((b, i) => ({ bits: b, residuals: rs?.[i] ?? RESIDUALS_FOR_BITS[b] }));
 }

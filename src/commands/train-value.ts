@@ -5,7 +5,8 @@ import { parseBitsList } from '../cli/list-flags.js';
 import { onInterrupt } from '../cli/interrupt.js';
 import { progressBar } from '../cli/progress.js';
 import { createBackend } from '../core/backend/create-backend.js';
-import { trainValue, type TrainValueResult } from '../core/values/train-value.js';
+import { LR_RULE, trainValue, type TrainValueResult } from '../core/values/train-value.js';
+import { integerFlag, numberFlag } from '../cli/number-flag.js';
 
 export default class TrainValue extends BaseCommand {
   static override summary = 'Train the value encoders and codebooks with the frozen model in the loop (spec §5).';
@@ -28,16 +29,16 @@ export default class TrainValue extends BaseCommand {
     model: Flags.string({ description: 'Hugging Face model folder (the one RUN_DIR was collected from)', required: true }),
     data: Flags.string({ description: 'corpus (as for collect-kv)', required: true }),
     bits: bitsFlag({ description: 'bits per value, N_c = D·bits (1,2 trains each width in turn)', required: true }),
-    steps: Flags.integer({ description: 'training steps (one window each)', default: 1000, min: 1 }),
-    'seq-len': Flags.integer({ description: 'tokens per window', default: 8192, min: 1 }),
-    lr: Flags.string({ description: 'peak learning rate', default: '1e-3' }),
+    steps: integerFlag({ description: 'training steps (one window each)', default: 1000, min: 1 }),
+    'seq-len': integerFlag({ description: 'tokens per window', default: 8192, min: 1 }),
+    lr: numberFlag({ description: 'peak learning rate (above 0, at most 1)', default: 1e-3, ...LR_RULE }),
     schedule: Flags.string({ description: 'after the log warm-up: cosine (1-bit default) or constant (2-bit default)', options: ['cosine', 'constant'] }),
-    warmup: Flags.integer({ description: 'log warm-up steps (default 100 for 1-bit, 10000 for 2-bit)', min: 1 }),
+    warmup: integerFlag({ description: 'log warm-up steps (default 100 for 1-bit, 10000 for 2-bit)', min: 1 }),
     seed: seedFlag('initialisation, data order and Gumbel noise'),
     layers: Flags.string({ description: 'layers to train, e.g. 0-3 (default: every layer make-scale covers)' }),
     field: Flags.string({ description: 'the text field of the corpus records', default: 'text' }),
-    'checkpoint-every': Flags.integer({ description: 'steps between checkpoints', default: 100, min: 1 }),
-    'eval-windows': Flags.integer({ description: 'held-out windows for the final evaluation', default: 2, min: 0 }),
+    'checkpoint-every': integerFlag({ description: 'steps between checkpoints', default: 100, min: 1 }),
+    'eval-windows': integerFlag({ description: 'held-out windows for the final evaluation', default: 2, min: 0 }),
     resume: Flags.boolean({ description: 'continue from RUN_DIR/value-train/checkpoint-Nbit.safetensors' }),
     device: deviceFlag,
   };
@@ -55,7 +56,7 @@ export default class TrainValue extends BaseCommand {
         const started = performance.now();
         const result = await trainValue({
           runDir: args.runDir, modelDir: flags.model, corpus: flags.data, backend, bits, steps: flags.steps, seqLen: flags['seq-len'],
-          lr: Number(flags.lr), schedule: flags.schedule as 'cosine' | 'constant' | undefined, warmup: flags.warmup, seed: flags.seed,
+          lr: flags.lr, schedule: flags.schedule as 'cosine' | 'constant' | undefined, warmup: flags.warmup, seed: flags.seed,
           layers: flags.layers, field: flags.field, checkpointEvery: flags['checkpoint-every'], evalWindows: flags['eval-windows'],
           resume: flags.resume, signal: interrupt.signal,
           onStep: (s, total) => {
@@ -68,6 +69,7 @@ export default class TrainValue extends BaseCommand {
         for (const line of resultLines(result, bits)) this.log(line);
         if (!result.complete) {
           this.logToStderr(`stopped at step ${result.stepsDone} of ${bits}-bit; rerun with --resume to continue`);
+          process.exitCode = 130;
           break;
         }
       }

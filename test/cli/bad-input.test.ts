@@ -122,7 +122,7 @@ describe('generate refuses bad input with one line', () => {
     expectGenerateError(['--model', dir, '--prompt', 'a prompt of more than eight bytes'], /the prompt is 33 tokens, longer than the model's context of 8/);
   });
 
-  it('a missing prompt file', () => expectGenerateError(['--model', good, '--prompt-file', join(work, 'missing.txt')], /missing\.txt: prompt file not found/));
+  it('a missing prompt file', () => expectGenerateError(['--model', good, '--prompt-file', join(work, 'missing.txt')], /^commvq: --prompt-file \S*missing\.txt: file not found$/));
 
   it('--chat without a chat template', () => expectGenerateError([...model(good), '--chat'], /the tokenizer has no chat template/));
 

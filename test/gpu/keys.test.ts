@@ -108,14 +108,14 @@ describe.skipIf(!gpu)(`key codebook kernels vs CPU (${gpu ? `seed ${SEED}` : 'sk
       }
     });
 
-    it(`D_h ${D}: the GPU encoder matches the CPU encoder (codes and per-stage errors)`, () => {
+    it(`D_h ${D}: the GPU encoder matches the CPU encoder (codes and per-stage errors)`, async () => {
       // an EM-trained 2-stage codebook (trained on the GPU: quicker), so that codes are meaningful and ties rare
       const cb = new LayerKeyCodebook({ residuals: 2, groups: G, halfSize: 64, pairs: D / 2 });
       const keys = GpuKeys.upload(cuda.ctx, rows, G, D);
       try {
         for (let g = 0; g < G; g++) {
           const be = new GpuEmBackend(cuda.ctx, keys.group(g), keys.n2, D);
-          const stages = trainGroupEm(be, 2, (r) => new SeededRandom(streamSeed(1, 0, g, r)), { ...EM_DEFAULTS, maxSteps: 4 });
+          const stages = await trainGroupEm(be, 2, (r) => new SeededRandom(streamSeed(1, 0, g, r)), { ...EM_DEFAULTS, maxSteps: 4 });
           be.dispose();
           stages.forEach((s, r) => cb.stage(r, g).set(s.theta));
         }
@@ -154,14 +154,14 @@ describe.skipIf(!gpu)(`key codebook kernels vs CPU (${gpu ? `seed ${SEED}` : 'sk
       expect(differ / compared).toBeLessThan(0.02);
     });
 
-    it(`D_h ${D}: whole EM stages on the GPU follow the CPU (same init draws, steps, errors)`, () => {
+    it(`D_h ${D}: whole EM stages on the GPU follow the CPU (same init draws, steps, errors)`, async () => {
       const keys = GpuKeys.upload(cuda.ctx, rows, G, D);
       const be = new GpuEmBackend(cuda.ctx, keys.group(1), keys.n2, D);
       try {
         const cfg = { ...EM_DEFAULTS, maxSteps: 6 };
         const rngOf = (r: number) => new SeededRandom(streamSeed(4, 0, 1, r));
-        const g = trainGroupEm(be, 2, rngOf, cfg);
-        const c = trainGroupEm(new CpuEmBackend(cpuKeys.data[1]!.slice(), n2, 64), 2, rngOf, cfg);
+        const g = await trainGroupEm(be, 2, rngOf, cfg);
+        const c = await trainGroupEm(new CpuEmBackend(cpuKeys.data[1]!.slice(), n2, 64), 2, rngOf, cfg);
         for (let r = 0; r < 2; r++) {
           expect(Math.abs(g[r]!.mse - c[r]!.mse) / c[r]!.mse, `stage ${r} mse`).toBeLessThan(1e-2);
           expect(Math.abs(g[r]!.error - c[r]!.error) / c[r]!.error, `stage ${r} error`).toBeLessThan(1e-2);
@@ -174,12 +174,12 @@ describe.skipIf(!gpu)(`key codebook kernels vs CPU (${gpu ? `seed ${SEED}` : 'sk
     });
   }
 
-  it('leaves no device memory held', () => {
+  it('leaves no device memory held', async () => {
     const before = cuda.memory().bytesInUse;
     const rows = keyLikeRows(1, 4096, 128);
     const keys = GpuKeys.upload(cuda.ctx, rows, 1, 128);
     const be = new GpuEmBackend(cuda.ctx, keys.group(0), keys.n2, 128);
-    trainGroupEm(be, 1, (r) => new SeededRandom(r), { ...EM_DEFAULTS, maxSteps: 2 });
+    await trainGroupEm(be, 1, (r) => new SeededRandom(r), { ...EM_DEFAULTS, maxSteps: 2 });
     be.dispose();
     keys.dispose();
     gpuStageErrors(cuda.ctx, new LayerKeyCodebook({ residuals: 1, groups: 1, halfSize: 64, pairs: 64 }), rows);

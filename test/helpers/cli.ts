@@ -1,5 +1,5 @@
 /** Runs the built `commvq` command line (bin/run.js → dist/) as a user would, capturing its output. */
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { expect } from 'vitest';
 import { join } from 'node:path';
 import { REPO_ROOT } from './fixtures.js';
@@ -32,4 +32,30 @@ export function expectOneLineError(r: CliResult, pattern: RegExp, o: { silentStd
   expect(lines.length).toBeLessThanOrEqual(2);
   expect(lines.slice(1).every((l) => l.startsWith('  hint: '))).toBe(true);
   if (o.silentStdout) expect(r.stdout).toBe('');
+}
+
+/**
+ * Runs the command line, sends SIGINT once `ready()` holds (polled every 50 ms) and waits for the exit: what a user
+ * pressing Ctrl-C sees, plus how long the process took to stop after the signal.
+ *
+ *   const r = await interruptCli(['train-value', ...], () => existsSync(checkpoint));  // r.status 130, r.stopSeconds
+ */
+export async function interruptCli(args: string[], ready: () => boolean, o: { timeoutMs?: number } = {}): Promise<CliResult & { stopSeconds: number }> {
+  const child = spawn(process.execPath, [join(REPO_ROOT, 'bin', 'run.js'), ...args], { env: { ...process.env, NO_COLOR: '1' } });
+  let stdout = '';
+  let stderr = '';
+  child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
+  child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+  let sentAt = 0;
+  const poll = setInterval(() => {
+    if (sentAt === 0 && ready()) {
+      sentAt = performance.now();
+      child.kill('SIGINT');
+    }
+  }, 50);
+  const kill = setTimeout(() => child.kill('SIGKILL'), o.timeoutMs ?? 120_000);
+  const status = await new Promise<number | null>((resolve) => child.on('close', (code) => resolve(code)));
+  clearInterval(poll);
+  clearTimeout(kill);
+  return { status, stdout, stderr, stopSeconds: sentAt === 0 ? NaN : (performance.now() - sentAt) / 1000 };
 }

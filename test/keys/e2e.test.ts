@@ -2,7 +2,7 @@
  * E2E refinement: the hand-derived backward against finite differences, and the trainer against its promises
  * (deterministic for a seed, never worse than its init on the scored subset, better than EM on key-like data).
  */
-import { describe, expect, it } from 'vitest';
+import { beforeAll, describe, expect, it } from 'vitest';
 import { LayerKeyCodebook } from '../../src/core/keys/codebook.js';
 import { CpuEmBackend } from '../../src/core/keys/cpu-em.js';
 import { e2eData, e2eLoss, E2E_DEFAULTS, e2eSchedule, trainE2e } from '../../src/core/keys/e2e.js';
@@ -13,12 +13,12 @@ import { SeededRandom } from '../../src/core/model/seeded-random.js';
 import { keyLikeRows } from './helpers.js';
 
 /** An EM codebook (N_h 8, D_h 16, G 2) for key-like rows. */
-function emCodebook(rows: Float32Array, R: number): LayerKeyCodebook {
+async function emCodebook(rows: Float32Array, R: number): Promise<LayerKeyCodebook> {
   const keys = prepareKeys(rows, 2, 16);
   const n2 = keys.norms.map((n) => n * n);
   const cb = new LayerKeyCodebook({ residuals: R, groups: 2, halfSize: 8, pairs: 8 });
   for (let g = 0; g < 2; g++) {
-    const stages = trainGroupEm(new CpuEmBackend(keys.data[g]!.slice(), n2, 8), R, (r) => new SeededRandom(streamSeed(3, 0, g, r)), { ...EM_DEFAULTS, halfSize: 8, maxSteps: 15 });
+    const stages = await trainGroupEm(new CpuEmBackend(keys.data[g]!.slice(), n2, 8), R, (r) => new SeededRandom(streamSeed(3, 0, g, r)), { ...EM_DEFAULTS, halfSize: 8, maxSteps: 15 });
     stages.forEach((s, r) => cb.stage(r, g).set(s.theta));
   }
   return cb;
@@ -27,7 +27,10 @@ function emCodebook(rows: Float32Array, R: number): LayerKeyCodebook {
 describe('E2E backward', () => {
   const rows = keyLikeRows(8, 300, 32);
   const data = e2eData(prepareKeys(rows, 2, 16));
-  const cb = emCodebook(rows, 3);
+  let cb!: LayerKeyCodebook;
+  beforeAll(async () => {
+    cb = await emCodebook(rows, 3);
+  });
   const idx = Int32Array.from({ length: 64 }, (_, i) => 3 * i);
 
   it('equals central finite differences of the fixed-code loss, and of the true loss where no code moves', () => {
@@ -74,16 +77,16 @@ describe('E2E training', () => {
     expect(e2eSchedule(99, 100, cfg)).toBeCloseTo(0.05, 2);
   });
 
-  it('is deterministic for a seed, never ends worse than its init, and beats greedy EM on held-out key-like data', () => {
+  it('is deterministic for a seed, never ends worse than its init, and beats greedy EM on held-out key-like data', async () => {
     const rows = keyLikeRows(9, 2600, 32);
     const train = rows.subarray(0, 2000 * 32);
     const held = rows.subarray(2000 * 32);
     const R = 4;
-    const cb = emCodebook(train, R);
+    const cb = await emCodebook(train, R);
     const data = e2eData(prepareKeys(train, 2, 16));
     const cfg = { ...E2E_DEFAULTS, epochs: 8, batchSize: 128, lr: 3e-2, validTokens: 1000, seed: 5 };
-    const a = trainE2e(data, cb, cfg);
-    const b = trainE2e(data, cb, cfg);
+    const a = await trainE2e(data, cb, cfg);
+    const b = await trainE2e(data, cb, cfg);
     expect(Array.from(a.codebook.theta)).toEqual(Array.from(b.codebook.theta));
     expect(Math.min(...a.validLoss)).toBe(a.validLoss[a.bestEpoch]);
     expect(a.validLoss[a.bestEpoch]!).toBeLessThanOrEqual(a.validLoss[0]!);
@@ -94,6 +97,6 @@ describe('E2E training', () => {
     const ratio = rel(a.codebook) / rel(cb);
     console.log(`E2E/EM held-out relative error: ${ratio.toFixed(3)}`);
     expect(ratio, `E2E/EM held-out ${ratio}`).toBeLessThan(0.97);
-    expect(Array.from(trainE2e(data, cb, { ...cfg, seed: 6 }).codebook.theta)).not.toEqual(Array.from(a.codebook.theta));
+    expect(Array.from((await trainE2e(data, cb, { ...cfg, seed: 6 })).codebook.theta)).not.toEqual(Array.from(a.codebook.theta));
   });
 });

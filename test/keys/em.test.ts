@@ -138,28 +138,28 @@ describe('EM', () => {
     [1, 0.1, 0.1, 0.01, 0.01, 1e-3, 1e-5].forEach((k, i) => expect(kappas[i]).toBeCloseTo(k, 18));
   });
 
-  it('a structured EM stage equals the plain one (same seed: same θ, steps and hard_mse)', () => {
+  it('a structured EM stage equals the plain one (same seed: same θ, steps and hard_mse)', async () => {
     const { V, n2 } = groupData(11, 120, 8);
-    const a = emStage(new CpuEmBackend(V.slice(), n2, 4), 1, new SeededRandom(9), small);
-    const b = emStage(new PlainEmBackend(V.slice(), n2, 4), 1, new SeededRandom(9), small);
+    const a = await emStage(new CpuEmBackend(V.slice(), n2, 4), 1, new SeededRandom(9), small);
+    const b = await emStage(new PlainEmBackend(V.slice(), n2, 4), 1, new SeededRandom(9), small);
     expect(a.steps).toBe(b.steps);
     expect(Math.abs(a.mse - b.mse) / b.mse).toBeLessThan(1e-6);
     expect(relDiff(a.theta, b.theta)).toBeLessThan(1e-4);
   });
 
-  it('reduces the error at every residual stage, and is deterministic for a seed', () => {
+  it('reduces the error at every residual stage, and is deterministic for a seed', async () => {
     const { V, n2 } = groupData(21, 400, 16);
     const run = (seed: number) =>
       trainGroupEm(new CpuEmBackend(V.slice(), n2, 8), 5, (r) => new SeededRandom(streamSeed(seed, 0, 0, r)), { ...small, halfSize: 8 });
-    const stages = run(1);
+    const stages = await run(1);
     let before = 0;
     for (let t = 0; t < 400; t++) for (let k = 0; k < 16; k++) before += n2[t]! * V[t * 16 + k]! ** 2;
     before /= 400 * 16;
     const errors = [before, ...stages.map((s) => s.error)];
     for (let r = 1; r < errors.length; r++) expect(errors[r], `stage ${r - 1}: ${errors.join(', ')}`).toBeLessThan(errors[r - 1]!);
     expect(errors.at(-1)! / before).toBeLessThan(0.3);
-    const again = run(1);
+    const again = await run(1);
     expect(again.map((s) => Array.from(s.theta))).toEqual(stages.map((s) => Array.from(s.theta)));
-    expect(Array.from(run(2)[0]!.theta)).not.toEqual(Array.from(stages[0]!.theta));
+    expect(Array.from((await run(2))[0]!.theta)).not.toEqual(Array.from(stages[0]!.theta));
   });
 });

@@ -1,6 +1,7 @@
 /**
- * train-key stops between layers when its signal aborts (Ctrl-C in the command), keeping the finished layers, and
- * `resume` trains only the rest: the result equals an uninterrupted run (layers are seeded by their own numbers).
+ * train-key stops at the next EM step when its signal aborts (Ctrl-C in the command), keeping the finished layers and
+ * dropping the one in progress, and `resume` trains only the rest: the result equals an uninterrupted run (layers
+ * are seeded by their own numbers).
  * A resume under different settings is refused rather than mixed.
  */
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
@@ -37,14 +38,15 @@ describe('train-key, interrupted and resumed', () => {
     runDir, method: 'em', bits: 1, residuals: 2, layers: '0,1', heldout: 512, em: { maxSteps: 2 }, backend: new CpuBackend(), ...o,
   });
 
-  it('keeps the finished layer when stopped, and resuming trains the rest to the uninterrupted result', async () => {
+  it('keeps the finished layer when stopped mid-layer, and resuming trains the rest to the uninterrupted result', async () => {
     const whole = await trainKey(options());
     expect(whole.complete).toBe(true);
     const want = readKeyCodebook(whole.codebook);
 
     rmSync(whole.codebook);
     const abort = new AbortController();
-    const stopped = await trainKey(options({ signal: abort.signal, onProgress: () => abort.abort() })); // Ctrl-C during layer 0
+    // Ctrl-C during layer 1 (past half of the progress): layer 0 is kept, layer 1 dropped
+    const stopped = await trainKey(options({ signal: abort.signal, onProgress: (done, total) => done > total / 2 && abort.abort() }));
     expect(stopped.complete).toBe(false);
     expect(stopped.report.layers.map((l) => l.layer)).toEqual([0]);
     expect([...readKeyCodebook(stopped.codebook).layers.keys()]).toEqual([0]);

@@ -3,6 +3,7 @@ import { BaseCommand } from '../../cli/base-command.js';
 import { parseNiahScorer } from '../../core/eval/niah/score.js';
 import { mergeEvalRuns, type MergeRunsResult } from '../../core/eval/run/merge-runs.js';
 import { scoreLine } from '../../core/eval/run/report.js';
+import { checkOutputDir } from '../../core/options/path-option.js';
 
 export default class EvalMerge extends BaseCommand {
   static override summary = 'Combine the shards of an eval run and score them again.';
@@ -31,6 +32,7 @@ export default class EvalMerge extends BaseCommand {
 
   async run(): Promise<MergeRunsResult> {
     const { argv, flags } = await this.parse(EvalMerge);
+    if (flags.out !== undefined) checkOutputDir('out', flags.out);
     const dirs = argv as string[];
     const scorer = flags.scorer === undefined ? undefined : parseNiahScorer(flags.scorer);
     // the merged files are the whole run's: the lock of an unsharded run in that folder

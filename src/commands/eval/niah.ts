@@ -6,6 +6,7 @@ import { parseNiahDepths, parseNiahLengths } from '../../core/eval/niah/grid.js'
 import { parseNiahScorer } from '../../core/eval/niah/score.js';
 import { NIAH_DEFAULT_LENGTHS, runNiah, type NiahSummary } from '../../core/eval/run/niah-run.js';
 import type { EvalRunResult } from '../../core/eval/run/run-benchmark.js';
+import { integerFlag } from '../../cli/number-flag.js';
 
 export default class EvalNiah extends BaseCommand {
   static override summary = 'Needle in a haystack: recall of one sentence hidden at each depth of contexts of each length.';
@@ -30,7 +31,7 @@ export default class EvalNiah extends BaseCommand {
     needle: Flags.string({ description: 'the needle sentence (default: the reference’s San Francisco sentence)' }),
     question: Flags.string({ description: 'the question asking for the needle' }),
     scorer: Flags.string({ description: 'rouge1: ROUGE-1 F × 10 (the reference); exact: 10 if the needle is recalled word for word', default: 'rouge1' }),
-    limit: Flags.integer({ description: 'run only the first N cells (lengths outer, depths inner)', min: 1 }),
+    limit: integerFlag({ description: 'run only the first N cells (lengths outer, depths inner)', min: 1 }),
   };
 
   async run(): Promise<EvalRunResult<NiahSummary>> {

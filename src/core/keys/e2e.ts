@@ -1,4 +1,5 @@
 import { SeededRandom } from '../model/seeded-random.js';
+import { stopPoint } from '../stop-point.js';
 import { LayerKeyCodebook, stageThetaSize } from './codebook.js';
 import { nearestCentre, stageTables, subtractCentre, tokenScratch, type StageTables } from './distance.js';
 import type { PreparedKeys } from './layout.js';
@@ -156,10 +157,13 @@ export function e2eSchedule(step: number, total: number, cfg: E2eConfig): number
 
 /**
  * Refines `init` (normally the EM codebook) on prepared training keys. `onStep(done, total)` reports progress.
+ * With a `signal`, the event loop gets a turn after each batch and an aborted signal throws `Interrupted`.
  *
- *   const { codebook, validLoss } = trainE2e(e2eData(prepareKeys(rows, 8, 128)), emCodebook, E2E_DEFAULTS);
+ *   const { codebook, validLoss } = await trainE2e(e2eData(prepareKeys(rows, 8, 128)), emCodebook, E2E_DEFAULTS);
  */
-export function trainE2e(data: E2eData, init: LayerKeyCodebook, cfg: E2eConfig = E2E_DEFAULTS, onStep?: (done: number, total: number) => void): E2eResult {
+export async function trainE2e(
+  data: E2eData, init: LayerKeyCodebook, cfg: E2eConfig = E2E_DEFAULTS, onStep?: (done: number, total: number) => void, signal?: AbortSignal,
+): Promise<E2eResult> {
   const { residuals: R, groups: G } = init.shape;
   const size = stageThetaSize(init.shape);
   const rng = new SeededRandom(cfg.seed);
@@ -206,6 +210,7 @@ export function trainE2e(data: E2eData, init: LayerKeyCodebook, cfg: E2eConfig =
         cb.theta[i] = theta[i]!;
       }
       onStep?.(step, total);
+      await stopPoint(signal);
     }
     trainLoss.push(sum / stepsPerEpoch);
     const loss = e2eLoss(cb, data, valid);

@@ -1,4 +1,5 @@
 import { SeededRandom } from '../model/seeded-random.js';
+import { stopPoint } from '../stop-point.js';
 
 /**
  * The EM trainer of spec §3.4–3.5, written once over an EmBackend that does the heavy work: the CPU (structured
@@ -86,11 +87,14 @@ export function streamSeed(seed: number, layer: number, group: number, stage: nu
 }
 
 /**
- * One EM stage on `be`'s current residual (spec §3.4). `onStep(s)` is called after each E-step.
+ * One EM stage on `be`'s current residual (spec §3.4). `onStep(s)` is called after each E-step. With a `signal`, the
+ * event loop gets a turn after each E-step and an aborted signal throws `Interrupted` (stop-point.ts).
  *
- *   const { theta, mse } = emStage(backend, 0.1, new SeededRandom(7), EM_DEFAULTS);
+ *   const { theta, mse } = await emStage(backend, 0.1, new SeededRandom(7), EM_DEFAULTS);
  */
-export function emStage<T>(be: EmBackend<T>, kappa: number, rng: SeededRandom, cfg: EmConfig, onStep?: (s: number) => void): { theta: T; mse: number; steps: number } {
+export async function emStage<T>(
+  be: EmBackend<T>, kappa: number, rng: SeededRandom, cfg: EmConfig, onStep?: (s: number) => void, signal?: AbortSignal,
+): Promise<{ theta: T; mse: number; steps: number }> {
   let theta = be.init(drawInitRows(rng, cfg.halfSize * cfg.halfSize, be.tokens), 1);
   let best = Infinity;
   let bestTheta = theta;
@@ -100,6 +104,7 @@ export function emStage<T>(be: EmBackend<T>, kappa: number, rng: SeededRandom, c
     const mse = be.eStep(theta, 1 / temperature(s, kappa, cfg)) * scale;
     steps++;
     onStep?.(s);
+    await stopPoint(signal);
     if (mse < best) {
       best = mse;
       bestTheta = be.keep(theta);
@@ -113,21 +118,22 @@ export function emStage<T>(be: EmBackend<T>, kappa: number, rng: SeededRandom, c
 
 /**
  * The residual loop of one group (spec §3.5): R stages, κ schedule, residual update with each stage's best θ.
- * `rngOf(r)` gives stage r's seeded stream; `onStep(r, s)` reports progress.
+ * `rngOf(r)` gives stage r's seeded stream; `onStep(r, s)` reports progress; `signal` as for emStage.
  *
- *   const stages = trainGroupEm(new CpuEmBackend(V, n2, 64), 11, (r) => new SeededRandom(streamSeed(1, 0, g, r)));
+ *   const stages = await trainGroupEm(new CpuEmBackend(V, n2, 64), 11, (r) => new SeededRandom(streamSeed(1, 0, g, r)));
  */
-export function trainGroupEm<T>(
+export async function trainGroupEm<T>(
   be: EmBackend<T>,
   residuals: number,
   rngOf: (r: number) => SeededRandom,
   cfg: EmConfig = EM_DEFAULTS,
   onStep?: (r: number, s: number) => void,
-): StageResult[] {
+  signal?: AbortSignal,
+): Promise<StageResult[]> {
   const out: StageResult[] = [];
   const scale = 1 / (be.tokens * be.headDim);
   for (let r = 0; r < residuals; r++) {
-    const stage = emStage(be, kappaOf(r), rngOf(r), cfg, (s) => onStep?.(r, s));
+    const stage = await emStage(be, kappaOf(r), rngOf(r), cfg, (s) => onStep?.(r, s), signal);
     const error = be.residual(stage.theta) * scale;
     out.push({ theta: be.read(stage.theta), mse: stage.mse, steps: stage.steps, error });
   }

@@ -15,6 +15,7 @@ import { EM_DEFAULTS, streamSeed, trainGroupEm, type EmConfig, type StageResult 
 import { stageErrors, type StageErrors } from './encoder.js';
 import { readKeyCodebook, writeKeyCodebook, type KeyCodebookMeta } from './format.js';
 import { prepareKeys } from './layout.js';
+import { Interrupted, stopPoint } from '../stop-point.js';
 import { formatKeyReport, relativeErrors, type KeyReport, type LayerKeyReport } from './report.js';
 
 /**
@@ -43,7 +44,10 @@ export interface TrainKeyOptions {
   em?: Partial<EmConfig>;
   e2e?: Partial<E2eConfig>;
   onProgress?: (done: number, total: number) => void;
-  /** aborting stops after the layer in progress; the files then hold every finished layer */
+  /**
+   * aborting stops at the next EM step (or E2E batch): the files then hold every finished layer, and `resume`
+   * trains the layer in progress again from its start (its seeds make that the same result)
+   */
   signal?: AbortSignal;
   /** keep the layers an earlier run with the same settings finished (its codebook and report) and train the rest */
   resume?: boolean;
@@ -92,9 +96,15 @@ export async function trainKey(o: TrainKeyOptions): Promise<TrainKeyResult> {
   if (o.resume) resumeLayers(path, reportPath, meta, report, codebooks);
   for (const layer of layers) {
     if (codebooks.has(layer)) continue; // finished by the run resumed
-    await new Promise((resolve) => setImmediate(resolve)); // lets a Ctrl-C handler run between layers
-    if (o.signal?.aborted) return { codebook: path, reportPath, report, table: formatKeyReport(report), complete: false };
-    const { codebook, layerReport } = trainLayer(run, layer);
+    let trained: Awaited<ReturnType<typeof trainLayer>>;
+    try {
+      await stopPoint(o.signal);
+      trained = await trainLayer(run, layer);
+    } catch (e) {
+      if (!(e instanceof Interrupted)) throw e;
+      return { codebook: path, reportPath, report, table: formatKeyReport(report), complete: false };
+    }
+    const { codebook, layerReport } = trained;
     codebooks.set(layer, codebook);
     report.layers.push(layerReport);
     report.layers.sort((a, b) => a.layer - b.layer);
@@ -141,7 +151,7 @@ interface LayerRun {
 }
 
 /** Reads one layer's keys, trains its codebook (EM, then E2E if asked) and scores it on the held-out tokens. */
-function trainLayer(run: LayerRun, layer: number): { codebook: LayerKeyCodebook; layerReport: LayerKeyReport } {
+async function trainLayer(run: LayerRun, layer: number): Promise<{ codebook: LayerKeyCodebook; layerReport: LayerKeyReport }> {
   const { o, residuals, headDim, kvHeads, em, gpu, progress } = run;
   const started = Date.now();
   const what = `${o.runDir}: layer ${layer} keys`;
@@ -150,8 +160,8 @@ function trainLayer(run: LayerRun, layer: number): { codebook: LayerKeyCodebook;
   const base = progress.done;
   const onStep = (g: number, r: number, s: number) => progress.set(base + (g * residuals + r) * em.maxSteps + s + 1);
   const stages = gpu
-    ? gpu.trainLayerEmGpu(o.backend, trainRows, kvHeads, headDim, residuals, rngOf, em, onStep)
-    : trainLayerEmCpu(trainRows, kvHeads, headDim, residuals, rngOf, em, onStep);
+    ? await gpu.trainLayerEmGpu(o.backend, trainRows, kvHeads, headDim, residuals, rngOf, em, onStep, o.signal)
+    : await trainLayerEmCpu(trainRows, kvHeads, headDim, residuals, rngOf, em, onStep, o.signal);
   progress.set(base + kvHeads * residuals * em.maxSteps);
   const emCodebook = new LayerKeyCodebook({ residuals, groups: kvHeads, halfSize: HALF_SIZE, pairs: headDim / 2 });
   stages.forEach((gs, g) => gs.forEach((s, r) => emCodebook.stage(r, g).set(s.theta)));
@@ -163,7 +173,7 @@ function trainLayer(run: LayerRun, layer: number): { codebook: LayerKeyCodebook;
   if (o.method === 'e2e') {
     const e2eBase = progress.done;
     const rows = spreadRows(trainRows, kvHeads * headDim, run.e2e.maxTokens); // E2E trains on at most maxTokens of them
-    const result = trainE2e(e2eData(prepareKeys(rows, kvHeads, headDim, what)), emCodebook, run.e2e, (done) => progress.set(e2eBase + done));
+    const result = await trainE2e(e2eData(prepareKeys(rows, kvHeads, headDim, what)), emCodebook, run.e2e, (done) => progress.set(e2eBase + done), o.signal);
     codebook = result.codebook;
     errors = relativeErrors(score(codebook), residuals, kvHeads);
     e2e = {
@@ -203,13 +213,15 @@ function readLayerKeys(run: LayerRun, layer: number, what: string): { trainRows:
 }
 
 /** EM of every group of one layer on the CPU: stages[g][r]. */
-function trainLayerEmCpu(
+async function trainLayerEmCpu(
   rows: Float32Array, groups: number, headDim: number, residuals: number,
-  rngOf: (g: number) => (r: number) => SeededRandom, cfg: EmConfig, onStep: (g: number, r: number, s: number) => void,
-): StageResult[][] {
+  rngOf: (g: number) => (r: number) => SeededRandom, cfg: EmConfig, onStep: (g: number, r: number, s: number) => void, signal?: AbortSignal,
+): Promise<StageResult[][]> {
   const keys = prepareKeys(rows, groups, headDim);
   const n2 = keys.norms.map((n) => n * n);
-  return keys.data.map((V, g) => trainGroupEm(new CpuEmBackend(V, n2, cfg.halfSize), residuals, rngOf(g), cfg, (r, s) => onStep(g, r, s)));
+  const out: StageResult[][] = [];
+  for (const [g, V] of keys.data.entries()) out.push(await trainGroupEm(new CpuEmBackend(V, n2, cfg.halfSize), residuals, rngOf(g), cfg, (r, s) => onStep(g, r, s), signal));
+  return out;
 }
 
 /** At most `count` rows of `rows` [N, width], evenly spaced (all of them when N ≤ count). */

@@ -25,7 +25,10 @@ export const keyStage: PipelineStage = {
       backend: ctx.backend,
       em: { maxSteps: s.emSteps },
       onProgress: (done, total) => ctx.progress(done, total),
+      signal: ctx.signal,
+      resume: true, // the layers an interrupted pipeline finished (same run folder, same settings) are kept
     });
+    if (results.some((r) => !r.complete)) return { headline: `${results[0]!.report.layers.length} layer(s) trained`, files: [], numbers: {}, interrupted: true };
     const reports = new Map<Bits, KeyReport>(plan.map((p, i) => [p.bits, results[i]!.report]));
     const files = results.flatMap((r) => [r.codebook, r.reportPath]);
     return keyOutput(s.bits.map((b) => reports.get(b)!), files);

@@ -6,6 +6,7 @@ import { packWindows } from '../data/packing.js';
 import { valueCodebookFileName, type Bits } from '../commvq/geometry.js';
 import { CommvqError } from '../errors.js';
 import { writeFileAtomic } from '../io/atomic-write.js';
+import { yieldToEvents } from '../stop-point.js';
 import { fileHash } from '../io/file-hash.js';
 import { readScales } from '../kv/make-scale.js';
 import { readManifest } from '../kv/run-manifest.js';
@@ -19,6 +20,7 @@ import { createTrainOps } from './train-ops-factory.js';
 import { compressorShape, checkScale, initCompressor, PARAM_NAMES } from './value-compressor.js';
 import { writeValueCodebook } from './value-codebook-file.js';
 import { DEFAULT_OPTIMIZER, newLayerState, trainValueStep, type LayerState, type OptimizerSettings, type StepLosses } from './value-trainer.js';
+import { checkNumberOption, type NumberRule } from '../options/number-option.js';
 
 export interface TrainValueOptions {
   runDir: string;
@@ -54,6 +56,9 @@ export interface TrainValueResult {
   evaluation?: ValueEvaluation[];
 }
 
+/** The learning rates train-value takes (the --lr flag and library callers alike): AdamW's peak rate, in (0, 1]. */
+export const LR_RULE: NumberRule = { above: 0, max: 1 };
+
 /**
  * train-value (spec §5): trains one value compressor per layer with the frozen model in the loop, on packed windows
  * of a corpus (the same packing as collect-kv), from RUN_DIR's make-scale statistics. Writes, under RUN_DIR:
@@ -63,6 +68,7 @@ export interface TrainValueResult {
  *   await trainValue({ runDir: 'runs/a', modelDir: 'tiny-llama', corpus: 'c.jsonl', backend, bits: 1, steps: 100 });
  */
 export async function trainValue(o: TrainValueOptions): Promise<TrainValueResult> {
+  if (o.lr !== undefined) checkNumberOption('lr', o.lr, LR_RULE); // before anything is read or written
   const manifest = readManifest(o.runDir);
   if (!manifest) throw new CommvqError(`${o.runDir}: not a run folder (no manifest.json)`, 'run commvq collect-kv and make-scale first');
   const scales = readScales(o.runDir, 'value');
@@ -118,6 +124,7 @@ export async function trainValue(o: TrainValueOptions): Promise<TrainValueResult
     info.history.push({ step: info.step, ...losses });
     o.onStep?.({ step: info.step, ...losses }, o.steps);
     if (info.step % every === 0 || info.step === o.steps) save();
+    if (o.signal) await yieldToEvents(); // a step never awaits real I/O: without this a Ctrl-C handler never runs
   }
   if (info.step < o.steps) save(); // interrupted: keep what was done
 

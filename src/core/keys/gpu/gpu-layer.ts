@@ -17,22 +17,24 @@ function cudaOf(backend: Backend): CudaBackend {
   return backend;
 }
 
-/** EM of all groups of one layer on the GPU: stages[g][r]. Rows [N, G·D] HF, pre-RoPE. */
-export function trainLayerEmGpu(
+/** EM of all groups of one layer on the GPU: stages[g][r]. Rows [N, G·D] HF, pre-RoPE. `signal` as for trainGroupEm. */
+export async function trainLayerEmGpu(
   backend: Backend, rows: Float32Array, groups: number, headDim: number, residuals: number,
-  rngOf: (g: number) => (r: number) => SeededRandom, cfg: EmConfig, onStep: (g: number, r: number, s: number) => void,
-): StageResult[][] {
+  rngOf: (g: number) => (r: number) => SeededRandom, cfg: EmConfig, onStep: (g: number, r: number, s: number) => void, signal?: AbortSignal,
+): Promise<StageResult[][]> {
   const { ctx } = cudaOf(backend);
   const keys = GpuKeys.upload(ctx, rows, groups, headDim);
   try {
-    return Array.from({ length: groups }, (_, g) => {
+    const out: StageResult[][] = [];
+    for (let g = 0; g < groups; g++) {
       const be = new GpuEmBackend(ctx, keys.group(g), keys.n2, headDim);
       try {
-        return trainGroupEm(be, residuals, rngOf(g), cfg, (r, s) => onStep(g, r, s));
+        out.push(await trainGroupEm(be, residuals, rngOf(g), cfg, (r, s) => onStep(g, r, s), signal));
       } finally {
         be.dispose();
       }
-    });
+    }
+    return out;
   } finally {
     keys.dispose();
   }
