@@ -177,6 +177,7 @@ describe('reading the JSON-lines files', () => {
   it('names the line of a bad record', () => {
     expect(() => parseInfinitebenchJsonl('{"id": 1, "context": "c", "answer": ["x"]}\n{"id": 2, "answer": ["x"]}', 'kv.jsonl')).toThrow('kv.jsonl:2: field "context" must be a string');
     expect(() => parseInfinitebenchJsonl('{"id": 1, "context": "c", "answer": {"a": 1}}', 'kv.jsonl')).toThrow('kv.jsonl:1: field "answer" must be');
+    expect(() => parseInfinitebenchJsonl('', 'kv.jsonl')).toThrow('kv.jsonl: no examples: the task file is empty');
     expect(() => parseInfinitebenchJsonl('{"id": 1, "context": "c", "answer": [1]}\nnot json', 'kv.jsonl')).toThrow(/^kv\.jsonl:2: not a valid JSON line/);
   });
 });

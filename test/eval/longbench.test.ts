@@ -175,6 +175,7 @@ describe('reading the official JSON-lines files', () => {
   it('names the file and line of a malformed line, a bad field, a repeated id', () => {
     expect(() => parseLongbenchJsonl(`${line({})}\n{"input": "q",\n`, 'qasper.jsonl')).toThrow(/^qasper\.jsonl:2: not a valid JSON line/);
     expect(() => parseLongbenchJsonl(line({ answers: 'a' }), 'qasper.jsonl')).toThrow('qasper.jsonl:1: field "answers" must be a list of strings');
+    expect(() => parseLongbenchJsonl('\n', 'qasper.jsonl')).toThrow('qasper.jsonl: no examples: the task file is empty');
     expect(() => parseLongbenchJsonl(`${line({})}\n${line({})}`, 'qasper.jsonl')).toThrow("qasper.jsonl:2: _id 'id1' repeats line 1");
     expect(() => parseLongbenchJsonl('[1, 2]', 'qasper.jsonl')).toThrow('qasper.jsonl:1: expected a JSON object');
   });

@@ -44,6 +44,12 @@ export function readJsonlFile(path: string, options: ParseJsonlOptions = {}): { 
   return parseJsonl(text, path, options);
 }
 
+/** A benchmark task file's lines, refused when it holds none (an empty task would run nothing and say it completed). */
+export function taskLines(lines: JsonLine[], source: string): JsonLine[] {
+  if (lines.length === 0) throw new CommvqError(`${source}: no examples: the task file is empty`, 'give the task file as the benchmark publishes it, or leave the task out');
+  return lines;
+}
+
 /** Field readers that name the file, line and field in their errors. */
 export class RecordReader {
   constructor(

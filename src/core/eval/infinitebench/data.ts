@@ -6,7 +6,7 @@
  */
 import { join } from 'node:path';
 import { CommvqError } from '../../errors.js';
-import { parseJsonl, readJsonlFile, RecordReader, type JsonLine } from '../jsonl.js';
+import { parseJsonl, readJsonlFile, RecordReader, taskLines, type JsonLine } from '../jsonl.js';
 
 export type InfiniteBenchAnswer = string | number | (string | number)[];
 
@@ -35,7 +35,7 @@ export function parseInfinitebenchJsonl(text: string, source: string): InfiniteB
 
 function infinitebenchExamples(lines: readonly JsonLine[], source: string): InfiniteBenchExample[] {
   const seen = new Map<string, number>();
-  return lines.map((jl, index) => {
+  return taskLines([...lines], source).map((jl, index) => {
     const r = RecordReader.of(source, jl);
     const id = r.id('id') ?? `line-${jl.line}`;
     const first = seen.get(id);

@@ -7,7 +7,7 @@
  */
 import { join } from 'node:path';
 import { CommvqError } from '../../errors.js';
-import { parseJsonl, readJsonlFile, RecordReader, type JsonLine } from '../jsonl.js';
+import { parseJsonl, readJsonlFile, RecordReader, taskLines, type JsonLine } from '../jsonl.js';
 
 export interface LongBenchExample {
   /** `_id` (unique within a task), or `line-N` when a file has no ids */
@@ -41,7 +41,7 @@ export function parseLongbenchJsonl(text: string, source: string): LongBenchExam
 
 function longbenchExamples(lines: readonly JsonLine[], source: string): LongBenchExample[] {
   const seen = new Map<string, number>();
-  return lines.map((jl, index) => {
+  return taskLines([...lines], source).map((jl, index) => {
     const r = RecordReader.of(source, jl);
     const id = r.id('_id') ?? `line-${jl.line}`;
     const first = seen.get(id);
