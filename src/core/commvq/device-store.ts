@@ -323,13 +323,12 @@ export class DeviceCommvqStore implements CommvqStore {
     const books = this.books[layer]!;
     const G = this.s.shape.kvHeads;
     const st = this.layers[layer]!;
-    const time = <T>(phase: string, work: () => T): T => this.timed(phase, work);
-    const enc = time('keys', () => encodeKeysOnDevice(b.ctx, encoders.key, keys));
+    const enc = this.timed('keys', () => encodeKeysOnDevice(b.ctx, encoders.key, keys));
     for (const { sequence, at, from, to, noise } of runs) {
       const rows = { sequence, rowStart: at, tokens: to - from };
-      time('keys', () => launchPackKeys(b.ctx, { codes: enc.codes, n2: enc.n2, keyCodes: st.keyCodes, keyNorms: st.keyNorms }, { ...rows, residuals: this.s.residuals, groups: G, from }));
+      this.timed('keys', () => launchPackKeys(b.ctx, { codes: enc.codes, n2: enc.n2, keyCodes: st.keyCodes, keyNorms: st.keyNorms }, { ...rows, residuals: this.s.residuals, groups: G, from }));
       const share = to - from === m ? values : rowView(values, from, to - from);
-      const { bits, rho } = time('values', () => {
+      const { bits, rho } = this.timed('values', () => {
         const coded = encodeValues(this.ops, encoders.values, share, books.scale, noise);
         launchPackValues(b.ctx, { ...coded, codebook: books.codebook, valueBits: st.valueBits, valueRho: st.valueRho }, rows);
         return coded;

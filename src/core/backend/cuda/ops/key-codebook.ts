@@ -212,7 +212,7 @@ export function layerTables(ctx: CudaContextLike, theta: Tensor, handles: Tensor
 }
 
 /** Dynamic shared memory of key_encode: two stage buffers (θ [128][P + pad], nz, Q), then per warp α, β, error slots and codes. */
-export function encodeSharedBytes(headDim: number, warps: number): number {
+function encodeSharedBytes(headDim: number, warps: number): number {
   const { NH, KC, WARP_TOKENS, RMAX, THETA_PAD, ALD, BLD } = ENCODE;
   const stage = 2 * NH * (headDim / 2 + THETA_PAD) + NH + KC;
   return (2 * stage + warps * (NH * ALD + WARP_TOKENS * BLD + RMAX + WARP_TOKENS)) * 4;
@@ -222,7 +222,7 @@ export function encodeSharedBytes(headDim: number, warps: number): number {
  * Warps per block of key_encode over n tokens of G groups: the most (MAX_WARPS) when that still gives every SM a
  * block, else half as many (short chunks, e.g. a 1024-row prefill chunk: 8 groups × 16 blocks of 4 warps).
  */
-export function encodeWarps(ctx: Pick<CudaContextLike, 'info'>, n: number, groups: number): number {
+function encodeWarps(ctx: Pick<CudaContextLike, 'info'>, n: number, groups: number): number {
   const most = ENCODE.MAX_WARPS;
   return Math.ceil(n / (most * ENCODE.WARP_TOKENS)) * groups >= ctx.info.smCount ? most : most / 2;
 }
@@ -230,11 +230,6 @@ export function encodeWarps(ctx: Pick<CudaContextLike, 'info'>, n: number, group
 /** The most blocks along the tokens one key_encode launch over n tokens takes (the slots its error sums need). */
 export function encodeBlocks(n: number): number {
   return Math.ceil(n / ((ENCODE.MAX_WARPS / 2) * ENCODE.WARP_TOKENS));
-}
-
-/** The most stages one key_encode launch runs. */
-export function encodeMaxStages(): number {
-  return ENCODE.RMAX;
 }
 
 /**
