@@ -23,6 +23,7 @@ export interface CommonRunOptions {
   backend: Backend;
   dtype?: DType;
   randomWeights: boolean;
+  allowNonFinite: boolean;
   signal: AbortSignal;
   onProgress: (p: EvalProgress) => void;
 }
@@ -36,7 +37,7 @@ export interface CommonRunOptions {
 export async function runEvalCommand<S extends SummaryBase>(
   command: BaseCommand,
   label: string,
-  flags: { model: string; 'random-weights': boolean; out: string; cache: string; shard: string; device: string; dtype: string },
+  flags: { model: string; 'random-weights': boolean; 'allow-nonfinite': boolean; out: string; cache: string; shard: string; device: string; dtype: string },
   run: (common: CommonRunOptions) => Promise<EvalRunResult<S>>,
 ): Promise<EvalRunResult<S>> {
   checkOutputDir('out', flags.out);
@@ -53,6 +54,7 @@ export async function runEvalCommand<S extends SummaryBase>(
       backend: await createBackend(flags.device),
       dtype: flags.dtype === 'auto' ? undefined : (flags.dtype as DType),
       randomWeights: flags['random-weights'],
+      allowNonFinite: flags['allow-nonfinite'],
       signal: interrupt.signal,
       onProgress: (p) => bar.update(p.done, p.total, progressDetail(p)),
     }), shardSuffix(shard)); // shards may share a folder: each writes only its own files

@@ -1,11 +1,12 @@
 import { Flags } from '@oclif/core';
-import { cacheFlag, deviceFlag, dtypeFlag, randomWeightsFlag } from './flags.js';
+import { allowNonFiniteFlag, cacheFlag, deviceFlag, dtypeFlag, randomWeightsFlag } from './flags.js';
 import { integerFlag } from './number-flag.js';
 
 /** The flags every `commvq eval` run shares: model (or its random stand-in), run folder, cache, sharding, limit, device. */
 export const evalRunFlags = {
   model: Flags.string({ description: 'Hugging Face model folder', required: true }),
   'random-weights': randomWeightsFlag,
+  'allow-nonfinite': allowNonFiniteFlag,
   out: Flags.string({ description: 'run folder to write (a rerun continues it)', required: true }),
   cache: cacheFlag,
   shard: Flags.string({ description: 'run shard i of n (0-based), e.g. 0/2; merge the shards with eval merge', default: '0/1' }),

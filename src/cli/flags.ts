@@ -23,6 +23,15 @@ export const randomWeightsFlag = Flags.boolean({
   description: 'ignore the checkpoint: seeded random weights from config.json, made on the device (for speed and memory at real sizes)',
 });
 
+/**
+ * `--allow-nonfinite` of every command that loads a model's weights: weights holding NaN or Inf are refused by
+ * default, naming the tensor (loadModel's allowNonFinite); this loads them anyway, for a checkpoint whose bad values
+ * sit where no input reaches them. Non-finite logits or K/V are refused either way.
+ */
+export const allowNonFiniteFlag = Flags.boolean({
+  description: 'load weights that hold NaN or Inf (refused by default, naming the tensor); non-finite logits or K/V still fail',
+});
+
 /** `--seed`: every command's default is the same (DEFAULT_SEED, 42). */
 export function seedFlag(what: string) {
   return integerFlag({ description: `seed of ${what} (every command defaults to ${DEFAULT_SEED})`, default: DEFAULT_SEED, min: 0 });

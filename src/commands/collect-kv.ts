@@ -1,6 +1,6 @@
 import { Flags } from '@oclif/core';
 import { BaseCommand } from '../cli/base-command.js';
-import { deviceFlag, seedFlag } from '../cli/flags.js';
+import { allowNonFiniteFlag, deviceFlag, seedFlag } from '../cli/flags.js';
 import { onInterrupt } from '../cli/interrupt.js';
 import { progressBar } from '../cli/progress.js';
 import { createBackend } from '../core/backend/create-backend.js';
@@ -30,6 +30,7 @@ export default class CollectKv extends BaseCommand {
     layers: Flags.string({ description: 'layers to collect, e.g. 0-3,31 (default all)' }),
     field: Flags.string({ description: 'the text field of JSON/Parquet/Arrow records', default: 'text' }),
     seed: seedFlag('the packing shuffle'),
+    'allow-nonfinite': allowNonFiniteFlag,
     device: deviceFlag,
   };
 
@@ -49,6 +50,7 @@ export default class CollectKv extends BaseCommand {
         layers: flags.layers,
         field: flags.field,
         seed: flags.seed,
+        allowNonFinite: flags['allow-nonfinite'],
         signal: interrupt.signal,
         onProgress: (p) => bar.update(p.windowsDone, p.windows, `| ${Math.round(p.tokensPerSecond)} tokens/s`),
       }));

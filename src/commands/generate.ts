@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { Flags } from '@oclif/core';
 import { BaseCommand } from '../cli/base-command.js';
 import { parseCacheFlag } from '../cli/cache-flag.js';
-import { cacheFlag, deviceFlag, dtypeFlag, randomWeightsFlag } from '../cli/flags.js';
+import { allowNonFiniteFlag, cacheFlag, deviceFlag, dtypeFlag, randomWeightsFlag } from '../cli/flags.js';
 import { progressBar } from '../cli/progress.js';
 import { createBackend } from '../core/backend/create-backend.js';
 import { generateText } from '../core/generate-text.js';
@@ -38,6 +38,7 @@ export default class Generate extends BaseCommand {
     chat: Flags.boolean({ description: "wrap the prompt in the model's chat template as a user message" }),
     'ignore-eos': Flags.boolean({ description: 'keep going past end-of-sequence tokens' }),
     'random-weights': randomWeightsFlag,
+    'allow-nonfinite': allowNonFiniteFlag,
     cache: cacheFlag,
     device: deviceFlag,
     dtype: dtypeFlag,
@@ -60,6 +61,7 @@ export default class Generate extends BaseCommand {
         chat: flags.chat,
         ignoreEos: flags['ignore-eos'],
         randomWeights: flags['random-weights'],
+        allowNonFinite: flags['allow-nonfinite'],
         cache,
         dtype: flags.dtype === 'auto' ? undefined : (flags.dtype as DType),
         onLoadProgress: (done, total) => bar.update(done, total),

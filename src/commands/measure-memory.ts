@@ -1,7 +1,7 @@
 import { Flags } from '@oclif/core';
 import { BaseCommand } from '../cli/base-command.js';
 import { CACHE_LIST_HELP, parseCacheList, withBits } from '../cli/cache-flag.js';
-import { bitsFlag, deviceFlag } from '../cli/flags.js';
+import { allowNonFiniteFlag, bitsFlag, deviceFlag } from '../cli/flags.js';
 import { parseBatchList, parseBitsList, parseContextList, parseDeviceMemory } from '../cli/list-flags.js';
 import { progressBar } from '../cli/progress.js';
 import { parseDevice } from '../core/backend/create-backend.js';
@@ -44,6 +44,7 @@ export default class MeasureMemory extends BaseCommand {
         'above it names the card itself and is measured at the driver’s total; more is refused. On the CPU: resident bytes only; default 80',
     }),
     out: Flags.string({ description: 'folder to write memory.json, memory.svg/.png, bytes-per-token.svg/.png and (GPU) throughput.svg/.png' }),
+    'allow-nonfinite': allowNonFiniteFlag,
     device: deviceFlag,
   };
 
@@ -63,6 +64,7 @@ export default class MeasureMemory extends BaseCommand {
         decodeTokens: flags['decode-tokens'],
         deviceBytes: flags['device-memory'] === undefined ? undefined : parseDeviceMemory(flags['device-memory']),
         device: flags.device as DeviceName,
+        allowNonFinite: flags['allow-nonfinite'],
         command: ['commvq', 'measure-memory', ...this.argv.map((a) => (/[\s"']/.test(a) ? JSON.stringify(a) : a))].join(' '),
         out: flags.out,
         onProgress: (p) => bar.update(p.index, p.total, `${cacheLabel(p.spec)} ${contextLabel(p.spec.context)} × ${p.spec.batch} ${p.phase}`),

@@ -1,6 +1,6 @@
 import { Flags } from '@oclif/core';
 import { BaseCommand } from '../cli/base-command.js';
-import { bitsFlag, deviceFlag, seedFlag } from '../cli/flags.js';
+import { allowNonFiniteFlag, bitsFlag, deviceFlag, seedFlag } from '../cli/flags.js';
 import { parseBitsList, parseContextList } from '../cli/list-flags.js';
 import { onInterrupt } from '../cli/interrupt.js';
 import { progressBar, type ProgressBar } from '../cli/progress.js';
@@ -48,6 +48,7 @@ export default class Pipeline extends BaseCommand {
     'niah-lengths': Flags.string({ description: 'eval niah context lengths, as eval niah --lengths takes them (k = 1000)', default: D.niahLengths.join(',') }),
     'memory-context': Flags.string({ description: 'measure-memory context lengths, as measure-memory --context takes them (k = 1024)', default: D.memoryContexts.join(',') }),
     seed: seedFlag('the packing shuffles, the EM draws and the value initialisation'),
+    'allow-nonfinite': allowNonFiniteFlag,
     device: deviceFlag,
   };
 
@@ -65,6 +66,7 @@ export default class Pipeline extends BaseCommand {
         corpus: flags.data,
         backend: await createBackend(flags.device),
         resume: flags.resume,
+        allowNonFinite: flags['allow-nonfinite'],
         signal: interrupt.signal,
         settings: {
           bits: parseBitsList(flags.bits),

@@ -1,6 +1,6 @@
 import { Args, Flags } from '@oclif/core';
 import { BaseCommand } from '../cli/base-command.js';
-import { bitsFlag, deviceFlag, seedFlag } from '../cli/flags.js';
+import { allowNonFiniteFlag, bitsFlag, deviceFlag, seedFlag } from '../cli/flags.js';
 import { parseBitsList } from '../cli/list-flags.js';
 import { onInterrupt } from '../cli/interrupt.js';
 import { progressBar } from '../cli/progress.js';
@@ -40,6 +40,7 @@ export default class TrainValue extends BaseCommand {
     'checkpoint-every': integerFlag({ description: 'steps between checkpoints', default: 100, min: 1 }),
     'eval-windows': integerFlag({ description: 'held-out windows for the final evaluation', default: 2, min: 0 }),
     resume: Flags.boolean({ description: 'continue from RUN_DIR/value-train/checkpoint-Nbit.safetensors' }),
+    'allow-nonfinite': allowNonFiniteFlag,
     device: deviceFlag,
   };
 
@@ -58,7 +59,7 @@ export default class TrainValue extends BaseCommand {
           runDir: args.runDir, modelDir: flags.model, corpus: flags.data, backend, bits, steps: flags.steps, seqLen: flags['seq-len'],
           lr: flags.lr, schedule: flags.schedule as 'cosine' | 'constant' | undefined, warmup: flags.warmup, seed: flags.seed,
           layers: flags.layers, field: flags.field, checkpointEvery: flags['checkpoint-every'], evalWindows: flags['eval-windows'],
-          resume: flags.resume, signal: interrupt.signal,
+          resume: flags.resume, allowNonFinite: flags['allow-nonfinite'], signal: interrupt.signal,
           onStep: (s, total) => {
             const tps = (s.step * flags['seq-len']) / ((performance.now() - started) / 1000);
             bar.update(s.step, total, `| loss ${s.loss.toExponential(3)} (value ${s.valueMse.toExponential(2)}, attn ${s.attentionMse.toExponential(2)}) | ${Math.round(tps)} tokens/s`);

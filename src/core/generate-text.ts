@@ -21,6 +21,8 @@ export interface GenerateTextOptions {
    * a CommVQ cache of bits alone then gets random codebooks (cache.random_codebooks)
    */
   randomWeights?: boolean;
+  /** load weights holding NaN or Inf (loadModel's allowNonFinite); non-finite activations are still refused */
+  allowNonFinite?: boolean;
   /** the KV cache (default dense), with its prompt chunk: `{ kind: 'commvq', bits: 1, run: 'runs/a', prefill: 'strict', chunk: 4096 }` */
   cache?: CacheSpec;
   onLoadProgress?: (done: number, total: number) => void;
@@ -50,6 +52,7 @@ export function generateText(options: GenerateTextOptions): GenerateTextResult {
     dtype: options.dtype,
     onProgress: options.onLoadProgress,
     randomWeights: options.randomWeights,
+    allowNonFinite: options.allowNonFinite,
   });
   const { model, tokenizer } = loaded;
   const promptIds = options.chat

@@ -54,3 +54,23 @@ export function shardedCopy(src: string, shards: number): string {
 function writeSafetensorsIndex(dir: string, weightMap: Record<string, string>): void {
   writeFileSync(join(dir, 'model.safetensors.index.json'), JSON.stringify({ metadata: {}, weight_map: weightMap }));
 }
+
+/**
+ * A copy of a model folder with element `at` of one weight set to `value` (NaN, ±Infinity): a damaged checkpoint,
+ * f32 as the fixtures store it or converted to bf16 first.
+ *
+ *   poisonedCopy(fixtureDir('tiny-llama'), 'model.layers.0.mlp.down_proj.weight', NaN)
+ */
+export function poisonedCopy(src: string, tensor: string, value: number, o: { bf16?: boolean; at?: number } = {}): string {
+  const dir = copyModelFolder(src, 'commvq-poisoned-');
+  const weights = readWeights(src, o.bf16 ?? false);
+  const t = weights[tensor];
+  if (!t) throw new Error(`poisonedCopy: ${src} has no tensor ${tensor}`);
+  const bytes = new Uint8Array(t.data.buffer, t.data.byteOffset, t.data.byteLength).slice();
+  if (t.dtype === 'BF16') new Uint16Array(bytes.buffer)[o.at ?? 0] = f32ToBf16(value);
+  else if (t.dtype === 'F32') new Float32Array(bytes.buffer)[o.at ?? 0] = value;
+  else throw new Error(`poisonedCopy: ${tensor} is ${t.dtype}`);
+  weights[tensor] = { ...t, data: bytes };
+  writeSafetensors(join(dir, 'model.safetensors'), weights);
+  return dir;
+}

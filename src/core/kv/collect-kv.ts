@@ -30,6 +30,8 @@ export interface CollectKvOptions {
   onProgress?: (p: { windowsDone: number; windows: number; tokensPerSecond: number }) => void;
   /** ignore the checkpoint: seeded random weights from config.json (benchmarks at real sizes) */
   randomWeights?: boolean;
+  /** load weights holding NaN or Inf (loadModel's allowNonFinite); non-finite activations are still refused */
+  allowNonFinite?: boolean;
   /** how bytes reach the files (tests simulate a full disk) */
   writeBytes?: WriteBytes;
 }
@@ -58,7 +60,7 @@ const DEFAULT_TOKENS = 1 << 20;
  *   await collectKv({ modelDir: 'Llama-3.1-8B-Instruct', corpus: 'fineweb.parquet', runDir: 'runs/a', backend });
  */
 export async function collectKv(o: CollectKvOptions): Promise<CollectKvSummary> {
-  const loaded = loadModel(o.modelDir, { backend: o.backend, randomWeights: o.randomWeights });
+  const loaded = loadModel(o.modelDir, { backend: o.backend, randomWeights: o.randomWeights, allowNonFinite: o.allowNonFinite });
   const { config, model, tokenizer } = loaded;
   const seqLen = o.seqLen ?? 8192;
   if (seqLen > config.maxPositionEmbeddings) throw new OptionError('seqLen', String(seqLen), `longer than the model's context of ${config.maxPositionEmbeddings}`);

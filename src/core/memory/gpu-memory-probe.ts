@@ -33,7 +33,7 @@ export async function createGpuMemoryProbe(o: ProbeOptions): Promise<MemoryProbe
   const deviceBytes = asked === undefined ? undefined : checkDeviceMemory(asked, backend.ctx.deviceMemory().total, backend.ctx.info.name);
   const { config } = readMemoryModelConfig({ model: o.model, randomWeights: o.randomWeights });
   const before = backend.memory().bytesInUse;
-  const model = o.randomWeights ? randomModel(config, backend, { seed: 0, std: 0.02, dtype: 'bf16' }) : loadModel(o.model!, { backend }).model;
+  const model = o.randomWeights ? randomModel(config, backend, { seed: 0, std: 0.02, dtype: 'bf16' }) : loadModel(o.model!, { backend, allowNonFinite: o.allowNonFinite }).model;
   backend.synchronize();
   const weights = backend.memory().bytesInUse - before;
   warmUp(model);

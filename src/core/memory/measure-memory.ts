@@ -59,6 +59,8 @@ export interface ProbeOptions {
    * size resident bytes are checked against (absent: 80 GiB).
    */
   readonly deviceBytes?: number;
+  /** load weights holding NaN or Inf (loadModel's allowNonFinite; only a GPU probe loads the weights) */
+  readonly allowNonFinite?: boolean;
 }
 
 export type ProbeFactory = (o: ProbeOptions) => Promise<MemoryProbe>;

@@ -26,6 +26,8 @@ export interface MeasureMemoryRunOptions {
   decodeTokens: number;
   /** the device size points must fit, in bytes (measure-memory.ts ProbeOptions) */
   deviceBytes?: number;
+  /** load weights holding NaN or Inf (ProbeOptions' allowNonFinite) */
+  allowNonFinite?: boolean;
   device: DeviceName;
   /** the command line, recorded in the report */
   command: string;
@@ -42,7 +44,7 @@ export async function runMeasureMemory(o: MeasureMemoryRunOptions): Promise<{ do
   const targets = o.maxBatch ? gridPoints(caches, o.contexts, [0]).map(({ batch: _, ...target }) => target) : [];
   const plan: MemoryPlan = { points: gridPoints(caches, o.contexts, o.batches), ...(o.maxBatch && targets.length ? { maxBatch: { targets, limit: o.maxBatch.limit } } : {}) };
   const probe = await openMemoryProbe(
-    { model: o.model, randomWeights: o.randomWeights, caches, device: o.device, decodeTokens: o.decodeTokens, deviceBytes: o.deviceBytes },
+    { model: o.model, randomWeights: o.randomWeights, caches, device: o.device, decodeTokens: o.decodeTokens, deviceBytes: o.deviceBytes, allowNonFinite: o.allowNonFinite },
     { config: model.config },
   );
   let measurement;

@@ -27,6 +27,11 @@ export interface LoadModelOptions {
   onProgress?: (done: number, total: number) => void;
   /** skip the safetensors files: random weights made on the backend from config.json (seeded, see randomModel) */
   randomWeights?: boolean;
+  /**
+   * load weights that hold NaN or Inf (refused by default, naming the tensor): for a checkpoint whose bad values sit
+   * where no input reaches them, such as unused embedding rows. Non-finite logits or K/V are still refused.
+   */
+  allowNonFinite?: boolean;
 }
 
 /**
@@ -47,7 +52,7 @@ export function loadModel(dir: string, options: LoadModelOptions): LoadedModel {
   const ckpt = SafetensorsCheckpoint.open(dir);
   try {
     const dtype = options.dtype ?? (options.backend.activationDType === 'bf16' ? 'bf16' : undefined);
-    const weights = loadWeights(ckpt, config, options.backend, { dtype, source: dir, onTensor: options.onProgress });
+    const weights = loadWeights(ckpt, config, options.backend, { dtype, source: dir, allowNonFinite: options.allowNonFinite, onTensor: options.onProgress });
     return { dir, config, model: new LlamaModel(config, weights, options.backend), tokenizer, eosTokenIds };
   } finally {
     ckpt.close();

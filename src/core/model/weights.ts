@@ -1,7 +1,8 @@
 import type { Backend } from '../backend/backend.js';
 import { CommvqError } from '../errors.js';
-import type { SafetensorsCheckpoint, SafetensorsDType } from '../io/safetensors.js';
+import type { SafetensorsCheckpoint, SafetensorsDType, TensorInfo } from '../io/safetensors.js';
 import type { DType } from '../tensor/dtype.js';
+import { findNonFinite, type FloatDType } from '../tensor/non-finite.js';
 import { shapeString, type Shape } from '../tensor/shape.js';
 import type { Tensor } from '../tensor/tensor.js';
 import type { ModelConfig } from './config.js';
@@ -66,18 +67,19 @@ export function expectedTensors(c: ModelConfig): Map<string, Shape> {
   return m;
 }
 
-const FLOAT_DTYPES: Partial<Record<SafetensorsDType, DType>> = { F32: 'f32', BF16: 'bf16', F16: 'f16' };
+const FLOAT_DTYPES: Partial<Record<SafetensorsDType, FloatDType>> = { F32: 'f32', BF16: 'bf16', F16: 'f16' };
 
 /**
  * Loads every weight a config implies from a checkpoint onto a backend, tensor by tensor (one tensor's bytes on the
  * host at a time). Names, shapes and dtypes are checked first, so a wrong checkpoint fails before any upload.
- * `dtype` converts float weights (e.g. f32 → bf16); by default each keeps its stored dtype.
+ * `dtype` converts float weights (e.g. f32 → bf16); by default each keeps its stored dtype. A tensor holding NaN or
+ * Inf is refused, naming it, before it is uploaded, unless `allowNonFinite` (see refuseNonFinite).
  */
 export function loadWeights(
   ckpt: SafetensorsCheckpoint,
   config: ModelConfig,
   backend: Backend,
-  options: { dtype?: DType; source: string; onTensor?: (done: number, total: number) => void },
+  options: { dtype?: DType; source: string; allowNonFinite?: boolean; onTensor?: (done: number, total: number) => void },
 ): ModelWeights {
   const expected = expectedTensors(config);
   for (const [name, shape] of expected) {
@@ -90,18 +92,41 @@ export function loadWeights(
   }
   const tensors = new Map<string, Tensor>();
   let done = 0;
-  for (const [name, shape] of expected) {
-    const stored = FLOAT_DTYPES[ckpt.info(name)!.dtype]!;
-    const raw = backend.fromBytes(ckpt.read(name), shape, stored);
-    if (options.dtype && options.dtype !== stored) {
-      tensors.set(name, backend.cast(raw, options.dtype));
-      raw.dispose();
-    } else {
-      tensors.set(name, raw);
+  try {
+    for (const [name, shape] of expected) {
+      const info = ckpt.info(name)!;
+      const stored = FLOAT_DTYPES[info.dtype]!;
+      const bytes = ckpt.read(name);
+      if (!options.allowNonFinite) refuseNonFinite(info, bytes, stored);
+      const raw = backend.fromBytes(bytes, shape, stored);
+      if (options.dtype && options.dtype !== stored) {
+        tensors.set(name, backend.cast(raw, options.dtype));
+        raw.dispose();
+      } else {
+        tensors.set(name, raw);
+      }
+      options.onTensor?.(++done, expected.size);
     }
-    options.onTensor?.(++done, expected.size);
+  } catch (err) {
+    tensors.forEach((t) => t.dispose()); // a refused or unreadable tensor leaves no weights behind on a GPU
+    throw err;
   }
   return assembleWeights(config, (name) => tensors.get(name));
+}
+
+/**
+ * Throws when a weight holds NaN or Inf, naming its file and tensor with a count. Such weights make every activation
+ * NaN: collect-kv would write NaN keys and greedy decoding would emit token 0 without a word. Checked on the stored
+ * bytes, before any cast, so an f32 → bf16 conversion cannot hide or create one.
+ */
+function refuseNonFinite(info: TensorInfo, bytes: Uint8Array, dtype: FloatDType): void {
+  const { count, first } = findNonFinite(bytes, dtype);
+  if (count === 0) return;
+  const total = bytes.byteLength / (dtype === 'f32' ? 4 : 2);
+  throw new CommvqError(
+    `${info.file}: tensor '${info.name}' has ${count} NaN/Inf among its ${total} values (the first at element ${first})`,
+    'the checkpoint is damaged or was saved from a diverged run; --allow-nonfinite loads it anyway',
+  );
 }
 
 /** Groups named tensors into the model's structure (names as in `expectedTensors`). */

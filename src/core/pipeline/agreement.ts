@@ -74,7 +74,7 @@ export const agreementStage: PipelineStage = {
   label: 'greedy agreement',
   async run(ctx) {
     const s = ctx.settings;
-    const { model, tokenizer } = loadModel(ctx.modelDir, { backend: ctx.backend });
+    const { model, tokenizer } = loadModel(ctx.modelDir, { backend: ctx.backend, allowNonFinite: ctx.allowNonFinite });
     try {
       const prompt = tokenizer.encode(agreementPromptText(s.agreementPromptTokens * 8)).slice(0, s.agreementPromptTokens);
       if (prompt.length < s.agreementPromptTokens) throw new CommvqError(`the agreement prompt has ${prompt.length} tokens, fewer than the ${s.agreementPromptTokens} asked for`);

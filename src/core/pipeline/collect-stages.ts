@@ -20,6 +20,7 @@ export const collectStage: PipelineStage = {
       tokens: s.collectTokens,
       seqLen: s.collectSeqLen,
       seed: s.seed,
+      allowNonFinite: ctx.allowNonFinite,
       signal: ctx.signal,
       onProgress: (p) => ctx.progress(p.windowsDone, p.windows, `| ${Math.round(p.tokensPerSecond)} tokens/s`),
     });

@@ -20,7 +20,7 @@ export const memoryStage: PipelineStage = {
     const model = readMemoryModelConfig({ model: ctx.modelDir });
     checkContexts(s.memoryContexts, model.config, model.source);
     const caches = await memoryCacheSettings([{ kind: 'dense' }, ...s.bits.map((bits) => ({ kind: 'commvq' as const, run: ctx.runDir, bits }))], { randomWeights: false });
-    const options: ProbeOptions = { model: ctx.modelDir, randomWeights: undefined, caches, device: ctx.backend.device as DeviceName, decodeTokens: s.memoryDecodeTokens };
+    const options: ProbeOptions = { model: ctx.modelDir, randomWeights: undefined, caches, device: ctx.backend.device as DeviceName, decodeTokens: s.memoryDecodeTokens, allowNonFinite: ctx.allowNonFinite };
     const { probe, note } = await openPipelineProbe(options, model.config);
     let measurement;
     try {

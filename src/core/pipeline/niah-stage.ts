@@ -28,6 +28,7 @@ export const niahStage: PipelineStage = {
         cache,
         lengths: s.niahLengths,
         depths: s.niahDepths,
+        allowNonFinite: ctx.allowNonFinite,
         signal: ctx.signal,
         onProgress: (p) => ctx.progress(i * cellsPerRun + p.done, total, `| ${label} ${p.id}`),
       });

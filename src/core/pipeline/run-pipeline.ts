@@ -29,6 +29,8 @@ export interface PipelineOptions {
   settings?: Partial<PipelineSettings>;
   /** continue RUN_DIR's run, skipping the stages it finished */
   resume?: boolean;
+  /** load weights holding NaN or Inf (loadModel's allowNonFinite) */
+  allowNonFinite?: boolean;
   /** stops after the current stage's current step (Ctrl-C); a rerun with `resume` continues */
   signal?: AbortSignal;
   onProgress?: (p: PipelineProgress) => void;
@@ -99,7 +101,7 @@ export async function runPipeline(o: PipelineOptions): Promise<PipelineSummary> 
     o.onStage?.({ ...event, status: 'start' });
     const t0 = performance.now();
     const output = await stage.run({
-      runDir: o.out, modelDir, corpus, backend: o.backend, settings, signal: o.signal,
+      runDir: o.out, modelDir, corpus, backend: o.backend, settings, allowNonFinite: o.allowNonFinite, signal: o.signal,
       progress: (doneUnits, total, detail) => o.onProgress?.({ stage: stage.name, label: stage.label, done: doneUnits, total, detail }),
     });
     const seconds = (performance.now() - t0) / 1000;

@@ -22,6 +22,8 @@ export interface StageContext {
   corpus: string;
   backend: Backend;
   settings: PipelineSettings;
+  /** load weights holding NaN or Inf in every stage (loadModel's allowNonFinite); not a setting the run records */
+  allowNonFinite?: boolean;
   signal?: AbortSignal;
   /** the stage's own progress, `done` of `total` units */
   progress(done: number, total: number, detail?: string): void;

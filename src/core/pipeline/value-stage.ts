@@ -30,6 +30,7 @@ export function valueStage(bits: Bits): PipelineStage {
         seed: s.seed,
         evalWindows: s.valueEvalWindows,
         resume: existsSync(checkpoint),
+        allowNonFinite: ctx.allowNonFinite,
         signal: ctx.signal,
         onStep: (step, total) => ctx.progress(step.step, total, `| loss ${step.loss.toExponential(3)}`),
       });

@@ -41,6 +41,8 @@ export interface TrainValueOptions {
   /** held-out windows (the first ones of the corpus, never trained on) for the final evaluation */
   evalWindows?: number;
   resume?: boolean;
+  /** load weights holding NaN or Inf (loadModel's allowNonFinite); non-finite activations are still refused */
+  allowNonFinite?: boolean;
   signal?: AbortSignal;
   onStep?: (losses: StepLosses & { step: number }, steps: number) => void;
 }
@@ -72,7 +74,7 @@ export async function trainValue(o: TrainValueOptions): Promise<TrainValueResult
   const manifest = readManifest(o.runDir);
   if (!manifest) throw new CommvqError(`${o.runDir}: not a run folder (no manifest.json)`, 'run commvq collect-kv and make-scale first');
   const scales = readScales(o.runDir, 'value');
-  const { config, model, tokenizer } = loadModel(o.modelDir, { backend: o.backend });
+  const { config, model, tokenizer } = loadModel(o.modelDir, { backend: o.backend, allowNonFinite: o.allowNonFinite });
   const configHash = fileHash(join(o.modelDir, 'config.json'));
   if (configHash !== manifest.model.configHash) throw new CommvqError(`${o.runDir}: was collected from a different model (${manifest.model.path})`);
   const D = config.numKvHeads * config.headDim;

@@ -28,6 +28,8 @@ export interface EvalRunOptions {
   dtype?: DType;
   /** seeded random weights from config.json, no checkpoint (EvalSession's randomWeights): for timing at real sizes */
   randomWeights?: boolean;
+  /** load weights holding NaN or Inf (loadModel's allowNonFinite); non-finite logits are still refused */
+  allowNonFinite?: boolean;
   signal?: AbortSignal;
   onProgress?: (p: EvalProgress) => void;
   onLoadProgress?: (done: number, total: number) => void;
@@ -61,7 +63,8 @@ export interface BenchmarkSpec<E extends { id: string }, S extends SummaryBase> 
 
 export async function runBenchmark<E extends { id: string }, S extends SummaryBase>(o: EvalRunOptions, spec: BenchmarkSpec<E, S>): Promise<EvalRunResult<S>> {
   const session = EvalSession.open({
-    modelDir: o.modelDir, backend: o.backend, cache: o.cache ?? { kind: 'dense' }, dtype: o.dtype, randomWeights: o.randomWeights, onLoadProgress: o.onLoadProgress,
+    modelDir: o.modelDir, backend: o.backend, cache: o.cache ?? { kind: 'dense' }, dtype: o.dtype, randomWeights: o.randomWeights,
+    allowNonFinite: o.allowNonFinite, onLoadProgress: o.onLoadProgress,
   });
   try {
     const prepared = spec.prepare(session);

@@ -30,6 +30,8 @@ export interface EvalSessionOptions {
    * a CommVQ cache of bits alone then gets random codebooks. The run's identity records both.
    */
   randomWeights?: boolean;
+  /** load weights holding NaN or Inf (loadModel's allowNonFinite); non-finite activations are still refused */
+  allowNonFinite?: boolean;
   onLoadProgress?: (done: number, total: number) => void;
 }
 
@@ -61,7 +63,7 @@ export class EvalSession {
   static open(o: EvalSessionOptions): EvalSession {
     const random = { random: o.randomWeights ?? false };
     const cache = resolveCacheSpec(o.cache, random); // a missing codebook is refused before the weights load
-    const loaded = loadModel(o.modelDir, { backend: o.backend, dtype: o.dtype, onProgress: o.onLoadProgress, randomWeights: o.randomWeights });
+    const loaded = loadModel(o.modelDir, { backend: o.backend, dtype: o.dtype, onProgress: o.onLoadProgress, randomWeights: o.randomWeights, allowNonFinite: o.allowNonFinite });
     try {
       const identity = modelIdentity(o.modelDir, loaded.config, { randomWeights: o.randomWeights });
       return new EvalSession(loaded, openCacheFactory(loaded.model, cache, random), identity);
