@@ -1,5 +1,6 @@
 /**
- * Weights holding NaN or Inf are refused at load, naming the file, the tensor and a count, unless allowNonFinite.
+ * Weights holding NaN or Inf are refused at load, naming the file, the tensor and a count, unless allowNonFinite; a
+ * model loaded anyway whose logits come out non-finite gets a CommvqError from greedy decoding instead of token 0.
  * The poisoned models are copies of the tiny-llama fixture with one element changed.
  */
 import { rmSync } from 'node:fs';
@@ -45,6 +46,14 @@ describe.skipIf(!haveFixtures)('non-finite weights', () => {
   it('bf16 +Inf and -Inf, as real checkpoints are stored, are refused too', () => {
     expect(loadError(poisoned('model.norm.weight', Infinity, { bf16: true })).message).toMatch(/tensor 'model\.norm\.weight' has 1 NaN\/Inf among its 256 values/);
     expect(loadError(poisoned('lm_head.weight', -Infinity, { bf16: true, at: 3 })).message).toMatch(/tensor 'lm_head\.weight' .* first at element 3/);
+  });
+
+  it('allowNonFinite loads it; greedy decoding then refuses the NaN logits instead of emitting token 0', () => {
+    const dir = poisoned(DOWN_PROJ, NaN);
+    const { model } = loadModel(dir, { backend: new CpuBackend(), allowNonFinite: true });
+    const run = () => generateGreedy(model, [5, 6, 7], { maxNewTokens: 4 });
+    expect(run).toThrow(CommvqError);
+    expect(run).toThrow(/logits for new token 0 have 512 NaN\/Inf among their 512 values/);
   });
 
   it('a NaN in an embedding row the prompt never uses loads with allowNonFinite and generates as the clean model does', () => {

@@ -1,4 +1,6 @@
+import type { Backend } from '../backend/backend.js';
 import { CommvqError } from '../errors.js';
+import { findNonFinite } from '../tensor/non-finite.js';
 import { GraphDecoder } from './graph-decoder.js';
 import type { KVCache } from './kv-cache.js';
 import type { Tensor } from '../tensor/tensor.js';
@@ -53,7 +55,7 @@ export function generateGreedy(model: LlamaModel, promptIds: readonly number[], 
   const minNew = options.minNewTokens ?? 0;
   const outputIds: number[] = [];
   // the most likely token, or the most likely non-EOS one while fewer than minNewTokens are out
-  const choose = (logits: Tensor) => (outputIds.length < minNew && eos.size > 0 ? argmaxExcept(model.backend.toFloat32(logits), eos) : model.backend.argmaxRows(logits)[0]!);
+  const choose = (logits: Tensor) => chooseToken(model.backend, logits, outputIds.length, outputIds.length < minNew && eos.size > 0 ? eos : undefined);
   let stopReason: GenerateResult['stopReason'] = budget < options.maxNewTokens ? 'context' : 'max-new-tokens';
   const decoder = options.useGraphs === false ? undefined : GraphDecoder.create(model, cache);
   const t0 = performance.now();
@@ -87,6 +89,28 @@ export function generateGreedy(model: LlamaModel, promptIds: readonly number[], 
     if (!options.cache) cache.dispose();
   }
   return { outputIds, stopReason, prefillMs, decodeMs: performance.now() - t0 - prefillMs };
+}
+
+/**
+ * The next token from the logits [1, V] of new token `index`, leaving out `banned`; a row with NaN or Inf is refused
+ * (a NaN model's argmax is token 0, which would be emitted without a word). The whole row is checked on the host where
+ * it is read there anyway (banned ids) and for the prompt's logits (once per generation); on a decode step, only when
+ * the argmax is 0, the id the argmax kernels give a row of NaN: a healthy step copies no more than its argmax.
+ */
+function chooseToken(backend: Backend, logits: Tensor, index: number, banned: ReadonlySet<number> | undefined): number {
+  if (!banned && index > 0) {
+    const id = backend.argmaxRows(logits)[0]!;
+    if (id !== 0) return id;
+  }
+  const row = backend.toFloat32(logits);
+  const { count } = findNonFinite(row, 'f32');
+  if (count > 0) {
+    throw new CommvqError(
+      `the model's logits for new token ${index} have ${count} NaN/Inf among their ${row.length} values: no token can be chosen`,
+      'the weights or the cache produce non-finite activations (weights loaded with --allow-nonfinite can)',
+    );
+  }
+  return banned ? argmaxExcept(row, banned) : backend.argmaxRows(logits)[0]!;
 }
 
 /**
