@@ -8,6 +8,7 @@ import { fileHash } from '../io/file-hash.js';
 import { parseLayerList } from '../layer-list.js';
 import { loadModel } from '../model/load-model.js';
 import { DEFAULT_SEED } from '../model/seeded-random.js';
+import { findNonFinite } from '../tensor/non-finite.js';
 import type { Tensor } from '../tensor/tensor.js';
 import { kvFileName, kvSchema } from './kv-format.js';
 import { KvStreamWriter, writeAllBytes, type WriteBytes } from './kv-writer.js';
@@ -168,6 +169,7 @@ export async function collectKv(o: CollectKvOptions): Promise<CollectKvSummary> 
       o.backend.synchronize();
       captured.forEach((t) => t.dispose());
       await committing; // the previous window is on disk before this one is appended
+      refuseNonFiniteKv(values, state.layers, computed, config.numKvHeads * config.headDim, o.modelDir);
       committing = commit(computed++, ids, values);
     }
     await committing;
@@ -181,6 +183,24 @@ export async function collectKv(o: CollectKvOptions): Promise<CollectKvSummary> 
   } finally {
     for (const w of writers.values()) w.close();
     staging.forEach((s) => s.dispose());
+  }
+}
+
+/**
+ * Throws before a window with NaN or Inf in its keys or values is written (the earlier windows stay committed, so
+ * nothing is half-written), naming the layer and the token position in the window. The f16 copies are checked, so a
+ * finite value past f16's ±65504, which the files could not hold either, is refused too.
+ */
+function refuseNonFiniteKv(values: ReadonlyMap<string, Uint16Array>, layers: readonly number[], window: number, rowWidth: number, modelDir: string): void {
+  for (const layer of layers) {
+    for (const kind of ['key', 'value'] as const) {
+      const { count, first } = findNonFinite(values.get(kvFileName(kind, layer))!, 'f16');
+      if (count === 0) continue;
+      throw new CommvqError(
+        `${modelDir}: layer ${layer}'s ${kind}s are not finite at position ${Math.floor(first / rowWidth)} of window ${window} (${count} NaN/Inf in f16); nothing of that window was written`,
+        'the model computes NaN or values past f16\'s range: check its weights (are they loaded with --allow-nonfinite?)',
+      );
+    }
   }
 }
 
