@@ -2,8 +2,8 @@
  * NaN and ±Inf in float data, found by their bits: a float is non-finite exactly when its exponent bits are all ones
  * (f32 0x7f800000, bf16 0x7f80, f16 0x7c00). No conversion to f32: the data is scanned as 32-bit words, two 16-bit
  * elements at a time, with one add per word (an all-ones exponent field plus its lowest bit carries into the field's
- * top bit, which nothing else reaches); only from the first hit on are elements counted one by one. About 0.5 ns an
- * element on one core, so a whole checkpoint costs well under the time it takes to read it from disk.
+ * top bit, which nothing else reaches); only from the first hit on are elements counted one by one. Measured on one
+ * shared core: about 0.8 ns a bf16 element, 1.5 ns an f32 one (2–3 GB/s, about what reading the file from disk takes).
  */
 export type FloatDType = 'f32' | 'bf16' | 'f16';
 
