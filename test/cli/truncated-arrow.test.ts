@@ -2,6 +2,7 @@
  * A truncated kv file, as a user meets it (issue 17, item 6): make-scale, train-key and collect-kv's resume each
  * refuse it with one line naming the file, exit 1; before, make-scale and train-key printed apache-arrow's "Expected
  * to read 137216 bytes for message body" as an internal error, and collect-kv extended a cut partial file with zeros.
+ * train-key, failing on its second layer, leaves no codebook under its final name (only the resumable .partial).
  */
 import { existsSync, mkdtempSync, readFileSync, rmSync, statSync, truncateSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -36,9 +37,12 @@ describe.skipIf(!haveFixtures)('a truncated kv file is named and refused (tiny-l
     expect(existsSync(join(runDir, 'scale.arrow'))).toBe(false);
   });
 
-  it('train-key names the file', () => {
+  it('train-key names the file and leaves no codebook under its final name', () => {
     const r = runCli(['train-key', runDir, '--residuals', '1', '--em-steps', '2', '--heldout', '512', '--device', 'cpu']);
     expectOneLineError(r, named);
+    expect(existsSync(join(runDir, 'key-codebook-em-1bit.arrow'))).toBe(false);
+    expect(existsSync(join(runDir, 'key-codebook-em-1bit.report.json'))).toBe(false);
+    expect(existsSync(join(runDir, 'key-codebook-em-1bit.arrow.partial'))).toBe(true); // layer 0, for --resume
   });
 
   it('collect-kv refuses to go on from a finished run with a cut file', () => {
