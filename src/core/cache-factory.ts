@@ -11,9 +11,8 @@
  * (random-codebooks.ts), described as such: `codebooks: null, random_codebooks: true`, label `commvq-1bit-random`.
  */
 import { COMMVQ_DEFAULTS, resolveCacheSpec, type CacheSpec, type CommvqCacheSpec } from './cache-spec.js';
-import { createCommvqCache, loadCommvqCodebooks, type CommvqCodebooks } from './commvq/load-commvq.js';
+import { createCommvqCache, loadSpecCodebooks } from './commvq/load-commvq.js';
 import { disposeCodebookValues, randomCodebooks } from './commvq/random-codebooks.js';
-import { CommvqError } from './errors.js';
 import type { KVCache } from './model/kv-cache.js';
 import type { LlamaModel } from './model/llama.js';
 import { bytesPerElement } from './tensor/dtype.js';
@@ -68,8 +67,7 @@ export function openCacheFactory(model: LlamaModel, spec: CacheSpec, o: { random
   }
   // resolveCacheSpec leaves a spec without key= only where `random` allows random codebooks of its bits
   const random = resolved.key === undefined;
-  const books = random ? randomCodebooks(model, resolved.bits!, { values: 'host' }) : loadCommvqCodebooks(model, resolved.key!, resolved.value!);
-  checkBits(resolved, books);
+  const books = random ? randomCodebooks(model, resolved.bits!, { values: 'host' }) : loadSpecCodebooks(model, { key: resolved.key!, value: resolved.value!, bits: resolved.bits });
   const { prefill, encoding, seed } = { ...COMMVQ_DEFAULTS, ...definedOnly(resolved) };
   const bits = books.bits.value;
   const description: CacheDescription = {
@@ -85,14 +83,6 @@ export function openCacheFactory(model: LlamaModel, spec: CacheSpec, o: { random
       if (random) disposeCodebookValues(books); // loaded codebooks are host arrays the collector takes
     },
   };
-}
-
-/** `bits=` beside `key=` and `value=` says what the files must hold. */
-function checkBits(spec: CommvqCacheSpec, books: CommvqCodebooks): void {
-  if (spec.bits === undefined) return;
-  for (const [what, path, bits] of [['key', books.keyPath, books.bits.key], ['value', books.valuePath, books.bits.value]] as const) {
-    if (bits !== spec.bits) throw new CommvqError(`${path}: a ${bits}-bit ${what} codebook, not the ${spec.bits}-bit one the cache asks for`);
-  }
 }
 
 /** The spec's options that are set (an explicit undefined must not hide a default). */

@@ -2,7 +2,7 @@
  * Ctrl-C during train-value and train-key, as a user sees it (issue 17): the command stops within 5 s, exits 130
  * with one line saying to rerun with --resume, and the resumed run ends with the same bytes as an uninterrupted one.
  * Both loops hand the event loop a turn between steps (src/core/stop-point.ts); without that the SIGINT handler
- * never ran and train-value trained every step.
+ * never ran and train-value trained every step. A stopped train-key leaves no codebook under its final name.
  */
 import { createHash } from 'node:crypto';
 import { cpSync, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -59,10 +59,12 @@ describe.skipIf(!haveFixtures)('Ctrl-C during training (tiny-llama, CPU)', () =>
     rmSync(straight.codebook);
     rmSync(straight.reportPath);
 
-    const stopped = await interruptCli(['train-key', runDir, ...settings], () => existsSync(straight.codebook)); // in layer 1
+    const stopped = await interruptCli(['train-key', runDir, ...settings], () => existsSync(`${straight.codebook}.partial`)); // in layer 1
     expect(stopped.status, stopped.stderr).toBe(130);
     expect(stopped.stopSeconds).toBeLessThan(5);
     expect(stopped.stderr).toMatch(/stopped after 1 finished layer\(s\); rerun with --resume to continue/);
+    expect(existsSync(straight.codebook)).toBe(false); // one layer of two is kept as .partial, not as the codebook
+    expect(existsSync(straight.reportPath)).toBe(false);
 
     const resumed = runCli(['train-key', runDir, ...settings, '--resume']);
     expect(resumed.status, resumed.stderr).toBe(0);

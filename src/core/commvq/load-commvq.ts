@@ -16,14 +16,32 @@ export type CommvqCodebooks = Pick<CommvqCacheOptions, 'keys' | 'values' | 'valu
  * model: every layer present, KV heads and head dim as the model has them.
  *
  *   const books = loadCommvqCodebooks(model, 'runs/a/key-codebook-em-1bit.arrow', 'runs/a/value-codebook-1bit.arrow');
+ *
+ * `model` is a loaded model, or `{ cacheShape: cacheShapeOf(config) }` where only its config is at hand
+ * (measure-memory's byte accounting), so both are checked by the same rules.
  */
-export function loadCommvqCodebooks(model: LlamaModel, keyPath: string, valuePath: string): CommvqCodebooks {
+export function loadCommvqCodebooks(model: Pick<LlamaModel, 'cacheShape'>, keyPath: string, valuePath: string): CommvqCodebooks {
   requireCodebookFiles(keyPath, valuePath);
   const key = readKeyCodebook(keyPath);
   const value = readValueCodebook(valuePath, new CpuBackend()); // the host reference cache computes on the CPU
   const books = { keys: key.layers, values: value.layers, valueShape: value.shape };
   checkCodebooks(model.cacheShape, books, { key: keyPath, value: valuePath });
   return { ...books, keyPath, valuePath, bits: { key: key.meta.bits, value: value.shape.bits } };
+}
+
+/**
+ * The codebooks a cache spec names (`key=`, `value=`, and `bits=` if given), loaded and checked as every command
+ * checks them: generate and the evals (openCacheFactory) and measure-memory. `bits=` says what both files must hold.
+ *
+ *   loadSpecCodebooks(model, { key: 'k.arrow', value: 'v.arrow', bits: 1 })
+ */
+export function loadSpecCodebooks(model: Pick<LlamaModel, 'cacheShape'>, spec: { key: string; value: string; bits?: number }): CommvqCodebooks {
+  const books = loadCommvqCodebooks(model, spec.key, spec.value);
+  if (spec.bits === undefined) return books;
+  for (const [what, path, bits] of [['key', books.keyPath, books.bits.key], ['value', books.valuePath, books.bits.value]] as const) {
+    if (bits !== spec.bits) throw new CommvqError(`${path}: a ${bits}-bit ${what} codebook, not the ${spec.bits}-bit one the cache asks for`);
+  }
+  return books;
 }
 
 /** Refuses a codebook file that is not there, with the one message every command gives for it. */

@@ -2,10 +2,10 @@ import { createReadStream, existsSync, readdirSync, readFileSync, statSync } fro
 import { extname, join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { createGunzip } from 'node:zlib';
-import { tableFromIPC } from 'apache-arrow';
 import { asyncBufferFromFile, parquetMetadataAsync, parquetReadObjects } from 'hyparquet';
 import { compressors } from 'hyparquet-compressors';
 import { CommvqError } from '../errors.js';
+import { readArrowTable } from '../io/arrow-read.js';
 
 /** The corpus formats collect-kv and train-value read. */
 export type CorpusFormat = 'jsonl' | 'parquet' | 'arrow' | 'txt-folder';
@@ -98,12 +98,7 @@ async function* readParquet(path: string, field: string): AsyncGenerator<string>
 }
 
 async function* readArrow(path: string, field: string): AsyncGenerator<string> {
-  let table: ReturnType<typeof tableFromIPC>;
-  try {
-    table = tableFromIPC(readFileSync(path));
-  } catch (err) {
-    throw new CommvqError(`${path}: not a readable Arrow IPC file: ${(err as Error).message}`);
-  }
+  const table = readArrowTable(path);
   const column = table.getChild(field);
   if (!column) throw new CommvqError(`${path}: no column '${field}' (columns: ${table.schema.fields.map((f) => f.name).join(', ')})`, FIELD_HINT);
   for (let i = 0; i < column.length; i++) {

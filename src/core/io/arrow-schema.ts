@@ -1,6 +1,7 @@
 import { open } from 'node:fs/promises';
 import { RecordBatchReader, type Schema } from 'apache-arrow';
 import { CommvqError } from '../errors.js';
+import { arrowDamaged } from './arrow-read.js';
 
 /**
  * The schema (fields and metadata) of an Arrow IPC file, read from its footer alone: a few KB whatever the file's
@@ -24,7 +25,7 @@ export async function readArrowSchema(path: string): Promise<Schema> {
     await reader.cancel();
     return schema;
   } catch (err) {
-    throw new CommvqError(`${path}: not a readable Arrow IPC file: ${(err as Error).message}`);
+    throw arrowDamaged(path, err);
   } finally {
     await file.close();
   }

@@ -1,7 +1,8 @@
-import { existsSync, readFileSync } from 'node:fs';
-import { Field, FixedSizeList, Float32, Int32, makeData, RecordBatch, Schema, Struct, Table, tableFromIPC, tableToIPC } from 'apache-arrow';
+import { existsSync } from 'node:fs';
+import { Field, FixedSizeList, Float32, Int32, makeData, RecordBatch, Schema, Struct, Table, tableToIPC } from 'apache-arrow';
 import type { KeyMethod } from '../commvq/geometry.js';
 import { CommvqError } from '../errors.js';
+import { readArrowTable } from '../io/arrow-read.js';
 import { readArrowSchema } from '../io/arrow-schema.js';
 import { writeFileAtomic } from '../io/atomic-write.js';
 import { LayerKeyCodebook, stageThetaSize, type KeyCodebookShape } from './codebook.js';
@@ -109,12 +110,7 @@ export interface KeyCodebookFile {
  */
 export function readKeyCodebook(path: string): KeyCodebookFile {
   if (!existsSync(path)) throw new CommvqError(`${path}: key codebook not found`, 'train one with commvq train-key RUN_DIR');
-  let table: Table;
-  try {
-    table = tableFromIPC(readFileSync(path));
-  } catch (err) {
-    throw new CommvqError(`${path}: not a readable Arrow IPC file: ${(err as Error).message}`);
-  }
+  const table = readArrowTable(path, 'train it again with commvq train-key');
   const meta = metaFromSchema(path, table.schema.metadata);
   const shape: KeyCodebookShape = { residuals: meta.residuals, groups: meta.kvHeads, halfSize: meta.halfSize, pairs: meta.pairs };
   const size = stageThetaSize(shape);

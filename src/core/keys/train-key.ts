@@ -1,9 +1,9 @@
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Backend } from '../backend/backend.js';
 import { keyCodebookFileName, RESIDUALS_FOR_BITS, type Bits, type KeyMethod } from '../commvq/geometry.js';
 import { CommvqError, OptionError } from '../errors.js';
-import { writeFileAtomic } from '../io/atomic-write.js';
+import { partialPath, writeFileAtomic } from '../io/atomic-write.js';
 import { readKvRows } from '../kv/kv-reader.js';
 import { requireCollectedRun } from '../kv/run-manifest.js';
 import { parseLayerList } from '../layer-list.js';
@@ -21,8 +21,10 @@ import { formatKeyReport, relativeErrors, type KeyReport, type LayerKeyReport } 
 /**
  * `commvq train-key` as a library call: for each layer, read the collected pre-RoPE keys (RUN_DIR/kv), train the
  * key codebook by EM (spec §3, on the CPU or the GPU) and, for `e2e`, refine it end to end (e2e.ts, CPU), then
- * score it on held-out tokens with the shared encoder. Writes RUN_DIR/key-codebook-{method}-{bits}bit.arrow (after
- * every layer, atomically) and the report beside it (`.report.json`).
+ * score it on held-out tokens with the shared encoder. Writes RUN_DIR/key-codebook-{method}-{bits}bit.arrow and the
+ * report beside it (`.report.json`) when every layer is done; until then both are kept under `.partial` names after
+ * every layer (what `resume` continues from), so a stopped or failed run never leaves part of a codebook under the
+ * name generate, train-value's users and the pipeline take for a whole one.
  *
  *   const { report, table } = await trainKey({ runDir: 'runs/llama', method: 'em', bits: 1, backend });
  */
@@ -93,7 +95,8 @@ export async function trainKey(o: TrainKeyOptions): Promise<TrainKeyResult> {
   };
   const report: KeyReport = { format: 'commvq.key-report', version: 1, codebook: path, method: o.method, bits: o.bits, residuals, seed, device: o.backend.device, layers: [] };
   const codebooks = new Map<number, LayerKeyCodebook>();
-  if (o.resume) resumeLayers(path, reportPath, meta, report, codebooks);
+  const partial = { codebook: partialPath(path), report: partialPath(reportPath) };
+  if (o.resume) resumeLayers(existsSync(partial.codebook) ? partial : { codebook: path, report: reportPath }, meta, report, codebooks);
   for (const layer of layers) {
     if (codebooks.has(layer)) continue; // finished by the run resumed
     let trained: Awaited<ReturnType<typeof trainLayer>>;
@@ -108,9 +111,13 @@ export async function trainKey(o: TrainKeyOptions): Promise<TrainKeyResult> {
     codebooks.set(layer, codebook);
     report.layers.push(layerReport);
     report.layers.sort((a, b) => a.layer - b.layer);
-    writeKeyCodebook(path, meta, codebooks); // after every layer: a long run keeps what it finished
-    writeFileAtomic(reportPath, [Buffer.from(JSON.stringify(report, null, 1) + '\n')]);
+    writeKeyCodebook(partial.codebook, meta, codebooks); // after every layer: a long run keeps what it finished
+    writeFileAtomic(partial.report, reportBytes(report));
   }
+  writeKeyCodebook(path, meta, codebooks);
+  writeFileAtomic(reportPath, reportBytes(report));
+  rmSync(partial.codebook, { force: true });
+  rmSync(partial.report, { force: true });
   return { codebook: path, reportPath, report, table: formatKeyReport(report), complete: true };
 }
 
@@ -118,7 +125,9 @@ export async function trainKey(o: TrainKeyOptions): Promise<TrainKeyResult> {
  * Takes over the finished layers of an earlier run into `codebooks` and `report`, if its codebook was trained with
  * the same settings (method, bits, R, token budgets, seed, data); a different one is an error, not silently mixed.
  */
-function resumeLayers(path: string, reportPath: string, meta: KeyCodebookMeta, report: KeyReport, codebooks: Map<number, LayerKeyCodebook>): void {
+function resumeLayers(
+  { codebook: path, report: reportPath }: { codebook: string; report: string }, meta: KeyCodebookMeta, report: KeyReport, codebooks: Map<number, LayerKeyCodebook>,
+): void {
   if (!existsSync(path) || !existsSync(reportPath)) return; // nothing finished yet: a fresh start
   const earlier = readKeyCodebook(path);
   const keys = ['method', 'bits', 'residuals', 'tokens', 'heldout', 'seed', 'data'] as const;
@@ -133,6 +142,10 @@ function resumeLayers(path: string, reportPath: string, meta: KeyCodebookMeta, r
     codebooks.set(layerReport.layer, codebook);
     report.layers.push(layerReport);
   }
+}
+
+function reportBytes(report: KeyReport): Uint8Array[] {
+  return [Buffer.from(JSON.stringify(report, null, 1) + '\n')];
 }
 
 /** What every layer of one train-key run shares. */

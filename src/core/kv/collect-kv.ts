@@ -11,6 +11,7 @@ import { DEFAULT_SEED } from '../model/seeded-random.js';
 import { findNonFinite } from '../tensor/non-finite.js';
 import type { Tensor } from '../tensor/tensor.js';
 import { kvFileName, kvSchema } from './kv-format.js';
+import { checkResumable } from './kv-integrity.js';
 import { KvStreamWriter, writeAllBytes, type WriteBytes } from './kv-writer.js';
 import { readManifest, RUN_FORMAT, RUN_FORMAT_VERSION, writeManifest, type CollectState, type RunManifest, type RunModel } from './run-manifest.js';
 
@@ -92,6 +93,7 @@ export async function collectKv(o: CollectKvOptions): Promise<CollectKvSummary> 
   };
   const manifest = startOrResume(o.runDir, runModel, wanted);
   const state = manifest.collect!;
+  checkResumable(o.runDir, state); // a truncated file would be extended with zeros, or a finished run reported whole
   const resumedFrom = state.windowsDone;
   const summary = (): CollectKvSummary => ({
     runDir: o.runDir,

@@ -2,8 +2,13 @@ import { closeSync, existsSync, openSync, readSync } from 'node:fs';
 import { join } from 'node:path';
 import { RecordBatchReader, type RecordBatch } from 'apache-arrow';
 import { CommvqError } from '../errors.js';
+import { arrowDamaged } from '../io/arrow-read.js';
+import { partialPath } from '../io/atomic-write.js';
 import { f16ToF32 } from '../tensor/dtype.js';
+import { checkKvFileSize, KV_DAMAGED_HINT } from './kv-integrity.js';
 import { KV_FORMAT, KV_FORMAT_VERSION, kvFileName, parseKvMetadata, type KvFileMetadata, type KvKind } from './kv-format.js';
+import { finishedKvBytes } from './kv-writer.js';
+import { readManifest } from './run-manifest.js';
 
 const CHUNK_BYTES = 16 << 20;
 
@@ -33,7 +38,7 @@ export class KvFile {
   static open(runDir: string, kind: KvKind, layer: number): KvFile {
     const path = join(runDir, 'kv', kvFileName(kind, layer));
     if (!existsSync(path)) {
-      const partial = existsSync(`${path}.partial`);
+      const partial = existsSync(partialPath(path));
       throw new CommvqError(
         `${runDir}: no collected ${kind === 'key' ? 'keys' : 'values'} for layer ${layer} (${path}${partial ? ' is still being collected' : ' is missing'})`,
         partial ? 'rerun commvq collect-kv to finish the run' : 'run commvq collect-kv first',
@@ -43,6 +48,10 @@ export class KvFile {
     if (meta.kind !== kind) throw new CommvqError(`${path}: holds ${meta.kind === 'value' ? 'values' : 'keys'}, not ${kind === 'key' ? 'keys' : 'values'}`);
     if (meta.layer !== layer) throw new CommvqError(`${path}: holds layer ${meta.layer}, not ${layer}`);
     if (kind === 'key' && meta.rope !== 'pre') throw new CommvqError(`${path}: keys are post-RoPE; CommVQ codebooks are trained on pre-RoPE keys (k_proj output)`, 'collect again with commvq collect-kv');
+    // a file cut short (a copy that failed, a full disk) is refused by its size, before a reader meets its end; after
+    // the checks above, which say more about a file of the wrong kind
+    const committed = readManifest(runDir)?.collect?.files[kvFileName(kind, layer)];
+    if (committed !== undefined) checkKvFileSize(path, finishedKvBytes(committed));
     return new KvFile(path, meta);
   }
 
@@ -52,7 +61,11 @@ export class KvFile {
 
   /** The windows in order, as record batches (columns seq, pos, token, x). */
   *batches(): Generator<RecordBatch> {
-    yield* RecordBatchReader.from(fileChunks(this.path));
+    try {
+      yield* RecordBatchReader.from(fileChunks(this.path));
+    } catch (err) {
+      throw arrowDamaged(this.path, err, KV_DAMAGED_HINT);
+    }
   }
 }
 
@@ -62,7 +75,7 @@ function readMetadata(path: string): KvFileMetadata {
     reader = RecordBatchReader.from(fileChunks(path));
     reader.open();
   } catch (err) {
-    throw new CommvqError(`${path}: not a readable Arrow IPC stream: ${(err as Error).message}`);
+    throw arrowDamaged(path, err, KV_DAMAGED_HINT);
   }
   const meta = parseKvMetadata(reader.schema.metadata);
   reader.cancel();

@@ -2,6 +2,7 @@ import { closeSync, fsync, ftruncateSync, openSync, renameSync, write as writeCa
 import { promisify } from 'node:util';
 import { FixedSizeList, Float16, Int32, makeData, RecordBatch, Schema, Struct, Table, tableToIPC } from 'apache-arrow';
 import { CommvqError } from '../errors.js';
+import { partialPath } from '../io/atomic-write.js';
 
 /**
  * Writes bytes to an open file at a byte position. Asynchronous (libuv's thread pool), so that a window's files are
@@ -18,7 +19,12 @@ export const writeAllBytes: WriteBytes = async (fd, bytes, position) => {
 };
 
 /** The 8-byte end-of-stream marker of the Arrow IPC stream format. */
-const END_OF_STREAM = new Uint8Array([0xff, 0xff, 0xff, 0xff, 0, 0, 0, 0]);
+export const END_OF_STREAM = new Uint8Array([0xff, 0xff, 0xff, 0xff, 0, 0, 0, 0]);
+
+/** The size of a finished kv file whose manifest records `committed` bytes: finish() adds only the end-of-stream marker. */
+export function finishedKvBytes(committed: number): number {
+  return committed + END_OF_STREAM.byteLength;
+}
 
 /**
  * Appends one record batch per window to an Arrow IPC stream under `<path>.partial`, and renames it to `path` when
@@ -45,7 +51,7 @@ export class KvStreamWriter {
   }
 
   static async open(path: string, schema: Schema, committedBytes: number | undefined, write: WriteBytes = writeAllBytes): Promise<KvStreamWriter> {
-    const partial = `${path}.partial`;
+    const partial = partialPath(path);
     if (committedBytes === undefined) {
       const fd = openSync(partial, 'w');
       const writer = new KvStreamWriter(path, schema, 0, write, fd);
@@ -102,7 +108,7 @@ export class KvStreamWriter {
     await this.append(END_OF_STREAM);
     await this.sync();
     this.close();
-    renameSync(`${this.path}.partial`, this.path);
+    renameSync(partialPath(this.path), this.path);
   }
 
   close(): void {

@@ -1,7 +1,8 @@
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync } from 'node:fs';
 import { join } from 'node:path';
-import { Field, FixedSizeList, Float32, Int32, makeData, RecordBatch, Schema, Struct, Table, tableFromIPC, tableToIPC, Utf8, vectorFromArray } from 'apache-arrow';
+import { Field, FixedSizeList, Float32, Int32, makeData, RecordBatch, Schema, Struct, Table, tableToIPC, Utf8, vectorFromArray } from 'apache-arrow';
 import { CommvqError } from '../errors.js';
+import { readArrowTable } from '../io/arrow-read.js';
 import { writeFileAtomic } from '../io/atomic-write.js';
 import { batchValues, decodeF16, KvFile } from './kv-reader.js';
 import type { KvKind } from './kv-format.js';
@@ -133,12 +134,7 @@ function scaleFileBytes(layers: LayerScale[], configHash: string): Uint8Array {
 export function readScales(runDir: string, kind: KvKind): Map<number, Float32Array> {
   const path = join(runDir, SCALE_FILE);
   if (!existsSync(path)) throw new CommvqError(`${runDir}: no ${SCALE_FILE}`, 'run commvq make-scale first');
-  let table: Table;
-  try {
-    table = tableFromIPC(readFileSync(path));
-  } catch (err) {
-    throw new CommvqError(`${path}: not a readable Arrow file: ${(err as Error).message}`);
-  }
+  const table = readArrowTable(path, 'rerun commvq make-scale');
   if (table.schema.metadata.get('commvq.format') !== SCALE_FORMAT) throw new CommvqError(`${path}: not a commvq scale file`);
   const width = (table.schema.fields.find((f) => f.name === 'scale')!.type as FixedSizeList).listSize;
   const values = table.getChild('scale')!.data[0]!.children[0]!.values as Float32Array;

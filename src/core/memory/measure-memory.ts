@@ -12,9 +12,12 @@ import { existsSync, readFileSync, statSync } from 'node:fs';
 import { basename, dirname, join, resolve } from 'node:path';
 import { COMMVQ_DEFAULTS, resolveCacheSpec, type CacheSpec, type CommvqCacheSpec } from '../cache-spec.js';
 import type { PrefillMode } from '../commvq/commvq-cache.js';
+import { loadSpecCodebooks } from '../commvq/load-commvq.js';
 import { commvqGeometry as geometryOfBits, DEFAULT_WINDOW, type Bits } from '../commvq/geometry.js';
 import { CommvqError, OptionError } from '../errors.js';
 import { readKeyCodebookMeta } from '../keys/format.js';
+import { checkModelFolder } from '../model/load-model.js';
+import type { LlamaModel } from '../model/llama.js';
 import { parseModelConfig, type ModelConfig } from '../model/config.js';
 import { expectedTensors } from '../model/weights.js';
 import { bytesPerElement, type DType } from '../tensor/dtype.js';
@@ -189,12 +192,16 @@ export function prefillModeOf(s: { cache: MemoryCacheKind; prefillMode?: Prefill
 
 // ---- the model and its codebooks -----------------------------------------------------------------------------------
 
-/** The config of a model folder (DIR/config.json) or of random weights (a config.json, or a folder holding one). */
+/**
+ * The config of a model folder (DIR/config.json) or of random weights (a config.json, or a folder holding one). A
+ * model folder is checked as generate checks it (checkModelFolder: its safetensors headers against the config),
+ * although the CPU's accounting reads no weights: a corrupt checkpoint is an error, not a report.
+ */
 export function readMemoryModelConfig(o: { model?: string; randomWeights?: string }): { config: ModelConfig; source: string; name: string } {
-  const given = o.model ?? o.randomWeights;
+  if (o.model) return { config: checkModelFolder(o.model), source: join(o.model, 'config.json'), name: basename(resolve(o.model)) };
+  const given = o.randomWeights;
   if (!given) throw new OptionError('model', undefined, 'give a model folder, or a config.json for random weights');
   const isDir = existsSync(given) && statSync(given).isDirectory();
-  if (o.model && !isDir) throw new CommvqError(`${given}: model folder not found`);
   const path = isDir ? join(given, 'config.json') : given;
   if (!existsSync(path)) throw new CommvqError(`${path}: model config not found`);
   let json: unknown;
@@ -222,10 +229,12 @@ export function checkContexts(contexts: readonly number[], config: ModelConfig, 
  * ones of its bits. CommVQ keeps its prefill= (default COMMVQ_DEFAULTS.prefill): one bit width in both modes is two
  * caches, which must share their codebooks (the probes hold one set per bit width). Every prompt here runs in the
  * model's row chunks (prefillRows) with argmax codes, so encoding=, seed= and chunk= are refused, as is the same cache twice.
+ * With `model` (its cache shape), codebook files are loaded and checked against it as generate checks them
+ * (loadSpecCodebooks): a codebook of another model is refused, not accounted with the wrong geometry.
  *
  *   await memoryCacheSettings([{ kind: 'dense' }, { kind: 'commvq', bits: 1, run: 'runs/a', prefill: 'strict' }], { randomWeights: false })
  */
-export async function memoryCacheSettings(specs: readonly CacheSpec[], o: { randomWeights: boolean }): Promise<CacheSetting[]> {
+export async function memoryCacheSettings(specs: readonly CacheSpec[], o: { randomWeights: boolean; model?: Pick<LlamaModel, 'cacheShape'> }): Promise<CacheSetting[]> {
   const out: CacheSetting[] = [];
   for (const spec of specs) {
     const { encoding, seed, chunk } = spec as CommvqCacheSpec;
@@ -233,6 +242,7 @@ export async function memoryCacheSettings(specs: readonly CacheSpec[], o: { rand
       throw new OptionError('cache', undefined, 'measure-memory runs every prompt as generate does (layer by layer, in the model’s row chunks), with argmax value codes: encoding=, seed= and chunk= are not taken (prefill= is)');
     }
     const r = resolveCacheSpec(spec, { random: o.randomWeights });
+    if (o.model && r.kind === 'commvq' && r.key) loadSpecCodebooks(o.model, { key: r.key, value: r.value!, bits: r.bits });
     const setting: CacheSetting =
       r.kind === 'dense'
         ? { cache: 'dense' }

@@ -8,6 +8,7 @@
  *   });
  */
 import type { CacheSpec } from '../cache-spec.js';
+import { cacheShapeOf } from '../model/kv-cache.js';
 import {
   checkContexts, gridPoints, measureMemory, memoryCacheSettings, openMemoryProbe, readMemoryModelConfig, type DeviceName, type MemoryPlan, type MeasureProgress,
 } from './measure-memory.js';
@@ -40,7 +41,8 @@ export interface MeasureMemoryRunOptions {
 export async function runMeasureMemory(o: MeasureMemoryRunOptions): Promise<{ doc: MemoryReportDocument; files: string[] }> {
   const model = readMemoryModelConfig({ model: o.model, randomWeights: o.randomWeights });
   checkContexts(o.contexts, model.config, model.source);
-  const caches = await memoryCacheSettings(o.caches, { randomWeights: o.randomWeights !== undefined });
+  // the model and its codebooks are checked as generate checks them, before anything is measured or written
+  const caches = await memoryCacheSettings(o.caches, { randomWeights: o.randomWeights !== undefined, model: { cacheShape: cacheShapeOf(model.config) } });
   const targets = o.maxBatch ? gridPoints(caches, o.contexts, [0]).map(({ batch: _, ...target }) => target) : [];
   const plan: MemoryPlan = { points: gridPoints(caches, o.contexts, o.batches), ...(o.maxBatch && targets.length ? { maxBatch: { targets, limit: o.maxBatch.limit } } : {}) };
   const probe = await openMemoryProbe(

@@ -2,6 +2,7 @@ import type { Backend } from '../backend/backend.js';
 import { CommvqError } from '../errors.js';
 import { bytesPerElement, type DType } from '../tensor/dtype.js';
 import type { Tensor } from '../tensor/tensor.js';
+import type { ModelConfig } from './config.js';
 import type { LayerKV } from './llama.js';
 import type { StepInputs } from './step-inputs.js';
 
@@ -11,6 +12,11 @@ export interface CacheShape {
   queryHeads: number; // H_q
   kvHeads: number; // H_kv
   headDim: number; // D_h
+}
+
+/** The cache geometry of the model a config describes (a loaded model's `cacheShape`, or a config alone's). */
+export function cacheShapeOf(c: ModelConfig): CacheShape {
+  return { numLayers: c.numLayers, queryHeads: c.numHeads, kvHeads: c.numKvHeads, headDim: c.headDim };
 }
 
 /**

@@ -3,7 +3,7 @@ import { CommvqError, OptionError } from '../errors.js';
 import { bytesPerElement } from '../tensor/dtype.js';
 import { TensorScope, type Tensor } from '../tensor/tensor.js';
 import type { ModelConfig } from './config.js';
-import { DenseKVCache, type CacheShape, type KVCache } from './kv-cache.js';
+import { cacheShapeOf, DenseKVCache, type CacheShape, type KVCache } from './kv-cache.js';
 import { DEVICE_HIDDEN_BYTES, promptHidden } from './prompt-hidden.js';
 import { ropeTable } from './rope.js';
 import { StepInputs } from './step-inputs.js';
@@ -79,8 +79,7 @@ export class LlamaModel {
 
   /** The attention geometry caches for this model need. */
   get cacheShape(): CacheShape {
-    const c = this.config;
-    return { numLayers: c.numLayers, queryHeads: c.numHeads, kvHeads: c.numKvHeads, headDim: c.headDim };
+    return cacheShapeOf(this.config);
   }
 
   /** An exact cache with room for `capacity` tokens in each of `batch` sequences. */

@@ -8,7 +8,7 @@ import { readJson, TextTokenizer } from '../tokenizer/text-tokenizer.js';
 import { parseModelConfig, tokenIdList, type ModelConfig } from './config.js';
 import { LlamaModel } from './llama.js';
 import { randomModel } from './random-model.js';
-import { loadWeights } from './weights.js';
+import { checkCheckpoint, loadWeights } from './weights.js';
 
 /** A Hugging Face model folder, loaded: the model on a backend, its tokenizer, and when to stop generating. */
 export interface LoadedModel {
@@ -40,9 +40,7 @@ export interface LoadModelOptions {
  *   const { model, tokenizer } = loadModel('tiny-llama', { backend: new CpuBackend() });
  */
 export function loadModel(dir: string, options: LoadModelOptions): LoadedModel {
-  if (!existsSync(dir) || !statSync(dir).isDirectory()) throw new CommvqError(`${dir}: model folder not found`);
-  const configPath = join(dir, 'config.json');
-  const config = parseModelConfig(readJson(configPath), configPath);
+  const config = readModelFolderConfig(dir);
   const tokenizer = TextTokenizer.fromFolder(dir);
   const eosTokenIds = readEos(dir, config);
   if (options.randomWeights) {
@@ -57,6 +55,31 @@ export function loadModel(dir: string, options: LoadModelOptions): LoadedModel {
   } finally {
     ckpt.close();
   }
+}
+
+/**
+ * A model folder checked as loadModel checks it, without loading: config.json, and the safetensors headers against
+ * it (every tensor, its shape and dtype; a corrupt or truncated file is named). The tokenizer is not read: the
+ * callers (measure-memory) never tokenize. Returns the config.
+ *
+ *   const config = checkModelFolder('Llama-3.1-8B-Instruct');
+ */
+export function checkModelFolder(dir: string): ModelConfig {
+  const config = readModelFolderConfig(dir);
+  const ckpt = SafetensorsCheckpoint.open(dir);
+  try {
+    checkCheckpoint(ckpt, config, dir);
+  } finally {
+    ckpt.close();
+  }
+  return config;
+}
+
+/** DIR/config.json of a model folder that must exist. */
+function readModelFolderConfig(dir: string): ModelConfig {
+  if (!existsSync(dir) || !statSync(dir).isDirectory()) throw new CommvqError(`${dir}: model folder not found`);
+  const configPath = join(dir, 'config.json');
+  return parseModelConfig(readJson(configPath), configPath);
 }
 
 function readEos(dir: string, config: ModelConfig): number[] {

@@ -70,10 +70,28 @@ export function expectedTensors(c: ModelConfig): Map<string, Shape> {
 const FLOAT_DTYPES: Partial<Record<SafetensorsDType, FloatDType>> = { F32: 'f32', BF16: 'bf16', F16: 'f16' };
 
 /**
+ * Checks that a checkpoint holds every tensor a config implies, with its shape and a float dtype (from the headers
+ * alone: no tensor is read). Returns the expected tensors. loadWeights runs it before any upload; measure-memory
+ * runs it alone, so a model it only accounts for is checked as one that is loaded.
+ */
+export function checkCheckpoint(ckpt: SafetensorsCheckpoint, config: ModelConfig, source: string): Map<string, Shape> {
+  const expected = expectedTensors(config);
+  for (const [name, shape] of expected) {
+    const info = ckpt.info(name);
+    if (!info) throw new CommvqError(`${source}: checkpoint has no tensor '${name}'`);
+    if (!FLOAT_DTYPES[info.dtype]) throw new CommvqError(`${source}: tensor '${name}' has dtype ${info.dtype}; weights must be F32, BF16 or F16`);
+    if (shapeString(info.shape) !== shapeString(shape)) {
+      throw new CommvqError(`${source}: tensor '${name}' has shape ${shapeString(info.shape)}, config.json implies ${shapeString(shape)}`);
+    }
+  }
+  return expected;
+}
+
+/**
  * Loads every weight a config implies from a checkpoint onto a backend, tensor by tensor (one tensor's bytes on the
- * host at a time). Names, shapes and dtypes are checked first, so a wrong checkpoint fails before any upload.
- * `dtype` converts float weights (e.g. f32 → bf16); by default each keeps its stored dtype. A tensor holding NaN or
- * Inf is refused, naming it, before it is uploaded, unless `allowNonFinite` (see refuseNonFinite).
+ * host at a time). Names, shapes and dtypes are checked first (checkCheckpoint), so a wrong checkpoint fails before
+ * any upload. `dtype` converts float weights (e.g. f32 → bf16); by default each keeps its stored dtype. A tensor
+ * holding NaN or Inf is refused, naming it, before it is uploaded, unless `allowNonFinite` (see refuseNonFinite).
  */
 export function loadWeights(
   ckpt: SafetensorsCheckpoint,
@@ -81,15 +99,7 @@ export function loadWeights(
   backend: Backend,
   options: { dtype?: DType; source: string; allowNonFinite?: boolean; onTensor?: (done: number, total: number) => void },
 ): ModelWeights {
-  const expected = expectedTensors(config);
-  for (const [name, shape] of expected) {
-    const info = ckpt.info(name);
-    if (!info) throw new CommvqError(`${options.source}: checkpoint has no tensor '${name}'`);
-    if (!FLOAT_DTYPES[info.dtype]) throw new CommvqError(`${options.source}: tensor '${name}' has dtype ${info.dtype}; weights must be F32, BF16 or F16`);
-    if (shapeString(info.shape) !== shapeString(shape)) {
-      throw new CommvqError(`${options.source}: tensor '${name}' has shape ${shapeString(info.shape)}, config.json implies ${shapeString(shape)}`);
-    }
-  }
+  const expected = checkCheckpoint(ckpt, config, options.source);
   const tensors = new Map<string, Tensor>();
   let done = 0;
   try {

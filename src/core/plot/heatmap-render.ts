@@ -6,11 +6,12 @@
  *   const { svg, png } = await renderVegaLite(niahHeatmapSpec(grid, { title: 'tiny-llama, dense' }));
  *   await writeVegaLite(spec, 'out/niah');   // out/niah.svg, out/niah.png
  */
-import { readdirSync, writeFileSync } from 'node:fs';
+import { readdirSync } from 'node:fs';
 import { homedir } from 'node:os';
 import { delimiter, join } from 'node:path';
 import type { TopLevelSpec } from 'vega-lite';
 import { CommvqError } from '../errors.js';
+import { writeFileAtomic } from '../io/atomic-write.js';
 
 export interface RenderedPlot {
   svg: string;
@@ -41,8 +42,8 @@ export async function renderVegaLite(spec: Record<string, unknown>, options: Ren
 /** Renders and writes `<base>.svg` and `<base>.png`; returns the two paths. */
 export async function writeVegaLite(spec: Record<string, unknown>, base: string, options: RenderOptions = {}): Promise<{ svg: string; png: string }> {
   const { svg, png } = await renderVegaLite(spec, options);
-  writeFileSync(`${base}.svg`, svg);
-  writeFileSync(`${base}.png`, png);
+  writeFileAtomic(`${base}.svg`, [Buffer.from(svg)]); // a stopped run leaves the last whole plot, never half of one
+  writeFileAtomic(`${base}.png`, [png]);
   return { svg: `${base}.svg`, png: `${base}.png` };
 }
 

@@ -1,4 +1,4 @@
-import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Backend } from '../backend/backend.js';
 import { readCorpus } from '../data/corpus.js';
@@ -132,13 +132,13 @@ export async function trainValue(o: TrainValueOptions): Promise<TrainValueResult
 
   const codebook = join(o.runDir, valueCodebookFileName(o.bits));
   const lossPlot = join(dir, `loss-${o.bits}bit.svg`);
-  writeFileSync(lossPlot, lineChartSvg({
+  writeFileAtomic(lossPlot, [Buffer.from(lineChartSvg({
     title: `train-value ${o.bits}-bit: losses`, x: 'step', y: 'MSE', logY: true,
     series: [
       { name: 'value MSE / 2 (kv_mse)', points: info.history.map((h) => [h.step, h.valueMse]) },
       { name: 'attention-output MSE (kv_vq)', points: info.history.map((h) => [h.step, h.attentionMse]) },
     ],
-  }));
+  }))]);
   const complete = info.step >= o.steps;
   let evaluation: ValueEvaluation[] | undefined;
   if (complete) {

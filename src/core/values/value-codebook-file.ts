@@ -1,8 +1,8 @@
-import { readFileSync } from 'node:fs';
-import { Field, FixedSizeList, Float32, Int32, makeData, RecordBatch, Schema, Struct, Table, tableFromIPC, tableToIPC } from 'apache-arrow';
+import { Field, FixedSizeList, Float32, Int32, makeData, RecordBatch, Schema, Struct, Table, tableToIPC } from 'apache-arrow';
 import type { Backend } from '../backend/backend.js';
 import { BIT_WIDTHS, BITS_PROBLEM, type Bits } from '../commvq/geometry.js';
 import { CommvqError } from '../errors.js';
+import { readArrowTable } from '../io/arrow-read.js';
 import { readArrowSchema } from '../io/arrow-schema.js';
 import { writeFileAtomic } from '../io/atomic-write.js';
 import { compressorShape, PARAM_NAMES, paramShapes, type ParamName, type ValueCompressorParams, type ValueCompressorShape } from './value-compressor.js';
@@ -77,12 +77,7 @@ function shapeFromMetadata(path: string, meta: Map<string, string>): ValueCompre
 
 /** Reads a value-codebook file back onto a backend: per layer, the compressor's parameters and its scale. */
 export function readValueCodebook(path: string, backend: Backend): { shape: ValueCompressorShape; layers: Map<number, { params: ValueCompressorParams; scale: ReturnType<Backend['fromArray']> }>; metadata: Map<string, string> } {
-  let table: Table;
-  try {
-    table = tableFromIPC(readFileSync(path));
-  } catch (err) {
-    throw new CommvqError(`${path}: not a readable Arrow file: ${(err as Error).message}`);
-  }
+  const table = readArrowTable(path, 'train it again with commvq train-value');
   const meta = table.schema.metadata;
   const shape = shapeFromMetadata(path, meta);
   const shapes = { ...paramShapes(shape), scale: [shape.featDim] };
