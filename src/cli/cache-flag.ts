@@ -11,9 +11,10 @@
  *
  *   parseCacheFlag('commvq:bits=2,run=runs/a')   // { kind: 'commvq', bits: 2, run: 'runs/a' }
  */
-import { CACHE_KINDS, CACHE_OPTIONS, checkCacheSpec, type CacheKind, type CacheSpec } from '../core/cache-spec.js';
+import { CACHE_KINDS, CACHE_OPTIONS, cacheNumberProblem, checkCacheSpec, type CacheKind, type CacheSpec } from '../core/cache-spec.js';
 import { toBits, type Bits } from '../core/commvq/geometry.js';
 import { OptionError } from '../core/errors.js';
+import { decimalValue } from '../core/options/number-option.js';
 
 /** The help text of `--cache`, shared by the commands that take one cache. */
 export const CACHE_FLAG_HELP =
@@ -111,11 +112,18 @@ function optionValue(name: string, value: string): unknown {
       return oneOf(name, value, ['argmax', 'gumbel']);
     case 'seed':
     case 'chunk':
-      if (!/^-?\d+(\.\d+)?$/.test(value)) throw new OptionError('cache', undefined, `${name}=${value} is not a number`);
-      return Number(value);
+      return cacheNumber(name, value);
     default:
       return value; // key, value, run: paths
   }
+}
+
+/** A numeric option's text through the one number rule (number-option.ts): `chunk=0: must be at least 1`. */
+function cacheNumber(name: 'seed' | 'chunk', text: string): number {
+  const value = decimalValue(text);
+  const problem = cacheNumberProblem(name, value, text);
+  if (problem) throw new OptionError('cache', undefined, problem);
+  return value;
 }
 
 function oneOf(name: string, value: string, choices: readonly string[]): string {

@@ -34,13 +34,6 @@ export function parseBatchList(text: string, option = 'batch'): number[] {
   return parseList(text, option, (part) => (/^\d+$/.test(part) && Number(part) > 0 ? Number(part) : undefined), (part) => `'${part}' is not a positive whole number`);
 }
 
-/** A device size in GiB, `79.65` or `24` (measure-memory --device-memory), in bytes. */
-export function parseDeviceMemory(text: string): number {
-  const gib = /^\d+(\.\d+)?$/.test(text.trim()) ? Number(text) : NaN;
-  if (!(gib > 0)) throw new OptionError('deviceBytes', text, 'not a size in GiB, e.g. 80 or 79.65');
-  return gib * 2 ** 30;
-}
-
 /** Each comma-separated part through `parse`; a part it refuses (undefined) is answered by `problem`. */
 function parseList<T>(text: string, option: string, parse: (part: string) => T | undefined, problem: (part: string) => string): T[] {
   const out: T[] = [];

@@ -2,13 +2,13 @@ import { Flags } from '@oclif/core';
 import { BaseCommand } from '../cli/base-command.js';
 import { CACHE_LIST_HELP, parseCacheList, withBits } from '../cli/cache-flag.js';
 import { allowNonFiniteFlag, bitsFlag, deviceFlag } from '../cli/flags.js';
-import { parseBatchList, parseBitsList, parseContextList, parseDeviceMemory } from '../cli/list-flags.js';
+import { parseBatchList, parseBitsList, parseContextList } from '../cli/list-flags.js';
 import { progressBar } from '../cli/progress.js';
 import { parseDevice } from '../core/backend/create-backend.js';
-import { cacheLabel, contextLabel, DEVICE_MEMORY_MARGIN, type DeviceName } from '../core/memory/measure-memory.js';
+import { cacheLabel, contextLabel, DEVICE_MEMORY_MARGIN, GiB, type DeviceName } from '../core/memory/measure-memory.js';
 import { formatMemoryReport, type MemoryReportDocument } from '../core/memory/memory-report.js';
 import { runMeasureMemory } from '../core/memory/run-measure-memory.js';
-import { integerFlag } from '../cli/number-flag.js';
+import { integerFlag, numberFlag } from '../cli/number-flag.js';
 import { checkOutputDir } from '../core/options/path-option.js';
 
 export default class MeasureMemory extends BaseCommand {
@@ -37,7 +37,8 @@ export default class MeasureMemory extends BaseCommand {
     'max-batch': Flags.boolean({ description: 'search the largest batch that fits at each cache and context' }),
     'max-batch-limit': integerFlag({ description: 'largest batch the search tries', default: 1024, min: 1 }),
     'decode-tokens': integerFlag({ description: 'tokens decoded after the prompt at each point', default: 16, min: 1 }),
-    'device-memory': Flags.string({
+    'device-memory': numberFlag({
+      above: 0,
       description:
         'device size in GiB that points must fit. On a GPU: behave as a card of this size (the allocator is capped, the CUDA context counted; ' +
         `an H100 80GB has 79.65); default the card. It is compared with the driver’s total memory (an H100 80GB’s is 79.18): up to ${DEVICE_MEMORY_MARGIN * 100}% ` +
@@ -62,7 +63,7 @@ export default class MeasureMemory extends BaseCommand {
         batches: parseBatchList(flags.batch),
         maxBatch: flags['max-batch'] ? { limit: flags['max-batch-limit'] } : undefined,
         decodeTokens: flags['decode-tokens'],
-        deviceBytes: flags['device-memory'] === undefined ? undefined : parseDeviceMemory(flags['device-memory']),
+        deviceBytes: flags['device-memory'] === undefined ? undefined : flags['device-memory'] * GiB,
         device: flags.device as DeviceName,
         allowNonFinite: flags['allow-nonfinite'],
         command: ['commvq', 'measure-memory', ...this.argv.map((a) => (/[\s"']/.test(a) ? JSON.stringify(a) : a))].join(' '),

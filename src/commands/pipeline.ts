@@ -40,7 +40,7 @@ export default class Pipeline extends BaseCommand {
     out: Flags.string({ description: 'run folder (default runs/pipeline-YYYY-MM-DD)' }),
     bits: bitsFlag({ description: 'bit widths to train and evaluate', default: '1,2' }),
     data: Flags.string({ description: 'corpus as collect-kv reads it (default: filler text generated into OUT/corpus.jsonl)', aliases: ['corpus'] }),
-    resume: Flags.boolean({ description: 'continue OUT, skipping the stages OUT/pipeline.json lists as done' }),
+    resume: Flags.boolean({ description: 'continue OUT, skipping the stages OUT/pipeline.json lists as done; flags left out keep the run\'s values, and a flag may change only what no finished stage used' }),
     tokens: integerFlag({ description: 'collect-kv tokens per layer (the EM needs 4096 for training plus an eighth held out)', default: D.collectTokens, min: 1 }),
     'em-steps': integerFlag({ description: 'train-key: most EM iterations per stage (the reference: 100)', default: D.emSteps, min: 1 }),
     'value-steps': integerFlag({ description: 'train-value: steps per bit width', default: D.valueSteps, min: 1 }),
@@ -53,7 +53,9 @@ export default class Pipeline extends BaseCommand {
   };
 
   async run(): Promise<PipelineSummary> {
-    const { flags } = await this.parse(Pipeline);
+    const { flags, metadata } = await this.parse(Pipeline);
+    // --resume keeps the run's own settings: a flag left at its default is not a change (resume-settings.ts)
+    const given = <T>(flag: string, value: () => T): T | undefined => (flags.resume && metadata.flags[flag]?.setFromDefault ? undefined : value());
     if (flags.out !== undefined) checkOutputDir('out', flags.out);
     const quiet = this.jsonEnabled();
     const interrupt = onInterrupt();
@@ -69,14 +71,14 @@ export default class Pipeline extends BaseCommand {
         allowNonFinite: flags['allow-nonfinite'],
         signal: interrupt.signal,
         settings: {
-          bits: parseBitsList(flags.bits),
-          collectTokens: flags.tokens,
-          emSteps: flags['em-steps'],
-          valueSteps: flags['value-steps'],
-          agreementNewTokens: flags['new-tokens'],
-          niahLengths: parseNiahLengths(flags['niah-lengths']),
-          memoryContexts: parseContextList(flags['memory-context'], 'memoryContexts'),
-          seed: flags.seed,
+          bits: given('bits', () => parseBitsList(flags.bits)),
+          collectTokens: given('tokens', () => flags.tokens),
+          emSteps: given('em-steps', () => flags['em-steps']),
+          valueSteps: given('value-steps', () => flags['value-steps']),
+          agreementNewTokens: given('new-tokens', () => flags['new-tokens']),
+          niahLengths: given('niah-lengths', () => parseNiahLengths(flags['niah-lengths'])),
+          memoryContexts: given('memory-context', () => parseContextList(flags['memory-context'], 'memoryContexts')),
+          seed: given('seed', () => flags.seed),
         },
         onStage: (e) => {
           bar?.stop();

@@ -11,6 +11,7 @@ import type { PrefillMode } from './commvq/commvq-cache.js';
 import type { Bits } from './commvq/geometry.js';
 import { findRunCodebooks, requireCodebookFiles } from './commvq/load-commvq.js';
 import { OptionError } from './errors.js';
+import { numberProblem, type NumberRule } from './options/number-option.js';
 import { DEFAULT_SEED } from './model/seeded-random.js';
 
 /** Value codes at inference: argmax (deterministic, our default) or the reference's seeded Gumbel sampling (§10.1 item 2). */
@@ -61,6 +62,18 @@ export const COMMVQ_DEFAULTS: { readonly prefill: PrefillMode; readonly encoding
   seed: DEFAULT_SEED,
 };
 
+/** The numeric options' rules (number-option.ts), for the `--cache` parser and checkCacheSpec alike. */
+export const CACHE_NUMBER_RULES: { readonly seed: NumberRule; readonly chunk: NumberRule } = {
+  seed: { integer: true, min: 0 },
+  chunk: { integer: true, min: 1 }, // prompt tokens per forward
+};
+
+/** What is wrong with a numeric option's value (written `text` in a --cache flag), as `chunk=0: must be at least 1`, or undefined. */
+export function cacheNumberProblem(name: keyof typeof CACHE_NUMBER_RULES, value: number, text = String(value)): string | undefined {
+  const problem = numberProblem(value, CACHE_NUMBER_RULES[name]);
+  return problem && `${name}=${text}: ${problem}`;
+}
+
 /**
  * Refuses a spec whose options do not go together, as an OptionError on `cache` (the command line adds the
  * `--cache` value it came from).
@@ -71,12 +84,15 @@ export function checkCacheSpec(spec: CacheSpec): void {
   const fail = (problem: string, hint?: string): never => {
     throw new OptionError('cache', undefined, problem, hint);
   };
-  if (spec.chunk !== undefined && !(Number.isInteger(spec.chunk) && spec.chunk >= 1)) fail(`chunk must be a whole number of tokens ≥ 1, not ${spec.chunk}`);
+  for (const name of ['chunk', 'seed'] as const) {
+    const value = (spec as { chunk?: number; seed?: number })[name];
+    const problem = value === undefined ? undefined : cacheNumberProblem(name, value);
+    if (problem) fail(problem);
+  }
   if (spec.kind === 'dense') return;
   if ((spec.key === undefined) !== (spec.value === undefined)) fail('key= and value= go together');
   if (spec.key !== undefined && spec.run !== undefined) fail('give the codebooks as key= and value=, or as run= and bits=, not both');
   if (spec.run !== undefined && spec.bits === undefined) fail('run= needs bits=1 or bits=2: which codebooks of the run');
-  if (spec.seed !== undefined && !(Number.isInteger(spec.seed) && spec.seed >= 0)) fail(`seed must be a whole number ≥ 0, not ${spec.seed}`);
   if (spec.chunk !== undefined && (spec.prefill ?? COMMVQ_DEFAULTS.prefill) === 'faithful') {
     fail('chunk needs prefill=strict', 'faithful prefill attends exactly over the whole prompt, in one forward');
   }

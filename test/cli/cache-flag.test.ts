@@ -5,6 +5,7 @@
  */
 import { describe, expect, it } from 'vitest';
 import { parseCacheFlag, parseCacheList, withBits } from '../../src/cli/cache-flag.js';
+import { checkCacheSpec } from '../../src/core/cache-spec.js';
 import { BITS_PROBLEM } from '../../src/core/commvq/geometry.js';
 import { OptionError } from '../../src/core/errors.js';
 
@@ -72,14 +73,23 @@ describe('--cache refuses, naming the whole value', () => {
     ['commvq:run=r', 'run= needs bits=1 or bits=2: which codebooks of the run'],
     ['commvq:bits=1,run=r,prefill=lazy', 'prefill is faithful or strict, not lazy'],
     ['commvq:bits=1,run=r,encoding=topk', 'encoding is argmax or gumbel, not topk'],
-    ['commvq:bits=1,run=r,seed=x', 'seed=x is not a number'],
-    ['commvq:bits=1,run=r,seed=-1', 'seed must be a whole number ≥ 0, not -1'],
+    // numbers: the one rule of number-option.ts, its words, under the option's name and text
+    ['commvq:bits=1,run=r,seed=x', 'seed=x: not a whole number'],
+    ['commvq:bits=1,run=r,seed=-1', 'seed=-1: must be at least 0'],
+    ['commvq:bits=1,run=r,seed=1e400', 'seed=1e400: not a finite number'],
+    ['commvq:bits=1,run=r,seed=0x10', 'seed=0x10: not a whole number'],
     ['commvq:bits=1,run=r,chunk=4096', 'chunk needs prefill=strict'],
-    ['dense:chunk=0', 'chunk must be a whole number of tokens ≥ 1, not 0'],
-    ['dense:chunk=2.5', 'chunk must be a whole number of tokens ≥ 1, not 2.5'],
+    ['dense:chunk=0', 'chunk=0: must be at least 1'],
+    ['dense:chunk=2.5', 'chunk=2.5: not a whole number'],
+    ['dense:chunk=NaN', 'chunk=NaN: not a whole number'],
   ])('%s', (text, problem) => {
     const err = refusal(() => parseCacheList(text));
     expect([err.option, err.value, err.problem]).toEqual(['cache', text, problem]);
+  });
+
+  it('a library caller’s spec meets the same number rule and words (checkCacheSpec)', () => {
+    expect(() => checkCacheSpec({ kind: 'dense', chunk: 0 })).toThrow(new OptionError('cache', undefined, 'chunk=0: must be at least 1'));
+    expect(() => checkCacheSpec({ kind: 'commvq', bits: 1, run: 'r', seed: 1.5 })).toThrow(new OptionError('cache', undefined, 'seed=1.5: not a whole number'));
   });
 
   it('keeps the hint of the problem (faithful prefill runs the prompt in one forward)', () => {

@@ -1,11 +1,12 @@
 /**
- * Issue 17, items 3, 4 and 8: oclif's parse errors, numeric flags and paths of the wrong kind each give one line
+ * Issue 17, items 3, 4 and 8: oclif's parse errors, numeric flags (--cache's numbers included) and paths of the wrong kind each give one line
  * naming the flag, exit 1, and write nothing — as users run the commands (bin/run.js → dist/).
  */
 import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { expectOneLineError, runCli } from '../helpers/cli.js';
+import { REPO_ROOT } from '../helpers/fixtures.js';
 import { demoModel, tempRoot } from '../eval/run/helpers.js';
 
 const root = tempRoot('flag-errors');
@@ -48,6 +49,18 @@ describe('numeric flags: one helper, the flag named', () => {
     expectOneLineError(runCli(['train-value', run, '--model', demo, '--data', 'x', '--bits', '1', '--steps', '1.5', ...cpu]), /^commvq: --steps 1\.5: not a whole number$/);
     expectOneLineError(runCli(['pipeline', '--out', join(root, 'never'), '--seed', '-3', ...cpu]), /^commvq: --seed -3: must be at least 0$/);
     expectOneLineError(runCli(['eval', 'niah', '--model', demo, '--out', join(root, 'never'), '--limit', '1e400', ...cpu]), /^commvq: --limit 1e400: not a finite number$/);
+    expect(existsSync(join(root, 'never'))).toBe(false);
+  });
+
+  it('measure-memory --device-memory, and the numbers inside --cache: the same helper, the same words', () => {
+    const memory = (...args: string[]) => runCli(['measure-memory', '--random-weights', join(REPO_ROOT, 'scripts/bench/llama-3.1-8b.config.json'), '--out', join(root, 'never'), ...cpu, ...args]);
+    expectOneLineError(memory('--device-memory', 'abc'), /^commvq: --device-memory abc: not a number$/, { silentStdout: true });
+    expectOneLineError(memory('--device-memory', '0'), /^commvq: --device-memory 0: must be above 0$/);
+    expectOneLineError(memory('--device-memory', '1e400'), /^commvq: --device-memory 1e400: not a finite number$/);
+    expectOneLineError(memory('--cache', 'dense:chunk=0'), /^commvq: --cache dense:chunk=0: chunk=0: must be at least 1$/);
+    const generate = (cache: string) => runCli(['generate', '--demo', '--prompt', 'x', '--cache', cache, ...cpu]);
+    expectOneLineError(generate('dense:chunk=abc'), /^commvq: --cache dense:chunk=abc: chunk=abc: not a whole number$/, { silentStdout: true });
+    expectOneLineError(generate('commvq:bits=1,run=r,seed=-1'), /^commvq: --cache commvq:bits=1,run=r,seed=-1: seed=-1: must be at least 0$/);
     expect(existsSync(join(root, 'never'))).toBe(false);
   });
 });

@@ -4,8 +4,7 @@
  * --memory-context), batches and the device size; bad values name themselves.
  */
 import { describe, expect, it } from 'vitest';
-import { parseBatchList, parseBitsList, parseContextList, parseDeviceMemory } from '../../src/cli/list-flags.js';
-import { GiB } from '../../src/core/memory/measure-memory.js';
+import { parseBatchList, parseBitsList, parseContextList } from '../../src/cli/list-flags.js';
 import { OptionError } from '../../src/core/errors.js';
 
 describe('list flags', () => {
@@ -31,12 +30,9 @@ describe('list flags', () => {
     expect(() => parseContextList(text)).toThrow(/^context .*is not a positive whole number/);
   });
 
-  it('reads batches and the device size in GiB', () => {
+  it('reads batches (the device size is a number flag: test/cli/number-option.test.ts)', () => {
     expect(parseBatchList('1,8,128')).toEqual([1, 8, 128]);
     expect(() => parseBatchList('1,0')).toThrow("batch 1,0: '0' is not a positive whole number");
     expect(() => parseBatchList('2.5')).toThrow(/^batch 2\.5/);
-    expect(parseDeviceMemory('79.65')).toBe(79.65 * GiB);
-    expect(parseDeviceMemory('24')).toBe(24 * GiB);
-    for (const bad of ['0', '-8', '80GB', '']) expect(() => parseDeviceMemory(bad)).toThrow(new OptionError('deviceBytes', bad, 'not a size in GiB, e.g. 80 or 79.65'));
   });
 });

@@ -1,4 +1,7 @@
-/** The measure-memory plots: Vega-Lite specs (log₂ context axis, one panel per cache), SVG and PNG, and --out's files. */
+/**
+ * The measure-memory plots: Vega-Lite specs (log₂ context axis, one panel per cache, the y unit from the data), SVG
+ * and PNG, and --out's files.
+ */
 import { mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -28,9 +31,23 @@ describe('measure-memory plots', () => {
     expect(bars.encoding.x.axis.values).toEqual([8192, 32768, 131072]);
     expect(bars.encoding.y.stack).toBe('zero');
     expect(spec.title.text).toMatch(/memory by owner at batch 1 \(arithmetic, CPU\)/);
-    const values = spec.data.values as { cache: string; context: number; owner: string; gib: number }[];
+    expect(bars.encoding.y.title).toBe('GiB');
+    expect(spec.spec.layer.at(-1).mark.type).toBe('rule'); // 80 GiB against ~31 GiB of the longest context: on the scale
+    const values = spec.data.values as { cache: string; context: number; owner: string; amount: number }[];
     expect(values).toHaveLength(3 * 3 * 4); // caches × contexts × owners (no workspace on the CPU), batch 1 only
-    expect(values.find((v) => v.cache === 'dense' && v.context === 131072 && v.owner === 'cache')!.gib).toBeCloseTo(16.002, 3);
+    expect(values.find((v) => v.cache === 'dense' && v.context === 131072 && v.owner === 'cache')!.amount).toBeCloseTo(16.002, 3);
+  });
+
+  it('a small model is drawn in the unit its bytes fill, with the far larger device named in the subtitle, not drawn', async () => {
+    const d = await doc();
+    const small = (n: number) => n / 2 ** 20; // the demo model's scale: a GiB becomes a KiB
+    const points = d.points.map((p) => ({ ...p, weights: small(p.weights), cache_allocated: small(p.cache_allocated), codebooks: small(p.codebooks), encoders: small(p.encoders) }));
+    const spec = memoryPlotSpec({ ...d, points }) as any;
+    expect(spec.spec.layer[0].encoding.y.title).toBe('KiB');
+    expect(spec.spec.layer.map((l: { mark: { type: string } }) => l.mark.type)).toEqual(['bar', 'line']);
+    expect(spec.title.subtitle).toMatch(/device memory 80\.00 GiB, off the scale \(assumed\)/);
+    const dense = spec.data.values.find((v: { cache: string; context: number; owner: string }) => v.cache === 'dense' && v.context === 131072 && v.owner === 'cache');
+    expect(dense.amount).toBeCloseTo(16.002, 3);
   });
 
   it('draws bytes per token per cache', async () => {

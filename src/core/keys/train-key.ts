@@ -203,6 +203,22 @@ async function trainLayer(run: LayerRun, layer: number): Promise<{ codebook: Lay
   return { codebook, layerReport };
 }
 
+/** The EM init draws HALF_SIZE² centres, each from a distinct training token. */
+export const EM_MIN_TRAIN_TOKENS = HALF_SIZE * HALF_SIZE;
+
+/**
+ * How one layer's `available` tokens (collected, at most `tokens + heldout` of them read) split: held-out rows (at
+ * most an eighth, at most `heldout`), training rows (the rest, at most `tokens`), and whether the EM can start. The
+ * pipeline checks its settings with it before collecting anything.
+ *
+ *   keyTokenSplit(4608, 4096, 512)   // { nTrain: 4096, held: 512, enough: true }
+ */
+export function keyTokenSplit(available: number, tokens: number, heldout: number): { nTrain: number; held: number; enough: boolean } {
+  const held = Math.min(heldout, Math.floor(available / 8));
+  const nTrain = Math.min(tokens, available - held);
+  return { nTrain, held, enough: nTrain >= EM_MIN_TRAIN_TOKENS && held >= 1 };
+}
+
 /**
  * One layer's collected keys split into training rows (the first `tokens`) and held-out rows (the last read, at most
  * an eighth of what there is), checked: shape against the manifest, finite values, enough tokens for the centres.
@@ -213,13 +229,11 @@ function readLayerKeys(run: LayerRun, layer: number, what: string): { trainRows:
     throw new CommvqError(`${what}: ${kv.kvHeads} heads of ${kv.headDim}, the manifest says ${run.kvHeads} of ${run.headDim}`);
   }
   checkFinite(kv.rows, kv.width, what);
-  const held = Math.min(run.heldout, Math.floor(kv.tokens / 8));
-  const nTrain = Math.min(run.tokens, kv.tokens - held);
-  const centres = HALF_SIZE * HALF_SIZE;
-  if (nTrain < centres || held < 1) {
+  const { nTrain, held, enough } = keyTokenSplit(kv.tokens, run.tokens, run.heldout);
+  if (!enough) {
     throw new CommvqError(
-      `${what}: ${kv.tokens} collected tokens are too few: the EM init draws ${centres} centres from at least ${centres} training tokens, plus held-out tokens`,
-      `collect at least ${Math.ceil((centres * 8) / 7)} tokens per layer (commvq collect-kv --tokens)`,
+      `${what}: ${kv.tokens} collected tokens are too few: the EM init draws ${EM_MIN_TRAIN_TOKENS} centres from at least ${EM_MIN_TRAIN_TOKENS} training tokens, plus held-out tokens`,
+      `collect at least ${Math.ceil((EM_MIN_TRAIN_TOKENS * 8) / 7)} tokens per layer (commvq collect-kv --tokens)`,
     );
   }
   return { trainRows: kv.rows.subarray(0, nTrain * kv.width), heldRows: kv.rows.subarray(kv.rows.length - held * kv.width), nTrain, held };

@@ -1,8 +1,8 @@
 /**
  * The measure-memory plots as Vega-Lite specs, drawn headless to SVG and PNG (plot/heatmap-render.ts):
  *   memory          one panel per cache (dense, CommVQ 1-bit, 2-bit): resident bytes stacked by owner against the
- *                   context on a log₂ axis, at the grid's smallest batch; the measured decode peak as a line and
- *                   the device's size as a dashed rule
+ *                   context on a log₂ axis, at the grid's smallest batch, in the unit the data fills; the measured
+ *                   decode peak as a line and the device's size as a dashed rule (in the subtitle when far above)
  *   bytes-per-token bytes per token and layer of each cache (packed arithmetic, and as allocated when measured)
  *   throughput      decode tokens/s against the batch on a log₂ axis, one line per cache, one panel per context,
  *                   over every timed point (grid and max-batch trials); only where decode was timed (GPU)
@@ -10,7 +10,8 @@
  *   const { memory, bytesPerToken, throughput } = await renderMemoryPlots(doc);   // { svg, png } each
  */
 import { renderVegaLite, type RenderedPlot } from '../plot/heatmap-render.js';
-import { bytesPerTokenPoints, contextLabel, GiB } from './measure-memory.js';
+import { byteUnit, formatBytes } from './byte-unit.js';
+import { bytesPerTokenPoints, contextLabel } from './measure-memory.js';
 import type { MemoryReportDocument } from './memory-report.js';
 import { throughputPoints } from './throughput.js';
 
@@ -27,15 +28,22 @@ export function memoryPlotSpec(doc: MemoryReportDocument): Record<string, unknow
   const caches = [...new Set(points.map((p) => p.cache))];
   const contexts = [...new Set(points.map((p) => p.context))].sort((a, b) => a - b);
   const shown = doc.measures ? OWNERS : OWNERS.filter((o) => o !== 'workspace'); // the CPU measures no workspace
-  const values = points.flatMap((p) => {
+  const owned = points.map((p) => {
     const owners: Record<(typeof OWNERS)[number], number> = {
       weights: p.weights, cache: p.cache_allocated, codebooks: p.codebooks, encoders: p.encoders, workspace: Math.max(0, p.workspace_decode ?? 0),
     };
-    return shown.map((owner, order) => ({
-      cache: p.cache, context: p.context, owner, order, gib: owners[owner] / GiB,
-      peak: p.peak_decode === null ? null : p.peak_decode / GiB, device: p.device_bytes / GiB, fits: p.fits,
-    }));
+    return { p, bytes: shown.map((o) => owners[o]) };
   });
+  // the axis unit and range follow the data, not the device: a demo model's KiB vanish on an 80 GiB axis, so the
+  // device's rule is drawn only when it is within 10× of the tallest bar, and named in the subtitle otherwise
+  const tallest = Math.max(...owned.map(({ p, bytes }) => Math.max(bytes.reduce((a, b) => a + b, 0), p.peak_decode ?? 0)));
+  const device = Math.max(...points.map((p) => p.device_bytes));
+  const unit = byteUnit(tallest);
+  const showDevice = device <= 10 * tallest;
+  const values = owned.flatMap(({ p, bytes }) => shown.map((owner, order) => ({
+    cache: p.cache, context: p.context, owner, order, amount: bytes[order]! / unit.bytes,
+    peak: p.peak_decode === null ? null : p.peak_decode / unit.bytes, device: p.device_bytes / unit.bytes, fits: p.fits,
+  })));
   const x = {
     field: 'context', type: 'quantitative', title: 'context (tokens, log scale)',
     scale: { type: 'log', base: 2, domain: [contexts[0]! / 1.6, contexts[contexts.length - 1]! * 1.6] },
@@ -46,7 +54,7 @@ export function memoryPlotSpec(doc: MemoryReportDocument): Record<string, unknow
     $schema: SCHEMA,
     title: {
       text: `${doc.model.name}: memory by owner at batch ${batch} (${doc.measures ? doc.device : 'arithmetic, CPU'})`,
-      subtitle: `${doc.measures ? 'line: decode peak; ' : ''}dashed: device memory${doc.measures ? '' : ' (assumed)'}; faint: did not fit`,
+      subtitle: `${doc.measures ? 'line: decode peak; ' : ''}${showDevice ? 'dashed: device memory' : `device memory ${formatBytes(device)}, off the scale`}${doc.measures ? '' : ' (assumed)'}; faint: did not fit`,
     },
     background: 'white',
     data: { values },
@@ -59,16 +67,16 @@ export function memoryPlotSpec(doc: MemoryReportDocument): Record<string, unknow
           mark: { type: 'bar', size: 22 },
           encoding: {
             x,
-            y: { field: 'gib', type: 'quantitative', stack: 'zero', title: 'GiB' },
+            y: { field: 'amount', type: 'quantitative', stack: 'zero', title: unit.name },
             color: { field: 'owner', type: 'nominal', title: 'owner', scale: { domain: [...shown], range: OWNER_COLORS.slice(0, shown.length) } },
             order: { field: 'order', type: 'quantitative' },
             opacity: { condition: { test: 'datum.fits', value: 1 }, value: 0.35 }, // faint: the point did not fit
-            tooltip: [{ field: 'cache' }, { field: 'context' }, { field: 'owner' }, { field: 'gib', format: '.2f' }],
+            tooltip: [{ field: 'cache' }, { field: 'context' }, { field: 'owner' }, { field: 'amount', title: unit.name, format: '.2f' }],
           },
         },
         // one filter per layer: vega-lite's optimiser warns on stderr about a filter shared by nested layers
         { transform: [peakRows], mark: { type: 'line', color: 'black', point: { color: 'black' } }, encoding: { x, y: { field: 'peak', type: 'quantitative' } } },
-        { mark: { type: 'rule', color: '#d62728', strokeDash: [6, 4] }, encoding: { y: { aggregate: 'max', field: 'device', type: 'quantitative' } } },
+        ...(showDevice ? [{ mark: { type: 'rule', color: '#d62728', strokeDash: [6, 4] }, encoding: { y: { aggregate: 'max', field: 'device', type: 'quantitative' } } }] : []),
       ],
     },
     resolve: { scale: { y: 'shared' } },

@@ -18,9 +18,14 @@ export interface NumberRule {
 
 const DECIMAL = /^[+-]?(\d+(\.\d*)?|\.\d+)(e[+-]?\d+)?$/i;
 
+/** `text` as a number if it is a plain decimal one (`1e400` is Infinity), else NaN: for numberProblem to judge. */
+export function decimalValue(text: string): number {
+  return DECIMAL.test(text.trim()) ? Number(text) : NaN;
+}
+
 /** `text` as a number that satisfies `rule`, or an OptionError on `option` quoting `text`. */
 export function parseNumberOption(option: string, text: string, rule: NumberRule = {}): number {
-  const value = DECIMAL.test(text.trim()) ? Number(text) : NaN;
+  const value = decimalValue(text);
   const problem = numberProblem(value, rule);
   if (problem) throw new OptionError(option, text, problem);
   return value;

@@ -3,6 +3,7 @@ import { CommvqError } from '../errors.js';
 import {
   AccountingProbe, checkContexts, gridPoints, measureMemory, memoryCacheSettings, openMemoryProbe, readMemoryModelConfig, type DeviceName, type ProbeOptions,
 } from '../memory/measure-memory.js';
+import { formatBytes } from '../memory/byte-unit.js';
 import type { MemoryProbe } from '../memory/memory-probe.js';
 import { memoryReportDocument, writeMemoryOutputs, type MemoryReportPoint } from '../memory/memory-report.js';
 import type { PipelineStage } from './stage.js';
@@ -58,11 +59,4 @@ function memoryOutput(points: MemoryReportPoint[], measures: boolean, note: stri
   }
   const how = measures ? 'measured' : 'by arithmetic';
   return { headline: `cache at ${context} tokens, ${how}: ${parts.join(', ')}${note}`, numbers };
-}
-
-export function formatBytes(n: number): string {
-  if (n >= 2 ** 30) return `${(n / 2 ** 30).toFixed(2)} GiB`;
-  if (n >= 2 ** 20) return `${(n / 2 ** 20).toFixed(2)} MiB`;
-  if (n >= 2 ** 10) return `${(n / 2 ** 10).toFixed(1)} KiB`;
-  return `${n} B`;
 }

@@ -2,13 +2,14 @@ import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { CommvqError, OptionError } from '../errors.js';
 import { writeFileAtomic } from '../io/atomic-write.js';
+import { checkResumeSettings } from './resume-settings.js';
 import type { PipelineSettings } from './settings.js';
 import type { StageName, StageOutput } from './stage.js';
 
 /**
  * RUN_DIR/pipeline.json: what a pipeline run was asked to do (model, corpus, settings) and which stages finished,
  * with what each produced. Written atomically after every stage; `--resume` skips the stages it lists as done and
- * refuses a run folder made with other settings (their outputs would not match).
+ * refuses settings that differ from those its finished stages ran with (their outputs would not match).
  */
 export const PIPELINE_FORMAT = 'commvq.pipeline';
 export const PIPELINE_VERSION = 1;
@@ -55,24 +56,21 @@ export function writePipelineManifest(runDir: string, m: PipelineManifest): void
 }
 
 /**
- * The manifest to run with: a new one, or (with `resume`) the existing one when it was made for the same model,
- * corpus and settings. An existing run without `resume` is refused rather than overwritten — unless it finished no
+ * The manifest to run with: a new one, or (with `resume`) the existing one when it was made for the same model and
+ * corpus, and with the same values of the settings its finished stages depend on (resume-settings.ts); other settings
+ * take their new values. An existing run without `resume` is refused rather than overwritten — unless it finished no
  * stage: a run that failed at once (a bad corpus, a wrong setting) must not block its corrected rerun.
  *
  *   const m = openPipelineManifest('runs/p', identity, { resume: true });
  */
-export function openPipelineManifest(runDir: string, identity: PipelineIdentity, o: { resume: boolean }): PipelineManifest {
+export function openPipelineManifest(runDir: string, identity: PipelineIdentity, o: { resume: boolean; corpusSize?: (s: PipelineSettings) => number }): PipelineManifest {
   const existing = readPipelineManifest(runDir);
   if (!existing || Object.keys(existing.stages).length === 0) return { format: PIPELINE_FORMAT, version: PIPELINE_VERSION, created: new Date().toISOString(), ...identity, stages: {} };
   if (!o.resume) throw new OptionError('out', runDir, 'holds a pipeline run already', 'resume it, or choose another run folder');
   for (const key of ['model', 'demo', 'corpus', 'generatedCorpus'] as const) {
     if (existing[key] !== identity[key]) throw new OptionError('out', runDir, `was run with ${key} ${JSON.stringify(existing[key])}, not ${JSON.stringify(identity[key])}`, 'choose another run folder');
   }
-  const had = JSON.stringify(existing.settings);
-  const want = JSON.stringify(identity.settings);
-  if (had !== want) {
-    const changed = Object.keys(identity.settings).filter((k) => JSON.stringify(existing.settings[k as keyof PipelineSettings]) !== JSON.stringify(identity.settings[k as keyof PipelineSettings]));
-    throw new OptionError('out', runDir, `was run with other settings (${changed.join(', ')})`, 'resume it with the same settings, or choose another run folder');
-  }
-  return existing;
+  const done = Object.keys(existing.stages) as StageName[];
+  checkResumeSettings(runDir, existing.settings, identity.settings, done, identity.generatedCorpus ? o.corpusSize : undefined);
+  return { ...existing, settings: identity.settings };
 }

@@ -12,7 +12,7 @@ import { writeGeneratedCorpus } from './demo-corpus.js';
 import { keyStage } from './key-stage.js';
 import { memoryStage } from './memory-stage.js';
 import { niahStage } from './niah-stage.js';
-import { openPipelineManifest, writePipelineManifest } from './pipeline-manifest.js';
+import { openPipelineManifest, readPipelineManifest, writePipelineManifest } from './pipeline-manifest.js';
 import { checkSettingsFit, pipelineSettings, type PipelineSettings } from './settings.js';
 import type { PipelineStage, StageName } from './stage.js';
 import { pipelineSummary, writePipelineSummary, type PipelineSummary } from './summary.js';
@@ -26,6 +26,7 @@ export interface PipelineOptions {
   /** a corpus (as collect-kv reads); absent: filler text generated into RUN_DIR/corpus.jsonl */
   corpus?: string;
   backend: Backend;
+  /** changes to the defaults, or with `resume` to the run's own settings (left out or undefined: kept) */
   settings?: Partial<PipelineSettings>;
   /** continue RUN_DIR's run, skipping the stages it finished */
   resume?: boolean;
@@ -67,7 +68,8 @@ export interface PipelineStageEvent {
  */
 export async function runPipeline(o: PipelineOptions): Promise<PipelineSummary> {
   const started = performance.now();
-  const settings = pipelineSettings(o.settings);
+  // a resumed run keeps its own settings, except those given (which resume-settings.ts may refuse)
+  const settings = pipelineSettings(o.settings, o.resume ? readPipelineManifest(o.out)?.settings : undefined);
   if (o.modelDir !== undefined && !(existsSync(o.modelDir) && statSync(o.modelDir).isDirectory())) throw new CommvqError(`${o.modelDir}: model folder not found`);
   if (o.corpus !== undefined) corpusFormat(o.corpus); // a missing or unreadable corpus is refused before any work
   if (existsSync(o.out) && !statSync(o.out).isDirectory()) throw new OptionError('out', o.out, 'not a folder', 'choose another run folder');
@@ -77,7 +79,7 @@ export async function runPipeline(o: PipelineOptions): Promise<PipelineSummary> 
   const configPath = identity.demo ? 'the demo model' : join(modelDir, 'config.json');
   const config = parseModelConfig(identity.demo ? DEMO_CONFIG : readJson(configPath), configPath);
   checkSettingsFit(settings, config.maxPositionEmbeddings, configPath);
-  const manifest = openPipelineManifest(o.out, identity, { resume: o.resume ?? false });
+  const manifest = openPipelineManifest(o.out, identity, { resume: o.resume ?? false, corpusSize: corpusChars });
   mkdirSync(o.out, { recursive: true });
   // both are made by code, the same bytes every time: a resumed run may rewrite them without changing a hash
   if (identity.demo && !existsSync(join(modelDir, 'model.safetensors'))) writeDemoModel(modelDir);

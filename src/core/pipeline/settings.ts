@@ -1,5 +1,6 @@
 import { DEFAULT_WINDOW, toBits, type Bits } from '../commvq/geometry.js';
 import { OptionError } from '../errors.js';
+import { EM_MIN_TRAIN_TOKENS, keyTokenSplit } from '../keys/train-key.js';
 import { DEFAULT_SEED } from '../model/seeded-random.js';
 
 /**
@@ -74,9 +75,13 @@ export const PIPELINE_DEFAULTS: PipelineSettings = {
   seed: DEFAULT_SEED,
 };
 
-/** The defaults with `changes` applied, checked: one clear line for a value that cannot run. */
-export function pipelineSettings(changes: Partial<PipelineSettings> = {}): PipelineSettings {
-  const s: PipelineSettings = { ...PIPELINE_DEFAULTS, ...changes };
+/**
+ * `base` (the defaults, or a resumed run's own settings) with `changes` applied, checked: one clear line for a value
+ * that cannot run.
+ */
+export function pipelineSettings(changes: Partial<PipelineSettings> = {}, base: PipelineSettings = PIPELINE_DEFAULTS): PipelineSettings {
+  const defined = Object.entries(changes).filter(([, v]) => v !== undefined); // an option left out keeps base's value
+  const s: PipelineSettings = { ...base, ...(Object.fromEntries(defined) as Partial<PipelineSettings>) };
   s.bits = [...new Set(s.bits.map(toBits))].sort((a, b) => a - b);
   if (s.bits.length === 0) throw new OptionError('bits', undefined, 'give at least one bit width');
   const positive = ['collectTokens', 'collectSeqLen', 'emSteps', 'keyTokens', 'keyHeldout', 'valueSteps', 'valueSeqLen', 'valueWarmup', 'agreementPromptTokens', 'agreementNewTokens', 'window'] as const;
@@ -87,7 +92,25 @@ export function pipelineSettings(changes: Partial<PipelineSettings> = {}): Pipel
   if (s.niahLengths.length === 0) throw new OptionError('niahLengths', undefined, 'eval niah needs at least one length');
   if (s.niahDepths.length === 0) throw new OptionError('niahDepths', undefined, 'eval niah needs at least one depth');
   if (s.memoryContexts.length === 0 || s.memoryContexts.some((c) => !(c >= 1))) throw new OptionError('memoryContexts', s.memoryContexts.join(','), 'measure-memory needs positive contexts');
+  checkKeyTokens(s);
   return s;
+}
+
+/**
+ * train-key's EM needs EM_MIN_TRAIN_TOKENS training tokens plus held-out ones per layer; collect-kv collects whole
+ * windows. Checked here so that a budget too small fails before collect-kv runs, not after it (issue 17, item 5).
+ */
+function checkKeyTokens(s: PipelineSettings): void {
+  if (s.keyTokens < EM_MIN_TRAIN_TOKENS) throw new OptionError('keyTokens', String(s.keyTokens), `the EM init draws ${EM_MIN_TRAIN_TOKENS} centres from at least as many training tokens`);
+  const collected = (tokens: number) => Math.ceil(tokens / s.collectSeqLen) * s.collectSeqLen;
+  const enough = (tokens: number) => keyTokenSplit(Math.min(collected(tokens), s.keyTokens + s.keyHeldout), s.keyTokens, s.keyHeldout).enough;
+  if (enough(s.collectTokens)) return;
+  let least = collected(s.collectTokens);
+  while (!enough(least)) least += s.collectSeqLen; // ends: keyTokens + keyHeldout tokens are always enough
+  throw new OptionError(
+    'collectTokens', String(s.collectTokens),
+    `too few for train-key, whose EM draws ${EM_MIN_TRAIN_TOKENS} centres from as many training tokens plus an eighth held out: collect at least ${least} (${least / s.collectSeqLen} windows of ${s.collectSeqLen})`,
+  );
 }
 
 /**

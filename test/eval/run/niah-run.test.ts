@@ -1,7 +1,7 @@
 /**
  * The NIAH runner end to end on the demo model (CPU): per-cell predictions and files, summary, manifest, heatmap;
  * identical results as two shards merged and as a fresh run interrupted then resumed (a cut last line included) —
- * with no duplicates; a folder of another run is refused; merge rescores. Each example's prefill and decode times go
+ * with no duplicates; a folder of another run, or the same run with another grid, is refused; merge rescores. Each example's prefill and decode times go
  * to times/niah.jsonl, not into the records.
  */
 import { appendFileSync, existsSync, mkdirSync, readdirSync, writeFileSync } from 'node:fs';
@@ -11,6 +11,7 @@ import { mergeEvalRuns } from '../../../src/core/eval/run/merge-runs.js';
 import { runNiah, type NiahRunOptions } from '../../../src/core/eval/run/niah-run.js';
 import { parseShard } from '../../../src/core/eval/shard.js';
 import { cpu, demoModel, isPng, read, readJson, tempRoot } from './helpers.js';
+import { expectOneLineError, runCli } from '../../helpers/cli.js';
 
 const root = tempRoot('niah-run');
 const model = demoModel(root);
@@ -115,6 +116,17 @@ describe('eval niah (runner)', () => {
     await expect(runNiah(options('a', { needle: 'The secret word is heliotrope.' }))).rejects.toThrow(/manifest\.json is a different run: protocol\.needle is "\\nThe best thing/);
     await expect(runNiah(options('a', { lengths: [9000] }))).rejects.toThrow(/lengths 9000: longer than the model's context of 8192/);
     await expect(runNiah(options('a', { lengths: [250] }))).rejects.toThrow(/lengths 250: too short/);
+  });
+
+  it('a rerun with another grid is refused in one line naming the option, before any cell (a summary never mixes two grids)', async () => {
+    const before = lines('a');
+    await expect(runNiah(options('a', { lengths: [320, 400, 480, 560] }))).rejects.toThrow(`lengths 320,400,480,560: ${join(root, 'a')} was planned with lengths 320,400,480`);
+    await expect(runNiah(options('a', { depths: [0, 100] }))).rejects.toThrow(`depths 0,100: ${join(root, 'a')} was planned with depths 0,50,100`);
+    const cli = runCli(['eval', 'niah', '--model', model, '--out', join(root, 'a'), '--lengths', '320,400', '--depths', '0,50,100', '--device', 'cpu']);
+    expectOneLineError(cli, new RegExp(`^commvq: --lengths 320,400: ${join(root, 'a')} was planned with lengths 320,400,480$`), { silentStdout: true });
+    expect(cli.stderr).toContain('hint: rerun with those lengths to resume it, or use another run folder');
+    expect(lines('a')).toBe(before);
+    expect(readJson<Record<string, any>>(whole.summaryPath)).toMatchObject({ counts: { niah: 9 }, planned: { niah: 9 }, complete: true });
   });
 
   it('random weights and random codebooks: recorded in the identity, so a real run never resumes into their folder', async () => {

@@ -9,7 +9,7 @@
  */
 import { appendFileSync, existsSync, mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
-import { CommvqError } from '../../errors.js';
+import { CommvqError, OptionError } from '../../errors.js';
 import { PredictionLog, type PredictionRecord } from '../predictions.js';
 import { selectShard, type Shard } from '../shard.js';
 import { listManifests, runPaths, type RunPaths } from './layout.js';
@@ -77,6 +77,9 @@ export interface EvalRunSetup {
   identity: EvalIdentity;
   device: string;
   manifest: Pick<EvalManifest, 'model_dir' | 'data_dir' | 'tasks' | 'settings' | 'departures'>;
+  /** settings (keys of manifest.settings) that decide which examples exist, e.g. NIAH's lengths and depths: a rerun
+   * into a folder made with other values is refused, since its counts would mix two plans (issue 17, item 10) */
+  planSettings?: readonly string[];
 }
 
 /** The first `limit` examples (file order), then this shard's part of them. */
@@ -89,9 +92,16 @@ export function selectExamples<E extends { id: string }>(examples: readonly E[],
  * Every manifest already in the folder (this shard's, other shards', a merge's) must describe the same run;
  * returns this shard's, whose run history the new invocation extends.
  */
-function checkRunFolder(out: string, shard: Shard, identity: EvalIdentity): EvalManifest | undefined {
+function checkRunFolder(out: string, shard: Shard, identity: EvalIdentity, settings: Record<string, unknown>, planSettings: readonly string[]): EvalManifest | undefined {
   for (const path of listManifests(out)) {
-    checkSameIdentity(readEvalManifest(path).identity, identity, path, 'a run folder holds one model, cache and protocol: use another run folder');
+    const found = readEvalManifest(path);
+    checkSameIdentity(found.identity, identity, path, 'a run folder holds one model, cache and protocol: use another run folder');
+    for (const key of planSettings) {
+      const [had, want] = [found.settings[key], settings[key]];
+      if (JSON.stringify(had) === JSON.stringify(want)) continue;
+      const show = (v: unknown) => (Array.isArray(v) ? v.join(',') : JSON.stringify(v));
+      throw new OptionError(key, show(want), `${out} was planned with ${key} ${show(had)}`, `rerun with those ${key} to resume it, or use another run folder`);
+    }
   }
   const own = runPaths(out, shard).manifest;
   return existsSync(own) ? readEvalManifest(own) : undefined;
@@ -114,7 +124,7 @@ export class EvalRun {
 
   /** Creates the folder or checks it holds the same run; writes the manifest with this invocation in its history. */
   static open(setup: EvalRunSetup): EvalRun {
-    const previous = checkRunFolder(setup.out, setup.shard, setup.identity);
+    const previous = checkRunFolder(setup.out, setup.shard, setup.identity, setup.manifest.settings, setup.planSettings ?? []);
     mkdirSync(runPaths(setup.out, setup.shard).predictionsDir, { recursive: true });
     // a folder accumulates tasks: a rerun with other --tasks keeps the earlier tasks' predictions and plans
     const manifest: EvalManifest = {

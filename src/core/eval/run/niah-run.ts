@@ -117,6 +117,7 @@ export async function runNiah(o: NiahRunOptions): Promise<EvalRunResult<NiahSumm
           eos_token_ids: generation.eosTokenIds,
         },
         settings: { scorer, lengths, depths, haystack: hay.description, period_ids: [...periods].sort((a, b) => a - b), special_tokens_removed: hay.specialTokensRemoved },
+        planSettings: ['lengths', 'depths'], // the grid: its cells are the examples
         departures: EVAL_DEPARTURES.niah,
       };
     },

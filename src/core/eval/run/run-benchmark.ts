@@ -48,6 +48,8 @@ export interface PreparedBenchmark<E extends { id: string }> {
   tasks: EvalTask<E>[];
   protocol: Record<string, unknown>;
   settings: Record<string, unknown>;
+  /** the settings that decide which examples exist (EvalRunSetup.planSettings) */
+  planSettings?: readonly string[];
   departures: readonly string[];
 }
 
@@ -76,6 +78,7 @@ export async function runBenchmark<E extends { id: string }, S extends SummaryBa
       device: o.backend.device,
       identity: { benchmark: spec.benchmark, model: session.identity, cache: session.caches.description, protocol: prepared.protocol },
       manifest: { model_dir: o.modelDir, data_dir: spec.dataDir, tasks: prepared.tasks.map((t) => t.name), settings: prepared.settings, departures: prepared.departures },
+      planSettings: prepared.planSettings,
     });
     // complete: every example this invocation planned has its prediction (counts alone would also count cells
     // or examples left in the folder by an earlier, different selection)
