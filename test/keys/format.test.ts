@@ -44,11 +44,11 @@ describe('key codebook file', () => {
   it('gives its metadata from the footer alone, with the same refusals', async () => {
     expect(await readKeyCodebookMeta(path)).toEqual(meta);
     writeFileSync(join(work, 'junk-meta.arrow'), 'hello');
-    await expect(readKeyCodebookMeta(join(work, 'junk-meta.arrow'))).rejects.toThrow(/junk-meta\.arrow: not a readable Arrow IPC file/);
+    await expect(readKeyCodebookMeta(join(work, 'junk-meta.arrow'))).rejects.toThrow(/junk-meta\.arrow: truncated or damaged Arrow file/);
     await expect(readKeyCodebookMeta(join(work, 'none.arrow'))).rejects.toThrow(/none\.arrow: file not found/);
     const stream = join(work, 'stream.arrow');
     writeFileSync(stream, tableToIPC(tableFromIPC(readFileSync(path)), 'stream'));
-    await expect(readKeyCodebookMeta(stream)).rejects.toThrow(/stream\.arrow: not a readable Arrow IPC file: an Arrow stream, not an Arrow file/);
+    await expect(readKeyCodebookMeta(stream)).rejects.toThrow(/stream\.arrow: truncated or damaged Arrow file \(an Arrow stream, not an Arrow file\)/);
     const table = tableFromIPC(readFileSync(path));
     table.schema.metadata.set('commvq.version', '2');
     writeFileSync(join(work, 'future-meta.arrow'), tableToIPC(table, 'file'));
