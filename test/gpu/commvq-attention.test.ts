@@ -218,42 +218,49 @@ function roundHalf(x: number): number {
 /**
  * The CPU twin of kernels/commvq_key_logits.cu's number formats: θ and (cos φ, sin φ) rounded to f16 once, U_A and
  * U_B summed in f16 over runs of 4 stages from each phase's first stage (phases of `stagesPerPhase` stages), every
- * other sum in f64. The logits of query head h of one sequence.
+ * other sum in f64. The logits of every query head of one sequence ([H_q][N]); the rotated keys are made once per kv
+ * head.
  */
-function halfTwinLogits(c: Case, s: Seq, h: number, stagesPerPhase: number): Float64Array {
+function halfTwinLogits(c: Case, s: Seq, stagesPerPhase: number): Float64Array[] {
   const { queryHeads: Hq, kvHeads: Hkv, headDim: D, residuals: R } = c.cfg;
   const P = D / 2;
-  const g = Math.floor(h / (Hq / Hkv));
-  const z = pairedTheta(c.cb).map((x) => f16ToF32(f32ToF16(x))); // [R, G, 64, P, 2], already f16 values
-  const at = (r: number, i: number, j: number) => (((r * Hkv + g) * 64 + i) * P + j) * 2;
-  const out = new Float64Array(s.N);
-  for (let t = 0; t < s.N; t++) {
-    const p = c.cfg.firstPosition + t;
-    let logit = 0;
-    for (let j = 0; j < P; j++) {
-      let re = 0;
-      let im = 0;
-      for (let r0 = 0; r0 < R; r0 += stagesPerPhase) {
-        const r1 = Math.min(R, r0 + stagesPerPhase);
-        for (let s0 = r0; s0 < r1; s0 += 4) {
-          let [ax, ay, bx, by] = [0, 0, 0, 0];
-          for (let r = s0; r < Math.min(r1, s0 + 4); r++) {
-            const code = s.codes[(t * R + r) * Hkv + g]!;
-            const A = at(r, code >> 6, j);
-            const B = at(r, code & 63, j);
-            [ax, ay, bx, by] = [roundHalf(ax + z[A]!), roundHalf(ay + z[A + 1]!), roundHalf(bx + z[B]!), roundHalf(by + z[B + 1]!)];
+  const G = Hq / Hkv;
+  const z = pairedTheta(c.cb).map((x) => f16ToF32(f32ToF16(x))); // [R, H_kv, 64, P, 2], already f16 values
+  const logits = Array.from({ length: Hq }, () => new Float64Array(s.N));
+  const rotated = new Float64Array(2 * P); // K′ of one token and kv head
+  for (let g = 0; g < Hkv; g++) {
+    const at = (r: number, i: number, j: number) => (((r * Hkv + g) * 64 + i) * P + j) * 2;
+    for (let t = 0; t < s.N; t++) {
+      for (let j = 0; j < P; j++) {
+        let re = 0;
+        let im = 0;
+        for (let r0 = 0; r0 < R; r0 += stagesPerPhase) {
+          const r1 = Math.min(R, r0 + stagesPerPhase);
+          for (let s0 = r0; s0 < r1; s0 += 4) {
+            let [ax, ay, bx, by] = [0, 0, 0, 0];
+            for (let r = s0; r < Math.min(r1, s0 + 4); r++) {
+              const code = s.codes[(t * R + r) * Hkv + g]!;
+              const A = at(r, code >> 6, j);
+              const B = at(r, code & 63, j);
+              [ax, ay, bx, by] = [roundHalf(ax + z[A]!), roundHalf(ay + z[A + 1]!), roundHalf(bx + z[B]!), roundHalf(by + z[B + 1]!)];
+            }
+            re += ax - by;
+            im += ay + bx;
           }
-          re += ax - by;
-          im += ay + bx;
         }
+        const phi = Math.fround((c.cfg.firstPosition + t) * c.invFreq[j]!);
+        const [cs, sn] = [roundHalf(Math.cos(phi)), roundHalf(Math.sin(phi))];
+        rotated[2 * j] = re * cs - im * sn;
+        rotated[2 * j + 1] = re * sn + im * cs;
       }
-      const phi = Math.fround(p * c.invFreq[j]!);
-      const [cs, sn] = [roundHalf(Math.cos(phi)), roundHalf(Math.sin(phi))];
-      logit += s.q[h * D + j]! * (re * cs - im * sn) + s.q[h * D + j + P]! * (re * sn + im * cs);
+      for (let h = g * G; h < (g + 1) * G; h++) {
+        let logit = 0;
+        for (let j = 0; j < P; j++) logit += s.q[h * D + j]! * rotated[2 * j]! + s.q[h * D + j + P]! * rotated[2 * j + 1]!;
+        logits[h]![t] = (s.norms[t]! / Math.sqrt(D)) * logit;
+      }
     }
-    out[t] = (s.norms[t]! / Math.sqrt(D)) * logit;
   }
-  return out;
+  return logits;
 }
 
 /** Device tensors of a batch of the case's sequences (`which`), in the packed layouts; past-length memory poisoned. */
@@ -360,12 +367,12 @@ describe.skipIf(!gpu)(`CommVQ decode attention, GPU vs CPU (${gpu ? `seed ${SEED
         ws.dispose();
         const delta = c.seqs.map(() => 0); // per sequence: the largest |gpu − exact| logit
         c.seqs.forEach((s, b) => {
+          const twins = halfTwinLogits(c, s, plan.stagesPerPhase);
           for (let h = 0; h < cfg.queryHeads; h++) {
             const at = (b * cfg.queryHeads + h) * plan.logitStride;
             const got = logits.subarray(at, at + s.N);
             const mag = ref[b]!.mag[h]!;
-            const twin = halfTwinLogits(c, s, h, plan.stagesPerPhase);
-            ok(checkClose(`logits seq ${b} head ${h}`, got, twin, (t) => 1e-5 * mag[t]! + 1e-6));
+            ok(checkClose(`logits seq ${b} head ${h}`, got, twins[h]!, (t) => 1e-5 * mag[t]! + 1e-6));
             got.forEach((l, t) => (delta[b] = Math.max(delta[b]!, Math.abs(l - ref[b]!.logits[h]![t]!))));
           }
         });
@@ -566,6 +573,23 @@ describe('CommVQ decode attention: shape checks (no GPU needed)', () => {
     const own = planCodeAttention(info, good);
     const provided = planCodeAttention(info, good, { rotationProvided: true });
     expect(own.workspaceBytes - provided.workspaceBytes).toBe(130944 * 64 * 4);
+  });
+
+  it('the f16 twin stays within the format\'s bound of the exact logits: |twin − exact| ≤ 5·2^-11·M_t', () => {
+    // θ rounded once (u = 2^-11 relative), f16 runs of ≤ 4 terms (≤ 3u of the magnitudes summed), the rotation's
+    // cos and sin rounded (≤ u of |K|): each component of K′ moves by ≤ 5u·Σ_r magnitudes, so a logit by ≤ 5u·M_t
+    const cfg: Config = { queryHeads: 4, kvHeads: 2, headDim: 128, residuals: 11, codeBits: 128, compressed: [300], exact: [1], firstPosition: 100000 };
+    const c = makeCase(cfg, new Rng(SEED));
+    const s = c.seqs[0]!;
+    const ref = cpuStep(c, s);
+    const twins = halfTwinLogits(c, s, 11);
+    let moved = 0;
+    for (let h = 0; h < cfg.queryHeads; h++) {
+      const bound = (t: number) => 5 * 2 ** -11 * ref.mag[h]![t]!;
+      expect(checkClose(`twin head ${h}`, twins[h]!, ref.logits[h]!, bound)).toBeNull();
+      twins[h]!.forEach((l, t) => (moved = Math.max(moved, Math.abs(l - ref.logits[h]![t]!))));
+    }
+    expect(moved, 'the twin rounds: it is not the exact reference').toBeGreaterThan(0);
   });
 
   it.each([
