@@ -2,7 +2,7 @@
  * Our side of the CommVQ decode-attention benchmark (issue 7; scripts/bench/torch_sdpa_decode.py times PyTorch SDPA
  * over a bf16 cache beside it, in the same run): one decode step of one layer at Llama-3.1-8B attention dimensions
  * (B 1, H_q 32, H_kv 8, D_h 128), keys as R = 11 stages of 12-bit codes with random θ, values as N_c = 1024 bits
- * (1-bit CommVQ; `--residuals 21 --code-bits 2048` for 2 bits), at 32K and 128K tokens of context: context − 128 compressed tokens and an exact window of 128.
+ * (1-bit CommVQ), at 32K and 128K tokens of context: context − 128 compressed tokens and an exact window of 128.
  * For reference it also times our dense bf16 decode kernel (kernels/attention_decode.cu) over the same context.
  *
  * Timing: CUDA events around a captured CUDA graph of 20 back-to-back steps (as a graph-captured decode loop runs
@@ -36,7 +36,7 @@ import { CudaTimer } from '../core/backend/cuda/timing.js';
 import { packedCodeBytes } from '../core/tensor/code-packing.js';
 import type { DType } from '../core/tensor/dtype.js';
 import { ropeTable } from '../core/model/rope.js';
-import { f32ToBf16, f32ToF16 } from '../core/tensor/dtype.js';
+import { f32ToBf16 } from '../core/tensor/dtype.js';
 
 const { values: args } = parseArgs({
   options: {
@@ -77,7 +77,6 @@ const randomBytes = (n: number): Uint8Array => {
 const bf16 = (n: number, lo: number, hi: number): Uint8Array =>
   new Uint8Array(Uint16Array.from({ length: n }, () => f32ToBf16(lo + (hi - lo) * Math.random())).buffer);
 const f32s = (n: number, f: () => number): Uint8Array => new Uint8Array(Float32Array.from({ length: n }, f).buffer);
-const f16s = (n: number, f: () => number): Uint8Array => new Uint8Array(Uint16Array.from({ length: n }, () => f32ToF16(f())).buffer);
 const TILE = 1 << 22;
 const tile = bf16(TILE, -1, 1);
 /** bf16 [n] in [−1, 1): a random block of 4M values repeated (a dense cache of 128K tokens). */
@@ -120,7 +119,7 @@ for (const context of contexts) {
   const codeBytes = packedCodeBytes(R * Hkv);
   const buffers = {
     q: upload(bf16(Hq * D, -2, 2), [1, Hq * D], 'bf16'),
-    thetaHalf: upload(f16s(R * Hkv * 64 * D, () => 0.1 * (Math.random() - 0.5)), [R, Hkv, 64, D / 2, 2], 'f16'),
+    theta: upload(f32s(R * Hkv * 128 * (D / 2), () => 0.1 * (Math.random() - 0.5)), [R * Hkv * 128 * (D / 2)], 'f32'),
     invFreq: upload(new Uint8Array(rope.invFreq.buffer.slice(0)), [D / 2], 'f32'),
     keyCodes: upload(randomBytes(capacity * codeBytes), [1, capacity, codeBytes], 'u8'),
     keyNorms: upload(bf16(capacity, 1, 4), [1, capacity], 'bf16'),
@@ -134,7 +133,7 @@ for (const context of contexts) {
     exact: upload(new Uint8Array(Int32Array.of(W).buffer), [1], 'i32'),
     out: upload(new Uint8Array(Hq * D * 2), [1, Hq * D], 'bf16'),
   };
-  const rotation = upload(new Uint8Array(capacity * D * 2), [capacity, D / 2, 2], 'f16');
+  const rotation = upload(new Uint8Array(capacity * D * 4), [capacity, D / 2, 2], 'f32');
   launchRotationTable(ctx, { invFreq: buffers.invFreq, rotation }, 0, capacity); // once per cache, as a cache does
   const plan = planCodeAttention(ctx.info, shape, { rotationProvided: true });
   const ws = new CodeAttentionWorkspace(ctx, plan);

@@ -144,7 +144,13 @@ describe.skipIf(!gpu)('CommvqCache on the device store against the host store', 
     cuda.synchronize();
     const before = cuda.memory().bytesInUse;
     ended.endPrompt();
-    expect(before - cuda.memory().bytesInUse).toBe(2 * 64 * D * 2);
+    // the scratch, and with it the prompt's encoder memo (the layer's θ tables and f32 encoder weights, made once per
+    // layer and prompt instead of per row chunk)
+    const freed = before - cuda.memory().bytesInUse;
+    expect(freed).toBeGreaterThanOrEqual(2 * 64 * D * 2);
+    const again = cuda.memory().bytesInUse;
+    ended.endPrompt();
+    expect(cuda.memory().bytesInUse, 'a second endPrompt has nothing left to free').toBe(again);
     for (const id of [11, 12, 13]) {
       const want = cuda.toFloat32(model.forward(Int32Array.of(id), kept));
       expect(cuda.toFloat32(model.forward(Int32Array.of(id), ended))).toEqual(want);

@@ -36,7 +36,9 @@ describe.skipIf(!gpu)('GPU memory measurement', () => {
     const grown = used() - driver0;
     const counted = backend.memory().bytesInUse - alloc0;
     expect(counted).toBe((256 + 1000 + 4 + 4096) * MiB); // 3 MiB rounds up to 4
-    expect(Math.abs(grown - counted), `driver grew ${grown}, allocator counted ${counted}`).toBeLessThanOrEqual(blocks.length * 2 * MiB + 64 * MiB);
+    // 2 MiB of rounding per block, the driver's fixed part, and its page tables, which grow with the range mapped
+    // (84 MiB for 5.26 GiB on an H200, where 72 MiB had been the bound)
+    expect(Math.abs(grown - counted), `driver grew ${grown}, allocator counted ${counted}`).toBeLessThanOrEqual(blocks.length * 2 * MiB + 64 * MiB + 0.02 * counted);
     blocks.forEach((b) => b.free());
     backend.ctx.allocator.releaseCached();
     // the driver may keep its page tables for the range it mapped (seen: 78 MiB after 5.4 GiB on an H200)

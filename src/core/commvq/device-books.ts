@@ -1,7 +1,6 @@
 import { CpuBackend } from '../backend/cpu/cpu-backend.js';
 import type { CudaBackend } from '../backend/cuda/cuda-backend.js';
 import type { LayerKeyCodebook } from '../keys/codebook.js';
-import { pairedTheta } from './paired-theta.js';
 import { bytesPerElement } from '../tensor/dtype.js';
 import { numel } from '../tensor/shape.js';
 import type { Tensor } from '../tensor/tensor.js';
@@ -12,8 +11,7 @@ const hostBackend = new CpuBackend();
 
 /** One layer's codebooks on the device: θ f32 (keys), E bf16 and ls f32 (values), the value encoder. */
 export interface DeviceLayerBooks {
-  theta: Tensor; // f32 [R, G, 128, D_h/2]: encoding and dequantization
-  thetaHalf: Tensor; // f16 [R, G, 64, D_h/2, 2]: θ as (X, Y) pairs, what attention on codes gathers (pairedTheta)
+  theta: Tensor; // f32 [R, G, 128, D_h/2]
   codebook: Tensor; // bf16 [N_c, D]: E, the only copy on the device
   scale: Tensor; // f32 [D]: ls
   encoder: EncoderParams; // w1, w2 bf16 (rounded once from the trained f32), the rest f32
@@ -29,7 +27,6 @@ export function uploadBooks(b: CudaBackend, key: LayerKeyCodebook, params: Value
   const toDevice = (t: Tensor, dtype: 'f32' | 'bf16') => (t.device === b.device ? b.cast(t, dtype) : b.fromArray(hostBackend.toFloat32(t), t.shape, dtype));
   return {
     theta: b.fromArray(key.theta, [key.theta.length], 'f32'),
-    thetaHalf: b.fromArray(pairedTheta(key), [key.shape.residuals, key.shape.groups, key.shape.halfSize, key.shape.pairs, 2], 'f16'),
     codebook: toDevice(params.codebook, 'bf16'),
     scale: toDevice(scale, 'f32'),
     encoder: {
@@ -49,12 +46,12 @@ export function booksBytes(books: readonly DeviceLayerBooks[]): { codebooks: num
   let codebooks = 0;
   let encoders = 0;
   for (const b of books) {
-    codebooks += bytesOf(b.theta) + bytesOf(b.thetaHalf) + bytesOf(b.codebook) + bytesOf(b.scale);
+    codebooks += bytesOf(b.theta) + bytesOf(b.codebook) + bytesOf(b.scale);
     encoders += Object.values(b.encoder).reduce((n, t) => n + bytesOf(t), 0);
   }
   return { codebooks, encoders };
 }
 
 export function disposeBooks(books: readonly DeviceLayerBooks[]): void {
-  for (const b of books) [b.theta, b.thetaHalf, b.codebook, b.scale, ...Object.values(b.encoder)].forEach((t) => t.dispose());
+  for (const b of books) [b.theta, b.codebook, b.scale, ...Object.values(b.encoder)].forEach((t) => t.dispose());
 }

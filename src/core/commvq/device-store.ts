@@ -66,7 +66,7 @@ export class DeviceCommvqStore implements CommvqStore {
   private readonly layers: DeviceLayerState[] = [];
   private readonly invFreq: Tensor; // f32 [D_h/2]
   private packedAll: Tensor | undefined; // u8: every layer's keyCodes, keyNorms, valueBits, valueRho
-  private rotation: Tensor | undefined; // f16 [Ccap, D_h/2, 2]: e^{iφ} of every compressed position, shared by all layers
+  private rotation: Tensor | undefined; // f32 [Ccap, D_h/2, 2]: e^{iφ} of every compressed position, shared by all layers
   private readonly prompt: DevicePrompt;
   private readonly phases: PhaseTimer | undefined; // key and value encoding, when asked to time them
   private encoders: LayerEncoders | undefined; // see encodersOf
@@ -85,7 +85,7 @@ export class DeviceCommvqStore implements CommvqStore {
     this.prompt = new DevicePrompt(backend, s, this);
     this.phases = o.timePhases ? new PhaseTimer(backend.ctx) : undefined;
     try {
-      this.rotation = emptyTensor(backend.ctx, [Math.max(this.Ccap, 1), shape.headDim / 2, 2], 'f16');
+      this.rotation = emptyTensor(backend.ctx, [Math.max(this.Ccap, 1), shape.headDim / 2, 2], 'f32');
       launchRotationTable(backend.ctx, { invFreq: this.invFreq, rotation: this.rotation }, rule.sinks, Math.max(this.Ccap, 1));
       this.allocate();
     } catch (err) {
@@ -180,7 +180,7 @@ export class DeviceCommvqStore implements CommvqStore {
     const out = b.zeros([tokens.length, shape.queryHeads * shape.headDim], 'bf16');
     const books = this.books[layer]!;
     codeAttentionStep(b.ctx, {
-      q, thetaHalf: books.thetaHalf, invFreq: this.invFreq, rotation: this.rotation!,
+      q, theta: books.theta, invFreq: this.invFreq, rotation: this.rotation!,
       keyCodes: st.keyCodes, keyNorms: st.keyNorms, valueBits: st.valueBits, valueRho: st.valueRho,
       codebook: books.codebook, scale: books.scale,
       exactKeys: st.exactK, exactValues: st.exactV, compressed: st.compressedCount, exact: st.exactCount,

@@ -58,17 +58,14 @@ export interface CodeAttentionShape {
 export interface CodeAttentionBuffers {
   /** bf16 [B, H_q·D_h], RoPE-rotated */
   readonly q: Tensor;
-  /**
-   * f16 of R·H_kv·64·D_h elements, [R, H_kv, 64, D_h/2, 2]: the layer's θ as (X, Y) per codeword and pair
-   * (`pairedTheta(codebook)` rounded to f16 once; the kernel's header argues the format)
-   */
-  readonly thetaHalf: Tensor;
+  /** f32 of R·H_kv·128·(D_h/2) elements, [R, H_kv, 2·64, D_h/2]: the layer's θ (LayerKeyCodebook.theta) */
+  readonly theta: Tensor;
   /** f32 [D_h/2] */
   readonly invFreq: Tensor;
   /**
-   * Optional: f16 of ≥ maxCompressed·D_h elements, half2 [≥ maxCompressed, D_h/2]: (cos φ, sin φ) of compressed token
+   * Optional: f32 of ≥ maxCompressed·D_h elements, float2 [≥ maxCompressed, D_h/2]: (cos φ, sin φ) of compressed token
    * t (position firstPosition + t) and pair j, as `launchRotationTable` fills it. It depends on positions only, so a
-   * cache can fill it once for its capacity and pass it to every layer and step (4 bytes × D_h/2 per token: 32 MiB
+   * cache can fill it once for its capacity and pass it to every layer and step (8 bytes × D_h/2 per token: 64 MiB
    * for 131072 tokens at D_h 128). Without it every call fills a table of maxCompressed tokens in the workspace
    * (≈ 30 µs at 128K tokens on an H100).
    */
@@ -104,16 +101,14 @@ export interface CodeAttentionOptions {
   readonly workspace?: CodeAttentionWorkspace;
 }
 
-const KEY = kernelConstants('commvq_key_logits', ['kThreads', 'kPhasePairs', 'kCodewords', 'kMaxPhaseStages']);
+const KEY = kernelConstants('commvq_key_logits', ['kThreads', 'kPhasePairs', 'kRows', 'kMaxPhaseStages']);
 const EXACT = kernelConstants('commvq_exact_logits', ['kThreads', 'kTokens']);
 const STATS = kernelConstants('commvq_softmax_stats', ['kThreads']);
 const ROTATION = kernelConstants('commvq_attn_rotation', ['kThreads']);
 const BITS = kernelConstants('commvq_value_bits', ['kThreads', 'kStep', 'kHeads', 'kCtaBytes']);
 const OUT = kernelConstants('commvq_value_out', ['kThreads', 'kCodeRuns', 'kExactRuns', 'kChannels']);
-/** Bytes of θ of one stage held in shared memory: 64 codewords × a phase of pairs, (X, Y) f16. */
-const keyStageBytes = (): number => KEY.kCodewords * KEY.kPhasePairs * 4;
-/** Shared memory the driver reserves per CTA (sm_80 and later). */
-const CTA_RESERVED_SHARED = 1024;
+/** Bytes of θ of one stage held in shared memory: 128 rows × a phase of pairs, f32. */
+const keyStageBytes = (): number => KEY.kRows * KEY.kPhasePairs * 4;
 const VALUE_SPLITS = 64; // token runs per sequence: fixed, so that a sequence's sums do not depend on the batch
 /** f32 represents every integer position below this exactly: φ = f32(p·invFreq) as the CPU computes it. */
 const MAX_POSITION = 2 ** 24;
@@ -159,10 +154,7 @@ export function planCodeAttention(info: DeviceInfo, shape: CodeAttentionShape, o
   const chunk = keyHeads <= 4 ? 1024 : 512;
   const logBytes = keyHeads * chunk * 4;
   const stageBytes = keyStageBytes();
-  // two CTAs per SM (one stages its θ while the other gathers) where a phase of stages fits in half the SM
-  const halfSm = Math.floor((info.maxSharedPerBlockOptin + CTA_RESERVED_SHARED) / 2) - CTA_RESERVED_SHARED;
-  const stagesIn = (bytes: number) => Math.min(KEY.kMaxPhaseStages, Math.floor((bytes - logBytes) / stageBytes));
-  const fit = stagesIn(halfSm) >= 1 ? stagesIn(halfSm) : stagesIn(info.maxSharedPerBlockOptin);
+  const fit = Math.min(KEY.kMaxPhaseStages, Math.floor((info.maxSharedPerBlockOptin - logBytes) / stageBytes));
   if (fit < 1) {
     throw new CommvqError(`commvq key logits need ${stageBytes + logBytes} bytes of shared memory; ${info.name} allows ${info.maxSharedPerBlockOptin}`);
   }
@@ -248,14 +240,9 @@ export class CodeAttentionWorkspace {
     this.memory = emptyTensor(ctx, [plan.workspaceBytes], 'u8');
   }
 
-  /**
-   * A workspace region as f32 (float2 regions as pairs of f32), e.g. the logits [B, H_q, logitStride]; the rotation
-   * table as f16 (half2 as pairs).
-   */
+  /** A workspace region as f32 (float2 regions as pairs of f32): e.g. the logits [B, H_q, logitStride]. */
   region(name: Region): CudaTensor {
-    const bytes = this.plan.sizes[name];
-    if (name === 'rotation') return this.memory.view(this.plan.offsets[name], [bytes / 2], 'f16');
-    return this.memory.view(this.plan.offsets[name], [bytes / 4], 'f32');
+    return this.memory.view(this.plan.offsets[name], [this.plan.sizes[name] / 4], 'f32');
   }
 
   fits(plan: CodeAttentionPlan): boolean {
@@ -272,7 +259,7 @@ export class CodeAttentionWorkspace {
 
 /** The device addresses of one step's buffers (the step's first sequence applied), after every check. */
 interface Addresses {
-  q: bigint; thetaHalf: bigint; invFreq: bigint; rotation?: bigint; keyCodes: bigint; keyNorms: bigint; valueBits: bigint;
+  q: bigint; theta: bigint; invFreq: bigint; rotation?: bigint; keyCodes: bigint; keyNorms: bigint; valueBits: bigint;
   valueRho: bigint; codebook: bigint; scale: bigint; exactKeys: bigint; exactValues: bigint; compressed: bigint;
   exact: bigint; out: bigint; outDType: 'bf16' | 'f32';
 }
@@ -285,7 +272,7 @@ function addresses(ctx: CudaContextLike, b: CodeAttentionBuffers, s: CodeAttenti
   const F = s.kvHeads * s.headDim;
   const P = s.headDim / 2;
   const cap = s.capacity;
-  const arg = (name: keyof CodeAttentionBuffers, dtype: 'bf16' | 'f16' | 'f32' | 'u8' | 'i32', elements: number, align = 1): CudaTensor => {
+  const arg = (name: keyof CodeAttentionBuffers, dtype: 'bf16' | 'f32' | 'u8' | 'i32', elements: number, align = 1): CudaTensor => {
     const t = tensorArg(ctx, op, name, b[name]!, dtype);
     expectElements(op, name, t, elements);
     alignedPtr(op, name, t, align);
@@ -306,9 +293,9 @@ function addresses(ctx: CudaContextLike, b: CodeAttentionBuffers, s: CodeAttenti
   const exactRow = BigInt(sequence * s.window * F * 2);
   return {
     q: arg('q', 'bf16', s.batch * s.queryHeads * s.headDim).ptr,
-    thetaHalf: arg('thetaHalf', 'f16', s.residuals * s.kvHeads * 64 * 2 * P, 16).ptr,
+    theta: arg('theta', 'f32', s.residuals * s.kvHeads * 128 * P, 16).ptr,
     invFreq: arg('invFreq', 'f32', P).ptr,
-    rotation: b.rotation && arg('rotation', 'f16', s.maxCompressed * 2 * P, 16).ptr,
+    rotation: b.rotation && arg('rotation', 'f32', s.maxCompressed * 2 * P, 16).ptr,
     keyCodes: perSequence('keyCodes', 'u8', packedCodeBytes(s.residuals * s.kvHeads), 1),
     keyNorms: perSequence('keyNorms', 'bf16', undefined, 1),
     valueBits: perSequence('valueBits', 'u8', s.codeBits / 8, 16),
@@ -360,25 +347,25 @@ export function codeAttentionStep(ctx: CudaContextLike, b: CodeAttentionBuffers,
   }
 }
 
-/** Bytes of a rotation table of `tokens` tokens (half2 per token and pair). */
+/** Bytes of a rotation table of `tokens` tokens (float2 per token and pair). */
 export function rotationTableBytes(tokens: number, headDim: number): number {
-  return tokens * (headDim / 2) * 4;
+  return tokens * (headDim / 2) * 8;
 }
 
 /**
- * Step 0: fills rotation f16 [≥ count, D_h/2, 2] (half2 (cos φ, sin φ)), φ = f32((firstPosition + t)·invFreq_j),
+ * Step 0: fills rotation f32 [≥ count, D_h/2, 2] (float2 (cos φ, sin φ)), φ = f32((firstPosition + t)·invFreq_j),
  * D_h/2 = the elements of invFreq f32. A cache fills it once for its capacity and passes it as
  * `CodeAttentionBuffers.rotation` to every layer and step:
  *
- *   const rot = emptyTensor(ctx, [capacity, 64, 2], 'f16');
+ *   const rot = emptyTensor(ctx, [capacity, 64, 2], 'f32');
  *   launchRotationTable(ctx, { invFreq, rotation: rot }, firstPosition, capacity);
  */
 export function launchRotationTable(ctx: CudaContextLike, p: { invFreq: Tensor; rotation: Tensor }, firstPosition: number, count: number): void {
   const op = 'rotation table';
   const invFreq = tensorArg(ctx, op, 'invFreq', p.invFreq, 'f32');
-  const rotation = tensorArg(ctx, op, 'rotation', p.rotation, 'f16');
+  const rotation = tensorArg(ctx, op, 'rotation', p.rotation, 'f32');
   expectElements(op, 'rotation', rotation, count * 2 * invFreq.numel);
-  rotationTable(ctx, invFreq.ptr, alignedPtr(op, 'rotation', rotation, 4), firstPosition, count, 2 * invFreq.numel);
+  rotationTable(ctx, invFreq.ptr, alignedPtr(op, 'rotation', rotation, 8), firstPosition, count, 2 * invFreq.numel);
 }
 
 function rotationTable(ctx: CudaContextLike, invFreq: bigint, rotation: bigint, firstPosition: number, count: number, headDim: number): void {
@@ -430,7 +417,7 @@ function keyLogits(ctx: CudaContextLike, plan: CodeAttentionPlan, s: CodeAttenti
   const grid = [s.kvHeads * plan.headBlocks, Math.max(1, Math.ceil(s.maxCompressed / plan.chunk)), s.batch] as const;
   if (s.maxCompressed === 0) return; // no compressed token anywhere: the statistics kernel reads no chunk
   ctx.launch(kernel, grid, [KEY.kThreads, 1, 1], plan.keySharedBytes, [
-    ptr(a.q), ptr(a.thetaHalf), ptr(rotation), ptr(a.keyCodes), ptr(a.keyNorms), ptr(a.compressed), ptr(w.logits), ptr(w.stats),
+    ptr(a.q), ptr(a.theta), ptr(rotation), ptr(a.keyCodes), ptr(a.keyNorms), ptr(a.compressed), ptr(w.logits), ptr(w.stats),
     i32(s.queryHeads), i32(s.kvHeads), i32(s.headDim), i32(s.residuals), i32(plan.stagesPerPhase), i32(s.capacity),
     i32(plan.chunk), i32(plan.logitStride), i32(plan.statStride), f32(1 / Math.sqrt(s.headDim)),
   ]);
