@@ -89,6 +89,20 @@ describe.each([2, 1] as KiviBits[])('KiviCache, %i bits, G 4, R 8', (bits) => {
     expect(prefilled.bytes()).toBe(kiviCacheBytes(shape, T, o, 'f32'));
   });
 
+  it('a prompt run in row chunks attends exactly over its earlier chunks too (they are scratch until endPrompt)', () => {
+    const rng = new SeededRandom(12);
+    const T = 2 * R + 3;
+    const [k, v, q] = [rows(rng, T, C, 4), rows(rng, T, C), rows(rng, T, Q)];
+    const kivi = new KiviCache(backend, shape, T, 1, o);
+    const dense = new DenseKVCache(backend, shape, T);
+    for (const [a, b] of [[0, R + 1], [R + 1, T]] as const) {
+      const chunk = (x: Float32Array, w: number) => x.slice(a * w, b * w);
+      const s = () => StepInputs.prompt(backend, new Int32Array(b - a), a);
+      expect(step(kivi, s(), chunk(k, C), chunk(v, C), chunk(q, Q)), `rows ${a}..${b}`).toEqual(step(dense, s(), chunk(k, C), chunk(v, C), chunk(q, Q)));
+    }
+    expect(kivi.rowsOf(0).held('keys')).toEqual(kiviSplit(T, 'keys', o)); // stored as KIVI would after the whole prompt
+  });
+
   it('quantized keys and values are within the affine bound of their group; exact ones are untouched', () => {
     const T = 2 * R + 5;
     const rng = new SeededRandom(9);
