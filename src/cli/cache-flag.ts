@@ -6,8 +6,8 @@
  *
  * KIND and OPTION are CacheSpec's names (src/core/cache-spec.ts): `dense`, `dense:chunk=4096`,
  * `commvq:bits=1,run=runs/a`, `commvq:key=K.arrow,value=V.arrow,prefill=strict,encoding=gumbel,seed=7,chunk=4096`,
- * and for measure-memory `dense,commvq:bits=1,commvq:bits=2`. A wrong value is an OptionError on `cache` that quotes
- * the whole flag value.
+ * `kivi:bits=2,group=32,residual=128`, and for measure-memory `dense,commvq:bits=1,commvq:bits=2`. A wrong value is an
+ * OptionError on `cache` that quotes the whole flag value.
  *
  *   parseCacheFlag('commvq:bits=2,run=runs/a')   // { kind: 'commvq', bits: 2, run: 'runs/a' }
  */
@@ -21,7 +21,8 @@ export const CACHE_FLAG_HELP =
   'KV cache: KIND[:OPTION=VALUE,...]. dense[:chunk=N] (exact); commvq:bits=1|2,run=RUN_DIR (the codebooks train-key and ' +
   'train-value wrote there) or commvq:key=KEY.arrow,value=VALUE.arrow, then [,prefill=faithful|strict] (default faithful) ' +
   '[,encoding=argmax|gumbel] (default argmax) [,seed=N] (gumbel’s, default 42) [,chunk=N] (prompt tokens per forward; ' +
-  'commvq needs prefill=strict for it); with --random-weights, commvq:bits=1|2 alone means random codebooks';
+  'commvq needs prefill=strict for it); with --random-weights, commvq:bits=1|2 alone means random codebooks; ' +
+  'kivi:bits=2|1[,group=32][,residual=128] (KIVI, CPU only for now; residual a multiple of group)';
 
 /** The help text of measure-memory's `--cache`: a list of the same grammar, without the options that command fixes (encoding, seed, chunk). */
 export const CACHE_LIST_HELP =
@@ -97,7 +98,7 @@ function toSpec(kind: string, options: Map<string, string>): CacheSpec {
   const spec: Record<string, unknown> = { kind };
   for (const [name, value] of options) {
     if (!allowed.includes(name)) throw new OptionError('cache', undefined, `${kind} takes no option '${name}' (it takes ${allowed.join(', ')})`);
-    spec[name] = optionValue(name, value);
+    spec[name] = kind === 'kivi' ? kiviOptionValue(name, value) : optionValue(name, value);
   }
   return spec as unknown as CacheSpec;
 }
@@ -118,8 +119,15 @@ function optionValue(name: string, value: string): unknown {
   }
 }
 
+/** KIVI's options: bits 2 or 1 (named as KIVI's widths, not CommVQ's), group and residual whole numbers. */
+function kiviOptionValue(name: string, value: string): unknown {
+  if (name !== 'bits') return cacheNumber(name as 'group' | 'residual', value);
+  if (value !== '1' && value !== '2') throw new OptionError('cache', undefined, `bits=${value}: KIVI's bit widths are 2 and 1`);
+  return Number(value);
+}
+
 /** A numeric option's text through the one number rule (number-option.ts): `chunk=0: must be at least 1`. */
-function cacheNumber(name: 'seed' | 'chunk', text: string): number {
+function cacheNumber(name: 'seed' | 'chunk' | 'group' | 'residual', text: string): number {
   const value = decimalValue(text);
   const problem = cacheNumberProblem(name, value, text);
   if (problem) throw new OptionError('cache', undefined, problem);

@@ -15,6 +15,7 @@ import { createCommvqCache, loadSpecCodebooks } from './commvq/load-commvq.js';
 import { disposeCodebookValues, randomCodebooks } from './commvq/random-codebooks.js';
 import type { KVCache } from './model/kv-cache.js';
 import type { LlamaModel } from './model/llama.js';
+import { openKiviFactory } from './peers/kivi-factory.js';
 import { bytesPerElement } from './tensor/dtype.js';
 
 /** What a result records about its cache: enough to tell two runs apart and to reproduce one. */
@@ -59,6 +60,7 @@ export interface CacheFactory {
  */
 export function openCacheFactory(model: LlamaModel, spec: CacheSpec, o: { random?: boolean } = {}): CacheFactory {
   const resolved = resolveCacheSpec(spec, o);
+  if (resolved.kind === 'kivi') return openKiviFactory(model, resolved);
   const chunk = resolved.chunk ? { prefill_chunk: resolved.chunk } : {};
   if (resolved.kind === 'dense') {
     const dtype = model.backend.activationDType;

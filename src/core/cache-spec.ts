@@ -13,6 +13,7 @@ import { findRunCodebooks, requireCodebookFiles } from './commvq/load-commvq.js'
 import { OptionError } from './errors.js';
 import { numberProblem, type NumberRule } from './options/number-option.js';
 import { DEFAULT_SEED } from './model/seeded-random.js';
+import type { KiviBits } from './peers/kivi-rows.js';
 
 /** Value codes at inference: argmax (deterministic, our default) or the reference's seeded Gumbel sampling (§10.1 item 2). */
 export type ValueEncoding = 'argmax' | 'gumbel';
@@ -44,16 +45,31 @@ export interface CommvqCacheSpec {
   readonly chunk?: number;
 }
 
-export type CacheSpec = DenseCacheSpec | CommvqCacheSpec;
+/** KIVI (Liu et al., ICML 2024): 2 or 1 bits, keys per channel and values per token in groups, recent tokens exact (peers/kivi-cache.ts). */
+export interface KiviCacheSpec {
+  readonly kind: 'kivi';
+  /** code bits: 2 or 1 (KIVI-2, KIVI-1); required */
+  readonly bits?: KiviBits;
+  /** G: tokens per key group, channels per value group (default 32, the paper's) */
+  readonly group?: number;
+  /** R: keys flush R tokens at once, values keep the last R exact; a multiple of group (default 128, the paper's) */
+  readonly residual?: number;
+}
+
+export type CacheSpec = DenseCacheSpec | CommvqCacheSpec | KiviCacheSpec;
 export type CacheKind = CacheSpec['kind'];
 
-export const CACHE_KINDS: readonly CacheKind[] = ['dense', 'commvq'];
+export const CACHE_KINDS: readonly CacheKind[] = ['dense', 'commvq', 'kivi'];
 
 /** The options each kind takes, in the order help text lists them. */
 export const CACHE_OPTIONS: { readonly [K in CacheKind]: readonly (keyof Extract<CacheSpec, { kind: K }> & string)[] } = {
   dense: ['chunk'],
   commvq: ['key', 'value', 'run', 'bits', 'prefill', 'encoding', 'seed', 'chunk'],
+  kivi: ['bits', 'group', 'residual'],
 };
+
+/** What a KIVI spec's unset options mean: the paper's group and residual. */
+export const KIVI_DEFAULTS: { readonly group: number; readonly residual: number } = { group: 32, residual: 128 };
 
 /** What a CommVQ spec's unset options mean. */
 export const COMMVQ_DEFAULTS: { readonly prefill: PrefillMode; readonly encoding: ValueEncoding; readonly seed: number } = {
@@ -63,9 +79,11 @@ export const COMMVQ_DEFAULTS: { readonly prefill: PrefillMode; readonly encoding
 };
 
 /** The numeric options' rules (number-option.ts), for the `--cache` parser and checkCacheSpec alike. */
-export const CACHE_NUMBER_RULES: { readonly seed: NumberRule; readonly chunk: NumberRule } = {
+export const CACHE_NUMBER_RULES: { readonly seed: NumberRule; readonly chunk: NumberRule; readonly group: NumberRule; readonly residual: NumberRule } = {
   seed: { integer: true, min: 0 },
   chunk: { integer: true, min: 1 }, // prompt tokens per forward
+  group: { integer: true, min: 1 }, // KIVI's G
+  residual: { integer: true, min: 1 }, // KIVI's R, also a multiple of group (checkCacheSpec)
 };
 
 /** What is wrong with a numeric option's value (written `text` in a --cache flag), as `chunk=0: must be at least 1`, or undefined. */
@@ -90,12 +108,30 @@ export function checkCacheSpec(spec: CacheSpec): void {
     if (problem) fail(problem);
   }
   if (spec.kind === 'dense') return;
+  if (spec.kind === 'kivi') return checkKiviSpec(spec, fail);
   if ((spec.key === undefined) !== (spec.value === undefined)) fail('key= and value= go together');
   if (spec.key !== undefined && spec.run !== undefined) fail('give the codebooks as key= and value=, or as run= and bits=, not both');
   if (spec.run !== undefined && spec.bits === undefined) fail('run= needs bits=1 or bits=2: which codebooks of the run');
   if (spec.chunk !== undefined && (spec.prefill ?? COMMVQ_DEFAULTS.prefill) === 'faithful') {
     fail('chunk needs prefill=strict', 'faithful prefill attends exactly over the whole prompt, in one forward');
   }
+}
+
+/** KIVI's options: bits given, numbers whole, residual a multiple of group (KIVI flushes keys in whole groups). */
+function checkKiviSpec(spec: KiviCacheSpec, fail: (problem: string, hint?: string) => never): void {
+  const { group, residual } = { ...KIVI_DEFAULTS, ...definedOnly(spec) };
+  for (const [name, value] of [['group', group], ['residual', residual]] as const) {
+    const problem = cacheNumberProblem(name, value);
+    if (problem) fail(problem);
+  }
+  if (residual % group !== 0) fail(`residual=${residual} is not a multiple of group=${group}`, 'KIVI quantizes keys R tokens at a time in whole groups of G: e.g. group=32,residual=128');
+  if (spec.bits === undefined) fail('kivi needs bits=2 or bits=1');
+  if (spec.bits !== 1 && spec.bits !== 2) fail(`bits=${spec.bits}: KIVI's bit widths are 2 and 1`);
+}
+
+/** The options that are set (an explicit undefined must not hide a default). */
+function definedOnly<S extends object>(spec: S): Partial<S> {
+  return Object.fromEntries(Object.entries(spec).filter(([, v]) => v !== undefined)) as Partial<S>;
 }
 
 /**
@@ -107,7 +143,7 @@ export function checkCacheSpec(spec: CacheSpec): void {
  */
 export function resolveCacheSpec<S extends CacheSpec>(spec: S, o: { random?: boolean } = {}): S {
   checkCacheSpec(spec);
-  if (spec.kind === 'dense') return spec;
+  if (spec.kind === 'dense' || spec.kind === 'kivi') return spec;
   const { run, ...rest } = spec as CommvqCacheSpec;
   if (run !== undefined) return { ...rest, ...findRunCodebooks(run, spec.bits!) } as S;
   if (spec.key !== undefined) {

@@ -59,15 +59,15 @@ describe('--cache: a list of caches', () => {
 
 describe('--cache refuses, naming the whole value', () => {
   it.each([
-    ['kivi', "unknown cache kind 'kivi'"],
-    ['dense,kivi:bits=1', "unknown cache kind 'kivi'"],
+    ['h2o', "unknown cache kind 'h2o'"],
+    ['dense,h2o:bits=1', "unknown cache kind 'h2o'"],
     ['commvq:bits=3', BITS_PROBLEM],
     ['dense:bits=2', "dense takes no option 'bits' (it takes chunk)"],
     ['commvq:window=64', "commvq takes no option 'window' (it takes key, value, run, bits, prefill, encoding, seed, chunk)"],
     ['commvq:bits', "'bits' is not OPTION=VALUE"],
     ['commvq:key=', 'key= has no value'],
     ['commvq:bits=1,bits=2,run=r', 'bits= is given twice'],
-    ['bits=1,commvq', "'bits=1' comes before any cache kind (dense, commvq)"],
+    ['bits=1,commvq', "'bits=1' comes before any cache kind (dense, commvq, kivi)"],
     ['commvq:key=k', 'key= and value= go together'],
     ['commvq:key=k,value=v,run=r,bits=1', 'give the codebooks as key= and value=, or as run= and bits=, not both'],
     ['commvq:run=r', 'run= needs bits=1 or bits=2: which codebooks of the run'],
@@ -94,6 +94,33 @@ describe('--cache refuses, naming the whole value', () => {
 
   it('keeps the hint of the problem (faithful prefill runs the prompt in one forward)', () => {
     expect(refusal(() => parseCacheFlag('commvq:bits=1,run=r,chunk=8')).hint).toMatch(/faithful prefill attends exactly over the whole prompt/);
-    expect(refusal(() => parseCacheFlag('kivi')).hint).toBe('kinds: dense, commvq');
+    expect(refusal(() => parseCacheFlag('h2o')).hint).toBe('kinds: dense, commvq, kivi');
+  });
+});
+
+describe('--cache kivi (issue 18)', () => {
+  it('reads bits, group and residual; group and residual default to the paper’s 32 and 128 at build time', () => {
+    expect(parseCacheFlag('kivi:bits=2')).toEqual({ kind: 'kivi', bits: 2 });
+    expect(parseCacheFlag('kivi:bits=1,group=16,residual=64')).toEqual({ kind: 'kivi', bits: 1, group: 16, residual: 64 });
+    expect(parseCacheList('dense,kivi:bits=2,kivi:bits=1')).toEqual([{ kind: 'dense' }, { kind: 'kivi', bits: 2 }, { kind: 'kivi', bits: 1 }]);
+  });
+
+  it.each([
+    ['kivi:bits=3', "bits=3: KIVI's bit widths are 2 and 1"],
+    ['kivi:bits=4', "bits=4: KIVI's bit widths are 2 and 1"],
+    ['kivi', 'kivi needs bits=2 or bits=1'],
+    ['kivi:residual=20,group=32', 'residual=20 is not a multiple of group=32'],
+    ['kivi:bits=2,residual=100', 'residual=100 is not a multiple of group=32'], // the default group
+    ['kivi:bits=2,group=0', 'group=0: must be at least 1'],
+    ['kivi:bits=2,residual=1.5', 'residual=1.5: not a whole number'],
+    ['kivi:bits=2,chunk=8', "kivi takes no option 'chunk' (it takes bits, group, residual)"],
+  ])('refuses %s in one line', (text, problem) => {
+    const err = refusal(() => parseCacheFlag(text));
+    expect([err.option, err.value, err.problem]).toEqual(['cache', text, problem]);
+    expect(err.message).not.toContain('\n');
+  });
+
+  it('checks a library caller’s spec the same way', () => {
+    expect(() => checkCacheSpec({ kind: 'kivi', bits: 2, group: 32, residual: 20 })).toThrow('cache: residual=20 is not a multiple of group=32');
   });
 });

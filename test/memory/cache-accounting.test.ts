@@ -1,6 +1,7 @@
 /** The cache arithmetic reproduces spec §7.5's table for Llama-3.1-8B (L 32, H_kv 8, D_h 128). */
 import { describe, expect, it } from 'vitest';
 import { cacheBytes, codebookBytes, commvqBytesPerToken, denseBytesPerToken } from '../../src/core/memory/cache-accounting.js';
+import { kiviAverageBits, kiviBytesPerToken, kiviCacheBytes } from '../../src/core/memory/cache-accounting.js';
 
 const llama = { numLayers: 32, kvHeads: 8, headDim: 128 };
 const oneBit = { residuals: 11, codeBits: 1024, window: 128 };
@@ -45,5 +46,30 @@ describe('cache accounting (spec §7.5)', () => {
     const E = codebookBytes(llama, oneBit, { dtype: 'bf16' }).value;
     expect(theta + E).toBe(32 * (11 * 8 * 128 * 64 * 4 + 1024 * 1024 * 2));
     expect((theta + E) / 1e6).toBeLessThan(200);
+  });
+});
+
+describe('KIVI accounting (issue 18: the CommVQ paper’s average bits)', () => {
+  it('gives KIVI-2 3.00 and KIVI-1 2.00 average bits at group 32: code bits + 32 bits of f16 scale and zero per 32 values', () => {
+    expect(kiviAverageBits({ bits: 2, group: 32 })).toBe(3);
+    expect(kiviAverageBits({ bits: 1, group: 32 })).toBe(2);
+    // the same from the bytes: D = 1024 values per token and layer, each of keys and values
+    const two = kiviBytesPerToken(llama, { bits: 2, group: 32 });
+    const one = kiviBytesPerToken(llama, { bits: 1, group: 32 });
+    expect(two).toEqual({ key: 384, value: 384 }); // 256 B of codes + 32 groups × 4 B
+    expect(one).toEqual({ key: 256, value: 256 }); // 128 + 128
+    expect((8 * (two.key + two.value)) / (2 * 1024)).toBe(3);
+    expect((8 * (one.key + one.value)) / (2 * 1024)).toBe(2);
+  });
+
+  it('counts the exact tails as kiviSplit gives them, in bf16', () => {
+    const k = { bits: 2 as const, group: 32, residual: 128 };
+    // T = 200: keys 128 quantized + 72 exact, values 72 quantized + 128 exact; an exact row is 1024 × 2 B
+    expect(kiviCacheBytes(llama, 200, k)).toBe(32 * (128 * 384 + 72 * 384 + (72 + 128) * 2048));
+    expect(kiviCacheBytes(llama, 256, k)).toBe(32 * (256 * 384 + 128 * 384 + 128 * 2048)); // right after a key flush
+    // at 128K the exact tails are noise: 3.00 bits within 0.3%
+    const bits = (8 * kiviCacheBytes(llama, 131072, k)) / (32 * 131072 * 2 * 1024);
+    expect(bits).toBeGreaterThan(3);
+    expect(bits).toBeLessThan(3.01);
   });
 });

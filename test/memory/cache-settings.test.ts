@@ -84,3 +84,9 @@ describe('measure-memory cache settings', () => {
     expect(() => readMemoryModelConfig({ model: run })).toThrow(/run\/config\.json: file not found/); // as generate says it
   });
 });
+
+describe('measure-memory and kivi (issue 18)', () => {
+  it('refuses kivi in one line until its cache has kernels to measure', async () => {
+    await expect(memoryCacheSettings([{ kind: 'dense' }, { kind: 'kivi', bits: 2 }], { randomWeights: true })).rejects.toThrow(/^cache: measure-memory does not measure kivi yet/);
+  });
+});

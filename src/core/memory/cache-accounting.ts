@@ -1,5 +1,6 @@
 import { packedCodeBytes } from '../tensor/code-packing.js';
 import type { CommvqGeometry } from '../commvq/geometry.js';
+import { kiviSplit } from '../quant/kivi.js';
 import { bytesPerElement, type DType } from '../tensor/dtype.js';
 
 /**
@@ -45,4 +46,49 @@ export function codebookBytes(g: CacheGeometry, c: CommvqGeometry, o: { halfSize
   const key = c.residuals * g.kvHeads * 2 * (o.halfSize ?? 64) * (g.headDim / 2) * element;
   const value = c.codeBits * g.kvHeads * g.headDim * element;
   return { key: g.numLayers * key, value: g.numLayers * value };
+}
+
+/** KIVI's code width and group (peers/kivi-cache.ts); R, the exact tokens, matters only to kiviCacheBytes. */
+export interface KiviGeometry {
+  bits: 1 | 2;
+  group: number; // G
+  residual: number; // R
+}
+
+/**
+ * The CommVQ paper's "average bits" of KIVI: code bits plus the f16 scale and zero (32 bits) shared by a group of G
+ * values, the exact recent tokens left out. Keys (G tokens per channel) and values (G channels per token) pay the same:
+ * KIVI-2 at G = 32 is 2 + 32/32 = 3.00 bits, KIVI-1 is 1 + 1 = 2.00.
+ *
+ *   kiviAverageBits({ bits: 2, group: 32 })   // 3
+ */
+export function kiviAverageBits(k: Pick<KiviGeometry, 'bits' | 'group'>): number {
+  return k.bits + (2 * 16) / k.group;
+}
+
+/**
+ * Bytes per quantized token and layer, { key, value }: D·bits/8 of packed codes plus D/G groups' f16 scale and zero
+ * (4 bytes each), D = H_kv·D_h. For keys a group spans G tokens, so a token carries 1/G of each channel's 4 bytes:
+ * the same D·4/G. So 8·(key + value)/(2·D) = kiviAverageBits.
+ *
+ *   kiviBytesPerToken({ numLayers: 32, kvHeads: 8, headDim: 128 }, { bits: 2, group: 32 })   // { key: 384, value: 384 }
+ */
+export function kiviBytesPerToken(g: CacheGeometry, k: Pick<KiviGeometry, 'bits' | 'group'>): { key: number; value: number } {
+  const D = g.kvHeads * g.headDim;
+  const each = (D * k.bits) / 8 + (D / k.group) * 4;
+  return { key: each, value: each };
+}
+
+/**
+ * The whole KIVI cache for `tokens` tokens of one sequence, all layers: quantized keys and values as kiviSplit gives
+ * them (keys T − T mod R, values max(0, T − R)), the rest exact in `exactDtype`.
+ *
+ *   kiviCacheBytes(g, 200, { bits: 2, group: 32, residual: 128 })   // keys 128 quantized + 72 exact, values 72 + 128
+ */
+export function kiviCacheBytes(g: CacheGeometry, tokens: number, k: KiviGeometry, exactDtype: DType = 'bf16'): number {
+  const row = g.kvHeads * g.headDim * bytesPerElement(exactDtype); // one token's keys or values, exact
+  const { key, value } = kiviBytesPerToken(g, k);
+  const keys = kiviSplit(tokens, 'keys', k);
+  const values = kiviSplit(tokens, 'values', k);
+  return g.numLayers * (keys.quantized * key + values.quantized * value + (keys.exact + values.exact) * row);
 }

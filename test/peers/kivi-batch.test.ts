@@ -1,0 +1,74 @@
+/**
+ * KIVI caches at the model level on the CPU: sequences of mixed lengths decoded together (model.decodeBatch) give the
+ * logits each gives alone, across key flushes (R = 8) and value flushes; and the factory's description, and its
+ * refusal of a device without kernels.
+ */
+import { describe, expect, it } from 'vitest';
+import { CpuBackend } from '../../src/core/backend/cpu/cpu-backend.js';
+import { openCacheFactory } from '../../src/core/cache-factory.js';
+import { parseModelConfig } from '../../src/core/model/config.js';
+import { DEMO_CONFIG } from '../../src/core/model/demo-model.js';
+import type { LlamaModel } from '../../src/core/model/llama.js';
+import { randomModel } from '../../src/core/model/random-model.js';
+import { SeededRandom } from '../../src/core/model/seeded-random.js';
+import { KiviCache } from '../../src/core/peers/kivi-cache.js';
+import { openKiviFactory } from '../../src/core/peers/kivi-factory.js';
+
+const backend = new CpuBackend();
+const model = randomModel(parseModelConfig(DEMO_CONFIG, 'demo'), backend, { seed: 3, std: 0.08 });
+const o = { bits: 2 as const, group: 4, residual: 8 };
+
+describe('KiviCache in a batch', () => {
+  it('a batch of mixed lengths decodes as each sequence alone', () => {
+    const rng = new SeededRandom(4);
+    const prompts = [5, 1, 13].map((n) => Int32Array.from({ length: n }, () => Math.floor(rng.uniform() * 256)));
+    const steps = 6; // lengths reach 11, 7 and 19: key flushes at 8 and 16, value flushes past 8
+    const next = prompts.map((_, b) => Array.from({ length: steps }, (_, i) => (b * 31 + i * 7) % 256));
+    const capacity = 32;
+    const alone = prompts.map((prompt, b) => {
+      const cache = new KiviCache(backend, model.cacheShape, capacity, 1, o);
+      model.forward(prompt, cache).dispose();
+      return next[b]!.map((id) => backend.toFloat32(model.forward(Int32Array.of(id), cache)));
+    });
+    const cache = new KiviCache(backend, model.cacheShape, capacity, prompts.length, o);
+    prompts.forEach((prompt, b) => model.forward(prompt, cache, { sequence: b }).dispose());
+    for (let i = 0; i < steps; i++) {
+      const logits = backend.toFloat32(model.decodeBatch(Int32Array.from(next.map((ids) => ids[i]!)), cache));
+      const V = logits.length / prompts.length;
+      prompts.forEach((_, b) => {
+        const want = alone[b]![i]!;
+        const got = logits.subarray(b * V, (b + 1) * V);
+        let worst = 0;
+        for (let j = 0; j < V; j++) worst = Math.max(worst, Math.abs(got[j]! - want[j]!));
+        expect(worst, `sequence ${b}, step ${i}`).toBeLessThan(1e-5);
+      });
+    }
+    prompts.forEach((p, b) => expect(cache.lengthOf(b)).toBe(p.length + steps));
+  });
+
+  it('cannot rewind: its keys are quantized in blocks', () => {
+    const cache = new KiviCache(backend, model.cacheShape, 16, 1, o);
+    model.forward(Int32Array.of(1, 2, 3), cache).dispose();
+    expect(() => cache.seek(1)).toThrow(/cannot rewind/);
+    cache.seek(3);
+  });
+});
+
+describe('openCacheFactory with kivi', () => {
+  it('describes the cache by bits, group and residual (the paper’s defaults)', () => {
+    const caches = openCacheFactory(model, { kind: 'kivi', bits: 2 });
+    expect(caches.description).toMatchObject({ mode: 'kivi', label: 'kivi-2bit-g32-r128', bits: 2, prefill: 'exact', codebooks: null });
+    expect(openCacheFactory(model, { kind: 'kivi', bits: 1, group: 16, residual: 64 }).description.label).toBe('kivi-1bit-g16-r64');
+    const cache = caches.make(8, 2);
+    expect([cache.batch, cache.capacity, cache.replayable]).toEqual([2, 8, false]);
+  });
+
+  it('refuses a GPU backend in one line naming the cache', () => {
+    const gpu = { backend: { device: 'cuda:0', activationDType: 'bf16' }, cacheShape: model.cacheShape } as unknown as LlamaModel;
+    expect(() => openKiviFactory(gpu, { kind: 'kivi', bits: 2 })).toThrow(/^the kivi-2bit-g32-r128 cache has only a CPU reference so far: run it with --device cpu$/);
+  });
+
+  it('refuses a group that does not divide head_dim', () => {
+    expect(() => openCacheFactory(model, { kind: 'kivi', bits: 2, group: 48, residual: 96 }).make(8)).toThrow(/group=48 does not divide head_dim 64/);
+  });
+});
