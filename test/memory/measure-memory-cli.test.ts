@@ -104,5 +104,5 @@ describe('commvq measure-memory on the CPU', () => {
     expect(older.points).toEqual(now.points);
   });
 
-  it('refuses an unknown --cache', () => expectMeasureError(['--random-weights', LLAMA, '--cache', 'kivi'], /--cache kivi: unknown cache kind 'kivi'/));
+  it('refuses an unknown --cache', () => expectMeasureError(['--random-weights', LLAMA, '--cache', 'h2o'], /--cache h2o: unknown cache kind 'h2o'/));
 });
