@@ -6,8 +6,8 @@
  *
  * KIND and OPTION are CacheSpec's names (src/core/cache-spec.ts): `dense`, `dense:chunk=4096`,
  * `commvq:bits=1,run=runs/a`, `commvq:key=K.arrow,value=V.arrow,prefill=strict,encoding=gumbel,seed=7,chunk=4096`,
- * `kivi:bits=2,group=32,residual=128`, and for measure-memory `dense,commvq:bits=1,commvq:bits=2`. A wrong value is an
- * OptionError on `cache` that quotes the whole flag value.
+ * `kivi:bits=2,group=32,residual=128`, `int4`, `int2:group=32,residual=64`, `fp8`, and for measure-memory
+ * `dense,commvq:bits=1,commvq:bits=2`. A wrong value is an OptionError on `cache` that quotes the whole flag value.
  *
  *   parseCacheFlag('commvq:bits=2,run=runs/a')   // { kind: 'commvq', bits: 2, run: 'runs/a' }
  */
@@ -22,7 +22,9 @@ export const CACHE_FLAG_HELP =
   'train-value wrote there) or commvq:key=KEY.arrow,value=VALUE.arrow, then [,prefill=faithful|strict] (default faithful) ' +
   '[,encoding=argmax|gumbel] (default argmax) [,seed=N] (gumbel’s, default 42) [,chunk=N] (prompt tokens per forward; ' +
   'commvq needs prefill=strict for it); with --random-weights, commvq:bits=1|2 alone means random codebooks; ' +
-  'kivi:bits=2|1[,group=32][,residual=128] (KIVI, CPU only for now; residual a multiple of group)';
+  'kivi:bits=2|1[,group=32][,residual=128] (KIVI, CPU only for now; residual a multiple of group); ' +
+  'int4|int2[:group=32|64][,residual=N] (HF QuantizedCache: per-token groups, default 64; decode tokens kept exact until ' +
+  'N, default 128, then quantized at once; CPU only for now); fp8 (e4m3, a scale per token and head; CPU only for now)';
 
 /** The help text of measure-memory's `--cache`: a list of the same grammar, without the options that command fixes (encoding, seed, chunk). */
 export const CACHE_LIST_HELP =
@@ -97,7 +99,7 @@ function toSpec(kind: string, options: Map<string, string>): CacheSpec {
   const allowed = CACHE_OPTIONS[kind as CacheKind] as readonly string[];
   const spec: Record<string, unknown> = { kind };
   for (const [name, value] of options) {
-    if (!allowed.includes(name)) throw new OptionError('cache', undefined, `${kind} takes no option '${name}' (it takes ${allowed.join(', ')})`);
+    if (!allowed.includes(name)) throw new OptionError('cache', undefined, `${kind} takes no option '${name}' (${allowed.length ? `it takes ${allowed.join(', ')}` : 'it takes none'})`);
     spec[name] = kind === 'kivi' ? kiviOptionValue(name, value) : optionValue(name, value);
   }
   return spec as unknown as CacheSpec;
@@ -113,6 +115,8 @@ function optionValue(name: string, value: string): unknown {
       return oneOf(name, value, ['argmax', 'gumbel']);
     case 'seed':
     case 'chunk':
+    case 'group':
+    case 'residual':
       return cacheNumber(name, value);
     default:
       return value; // key, value, run: paths

@@ -13,6 +13,7 @@
 import { COMMVQ_DEFAULTS, resolveCacheSpec, type CacheSpec, type CommvqCacheSpec } from './cache-spec.js';
 import { createCommvqCache, loadSpecCodebooks } from './commvq/load-commvq.js';
 import { disposeCodebookValues, randomCodebooks } from './commvq/random-codebooks.js';
+import { peerCacheFactory } from './peers/peer-factory.js';
 import type { KVCache } from './model/kv-cache.js';
 import type { LlamaModel } from './model/llama.js';
 import { openKiviFactory } from './peers/kivi-factory.js';
@@ -40,6 +41,10 @@ export interface CacheDescription {
   seed: number | null;
   /** prompt tokens per forward, present only when the prompt runs in chunks (older manifests lack it alike) */
   prefill_chunk?: number;
+  /** channels per quantization group, present only for caches quantized in groups (int4, int2) */
+  group?: number;
+  /** tokens held exact before a flush quantizes them, present only for caches that hold some (int4, int2) */
+  residual?: number;
 }
 
 /** Makes caches of one spec; owns whatever the kind loads once (codebooks), released by dispose. */
@@ -61,6 +66,7 @@ export interface CacheFactory {
 export function openCacheFactory(model: LlamaModel, spec: CacheSpec, o: { random?: boolean } = {}): CacheFactory {
   const resolved = resolveCacheSpec(spec, o);
   if (resolved.kind === 'kivi') return openKiviFactory(model, resolved);
+  if (resolved.kind === 'int4' || resolved.kind === 'int2' || resolved.kind === 'fp8') return peerCacheFactory(model, resolved);
   const chunk = resolved.chunk ? { prefill_chunk: resolved.chunk } : {};
   if (resolved.kind === 'dense') {
     const dtype = model.backend.activationDType;

@@ -56,20 +56,54 @@ export interface KiviCacheSpec {
   readonly residual?: number;
 }
 
-export type CacheSpec = DenseCacheSpec | CommvqCacheSpec | KiviCacheSpec;
+/** The options of HF QuantizedCache's integer caches (peers/int-cache.ts); unset ones take INT_DEFAULTS. */
+interface IntCacheOptions {
+  /** channels per affine group of one token: 32 or 64 (HF's q_group_size) */
+  readonly group?: number;
+  /** decode tokens held exact until a flush quantizes them all (HF's residual_length) */
+  readonly residual?: number;
+}
+
+/** 4-bit per-token asymmetric groups, the most recent decode tokens exact (HF QuantizedCache, nbits=4). */
+export interface Int4CacheSpec extends IntCacheOptions {
+  readonly kind: 'int4';
+}
+
+/** 2-bit per-token asymmetric groups, the most recent decode tokens exact (HF QuantizedCache, nbits=2). */
+export interface Int2CacheSpec extends IntCacheOptions {
+  readonly kind: 'int2';
+}
+
+export type IntCacheSpec = Int4CacheSpec | Int2CacheSpec;
+
+/** FP8 e4m3 keys and values, one f32 scale per token and head (peers/fp8-cache.ts). */
+export interface Fp8CacheSpec {
+  readonly kind: 'fp8';
+}
+
+export type CacheSpec = DenseCacheSpec | CommvqCacheSpec | KiviCacheSpec | IntCacheSpec | Fp8CacheSpec;
 export type CacheKind = CacheSpec['kind'];
 
-export const CACHE_KINDS: readonly CacheKind[] = ['dense', 'commvq', 'kivi'];
+export const CACHE_KINDS: readonly CacheKind[] = ['dense', 'commvq', 'kivi', 'int4', 'int2', 'fp8'];
 
 /** The options each kind takes, in the order help text lists them. */
 export const CACHE_OPTIONS: { readonly [K in CacheKind]: readonly (keyof Extract<CacheSpec, { kind: K }> & string)[] } = {
   dense: ['chunk'],
   commvq: ['key', 'value', 'run', 'bits', 'prefill', 'encoding', 'seed', 'chunk'],
   kivi: ['bits', 'group', 'residual'],
+  int4: ['group', 'residual'],
+  int2: ['group', 'residual'],
+  fp8: [],
 };
 
 /** What a KIVI spec's unset options mean: the paper's group and residual. */
 export const KIVI_DEFAULTS: { readonly group: number; readonly residual: number } = { group: 32, residual: 128 };
+
+/** What an int4/int2 spec's unset options mean: HF QuantizedCacheConfig's q_group_size and residual_length. */
+export const INT_DEFAULTS: { readonly group: number; readonly residual: number } = { group: 64, residual: 128 };
+
+/** The group sizes of the HF QuantizedCache family (a group must divide D_h, so it never straddles two heads). */
+export const INT_GROUPS: readonly number[] = [32, 64];
 
 /** What a CommVQ spec's unset options mean. */
 export const COMMVQ_DEFAULTS: { readonly prefill: PrefillMode; readonly encoding: ValueEncoding; readonly seed: number } = {
@@ -82,8 +116,8 @@ export const COMMVQ_DEFAULTS: { readonly prefill: PrefillMode; readonly encoding
 export const CACHE_NUMBER_RULES: { readonly seed: NumberRule; readonly chunk: NumberRule; readonly group: NumberRule; readonly residual: NumberRule } = {
   seed: { integer: true, min: 0 },
   chunk: { integer: true, min: 1 }, // prompt tokens per forward
-  group: { integer: true, min: 1 }, // KIVI's G
-  residual: { integer: true, min: 1 }, // KIVI's R, also a multiple of group (checkCacheSpec)
+  group: { integer: true, min: 1 }, // KIVI's G; channels per int4/int2 group (INT_GROUPS then names the sizes taken)
+  residual: { integer: true, min: 0 }, // exact tokens: int4/int2 decode tokens (0 quantizes every token at once); KIVI's R, a positive multiple of group (checkKiviSpec)
 };
 
 /** What is wrong with a numeric option's value (written `text` in a --cache flag), as `chunk=0: must be at least 1`, or undefined. */
@@ -102,13 +136,16 @@ export function checkCacheSpec(spec: CacheSpec): void {
   const fail = (problem: string, hint?: string): never => {
     throw new OptionError('cache', undefined, problem, hint);
   };
-  for (const name of ['chunk', 'seed'] as const) {
-    const value = (spec as { chunk?: number; seed?: number })[name];
+  for (const name of ['chunk', 'seed', 'group', 'residual'] as const) {
+    const value = (spec as { chunk?: number; seed?: number; group?: number; residual?: number })[name];
     const problem = value === undefined ? undefined : cacheNumberProblem(name, value);
     if (problem) fail(problem);
   }
-  if (spec.kind === 'dense') return;
   if (spec.kind === 'kivi') return checkKiviSpec(spec, fail);
+  if ((spec.kind === 'int4' || spec.kind === 'int2') && spec.group !== undefined && !INT_GROUPS.includes(spec.group)) {
+    fail(`group=${spec.group}: groups are ${INT_GROUPS.join(' or ')} channels`);
+  }
+  if (spec.kind !== 'commvq') return;
   if ((spec.key === undefined) !== (spec.value === undefined)) fail('key= and value= go together');
   if (spec.key !== undefined && spec.run !== undefined) fail('give the codebooks as key= and value=, or as run= and bits=, not both');
   if (spec.run !== undefined && spec.bits === undefined) fail('run= needs bits=1 or bits=2: which codebooks of the run');
@@ -124,6 +161,7 @@ function checkKiviSpec(spec: KiviCacheSpec, fail: (problem: string, hint?: strin
     const problem = cacheNumberProblem(name, value);
     if (problem) fail(problem);
   }
+  if (residual === 0) fail('residual=0: KIVI keeps its newest tokens exact in at least one group', 'e.g. group=32,residual=128');
   if (residual % group !== 0) fail(`residual=${residual} is not a multiple of group=${group}`, 'KIVI quantizes keys R tokens at a time in whole groups of G: e.g. group=32,residual=128');
   if (spec.bits === undefined) fail('kivi needs bits=2 or bits=1');
   if (spec.bits !== 1 && spec.bits !== 2) fail(`bits=${spec.bits}: KIVI's bit widths are 2 and 1`);
@@ -143,7 +181,7 @@ function definedOnly<S extends object>(spec: S): Partial<S> {
  */
 export function resolveCacheSpec<S extends CacheSpec>(spec: S, o: { random?: boolean } = {}): S {
   checkCacheSpec(spec);
-  if (spec.kind === 'dense' || spec.kind === 'kivi') return spec;
+  if (spec.kind !== 'commvq') return spec; // nothing to find: dense and the peer caches need no files
   const { run, ...rest } = spec as CommvqCacheSpec;
   if (run !== undefined) return { ...rest, ...findRunCodebooks(run, spec.bits!) } as S;
   if (spec.key !== undefined) {

@@ -35,6 +35,14 @@ describe('--cache: one cache', () => {
     expect(parseCacheFlag('commvq:key=C:/k.arrow,value=C:/v.arrow')).toMatchObject({ key: 'C:/k.arrow', value: 'C:/v.arrow' });
   });
 
+  it('reads int4 and int2 with HF QuantizedCache options, and fp8', () => {
+    expect(parseCacheFlag('int4')).toEqual({ kind: 'int4' });
+    expect(parseCacheFlag('int2:group=32,residual=64')).toEqual({ kind: 'int2', group: 32, residual: 64 });
+    expect(parseCacheFlag('int4:residual=0')).toEqual({ kind: 'int4', residual: 0 });
+    expect(parseCacheFlag('fp8')).toEqual({ kind: 'fp8' });
+    expect(parseCacheList('dense,int4:group=32,fp8')).toEqual([{ kind: 'dense' }, { kind: 'int4', group: 32 }, { kind: 'fp8' }]);
+  });
+
   it('refuses a list where one cache is run', () => {
     expect(refusal(() => parseCacheFlag('dense,commvq:bits=1,run=r')).message).toBe('cache dense,commvq:bits=1,run=r: one cache, not 2: this command runs one');
   });
@@ -67,7 +75,7 @@ describe('--cache refuses, naming the whole value', () => {
     ['commvq:bits', "'bits' is not OPTION=VALUE"],
     ['commvq:key=', 'key= has no value'],
     ['commvq:bits=1,bits=2,run=r', 'bits= is given twice'],
-    ['bits=1,commvq', "'bits=1' comes before any cache kind (dense, commvq, kivi)"],
+    ['bits=1,commvq', "'bits=1' comes before any cache kind (dense, commvq, kivi, int4, int2, fp8)"],
     ['commvq:key=k', 'key= and value= go together'],
     ['commvq:key=k,value=v,run=r,bits=1', 'give the codebooks as key= and value=, or as run= and bits=, not both'],
     ['commvq:run=r', 'run= needs bits=1 or bits=2: which codebooks of the run'],
@@ -82,6 +90,13 @@ describe('--cache refuses, naming the whole value', () => {
     ['dense:chunk=0', 'chunk=0: must be at least 1'],
     ['dense:chunk=2.5', 'chunk=2.5: not a whole number'],
     ['dense:chunk=NaN', 'chunk=NaN: not a whole number'],
+    // the peer caches: HF's group sizes, a whole residual, fp8 without options
+    ['int4:group=48', 'group=48: groups are 32 or 64 channels'],
+    ['int2:group=0', 'group=0: must be at least 1'],
+    ['int4:residual=-1', 'residual=-1: must be at least 0'],
+    ['int4:residual=1.5', 'residual=1.5: not a whole number'],
+    ['int4:bits=2', "int4 takes no option 'bits' (it takes group, residual)"],
+    ['fp8:group=32', "fp8 takes no option 'group' (it takes none)"],
   ])('%s', (text, problem) => {
     const err = refusal(() => parseCacheList(text));
     expect([err.option, err.value, err.problem]).toEqual(['cache', text, problem]);
@@ -94,7 +109,7 @@ describe('--cache refuses, naming the whole value', () => {
 
   it('keeps the hint of the problem (faithful prefill runs the prompt in one forward)', () => {
     expect(refusal(() => parseCacheFlag('commvq:bits=1,run=r,chunk=8')).hint).toMatch(/faithful prefill attends exactly over the whole prompt/);
-    expect(refusal(() => parseCacheFlag('h2o')).hint).toBe('kinds: dense, commvq, kivi');
+    expect(refusal(() => parseCacheFlag('h2o')).hint).toBe('kinds: dense, commvq, kivi, int4, int2, fp8');
   });
 });
 

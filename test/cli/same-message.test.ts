@@ -38,7 +38,7 @@ const missing = join(root, 'none.arrow');
 const CASES: { value: string; commands: Record<string, string[]>; args: string[]; stderr: string }[] = [
   { value: '--bits 3', commands: BITS_COMMANDS, args: ['--bits', '3'], stderr: 'commvq: --bits 3: CommVQ bit widths are 1 and 2\n' },
   { value: '--cache commvq:bits=3', commands: CACHE_COMMANDS, args: ['--cache', 'commvq:bits=3'], stderr: 'commvq: --cache commvq:bits=3: CommVQ bit widths are 1 and 2\n' },
-  { value: 'an unknown cache kind', commands: CACHE_COMMANDS, args: ['--cache', 'h2o'], stderr: "commvq: --cache h2o: unknown cache kind 'h2o'\n  hint: kinds: dense, commvq, kivi\n" },
+  { value: 'an unknown cache kind', commands: CACHE_COMMANDS, args: ['--cache', 'h2o'], stderr: "commvq: --cache h2o: unknown cache kind 'h2o'\n  hint: kinds: dense, commvq, kivi, int4, int2, fp8\n" },
   {
     value: 'a missing codebook file',
     commands: CACHE_COMMANDS,

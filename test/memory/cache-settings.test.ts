@@ -25,6 +25,12 @@ touch(join(run, 'key-codebook-e2e-2bit.arrow'));
 const files = writeRandomCodebooks(join(work, 'real'), parseModelConfig(DEMO_CONFIG, 'demo'), 2);
 
 describe('measure-memory cache settings', () => {
+  it('refuses the peer caches until it measures them, in one line naming the kind', async () => {
+    for (const kind of ['int4', 'int2', 'fp8'] as const) {
+      await expect(memoryCacheSettings([{ kind }], { randomWeights: true })).rejects.toThrow(`cache: measure-memory does not measure the ${kind} cache yet (dense and commvq only)`);
+    }
+  });
+
   it('measures dense alone without codebooks, and random CommVQ codebooks with random weights', async () => {
     expect(await memoryCacheSettings([{ kind: 'dense' }], { randomWeights: false })).toEqual([{ cache: 'dense' }]);
     expect(await memoryCacheSettings([{ kind: 'dense' }, { kind: 'commvq', bits: 1 }, { kind: 'commvq', bits: 2 }], { randomWeights: true })).toEqual([

@@ -92,3 +92,35 @@ export function kiviCacheBytes(g: CacheGeometry, tokens: number, k: KiviGeometry
   const values = kiviSplit(tokens, 'values', k);
   return g.numLayers * (keys.quantized * key + values.quantized * value + (keys.exact + values.exact) * row);
 }
+
+/**
+ * int4/int2 (HF QuantizedCache) bytes per quantized token and layer, keys and values: W·bits/8 code bytes plus an f16
+ * scale and an f16 zero per group of `group` channels (W = H_kv·D_h), as peers/int-rows.ts lays a token out. This is
+ * the CommVQ paper's "average bits" convention, scale and zero counted as 16 bits each per group: bits + 32/group
+ * per value, INT4 g64 = 4 + 32/64 = 4.5 bits, INT2 g32 = 2 + 32/32 = 3. The exact decode tokens (at most R − 1) are apart.
+ *
+ *   intBytesPerToken({ numLayers: 32, kvHeads: 8, headDim: 128 }, 4, 64)   // 2 · (512 + 64) = 1152
+ */
+export function intBytesPerToken(g: CacheGeometry, bits: 4 | 2, group: number): number {
+  const width = g.kvHeads * g.headDim;
+  return 2 * ((width * bits) / 8 + (width / group) * 4);
+}
+
+/**
+ * fp8 (e4m3) bytes per token and layer, keys and values: one byte per value plus an f32 scale per head
+ * (peers/fp8-rows.ts): 8 + 32/D_h average bits, 8.25 at D_h = 128.
+ *
+ *   fp8BytesPerToken({ numLayers: 32, kvHeads: 8, headDim: 128 })   // 2 · (1024 + 32) = 2112
+ */
+export function fp8BytesPerToken(g: CacheGeometry): number {
+  return 2 * (g.kvHeads * g.headDim + 4 * g.kvHeads);
+}
+
+/**
+ * Average bits per stored K/V value of a cache costing `bytesPerToken` per token and layer (keys and values).
+ *
+ *   averageBits(g, intBytesPerToken(g, 4, 64))   // 4.5
+ */
+export function averageBits(g: CacheGeometry, bytesPerToken: number): number {
+  return (8 * bytesPerToken) / (2 * g.kvHeads * g.headDim);
+}
