@@ -93,6 +93,6 @@ describe('measure-memory cache settings', () => {
 
 describe('measure-memory and kivi (issue 18)', () => {
   it('refuses kivi in one line until its cache has kernels to measure', async () => {
-    await expect(memoryCacheSettings([{ kind: 'dense' }, { kind: 'kivi', bits: 2 }], { randomWeights: true })).rejects.toThrow(/^cache: measure-memory does not measure kivi yet/);
+    await expect(memoryCacheSettings([{ kind: 'dense' }, { kind: 'kivi', bits: 2 }], { randomWeights: true })).rejects.toThrow(/^cache: measure-memory does not measure the kivi cache yet/);
   });
 });
