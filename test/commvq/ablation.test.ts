@@ -11,9 +11,11 @@ import { describe, expect, it } from 'vitest';
 import { CpuBackend } from '../../src/core/backend/cpu/cpu-backend.js';
 import { ropeF32 } from '../../src/core/backend/cpu/cpu-ops.js';
 import { CudaBackend } from '../../src/core/backend/cuda/cuda-backend.js';
+import { openCacheFactory } from '../../src/core/cache-factory.js';
 import { codeLogits, codeValues, queryTables } from '../../src/core/commvq/code-attention.js';
 import { CommvqCache, type CompressTarget, type PrefillMode } from '../../src/core/commvq/commvq-cache.js';
 import { LayerKeyCodebook } from '../../src/core/keys/codebook.js';
+import type { LlamaModel } from '../../src/core/model/llama.js';
 import { ropeTable } from '../../src/core/model/rope.js';
 import { SeededRandom } from '../../src/core/model/seeded-random.js';
 import { StepInputs } from '../../src/core/model/step-inputs.js';
@@ -222,6 +224,10 @@ describe('on a GPU the ablations are refused, before any device work', () => {
     expect(() => new CommvqCache(gpu, shape, { ...BOOKS, rope, capacity: 16, compress: 'values' })).toThrow(/^compress=values: /);
   });
 
+  it('the factory refuses before loading codebooks', () => {
+    const model = { backend: { device: 'cuda' }, cacheShape: shape } as unknown as LlamaModel;
+    expect(() => openCacheFactory(model, { kind: 'commvq', bits: 1, compress: 'keys' }, { random: true })).toThrow(refusal);
+  });
 });
 
 function maxDiff(a: Float32Array, b: Float32Array): number {
