@@ -6,8 +6,9 @@
  *
  * KIND and OPTION are CacheSpec's names (src/core/cache-spec.ts): `dense`, `dense:chunk=4096`,
  * `commvq:bits=1,run=runs/a`, `commvq:key=K.arrow,value=V.arrow,prefill=strict,encoding=gumbel,seed=7,chunk=4096`,
- * `kivi:bits=2,group=32,residual=128`, `int4`, `int2:group=32,residual=64`, `fp8`, and for measure-memory
- * `dense,commvq:bits=1,commvq:bits=2`. A wrong value is an OptionError on `cache` that quotes the whole flag value.
+ * `commvq:bits=1,run=runs/a,compress=keys` (values exact: an ablation), `kivi:bits=2,group=32,residual=128`, `int4`,
+ * `int2:group=32,residual=64`, `fp8`, and for measure-memory `dense,commvq:bits=1,commvq:bits=2`. A wrong value is an
+ * OptionError on `cache` that quotes the whole flag value.
  *
  *   parseCacheFlag('commvq:bits=2,run=runs/a')   // { kind: 'commvq', bits: 2, run: 'runs/a' }
  */
@@ -21,7 +22,8 @@ export const CACHE_FLAG_HELP =
   'KV cache: KIND[:OPTION=VALUE,...]. dense[:chunk=N] (exact); commvq:bits=1|2,run=RUN_DIR (the codebooks train-key and ' +
   'train-value wrote there) or commvq:key=KEY.arrow,value=VALUE.arrow, then [,prefill=faithful|strict] (default faithful) ' +
   '[,encoding=argmax|gumbel] (default argmax) [,seed=N] (gumbel’s, default 42) [,chunk=N] (prompt tokens per forward; ' +
-  'commvq needs prefill=strict for it); with --random-weights, commvq:bits=1|2 alone means random codebooks; ' +
+  'commvq needs prefill=strict for it) [,compress=keys|values|both] (the halves in codes, default both; keys or values ' +
+  'alone keeps the other exact, an ablation, CPU only for now); with --random-weights, commvq:bits=1|2 alone means random codebooks; ' +
   'kivi:bits=2|1[,group=32][,residual=128] (KIVI, CPU only for now; residual a multiple of group); ' +
   'int4|int2[:group=32|64][,residual=N] (HF QuantizedCache: per-token groups, default 64; decode tokens kept exact until ' +
   'N, default 128, then quantized at once; CPU only for now); fp8 (e4m3, a scale per token and head; CPU only for now)';
@@ -113,6 +115,8 @@ function optionValue(name: string, value: string): unknown {
       return oneOf(name, value, ['faithful', 'strict']);
     case 'encoding':
       return oneOf(name, value, ['argmax', 'gumbel']);
+    case 'compress':
+      return oneOf(name, value, ['keys', 'values', 'both']);
     case 'seed':
     case 'chunk':
     case 'group':

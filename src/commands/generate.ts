@@ -72,7 +72,7 @@ export default class Generate extends BaseCommand {
       const c = result.cache;
       this.logToStderr(
         `[${result.promptIds.length} prompt tokens, ${result.outputIds.length} generated (${result.stopReason}) on ${backend.device}: ` +
-          `prefill ${result.prefillMs.toFixed(0)} ms, ${perToken.toFixed(1)} ms/token; ${c.mode} cache${c.mode === 'commvq' ? ` (${c.prefill} prefill${c.random_codebooks ? ', random codebooks' : ''})` : ''} ${result.cacheBytes} bytes]`,
+          `prefill ${result.prefillMs.toFixed(0)} ms, ${perToken.toFixed(1)} ms/token; ${c.mode} cache${c.mode === 'commvq' ? ` (${c.prefill} prefill${c.random_codebooks ? ', random codebooks' : ''}${c.compress ? `, compress=${c.compress}` : ''})` : ''} ${result.cacheBytes} bytes]`,
       );
       return { prompt_ids: result.promptIds, output_ids: result.outputIds, text: result.text };
     } finally {

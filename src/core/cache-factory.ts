@@ -9,8 +9,10 @@
  *
  * With random weights (`{ random: true }`), a CommVQ spec of bits alone means seeded random codebooks
  * (random-codebooks.ts), described as such: `codebooks: null, random_codebooks: true`, label `commvq-1bit-random`.
+ * An ablation (`compress=keys` or `values`) adds `compress` and a label suffix, `commvq-1bit-keys-only`.
  */
 import { COMMVQ_DEFAULTS, resolveCacheSpec, type CacheSpec, type CommvqCacheSpec } from './cache-spec.js';
+import { refuseAblationOnDevice } from './commvq/commvq-cache.js';
 import { createCommvqCache, loadSpecCodebooks } from './commvq/load-commvq.js';
 import { disposeCodebookValues, randomCodebooks } from './commvq/random-codebooks.js';
 import { peerCacheFactory } from './peers/peer-factory.js';
@@ -45,6 +47,8 @@ export interface CacheDescription {
   group?: number;
   /** tokens held exact before a flush quantizes them, present only for caches that hold some (int4, int2) */
   residual?: number;
+  /** CommVQ's half in codes, present only for an ablation (keys or values alone): CommVQ's own manifests lack it */
+  compress?: 'keys' | 'values';
 }
 
 /** Makes caches of one spec; owns whatever the kind loads once (codebooks), released by dispose. */
@@ -73,20 +77,23 @@ export function openCacheFactory(model: LlamaModel, spec: CacheSpec, o: { random
     const description = { mode: 'dense', label: 'dense', bits: 8 * bytesPerElement(dtype), kv_dtype: dtype, prefill: 'exact', codebooks: null, value_encoding: null, seed: null, ...chunk };
     return { description, make: (capacity, batch) => model.createDenseCache(capacity, batch), dispose() {} };
   }
+  const compress = resolved.compress ?? COMMVQ_DEFAULTS.compress;
+  refuseAblationOnDevice(compress, model.backend.device !== 'cpu'); // before loading codebooks
+  const ablation = compress === 'both' ? {} : { compress };
   // resolveCacheSpec leaves a spec without key= only where `random` allows random codebooks of its bits
   const random = resolved.key === undefined;
   const books = random ? randomCodebooks(model, resolved.bits!, { values: 'host' }) : loadSpecCodebooks(model, { key: resolved.key!, value: resolved.value!, bits: resolved.bits });
   const { prefill, encoding, seed } = { ...COMMVQ_DEFAULTS, ...definedOnly(resolved) };
   const bits = books.bits.value;
   const description: CacheDescription = {
-    mode: 'commvq', label: `commvq-${bits}bit${random ? '-random' : ''}`, bits, kv_dtype: model.backend.activationDType, prefill,
+    mode: 'commvq', label: `commvq-${bits}bit${random ? '-random' : ''}${compress === 'both' ? '' : `-${compress}-only`}`, bits, kv_dtype: model.backend.activationDType, prefill,
     codebooks: random ? null : { key: resolved.key!, value: resolved.value! }, ...(random ? { random_codebooks: true as const } : {}),
-    value_encoding: encoding, seed: encoding === 'gumbel' ? seed : null, ...chunk,
+    value_encoding: encoding, seed: encoding === 'gumbel' ? seed : null, ...chunk, ...ablation,
   };
   const valueEncoding = encoding === 'gumbel' ? { gumbelSeed: seed } : ('argmax' as const);
   return {
     description,
-    make: (capacity, batch) => createCommvqCache(model, books, { capacity, prefill, valueEncoding, ...(batch === undefined ? {} : { batch }) }),
+    make: (capacity, batch) => createCommvqCache(model, books, { capacity, prefill, valueEncoding, ...ablation, ...(batch === undefined ? {} : { batch }) }),
     dispose() {
       if (random) disposeCodebookValues(books); // loaded codebooks are host arrays the collector takes
     },

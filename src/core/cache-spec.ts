@@ -7,7 +7,7 @@
  *   const spec: CacheSpec = { kind: 'commvq', bits: 1, run: 'runs/a', prefill: 'strict', chunk: 4096 };
  *   resolveCacheSpec(spec)   // { kind: 'commvq', bits: 1, key: 'runs/a/key-codebook-em-1bit.arrow', value: 'runs/a/value-codebook-1bit.arrow', ... }
  */
-import type { PrefillMode } from './commvq/commvq-cache.js';
+import type { CompressTarget, PrefillMode } from './commvq/commvq-cache.js';
 import type { Bits } from './commvq/geometry.js';
 import { findRunCodebooks, requireCodebookFiles } from './commvq/load-commvq.js';
 import { OptionError } from './errors.js';
@@ -43,6 +43,8 @@ export interface CommvqCacheSpec {
   readonly seed?: number;
   /** prompt tokens per forward; needs prefill strict (faithful attends exactly over the whole prompt at once) */
   readonly chunk?: number;
+  /** the halves in codes: both (CommVQ), or keys or values alone with the other exact (ablations; CPU only so far) */
+  readonly compress?: CompressTarget;
 }
 
 /** KIVI (Liu et al., ICML 2024): 2 or 1 bits, keys per channel and values per token in groups, recent tokens exact (peers/kivi-cache.ts). */
@@ -89,7 +91,7 @@ export const CACHE_KINDS: readonly CacheKind[] = ['dense', 'commvq', 'kivi', 'in
 /** The options each kind takes, in the order help text lists them. */
 export const CACHE_OPTIONS: { readonly [K in CacheKind]: readonly (keyof Extract<CacheSpec, { kind: K }> & string)[] } = {
   dense: ['chunk'],
-  commvq: ['key', 'value', 'run', 'bits', 'prefill', 'encoding', 'seed', 'chunk'],
+  commvq: ['key', 'value', 'run', 'bits', 'prefill', 'encoding', 'seed', 'chunk', 'compress'],
   kivi: ['bits', 'group', 'residual'],
   int4: ['group', 'residual'],
   int2: ['group', 'residual'],
@@ -106,10 +108,11 @@ export const INT_DEFAULTS: { readonly group: number; readonly residual: number }
 export const INT_GROUPS: readonly number[] = [32, 64];
 
 /** What a CommVQ spec's unset options mean. */
-export const COMMVQ_DEFAULTS: { readonly prefill: PrefillMode; readonly encoding: ValueEncoding; readonly seed: number } = {
+export const COMMVQ_DEFAULTS: { readonly prefill: PrefillMode; readonly encoding: ValueEncoding; readonly seed: number; readonly compress: CompressTarget } = {
   prefill: 'faithful',
   encoding: 'argmax',
   seed: DEFAULT_SEED,
+  compress: 'both',
 };
 
 /** The numeric options' rules (number-option.ts), for the `--cache` parser and checkCacheSpec alike. */

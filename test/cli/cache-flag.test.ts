@@ -31,6 +31,10 @@ describe('--cache: one cache', () => {
     expect(parseCacheFlag('commvq:key=K.arrow,value=V.arrow,prefill=strict,encoding=gumbel,seed=7,chunk=4096')).toEqual({
       kind: 'commvq', key: 'K.arrow', value: 'V.arrow', prefill: 'strict', encoding: 'gumbel', seed: 7, chunk: 4096,
     });
+    // the ablations (issue 18): which half is in codes
+    expect(parseCacheFlag('commvq:bits=1,run=runs/a,compress=keys')).toEqual({ kind: 'commvq', bits: 1, run: 'runs/a', compress: 'keys' });
+    expect(parseCacheFlag('commvq:bits=1,run=runs/a,compress=values')).toMatchObject({ compress: 'values' });
+    expect(parseCacheFlag('commvq:bits=1,run=runs/a,compress=both')).toMatchObject({ compress: 'both' });
     // a path may hold ':' after the first one
     expect(parseCacheFlag('commvq:key=C:/k.arrow,value=C:/v.arrow')).toMatchObject({ key: 'C:/k.arrow', value: 'C:/v.arrow' });
   });
@@ -71,7 +75,9 @@ describe('--cache refuses, naming the whole value', () => {
     ['dense,h2o:bits=1', "unknown cache kind 'h2o'"],
     ['commvq:bits=3', BITS_PROBLEM],
     ['dense:bits=2', "dense takes no option 'bits' (it takes chunk)"],
-    ['commvq:window=64', "commvq takes no option 'window' (it takes key, value, run, bits, prefill, encoding, seed, chunk)"],
+    ['commvq:window=64', "commvq takes no option 'window' (it takes key, value, run, bits, prefill, encoding, seed, chunk, compress)"],
+    ['commvq:bits=1,run=r,compress=neither', 'compress is keys or values or both, not neither'],
+    ['dense:compress=keys', "dense takes no option 'compress' (it takes chunk)"],
     ['commvq:bits', "'bits' is not OPTION=VALUE"],
     ['commvq:key=', 'key= has no value'],
     ['commvq:bits=1,bits=2,run=r', 'bits= is given twice'],

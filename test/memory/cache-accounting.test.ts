@@ -2,6 +2,7 @@
 import { describe, expect, it } from 'vitest';
 import { cacheBytes, codebookBytes, commvqBytesPerToken, denseBytesPerToken } from '../../src/core/memory/cache-accounting.js';
 import { kiviAverageBits, kiviBytesPerToken, kiviCacheBytes } from '../../src/core/memory/cache-accounting.js';
+import { commvqAblationBytesPerToken } from '../../src/core/memory/cache-accounting.js';
 
 const llama = { numLayers: 32, kvHeads: 8, headDim: 128 };
 const oneBit = { residuals: 11, codeBits: 1024, window: 128 };
@@ -71,5 +72,14 @@ describe('KIVI accounting (issue 18: the CommVQ paper’s average bits)', () => 
     const bits = (8 * kiviCacheBytes(llama, 131072, k)) / (32 * 131072 * 2 * 1024);
     expect(bits).toBeGreaterThan(3);
     expect(bits).toBeLessThan(3.01);
+  });
+});
+
+describe('CommVQ ablation accounting (issue 18: compress=keys|values)', () => {
+  it('keeps the half in codes as packed and pays a row of D in the exact dtype for the other', () => {
+    expect(commvqAblationBytesPerToken(llama, oneBit, 'both')).toEqual(commvqBytesPerToken(llama, oneBit));
+    expect(commvqAblationBytesPerToken(llama, oneBit, 'keys')).toEqual({ key: 134, value: 2048 }); // 1024 bf16 values
+    expect(commvqAblationBytesPerToken(llama, twoBit, 'values')).toEqual({ key: 2048, value: 258 });
+    expect(commvqAblationBytesPerToken(llama, oneBit, 'keys', 'f32')).toEqual({ key: 134, value: 4096 });
   });
 });

@@ -91,6 +91,14 @@ describe('measure-memory cache settings', () => {
   });
 });
 
+describe('measure-memory and the CommVQ ablations (issue 18)', () => {
+  it('refuses compress=keys or values in one line, and takes compress=both as CommVQ itself', async () => {
+    await expect(memoryCacheSettings([{ kind: 'commvq', bits: 1, compress: 'keys' }], { randomWeights: true })).rejects.toThrow(/^cache: measure-memory does not measure compress=keys yet/);
+    await expect(memoryCacheSettings([{ kind: 'commvq', bits: 1, compress: 'values' }], { randomWeights: true })).rejects.toThrow(/compress=values/);
+    expect(await memoryCacheSettings([{ kind: 'commvq', bits: 1, compress: 'both' }], { randomWeights: true })).toEqual(await memoryCacheSettings([{ kind: 'commvq', bits: 1 }], { randomWeights: true }));
+  });
+});
+
 describe('measure-memory and kivi (issue 18)', () => {
   it('refuses kivi in one line until its cache has kernels to measure', async () => {
     await expect(memoryCacheSettings([{ kind: 'dense' }, { kind: 'kivi', bits: 2 }], { randomWeights: true })).rejects.toThrow(/^cache: measure-memory does not measure the kivi cache yet/);

@@ -2,7 +2,7 @@ import type { Backend, RopeTable } from '../backend/backend.js';
 import { CudaBackend } from '../backend/cuda/cuda-backend.js';
 import { CommvqError } from '../errors.js';
 import type { LayerKeyCodebook } from '../keys/codebook.js';
-import { commvqBytesPerToken } from '../memory/cache-accounting.js';
+import { commvqAblationBytesPerToken } from '../memory/cache-accounting.js';
 import type { CacheShape, KVCache } from '../model/kv-cache.js';
 import type { LayerKV } from '../model/llama.js';
 import type { StepGroup, StepInputs } from '../model/step-inputs.js';
@@ -15,6 +15,12 @@ import { DeviceCommvqStore } from './device-store.js';
 import { HostCommvqStore } from './host-store.js';
 
 export type { PrefillMode, ValueEncoding } from './commvq-rule.js';
+
+/**
+ * Which half of a compressed token is in codes: both (CommVQ), or only the keys or only the values with the other
+ * kept exact (the ablations that tell which half CommVQ's accuracy loss comes from).
+ */
+export type CompressTarget = 'keys' | 'values' | 'both';
 
 export interface CommvqCacheOptions {
   /** per layer: the key codebook (θ) and the value compressor with its frozen scale, on the host (f32) */
@@ -34,6 +40,8 @@ export interface CommvqCacheOptions {
   batch?: number;
   /** time the encoding phases on the GPU (phaseTimes; default false) */
   timePhases?: boolean;
+  /** the halves in codes (default both); keys or values alone only on the host store so far */
+  compress?: CompressTarget;
 }
 
 /** The faithful prefill's exact keys (after RoPE) and values [capacity, D] of one layer's prompt so far. */
@@ -94,6 +102,7 @@ export class CommvqCache implements KVCache {
     this.prefillMode = o.prefill ?? 'faithful';
     this.encoding = o.valueEncoding ?? 'argmax';
     this.counts = Array.from({ length: shape.numLayers }, () => Array.from({ length: this.batch }, () => ({ length: 0, compressed: 0 })));
+    refuseAblationOnDevice(o.compress ?? 'both', backend instanceof CudaBackend);
     this.store = backend instanceof CudaBackend ? new DeviceCommvqStore(backend, settings) : new HostCommvqStore(backend, settings);
   }
 
@@ -154,9 +163,13 @@ export class CommvqCache implements KVCache {
     return this.store.phaseTimes?.() ?? {};
   }
 
-  /** Bytes per compressed token per layer: the packed arithmetic (keys: R·G·12 bits + a bf16 norm; values: N_c bits + a bf16 scale). */
+  /**
+   * Bytes per compressed token per layer: the packed arithmetic (keys: R·G·12 bits + a bf16 norm; values: N_c bits +
+   * a bf16 scale); under an ablation the exact half costs a row of D in the activation dtype.
+   */
   get compressedBytesPerToken(): { key: number; value: number } {
-    return commvqBytesPerToken(this.shape, { residuals: this.residuals, codeBits: this.o.valueShape.codeBits, window: this.rule.window });
+    const geometry = { residuals: this.residuals, codeBits: this.o.valueShape.codeBits, window: this.rule.window };
+    return commvqAblationBytesPerToken(this.shape, geometry, this.o.compress ?? 'both', this.backend.activationDType);
   }
 
   /** The packed state of one layer and sequence, on the host (tests compare stores with it). */
@@ -292,6 +305,19 @@ export class CommvqCache implements KVCache {
     keep(Math.max(g.start, this.rule.position(c.compressed)), end);
     c.length = end;
   }
+}
+
+/**
+ * Refuses an ablation (compress keys or values) on a GPU before any device work: its attention mixes codes and exact
+ * rows of compressed tokens, which the code-attention kernels do not read.
+ *
+ *   refuseAblationOnDevice('keys', true)   // throws: compress=keys: only the CPU reference has it so far ...
+ */
+export function refuseAblationOnDevice(compress: CompressTarget, onDevice: boolean): void {
+  if (compress === 'both' || !onDevice) return;
+  throw new CommvqError(
+    `compress=${compress}: the CommVQ ablations run only on the CPU reference so far (run with --device cpu); their GPU path comes with issue 18’s kernels`,
+  );
 }
 
 /** The options with their defaults (window W = 128, no sinks, one sequence), the rule, and the codebooks checked. */

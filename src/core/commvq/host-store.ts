@@ -1,5 +1,6 @@
 import type { Backend } from '../backend/backend.js';
 import { CpuBackend } from '../backend/cpu/cpu-backend.js';
+import { ropeF32 } from '../backend/cpu/cpu-ops.js';
 import { CommvqError } from '../errors.js';
 import { decodeKeys, encodeKeys } from '../keys/encoder.js';
 import type { LayerKV } from '../model/llama.js';
@@ -20,6 +21,9 @@ class SequenceState {
   readonly keyNorms = new Growable((n) => new Uint16Array(n)); // bf16 n_t
   readonly valueBits = new Growable((n) => new Uint8Array(n)); // packed LSB-first, N_c bits per token
   readonly valueRho = new Growable((n) => new Uint16Array(n)); // bf16 ρ′_t = (ρ_t + ε)/(‖b_t E‖ + ε)
+  /** the half an ablation keeps exact, f32 [t][D]: keys after RoPE (compress=values), values (compress=keys) */
+  readonly exactKeys = new Growable((n) => new Float32Array(n));
+  readonly exactValues = new Growable((n) => new Float32Array(n));
   compressed = 0;
   /** exact rows [X, D] f32: sinks at their positions, then the window (CommvqRule.slot) */
   readonly kPre: Float32Array;
@@ -54,6 +58,9 @@ interface ExactRow {
  * exactly as on the device; encoding runs in f32 (keys: encoder.ts, values: the trained encoder on CpuTrainOps);
  * attention runs on the codes in f64 (code-attention.ts), one query token at a time, over the compressed tokens it
  * may see and its exact tokens, one softmax.
+ *
+ * The ablations (`compress` keys or values) encode one half only and keep the other half of compressed tokens
+ * exact, as the window keeps it (keys after RoPE), attended exactly: only this store has them so far.
  */
 export class HostCommvqStore implements CommvqStore {
   readonly preallocated = false;
@@ -62,12 +69,16 @@ export class HostCommvqStore implements CommvqStore {
   private readonly D: number;
   private readonly valueTables = new Map<number, { E: Float32Array; ls: Float32Array }>();
   private readonly host = new WeakMap<Tensor, Float32Array>();
+  private readonly keysAsCodes: boolean; // keys of compressed tokens as codes (compress both or keys)
+  private readonly valuesAsCodes: boolean; // values as codes (compress both or values)
 
   constructor(
     private readonly backend: Backend,
     private readonly s: StoreSettings,
   ) {
     this.D = s.shape.kvHeads * s.shape.headDim;
+    const compress = s.options.compress ?? 'both';
+    [this.keysAsCodes, this.valuesAsCodes] = [compress !== 'values', compress !== 'keys'];
     this.states = Array.from({ length: s.batch }, () => Array.from({ length: s.shape.numLayers }, () => new SequenceState(s.rule.exactRows, this.D)));
   }
 
@@ -77,15 +88,19 @@ export class HostCommvqStore implements CommvqStore {
       const st = this.states[p.sequence]![layer]!;
       if (p.at !== st.compressed) throw new CommvqError(`host CommVQ store: encoding at compressed row ${p.at}, ${st.compressed} held`);
       const n = p.held + p.rows;
-      const kPre = new Float32Array(n * D);
-      const v = new Float32Array(n * D);
-      kPre.set(st.kPre.subarray(p.slot * D, (p.slot + p.held) * D));
-      v.set(st.v.subarray(p.slot * D, (p.slot + p.held) * D));
-      if (p.rows > 0) {
-        kPre.set(this.rows(kv!.kPre).subarray(p.row * D, (p.row + p.rows) * D), p.held * D);
-        v.set(this.rows(kv!.v).subarray(p.row * D, (p.row + p.rows) * D), p.held * D);
-      }
-      this.encodeTokens(st, layer, kPre, v, n, p.noise);
+      // [n, D]: the held slots' rows, then the step's
+      const gather = (held: Float32Array, step: () => Tensor) => {
+        const out = new Float32Array(n * D);
+        out.set(held.subarray(p.slot * D, (p.slot + p.held) * D));
+        if (p.rows > 0) out.set(this.rows(step()).subarray(p.row * D, (p.row + p.rows) * D), p.held * D);
+        return out;
+      };
+      const v = gather(st.v, () => kv!.v);
+      if (this.keysAsCodes) this.encodeKeyCodes(st, layer, gather(st.kPre, () => kv!.kPre), n);
+      else st.exactKeys.push(gather(st.k, () => kv!.k));
+      if (this.valuesAsCodes) this.encodeValueCodes(st, layer, v, n, p.noise);
+      else st.exactValues.push(v);
+      st.compressed += n;
     }
   }
 
@@ -135,6 +150,7 @@ export class HostCommvqStore implements CommvqStore {
     return this.backend.fromArray(out, q.shape, this.backend.activationDType);
   }
 
+  /** The packed codes; under an ablation the exact half's arrays are empty. */
   packed(layer: number, sequence: number, count: number): PackedTokens {
     const st = this.states[sequence]![layer]!;
     const keyBytes = packedCodeBytes(this.s.residuals * this.s.shape.kvHeads);
@@ -146,13 +162,25 @@ export class HostCommvqStore implements CommvqStore {
     };
   }
 
+  /** Keys pre-RoPE and values [count, D]; an exact half is its rows (keys rotated back to pre-RoPE, within f32 rounding). */
   dequantized(layer: number, sequence: number, count: number): { keys: Float32Array; values: Float32Array } {
+    const st = this.states[sequence]![layer]!;
+    const keys = this.keysAsCodes ? this.decodedKeys(st, layer, count) : this.unrotated(st.exactKeys.view().slice(0, count * this.D), count);
+    const values = this.valuesAsCodes ? this.decodedValues(st, layer, count) : st.exactValues.view().slice(0, count * this.D);
+    return { keys, values };
+  }
+
+  private decodedKeys(st: SequenceState, layer: number, count: number): Float32Array {
     const cb = this.s.options.keys.get(layer)!;
     const RG = cb.shape.residuals * cb.shape.groups;
-    const u = this.unpacked(this.states[sequence]![layer]!, layer);
+    const u = this.unpacked(st, layer);
     const codes = new Uint16Array(RG * count); // [R, G, N] as encodeKeys makes them
     for (let t = 0; t < count; t++) for (let i = 0; i < RG; i++) codes[i * count + t] = u.codes[t * RG + i]!;
-    const keys = decodeKeys(cb, { tokens: count, codes, norms: u.norms.subarray(0, count) });
+    return decodeKeys(cb, { tokens: count, codes, norms: u.norms.subarray(0, count) });
+  }
+
+  private decodedValues(st: SequenceState, layer: number, count: number): Float32Array {
+    const u = this.unpacked(st, layer);
     const Nc = this.s.options.valueShape.codeBits;
     const b = this.ops.backend.fromArray(u.bits.subarray(0, count * Nc), [count, Nc], 'f32');
     const w = this.ops.matmul(b, this.s.options.values.get(layer)!.params.codebook);
@@ -162,15 +190,27 @@ export class HostCommvqStore implements CommvqStore {
     const D = this.D;
     const values = new Float32Array(count * D);
     for (let t = 0; t < count; t++) for (let c = 0; c < D; c++) values[t * D + c] = wv[t * D + c]! * u.rhoPrime[t]! * (ls[c]! + 1e-6);
-    return { keys, values };
+    return values;
   }
 
-  /** Packed codes, norms, bits and scales of compressed tokens, plus the exact tokens held (three f32 rows each). */
+  /** Rotated keys [count, D] back before RoPE: R(−p)·k / s², since RoPE applies s·R(p) (s its attention scaling). */
+  private unrotated(k: Float32Array, count: number): Float32Array {
+    const { rope } = this.s.options;
+    const back = ropeF32(k, Int32Array.from({ length: count }, (_, t) => -this.s.rule.position(t)), rope);
+    const s2 = rope.attentionScaling ** 2;
+    return s2 === 1 ? back : back.map((x) => x / s2);
+  }
+
+  /**
+   * Packed codes, norms, bits and scales of compressed tokens, an ablation's exact half (an f32 row per token), plus
+   * the exact tokens held (three f32 rows each).
+   */
   bytes(counts: readonly (readonly TokenCounts[])[]): number {
     let total = 0;
     this.states.forEach((layers, seq) =>
       layers.forEach((st, layer) => {
         total += st.keyCodes.length + 2 * st.keyNorms.length + st.valueBits.length + 2 * st.valueRho.length;
+        total += 4 * (st.exactKeys.length + st.exactValues.length);
         const c = counts[layer]![seq]!;
         total += (c.length - c.compressed) * 3 * this.D * 4;
       }),
@@ -196,8 +236,8 @@ export class HostCommvqStore implements CommvqStore {
     for (const seq of this.states) seq.forEach((_, i) => (seq[i] = new SequenceState(this.s.rule.exactRows, this.D)));
   }
 
-  /** Encodes n tokens' pre-RoPE keys and values [n, D] into the next packed rows of a sequence. */
-  private encodeTokens(st: SequenceState, layer: number, kPre: Float32Array, v: Float32Array, n: number, noise: EncodePart['noise']): void {
+  /** Encodes n tokens' pre-RoPE keys [n, D] into the next packed key rows of a sequence. */
+  private encodeKeyCodes(st: SequenceState, layer: number, kPre: Float32Array, n: number): void {
     const cb = this.s.options.keys.get(layer)!;
     const { residuals: R, groups: G } = cb.shape;
     const enc = encodeKeys(cb, kPre); // codes [R, G, n]
@@ -207,6 +247,10 @@ export class HostCommvqStore implements CommvqStore {
       st.keyCodes.push(packCodes12(perToken));
       st.keyNorms.push([f32ToBf16(enc.norms[t]!)]);
     }
+  }
+
+  /** Encodes n tokens' values [n, D] into the next packed value rows of a sequence. */
+  private encodeValueCodes(st: SequenceState, layer: number, v: Float32Array, n: number, noise: EncodePart['noise']): void {
     const value = this.s.options.values.get(layer)!;
     const ops = this.ops;
     const D = this.D;
@@ -222,7 +266,6 @@ export class HostCommvqStore implements CommvqStore {
       st.valueRho.push([f32ToBf16((rhoValues![t]! + 1e-6) / (Math.sqrt(ss) + 1e-6))]);
     }
     [vt, bits, rho, w].forEach((x) => x.dispose());
-    st.compressed += n;
   }
 
   /** One query token over `visible` compressed tokens (on codes) and the exact ones, joint softmax (§6.6, §6.8). */
@@ -235,17 +278,19 @@ export class HostCommvqStore implements CommvqStore {
     const RG = cb.shape.residuals * cb.shape.groups;
     const Nc = this.s.options.valueShape.codeBits;
     const { E, ls } = this.tables(layer);
+    const [keys, values] = [st.exactKeys.view(), st.exactValues.view()]; // an ablation's exact half
     const out = new Float32Array(Hq * Dh);
     const logits = new Float64Array(N);
     for (let h = 0; h < Hq; h++) {
       const kvh = Math.floor(h / group);
-      const table = queryTables(cb, kvh, q, h * Dh);
-      codeLogits(cb, kvh, table, u.codes.subarray(0, N * RG), u.norms.subarray(0, N), u.positions, this.s.options.rope.invFreq, logits);
-      const exactLogits = exact.map(({ k }) => {
+      const dot = (k: Float32Array, at: number) => {
         let d = 0;
-        for (let c = 0; c < Dh; c++) d += q[h * Dh + c]! * k[kvh * Dh + c]!;
+        for (let c = 0; c < Dh; c++) d += q[h * Dh + c]! * k[at + kvh * Dh + c]!;
         return d / Math.sqrt(Dh);
-      });
+      };
+      if (this.keysAsCodes) codeLogits(cb, kvh, queryTables(cb, kvh, q, h * Dh), u.codes.subarray(0, N * RG), u.norms.subarray(0, N), u.positions, this.s.options.rope.invFreq, logits);
+      else for (let t = 0; t < N; t++) logits[t] = dot(keys, t * this.D);
+      const exactLogits = exact.map(({ k }) => dot(k, 0));
       let max = -Infinity;
       for (let t = 0; t < N; t++) max = Math.max(max, logits[t]!);
       for (const e of exactLogits) max = Math.max(max, e);
@@ -256,7 +301,8 @@ export class HostCommvqStore implements CommvqStore {
       for (const w of we) sum += w;
       for (let t = 0; t < N; t++) wc[t] = wc[t]! / sum;
       const acc = new Float64Array(Dh);
-      codeValues(wc, u.rhoPrime, u.bits, Nc, E, this.D, kvh, Dh, ls, acc);
+      if (this.valuesAsCodes) codeValues(wc, u.rhoPrime, u.bits, Nc, E, this.D, kvh, Dh, ls, acc);
+      else for (let t = 0; t < N; t++) for (let c = 0; c < Dh; c++) acc[c] += wc[t]! * values[t * this.D + kvh * Dh + c]!;
       we.forEach((w, i) => {
         for (let c = 0; c < Dh; c++) acc[c] += (w / sum) * exact[i]!.v[kvh * Dh + c]!;
       });
@@ -280,8 +326,8 @@ export class HostCommvqStore implements CommvqStore {
     const codes = new Uint16Array(N * R * G);
     const bits = new Float32Array(N * Nc);
     for (let t = 0; t < N; t++) {
-      unpackCodes12(st.keyCodes.view(), R * G, t * keyBytes, codes.subarray(t * R * G, (t + 1) * R * G));
-      unpackBits(st.valueBits.view(), Nc, t * (Nc / 8), bits.subarray(t * Nc, (t + 1) * Nc));
+      if (this.keysAsCodes) unpackCodes12(st.keyCodes.view(), R * G, t * keyBytes, codes.subarray(t * R * G, (t + 1) * R * G));
+      if (this.valuesAsCodes) unpackBits(st.valueBits.view(), Nc, t * (Nc / 8), bits.subarray(t * Nc, (t + 1) * Nc));
     }
     st.unpacked = {
       tokens: N,

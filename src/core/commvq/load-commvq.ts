@@ -76,7 +76,7 @@ export function findRunCodebooks(run: string, bits: Bits): { key: string; value:
 export function createCommvqCache(
   model: LlamaModel,
   books: CommvqCodebooks,
-  o: Pick<CommvqCacheOptions, 'capacity' | 'prefill' | 'window' | 'sinks' | 'valueEncoding' | 'batch' | 'timePhases'>,
+  o: Pick<CommvqCacheOptions, 'capacity' | 'prefill' | 'window' | 'sinks' | 'valueEncoding' | 'batch' | 'timePhases' | 'compress'>,
 ): CommvqCache {
   return new CommvqCache(model.backend, model.cacheShape, { ...books, rope: model.rope, ...o });
 }

@@ -28,6 +28,19 @@ export function commvqBytesPerToken(g: CacheGeometry, c: CommvqGeometry): { key:
   return { key: packedCodeBytes(c.residuals * g.kvHeads) + 2, value: c.codeBits / 8 + 2 };
 }
 
+/**
+ * Bytes per compressed token and layer under `compress` (the CommVQ ablations): the half in codes as
+ * commvqBytesPerToken packs it, the other half a row of D = H_kv·D_h exact values in `exactDtype`.
+ *
+ *   commvqAblationBytesPerToken({ numLayers: 32, kvHeads: 8, headDim: 128 }, { residuals: 11, codeBits: 1024, window: 128 }, 'keys')
+ *   // { key: 134, value: 2048 }: 132 bytes of codes + a norm, and 1024 bf16 values
+ */
+export function commvqAblationBytesPerToken(g: CacheGeometry, c: CommvqGeometry, compress: 'keys' | 'values' | 'both', exactDtype: DType = 'bf16'): { key: number; value: number } {
+  const codes = commvqBytesPerToken(g, c);
+  const row = g.kvHeads * g.headDim * bytesPerElement(exactDtype);
+  return { key: compress === 'values' ? row : codes.key, value: compress === 'keys' ? row : codes.value };
+}
+
 /** The whole cache for `tokens` tokens of one sequence, all layers. */
 export function cacheBytes(g: CacheGeometry, tokens: number, commvq?: CommvqGeometry, exactDtype: DType = 'bf16'): number {
   const dense = denseBytesPerToken(g, exactDtype);

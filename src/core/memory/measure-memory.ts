@@ -242,6 +242,9 @@ export async function memoryCacheSettings(specs: readonly CacheSpec[], o: { rand
       throw new OptionError('cache', undefined, 'measure-memory runs every prompt as generate does (layer by layer, in the model’s row chunks), with argmax value codes: encoding=, seed= and chunk= are not taken (prefill= is)');
     }
     if (spec.kind !== 'dense' && spec.kind !== 'commvq') throw new OptionError('cache', undefined, `measure-memory does not measure the ${spec.kind} cache yet (dense and commvq only)`);
+    if (spec.kind === 'commvq' && (spec.compress ?? COMMVQ_DEFAULTS.compress) !== 'both') {
+      throw new OptionError('cache', undefined, `measure-memory does not measure compress=${spec.compress} yet: the CommVQ ablations are a CPU reference (issue 18)`);
+    }
     const r = resolveCacheSpec(spec, { random: o.randomWeights });
     if (o.model && r.kind === 'commvq' && r.key) loadSpecCodebooks(o.model, { key: r.key, value: r.value!, bits: r.bits });
     const setting: CacheSetting =

@@ -47,6 +47,12 @@ describe('cache descriptions', () => {
       expect(openCacheFactory(model, { kind: 'commvq', bits: 1, run, prefill: 'strict' }).description).toEqual(byFile);
       expect(openCacheFactory(model, { kind: 'commvq', ...files, encoding: 'gumbel' }).description).toMatchObject({ prefill: 'faithful', value_encoding: 'gumbel', seed: 42 });
       expect(openCacheFactory(model, { kind: 'commvq', ...files, encoding: 'gumbel', seed: 7 }).description.seed).toBe(7);
+      // the ablations (issue 18) add compress and a label suffix; compress=both is described as before, for resumes
+      expect(openCacheFactory(model, { kind: 'commvq', ...files, prefill: 'strict', compress: 'both' }).description).toEqual(byFile);
+      expect(openCacheFactory(model, { kind: 'commvq', ...files, prefill: 'strict', compress: 'keys' }).description).toEqual({ ...byFile, label: 'commvq-1bit-keys-only', compress: 'keys' });
+      const random = openCacheFactory(model, { kind: 'commvq', bits: 1, compress: 'values' }, { random: true });
+      expect(random.description).toMatchObject({ label: 'commvq-1bit-random-values-only', codebooks: null, compress: 'values' });
+      random.dispose();
       expect(() => openCacheFactory(model, { kind: 'commvq', ...files, bits: 2 })).toThrow(/key-codebook-em-1bit\.arrow: a 1-bit key codebook, not the 2-bit one the cache asks for/);
     } finally {
       session.dispose();
