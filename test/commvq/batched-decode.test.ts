@@ -14,6 +14,7 @@ import type { LlamaModel } from '../../src/core/model/llama.js';
 import { randomModel } from '../../src/core/model/random-model.js';
 import { SeededRandom } from '../../src/core/model/seeded-random.js';
 import { compressorShape, initCompressor } from '../../src/core/values/value-compressor.js';
+import { expectBatchDecodesAsAlone } from '../helpers/batch-alone.js';
 
 const backend = new CpuBackend();
 const model = randomModel(parseModelConfig(DEMO_CONFIG, 'demo'), backend, { seed: 3, std: 0.08 });
@@ -41,33 +42,7 @@ const makers: Record<string, (capacity: number, batch: number) => KVCache> = {
 
 describe.each(Object.keys(makers))('%s cache', (kind) => {
   it('a batch of mixed lengths decodes as each sequence alone', () => {
-    const make = makers[kind]!;
-    const rng = new SeededRandom(4);
-    const prompts = [5, 1, 13].map((n) => Int32Array.from({ length: n }, () => Math.floor(rng.uniform() * 256)));
-    const steps = 6; // the 13-token prompt crosses a flush at 16
-    const next = prompts.map((_, b) => Array.from({ length: steps }, (_, i) => (b * 31 + i * 7) % 256));
-    const capacity = 32;
-    // alone: one cache per sequence
-    const alone = prompts.map((prompt, b) => {
-      const cache = make(capacity, 1);
-      model.forward(prompt, cache).dispose();
-      return next[b]!.map((id) => backend.toFloat32(model.forward(Int32Array.of(id), cache)));
-    });
-    // together: prompts one sequence at a time, then batched decode steps
-    const cache = make(capacity, prompts.length);
-    prompts.forEach((prompt, b) => model.forward(prompt, cache, { sequence: b }).dispose());
-    for (let i = 0; i < steps; i++) {
-      const logits = backend.toFloat32(model.decodeBatch(Int32Array.from(next.map((ids) => ids[i]!)), cache));
-      const V = logits.length / prompts.length;
-      prompts.forEach((_, b) => {
-        const want = alone[b]![i]!;
-        const got = logits.subarray(b * V, (b + 1) * V);
-        let worst = 0;
-        for (let j = 0; j < V; j++) worst = Math.max(worst, Math.abs(got[j]! - want[j]!));
-        expect(worst, `sequence ${b}, step ${i}`).toBeLessThan(1e-5);
-      });
-    }
-    prompts.forEach((p, b) => expect(cache.lengthOf(b)).toBe(p.length + steps));
+    expectBatchDecodesAsAlone(model, makers[kind]!, 6); // the 13-token prompt crosses a flush at 16
   });
 
   it('decodeBatch needs one token per sequence', () => {

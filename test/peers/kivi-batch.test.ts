@@ -10,9 +10,9 @@ import { parseModelConfig } from '../../src/core/model/config.js';
 import { DEMO_CONFIG } from '../../src/core/model/demo-model.js';
 import type { LlamaModel } from '../../src/core/model/llama.js';
 import { randomModel } from '../../src/core/model/random-model.js';
-import { SeededRandom } from '../../src/core/model/seeded-random.js';
 import { KiviCache } from '../../src/core/peers/kivi-cache.js';
 import { openKiviFactory } from '../../src/core/peers/kivi-factory.js';
+import { expectBatchDecodesAsAlone } from '../helpers/batch-alone.js';
 
 const backend = new CpuBackend();
 const model = randomModel(parseModelConfig(DEMO_CONFIG, 'demo'), backend, { seed: 3, std: 0.08 });
@@ -20,30 +20,8 @@ const o = { bits: 2 as const, group: 4, residual: 8 };
 
 describe('KiviCache in a batch', () => {
   it('a batch of mixed lengths decodes as each sequence alone', () => {
-    const rng = new SeededRandom(4);
-    const prompts = [5, 1, 13].map((n) => Int32Array.from({ length: n }, () => Math.floor(rng.uniform() * 256)));
-    const steps = 6; // lengths reach 11, 7 and 19: key flushes at 8 and 16, value flushes past 8
-    const next = prompts.map((_, b) => Array.from({ length: steps }, (_, i) => (b * 31 + i * 7) % 256));
-    const capacity = 32;
-    const alone = prompts.map((prompt, b) => {
-      const cache = new KiviCache(backend, model.cacheShape, capacity, 1, o);
-      model.forward(prompt, cache).dispose();
-      return next[b]!.map((id) => backend.toFloat32(model.forward(Int32Array.of(id), cache)));
-    });
-    const cache = new KiviCache(backend, model.cacheShape, capacity, prompts.length, o);
-    prompts.forEach((prompt, b) => model.forward(prompt, cache, { sequence: b }).dispose());
-    for (let i = 0; i < steps; i++) {
-      const logits = backend.toFloat32(model.decodeBatch(Int32Array.from(next.map((ids) => ids[i]!)), cache));
-      const V = logits.length / prompts.length;
-      prompts.forEach((_, b) => {
-        const want = alone[b]![i]!;
-        const got = logits.subarray(b * V, (b + 1) * V);
-        let worst = 0;
-        for (let j = 0; j < V; j++) worst = Math.max(worst, Math.abs(got[j]! - want[j]!));
-        expect(worst, `sequence ${b}, step ${i}`).toBeLessThan(1e-5);
-      });
-    }
-    prompts.forEach((p, b) => expect(cache.lengthOf(b)).toBe(p.length + steps));
+    // lengths reach 11, 7 and 19: key flushes at 8 and 16, value flushes past 8
+    expectBatchDecodesAsAlone(model, (capacity, batch) => new KiviCache(backend, model.cacheShape, capacity, batch, o), 6);
   });
 
   it('cannot rewind: its keys are quantized in blocks', () => {

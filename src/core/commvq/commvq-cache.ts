@@ -3,7 +3,7 @@ import { CudaBackend } from '../backend/cuda/cuda-backend.js';
 import { CommvqError } from '../errors.js';
 import type { LayerKeyCodebook } from '../keys/codebook.js';
 import { commvqAblationBytesPerToken } from '../memory/cache-accounting.js';
-import type { CacheShape, KVCache } from '../model/kv-cache.js';
+import { checkStepGroups, type CacheShape, type KVCache } from '../model/kv-cache.js';
 import type { LayerKV } from '../model/llama.js';
 import type { StepGroup, StepInputs } from '../model/step-inputs.js';
 import type { Tensor } from '../tensor/tensor.js';
@@ -115,12 +115,7 @@ export class CommvqCache implements KVCache {
   }
 
   append(layer: number, kv: LayerKV, step: StepInputs): void {
-    for (const g of step.groups) {
-      if (g.sequence >= this.batch) throw new Error(`sequence ${g.sequence} of a cache of ${this.batch}`);
-      if (g.start + g.tokens > this.capacity) throw new CommvqError(`KV cache full: ${g.start} + ${g.tokens} tokens exceed its capacity of ${this.capacity}`);
-      const held = this.counts[layer]![g.sequence]!.length;
-      if (g.start !== held) throw new CommvqError(`the CommVQ cache appends in order: step at ${g.start}, cache holds ${held}`);
-    }
+    checkStepGroups(this, step, { name: 'CommVQ', held: (sq) => this.counts[layer]![sq]!.length });
     if (step.batched && step.groups.some((g, i) => g.sequence !== step.groups[0]!.sequence + i || g.tokens !== 1)) {
       throw new CommvqError('a batched step must hold one token of consecutive sequences, in order');
     }

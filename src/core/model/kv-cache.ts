@@ -75,6 +75,22 @@ export interface KVCache {
  *   const cache = new DenseKVCache(backend, shape, 4096);        // one sequence
  *   const batch = new DenseKVCache(backend, shape, 32768, 8);    // eight
  */
+/**
+ * The checks every cache makes of a step before storing it, one message per rule: each group names a sequence the
+ * cache holds and ends within its capacity; a cache that only appends (`appendOnly`) also refuses a group that does
+ * not start where its sequence ends.
+ *
+ *   checkStepGroups(this, step, { name: 'KIVI', held: (s) => this.rows[layer]![s]!.tokens });
+ */
+export function checkStepGroups(cache: { batch: number; capacity: number }, step: StepInputs, appendOnly?: { name: string; held: (sequence: number) => number }): void {
+  for (const g of step.groups) {
+    if (g.sequence >= cache.batch) throw new Error(`sequence ${g.sequence} of a cache of ${cache.batch}`);
+    if (g.start + g.tokens > cache.capacity) throw new CommvqError(`KV cache full: ${g.start} + ${g.tokens} tokens exceed its capacity of ${cache.capacity}`);
+    const held = appendOnly?.held(g.sequence);
+    if (held !== undefined && g.start !== held) throw new CommvqError(`the ${appendOnly!.name} cache appends in order: a step at ${g.start} after ${held} tokens`);
+  }
+}
+
 export class DenseKVCache implements KVCache {
   private readonly keys: Tensor[][] = []; // [layer][sequence]: [capacity, H_kv·D_h], post-RoPE
   private readonly values: Tensor[][] = []; // [layer][sequence]: [capacity, H_kv·D_h]
@@ -117,13 +133,7 @@ export class DenseKVCache implements KVCache {
   }
 
   append(layer: number, { k, v }: LayerKV, step: StepInputs): void {
-    for (const g of step.groups) {
-      const end = g.start + g.tokens;
-      if (end > this.capacity) {
-        throw new CommvqError(`KV cache full: ${g.start} + ${g.tokens} tokens exceed its capacity of ${this.capacity}`);
-      }
-      if (g.sequence >= this.batch) throw new Error(`sequence ${g.sequence} of a cache of ${this.batch}`);
-    }
+    checkStepGroups(this, step);
     if (!step.batched) {
       // rows land at the step's device-side positions, so a replayed graph step appends at the current position
       this.backend.scatterRows(this.keys[layer]![step.sequence]!, step.positions, k);

@@ -17,7 +17,7 @@
  */
 import type { Backend } from '../backend/backend.js';
 import { CommvqError } from '../errors.js';
-import type { CacheShape, KVCache } from '../model/kv-cache.js';
+import { checkStepGroups, type CacheShape, type KVCache } from '../model/kv-cache.js';
 import type { LayerKV } from '../model/llama.js';
 import type { StepGroup, StepInputs } from '../model/step-inputs.js';
 import { checkKiviShape } from '../quant/kivi.js';
@@ -57,12 +57,7 @@ export class KiviCache implements KVCache {
 
   /** Copies the step's keys (after RoPE) and values to the host and appends them to each sequence's exact tail. */
   append(layer: number, kv: LayerKV, step: StepInputs): void {
-    for (const g of step.groups) {
-      if (g.sequence >= this.batch) throw new Error(`sequence ${g.sequence} of a cache of ${this.batch}`);
-      if (g.start + g.tokens > this.capacity) throw new CommvqError(`KV cache full: ${g.start} + ${g.tokens} tokens exceed its capacity of ${this.capacity}`);
-      const held = this.rows[layer]![g.sequence]!.tokens;
-      if (g.start !== held) throw new CommvqError(`the KIVI cache appends in order: step at ${g.start}, cache holds ${held}`);
-    }
+    checkStepGroups(this, step, { name: 'KIVI', held: (sq) => this.rows[layer]![sq]!.tokens });
     const k = this.backend.toFloat32(kv.k); // [rows, C], after RoPE
     const v = this.backend.toFloat32(kv.v); // [rows, C]
     const C = this.shape.kvHeads * this.shape.headDim;

@@ -12,7 +12,7 @@
  */
 import type { Backend } from '../backend/backend.js';
 import { CommvqError } from '../errors.js';
-import type { CacheShape, KVCache } from '../model/kv-cache.js';
+import { checkStepGroups, type CacheShape, type KVCache } from '../model/kv-cache.js';
 import type { LayerKV } from '../model/llama.js';
 import type { StepInputs } from '../model/step-inputs.js';
 import { bytesPerElement } from '../tensor/dtype.js';
@@ -91,13 +91,9 @@ export class RowQuantCache implements KVCache {
     const kh = this.backend.toFloat32(k); // [T, W]
     const vh = this.backend.toFloat32(v); // [T, W]
     const W = this.width;
+    checkStepGroups(this, step, { name: this.codec.name, held: (sq) => this.rows[layer]![sq]!.quantized + this.rows[layer]![sq]!.exact });
     for (const g of step.groups) {
-      if (g.sequence >= this.batch) throw new Error(`sequence ${g.sequence} of a cache of ${this.batch}`);
-      if (g.start + g.tokens > this.capacity) {
-        throw new CommvqError(`KV cache full: ${g.start} + ${g.tokens} tokens exceed its capacity of ${this.capacity}`);
-      }
       const s = this.rows[layer]![g.sequence]!;
-      if (g.start !== s.quantized + s.exact) throw new Error(`${this.codec.name} cache: a step at ${g.start} after ${s.quantized + s.exact} tokens (it only appends)`);
       const [nk, nv] = [kh.subarray(g.row * W, (g.row + g.tokens) * W), vh.subarray(g.row * W, (g.row + g.tokens) * W)];
       // HF attends over the exact tokens and the step's before a flush quantizes them: keep them for attend
       const seen = (exact: Float32Array, fresh: Float32Array) => {
