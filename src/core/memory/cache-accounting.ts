@@ -130,6 +130,17 @@ export function fp8BytesPerToken(g: CacheGeometry): number {
 }
 
 /**
+ * The whole int4/int2 cache for `tokens` tokens of one sequence, all layers, as HF's rule holds it after a prompt and
+ * decoding: every token in codes (intBytesPerToken) plus room for the R − 1 exact decode tokens in `exactDtype`.
+ *
+ *   intCacheBytes({ numLayers: 32, kvHeads: 8, headDim: 128 }, 1000, 4, 64, 128)   // 32 · (1000·1152 + 127·4096)
+ */
+export function intCacheBytes(g: CacheGeometry, tokens: number, bits: 4 | 2, group: number, residual: number, exactDtype: DType = 'bf16'): number {
+  const exact = 2 * Math.max(residual - 1, 0) * g.kvHeads * g.headDim * bytesPerElement(exactDtype);
+  return g.numLayers * (tokens * intBytesPerToken(g, bits, group) + exact);
+}
+
+/**
  * Average bits per stored K/V value of a cache costing `bytesPerToken` per token and layer (keys and values).
  *
  *   averageBits(g, intBytesPerToken(g, 4, 64))   // 4.5

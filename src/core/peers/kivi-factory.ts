@@ -12,13 +12,14 @@ import { CudaBackend } from '../backend/cuda/cuda-backend.js';
 import type { LlamaModel } from '../model/llama.js';
 import { DeviceKiviCache } from './device-kivi-cache.js';
 import { KiviCache } from './kivi-cache.js';
+import { kiviLabel } from './peer-labels.js';
 
 /** KIVI caches of a checked spec (checkCacheSpec) for `model`. */
 export function openKiviFactory(model: LlamaModel, spec: KiviCacheSpec): CacheFactory {
   const bits = spec.bits!;
   const group = spec.group ?? KIVI_DEFAULTS.group;
   const residual = spec.residual ?? KIVI_DEFAULTS.residual;
-  const label = `kivi-${bits}bit-g${group}-r${residual}`;
+  const label = kiviLabel(bits, group, residual);
   const description: CacheDescription = {
     mode: 'kivi', label, bits, kv_dtype: model.backend.activationDType, prefill: 'exact',
     codebooks: null, value_encoding: null, seed: null,

@@ -13,6 +13,7 @@ import type { LlamaModel } from '../model/llama.js';
 import { DeviceRowQuantCache, type DeviceRowSpec } from './device-row-cache.js';
 import { fp8RowCodec } from './fp8-rows.js';
 import { intRowCodec } from './int-rows.js';
+import { intLabel } from './peer-labels.js';
 import type { RowCodec } from './row-codec.js';
 import { RowQuantCache } from './row-quant-cache.js';
 
@@ -30,8 +31,7 @@ export function peerCacheFactory(model: LlamaModel, spec: IntCacheSpec | Fp8Cach
     const group = spec.group ?? INT_DEFAULTS.group;
     residual = spec.residual ?? INT_DEFAULTS.residual;
     codec = intRowCodec(spec.kind === 'int4' ? 4 : 2, group, kvHeads, headDim);
-    // the residual enters the label only where it differs from HF's, so the usual name stays short
-    label = `${codec.name}${residual === INT_DEFAULTS.residual ? '' : `-r${residual}`}`;
+    label = intLabel(spec.kind, group, residual); // the residual named only where it is not HF's
     options = { group, residual };
     deviceSpec = { kind: spec.kind, group };
   }
