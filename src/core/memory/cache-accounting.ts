@@ -76,7 +76,10 @@ export interface KiviGeometry {
  *   kiviAverageBits({ bits: 2, group: 32 })   // 3
  */
 export function kiviAverageBits(k: Pick<KiviGeometry, 'bits' | 'group'>): number {
-  return k.bits + (2 * 16) / k.group;
+  // any geometry gives the same: one head of 8·G channels keeps every byte count whole
+  const g: CacheGeometry = { numLayers: 1, kvHeads: 1, headDim: 8 * k.group };
+  const { key, value } = kiviBytesPerToken(g, k);
+  return averageBits(g, key + value);
 }
 
 /**
