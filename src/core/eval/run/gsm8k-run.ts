@@ -8,6 +8,7 @@
  *   const r = await runGsm8k({ modelDir, data: 'gsm8k/test.jsonl', out: 'runs/gsm8k-dense', backend, template: 'fewshot' });
  *   r.summary.accuracy   // percent
  */
+import { EVAL_DEPARTURES } from '../departures.js';
 import { extractGsm8kAnswer, gsm8kCorrect, type Gsm8kRule } from '../gsm8k/answer.js';
 import { readGsm8k, type Gsm8kExample } from '../gsm8k/data.js';
 import { blankLineTokenIds, GSM8K_MAX_NEW_TOKENS, gsm8kCutAnswer, gsm8kPromptIds, type Gsm8kTemplate } from '../gsm8k/prompt.js';
@@ -70,7 +71,7 @@ export async function runGsm8k(o: Gsm8kRunOptions): Promise<EvalRunResult<Gsm8kS
         tasks: [task],
         protocol: { label: GSM8K_PROTOCOL, template, shots, max_new_tokens: maxNewTokens, eos_token_ids: eosTokenIds },
         settings: { examples: examples.length },
-        departures: [],
+        departures: EVAL_DEPARTURES.gsm8k,
       };
     },
   });
