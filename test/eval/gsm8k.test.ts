@@ -6,7 +6,7 @@
 import { describe, expect, it } from 'vitest';
 import { extractGsm8kAnswer, gsm8kCorrect, gsm8kGold, type Gsm8kRule } from '../../src/core/eval/gsm8k/answer.js';
 import { GSM8K_COT_EXEMPLARS } from '../../src/core/eval/gsm8k/exemplars.js';
-import { gsm8kCutAnswer, gsm8kFewshotText, gsm8kPromptIds } from '../../src/core/eval/gsm8k/prompt.js';
+import { blankLineTokenIds, gsm8kCutAnswer, gsm8kFewshotText, gsm8kMaxNewTokens, gsm8kPromptIds } from '../../src/core/eval/gsm8k/prompt.js';
 import type { ChatMessage } from '../../src/core/tokenizer/text-tokenizer.js';
 import { BOS, CharTokenizer } from './char-tokenizer.js';
 
@@ -48,10 +48,18 @@ describe('GSM8K answer extraction', () => {
     expect(GSM8K_COT_EXEMPLARS[7]!.question).toBe('Olivia has $23. She bought five bagels for $3 each. How much money does she have left?');
   });
 
-  it('the answer is cut at a blank line or the next "Q:"', () => {
+  it('a few-shot answer is cut at a blank line or the next "Q:"; a chat answer is kept whole', () => {
     expect(gsm8kCutAnswer(' 3 + 4 = 7. The answer is 7.\n\nQ: Tom has 5 apples')).toBe('3 + 4 = 7. The answer is 7.');
     expect(gsm8kCutAnswer(' 2 * 3 = 6. The answer is 6.\nQ: next')).toBe('2 * 3 = 6. The answer is 6.');
     expect(gsm8kCutAnswer(' The answer is 6.')).toBe('The answer is 6.');
+    expect(gsm8kCutAnswer('Step 1: 3 + 4 = 7.\n\nStep 2: 7 * 2 = 14.\n\nThe answer is 14. ', 'chat')).toBe('Step 1: 3 + 4 = 7.\n\nStep 2: 7 * 2 = 14.\n\nThe answer is 14.');
+    expect([gsm8kMaxNewTokens('fewshot'), gsm8kMaxNewTokens('chat')]).toEqual([256, 512]);
+  });
+
+  it('few-shot stop ids: every token whose text holds a blank line, merged forms included', () => {
+    const texts: Record<number, string> = { 3: '\n\n', 5: '.\n\n', 6: '\n', 7: ' \n\n\n' };
+    const tok = { encode: () => [], decode: (ids: readonly number[]) => texts[ids[0]!] ?? 'a' };
+    expect(blankLineTokenIds(tok, 10)).toEqual([3, 5, 7]);
   });
 });
 

@@ -11,8 +11,8 @@ export default class EvalGsm8k extends BaseCommand {
   static override summary = 'GSM8K under our own protocol: 8-shot chain of thought, greedy, final-number exact match.';
   static override description =
     'Not a published harness (the CommVQ reference has none for GSM8K): compare caches with it, not with other papers’ ' +
-    'tables. The 8 CoT exemplars of Wei et al. (2022) as "Q: …\\nA: …" (fewshot, base models) or as chat turns (chat, ' +
-    'instruct models); greedy up to 256 tokens, stopping at EOS or a blank line; the final number from "#### N", "The ' +
+    'tables. The 8 CoT exemplars of Wei et al. (2022) as "Q: …\\nA: …" (fewshot, base models: greedy up to 256 tokens, ' +
+    'to EOS or a blank line) or as chat turns (chat, instruct models: up to 512 tokens, to the end of the turn); the final number from "#### N", "The ' +
     'answer is N" or else the last number, commas, $ and units stripped; exact match by value. Writes ' +
     'OUT/predictions/gsm8k.jsonl (resumable), OUT/summary.json and OUT/manifest.json.';
 
@@ -28,7 +28,7 @@ export default class EvalGsm8k extends BaseCommand {
     data: Flags.string({ description: 'GSM8K test set: test.jsonl or a Parquet file of question/answer records (openai/gsm8k)', required: true }),
     template: Flags.string({ description: 'fewshot: 8-shot CoT text (base models); chat: the exemplars as chat turns (instruct models)', options: [...GSM8K_TEMPLATES], default: 'fewshot' }),
     shots: integerFlag({ description: 'CoT exemplars before each question', default: 8, min: 0, max: 8 }),
-    'max-new-tokens': integerFlag({ description: 'the longest answer', default: 256, min: 1 }),
+    'max-new-tokens': integerFlag({ description: 'the longest answer (default 256 for fewshot, 512 for chat)', min: 1 }),
     limit: exampleLimitFlag,
   };
 

@@ -70,7 +70,7 @@ export { NIAH_COLORS, niahHeatmap, niahHeatmapSpec, type NiahHeatmap, type NiahH
 
 export { GSM8K_COT_EXEMPLARS, type Gsm8kExemplar } from './gsm8k/exemplars.js';
 export { extractGsm8kAnswer, gsm8kCorrect, gsm8kGold, normalizeGsm8kNumber, type Gsm8kExtraction, type Gsm8kRule } from './gsm8k/answer.js';
-export { blankLineTokenIds, GSM8K_MAX_NEW_TOKENS, GSM8K_TEMPLATES, gsm8kCutAnswer, gsm8kFewshotText, gsm8kMessages, gsm8kPromptIds, type Gsm8kTemplate } from './gsm8k/prompt.js';
+export { blankLineTokenIds, GSM8K_TEMPLATES, gsm8kMaxNewTokens, gsm8kCutAnswer, gsm8kFewshotText, gsm8kMessages, gsm8kPromptIds, type Gsm8kTemplate } from './gsm8k/prompt.js';
 export { readGsm8k, type Gsm8kExample } from './gsm8k/data.js';
 export { perplexityWindows, type PerplexityWindow } from './perplexity/windows.js';
 export { perplexityOf, rowsNll, type NllSum } from './perplexity/nll.js';

@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { openCacheFactory } from '../../../src/core/cache-factory.js';
 import { rowsNll } from '../../../src/core/eval/perplexity/nll.js';
-import { windowNll } from '../../../src/core/eval/perplexity/window-nll.js';
+import { windowMode, windowNll } from '../../../src/core/eval/perplexity/window-nll.js';
 import { runPerplexity } from '../../../src/core/eval/run/perplexity-run.js';
 import { loadModel } from '../../../src/core/model/load-model.js';
 import { disposeWeights } from '../../../src/core/model/weights.js';
@@ -59,6 +59,29 @@ describe.skipIf(!haveFixtures)('eval perplexity on tiny-llama', () => {
       const dense = windowNll(loaded.model, openCacheFactory(loaded.model, { kind: 'dense' }), ids, 1);
       expect(Math.abs(whole.sum - dense.sum)).toBeGreaterThan(1e-3);
       caches.dispose();
+    } finally {
+      disposeWeights(loaded.model.weights);
+    }
+  });
+
+  it('KIVI (its prompt attends exactly): one decode step per token, so its quantization shows in the loss', () => {
+    const loaded = loadModel(model, { backend: cpu });
+    try {
+      const ids = Int32Array.from(ref!.ids('ids.1').slice(0, 96));
+      const kivi = openCacheFactory(loaded.model, { kind: 'kivi', bits: 2, group: 32, residual: 32 });
+      const dense = openCacheFactory(loaded.model, { kind: 'dense' });
+      expect([windowMode(kivi), windowMode(dense)]).toEqual(['decode-steps', 'prefill']);
+      const [k, d] = [windowNll(loaded.model, kivi, ids, 1), windowNll(loaded.model, dense, ids, 1)];
+      expect(k.count).toBe(95);
+      expect(Number.isFinite(k.sum)).toBe(true);
+      expect(Math.abs(k.sum - d.sum)).toBeGreaterThan(1e-3); // a prefill would have attended exactly: the dense loss
+      // one kivi prefill of the window scores exactly as dense
+      const c = kivi.make(ids.length);
+      const l = loaded.model.prefill(ids, c, { logits: 'all' });
+      const scored = cpu.sliceRows(l, 0, 95);
+      expect(rowsNll(cpu.toFloat32(scored), 512, Array.from(ids.slice(1))).sum).toBeCloseTo(d.sum, 3);
+      [scored, l].forEach((t) => t.dispose());
+      c.dispose();
     } finally {
       disposeWeights(loaded.model.weights);
     }

@@ -4,8 +4,10 @@
  *   "Q: {question}\nA:" (lm-evaluation-harness's gsm8k-cot layout);
  * - `chat` (instruct models): the exemplars as user/assistant turns ("Q: {question}" / rationale) before the
  *   question's user turn, through the model's chat template with the generation prompt.
- * Generation is greedy; it stops at EOS or at a token that is exactly a blank line, and the text is cut at the first
- * blank line or "Q:" after it (the next exemplar the model starts to write is not its answer).
+ * Generation is greedy. A few-shot answer ends at its blank line (the exemplars' separator): generation stops at EOS
+ * or a token holding a blank line, and the text is cut at the first blank line or "Q:" (the next exemplar the model
+ * starts to write is not its answer). A chat answer ends with its turn (EOS) and may hold blank lines: it is kept
+ * whole, with twice the room (512 tokens).
  *
  *   const ids = gsm8kPromptIds(tok, 'Janet has 3 apples...', { template: 'fewshot', shots: 8 });
  */
@@ -18,7 +20,10 @@ export type Gsm8kTemplate = 'fewshot' | 'chat';
 
 export const GSM8K_TEMPLATES: readonly Gsm8kTemplate[] = ['fewshot', 'chat'];
 
-export const GSM8K_MAX_NEW_TOKENS = 256;
+/** The longest answer by default: lm-evaluation-harness's gsm8k-cot 256 for few-shot, twice that for a chat answer's longer prose. */
+export function gsm8kMaxNewTokens(template: Gsm8kTemplate): number {
+  return template === 'chat' ? 512 : 256;
+}
 
 export interface Gsm8kPromptOptions {
   template: Gsm8kTemplate;
@@ -49,16 +54,21 @@ export function gsm8kPromptIds(tok: EvalTokenizer | ChatTokenizer, question: str
   return withLeadingSpecialIds(tok, tok.encode(chat.applyChatTemplate(gsm8kMessages(question, o.shots), { addGenerationPrompt: true }), { addSpecialTokens: false }));
 }
 
-/** The answer text: up to the first blank line or "Q:" that starts another question. */
-export function gsm8kCutAnswer(text: string): string {
+/** The answer text: a few-shot one up to the first blank line or "Q:" that starts another question; a chat one whole. */
+export function gsm8kCutAnswer(text: string, template: Gsm8kTemplate = 'fewshot'): string {
+  if (template === 'chat') return text.trim();
   const cut = text.search(/\n\s*\n|(?:^|\n)\s*Q:/);
   return (cut < 0 ? text : text.slice(0, cut)).trim();
 }
 
-/** Ids of the tokens whose text is a blank line ("\n\n"): extra stop ids beside EOS. */
-export function blankLineTokenIds(tok: EvalTokenizer): number[] {
-  const ids = tok.encode('\n\n', { addSpecialTokens: false });
-  return ids.length === 1 ? ids : [];
+/**
+ * Ids of the tokens whose text holds a blank line ("\n\n", and merged forms such as ".\n\n" in Llama-3's vocabulary):
+ * the few-shot template's stop ids beside EOS. Reads each id of the vocabulary once.
+ */
+export function blankLineTokenIds(tok: EvalTokenizer, vocabSize: number): number[] {
+  const ids: number[] = [];
+  for (let id = 0; id < vocabSize; id++) if (tok.decode([id], { skipSpecialTokens: true }).includes('\n\n')) ids.push(id);
+  return ids;
 }
 
 function checkShots(shots: number): number {
