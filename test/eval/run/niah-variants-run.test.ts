@@ -2,7 +2,7 @@
  * The NIAH runner with issue 20's options on the demo model: a raw template and a pass key that varies per cell,
  * scored by contains; the manifest records template, needle generator and seed, a rerun with another seed or
  * template is refused, and merge rescores from the answers each record keeps. A RULER multi-key run asks one key of
- * four. On the command line a bad template or needle is one line before the model loads.
+ * four. On the command line a bad template is one line before the model loads.
  */
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
@@ -51,9 +51,8 @@ describe('eval niah: templates, varied needles, RULER', () => {
     expect(readJson<Record<string, any>>(r.manifestPath).identity.protocol).toMatchObject({ needle: 'One of the special magic numbers for {key} is: {digits:7}.', needle_generator: { keys: 4 }, max_new_tokens: 40 });
   });
 
-  it('CLI: a bad --template or --needle is one line, exit 1', () => {
-    const niah = (...a: string[]) => runCli(['eval', 'niah', '--model', model, '--out', join(root, 'bad'), '--device', 'cpu', ...a]);
-    expectOneLineError(niah('--template', 'Question: {question}'), /^commvq: --template Question: \{question\}: is chat, plain, raw, or a text holding \{context\}/, { silentStdout: true });
-    expectOneLineError(niah('--needle', 'key {digits:3} {words:1}'), /^commvq: --needle key \{digits:3\} \{words:1\}: holds more than one value placeholder/, { silentStdout: true });
+  it('CLI: a bad --template is one line, exit 1 (needle errors: niah-variants.test.ts)', () => {
+    const r = runCli(['eval', 'niah', '--model', model, '--out', join(root, 'bad'), '--device', 'cpu', '--template', 'Question: {question}']);
+    expectOneLineError(r, /^commvq: --template Question: \{question\}: is chat, plain, raw, or a text holding \{context\}/, { silentStdout: true });
   });
 });
