@@ -14,7 +14,9 @@ export default class EvalNiah extends BaseCommand {
   static override summary = 'Needle in a haystack: recall of one sentence hidden at each depth of contexts of each length.';
   static override description =
     'The protocol of the reference NIAH harness with its bugs fixed (sentence ends from the model’s own tokenizer, no special ' +
-    'tokens in the haystack, one BOS, a deterministic haystack). Writes OUT/predictions/niah.jsonl (resumable), a JSON file per ' +
+    'tokens in the haystack, one BOS, a deterministic haystack), or your own prompt for base models (--template raw or a text ' +
+    'with {context} and {question}), needles drawn per cell ({digits:N}, {words:N}, {key}; --seed) and RULER’s multi-key, ' +
+    'multi-value and multi-query variants (--keys, --values, --queries; score with --scorer contains). Writes OUT/predictions/niah.jsonl (resumable), a JSON file per ' +
     'cell, OUT/summary.json, OUT/manifest.json and the depth × length heatmap OUT/niah.svg and OUT/niah.png (scores 0–10).';
 
   static override examples = [
