@@ -458,30 +458,37 @@ function peerDecode(dev: EmulatedCuda, name: string, a: Args, grid: Dim3, block:
       const keyBegin = unit * unitKeys;
       if (unit >= nUnits || keyBegin >= n) continue;
       const keyEnd = Math.min(keyBegin + unitKeys, n);
-      for (let h = 0; h < G; h++) {
-        let mx = -Infinity;
-        const s: number[] = [];
-        for (let j = keyBegin; j < keyEnd; j++) {
-          const kr = keyRow(dev, kind, k, j, hkv, Hkv, D, BITS);
-          let dot = 0;
-          for (let d = 0; d < D; d++) dot += qs[h]![d]! * kr[d]!;
-          s.push(dot);
-          mx = Math.max(mx, dot);
-        }
-        let l = 0;
-        const o = new Float64Array(D);
-        s.forEach((sj, i) => {
-          const p = 2 ** ((sj - mx) * sl2);
-          l += p;
+      // the kernel's passes of 32 keys, a lane per key, with its online softmax: m per head, l per lane, acc per channel
+      const m = new Array<number>(G).fill(-Infinity);
+      const l = Array.from({ length: G }, () => new Float64Array(32));
+      const acc = Array.from({ length: G }, () => new Float64Array(D));
+      for (let j0 = keyBegin; j0 < keyEnd; j0 += 32) {
+        const ps = Array.from({ length: G }, () => new Float64Array(32));
+        const rows = Array.from({ length: 32 }, (_, lane) => (j0 + lane < keyEnd ? keyRow(dev, kind, k, j0 + lane, hkv, Hkv, D, BITS) : undefined));
+        for (let h = 0; h < G; h++) {
+          const s = rows.map((kr) => (kr ? kr.reduce((acc2, x, d) => acc2 + qs[h]![d]! * x, 0) : -Infinity));
+          const mNew = Math.max(m[h]!, ...s);
+          const alpha = 2 ** ((m[h]! - mNew) * sl2);
           for (let lane = 0; lane < 32; lane++) {
-            const x = valueLane(dev, kind, v, keyBegin + i, hkv, Hkv, D, BITS, lane);
-            x.forEach((xv, c) => (o[lane * (D / 32) + c] += p * xv));
+            const p = rows[lane] ? 2 ** ((s[lane]! - mNew) * sl2) : 0;
+            l[h]![lane] = l[h]![lane]! * alpha + p;
+            ps[h]![lane] = p;
           }
-        });
+          for (let d = 0; d < D; d++) acc[h]![d] = acc[h]![d]! * alpha;
+          m[h] = mNew;
+        }
+        for (let jj = 0; jj < Math.min(32, keyEnd - j0); jj++) {
+          for (let lane = 0; lane < 32; lane++) {
+            const x = valueLane(dev, kind, v, j0 + jj, hkv, Hkv, D, BITS, lane);
+            for (let h = 0; h < G; h++) x.forEach((xv, c) => (acc[h]![lane * (D / 32) + c] += ps[h]![jj]! * xv));
+          }
+        }
+      }
+      for (let h = 0; h < G; h++) {
         const slot = (hkv * nUnits + unit) * G + h;
-        dev.setF32(partML, 2 * slot, mx * sl2);
-        dev.setF32(partML, 2 * slot + 1, l);
-        for (let d = 0; d < D; d++) dev.setF32(partO, slot * D + d, o[d]!);
+        dev.setF32(partML, 2 * slot, m[h]! * sl2);
+        dev.setF32(partML, 2 * slot + 1, l[h]!.reduce((a2, b2) => a2 + b2, 0));
+        for (let d = 0; d < D; d++) dev.setF32(partO, slot * D + d, acc[h]![d]!);
       }
     }
   }
