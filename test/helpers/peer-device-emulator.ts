@@ -15,7 +15,6 @@ import { attentionF32 } from '../../src/core/backend/cpu/cpu-ops.js';
 import type { CudaBackend } from '../../src/core/backend/cuda/cuda-backend.js';
 import { asCuda, CudaTensor } from '../../src/core/backend/cuda/cuda-tensor.js';
 import type { CudaContextLike, CudaKernel, DeviceBlock, DeviceInfo, Dim3, KernelArg } from '../../src/core/backend/cuda/kernels.js';
-import { f32ToE4m3 } from '../../src/core/quant/fp8-e4m3.js';
 import { roundHalfEven } from '../../src/core/quant/round-half-even.js';
 import { bf16ToF32, bytesPerElement, f16ToF32, f32ToBf16, f32ToF16, fromFloat32Array, toFloat32Array, viewBytes, type DType } from '../../src/core/tensor/dtype.js';
 import { numel, type Shape } from '../../src/core/tensor/shape.js';
