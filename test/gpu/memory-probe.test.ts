@@ -1,6 +1,6 @@
 /**
  * measure-memory's GPU side: the caching allocator's counts agree with the driver's free memory, and the GPU probe
- * measures dense and CommVQ points (faithful and strict prefill) of a small random model (peaks cover what is
+ * measures dense, CommVQ (faithful and strict prefill) and peer-cache (KIVI, int4, fp8) points of a small random model (peaks cover what is
  * resident, a batch that cannot fit is an answer rather than a crash).
  *
  * Allocator vs driver: cuMemAlloc hands out whole 2 MiB pages for large blocks and the driver may keep a little
@@ -76,6 +76,34 @@ describe.skipIf(!gpu)('GPU memory measurement', () => {
     const huge = await probe.probe({ cache: 'dense', context: 8192, batch: 100_000 });
     expect(huge.fits).toBe(false);
     expect(huge.reason).toMatch(/out of memory/i);
+    probe.dispose();
+  });
+
+  it('measures the peer caches (issue 18): KIVI, int4 and fp8 points of a small model, their bytes per token as the formats say', async () => {
+    const config = join(dir, 'config-peers.json');
+    writeFileSync(config, JSON.stringify({
+      architectures: ['LlamaForCausalLM'], vocab_size: 1000, hidden_size: 512, intermediate_size: 1024, num_hidden_layers: 2,
+      num_attention_heads: 8, num_key_value_heads: 2, head_dim: 128, max_position_embeddings: 8192, rms_norm_eps: 1e-5, rope_theta: 10000,
+    }));
+    const kivi = { cache: 'kivi' as const, bits: 2 as const, group: 32, residual: 128 };
+    const int4 = { cache: 'int4' as const, group: 64, residual: 128 };
+    const fp8 = { cache: 'fp8' as const };
+    const probe = await createGpuMemoryProbe({ model: undefined, randomWeights: config, caches: [kivi, int4, fp8], device: 'cuda', decodeTokens: 4 });
+    const W = 2 * 128;
+    // per token and layer, keys and values: codes, then f16 scale and zero per group (KIVI, int4) or f32 per head (fp8)
+    const perToken = { kivi: 2 * ((W * 2) / 8 + (W / 32) * 4), int4: 2 * ((W * 4) / 8 + (W / 64) * 4), fp8: 2 * (W + 4 * 2) };
+    for (const setting of [kivi, int4, fp8]) {
+      const r = await probe.probe({ ...setting, context: 2500, batch: 3 });
+      const resident = r.breakdown.weights + r.breakdown.cacheAllocated;
+      expect(r.fits, setting.cache).toBe(true);
+      expect(r.peakPrefill!).toBeGreaterThanOrEqual(resident);
+      expect(r.peakDecode!).toBeGreaterThanOrEqual(resident);
+      expect(r.decodeMsPerStep!).toBeGreaterThan(0);
+      expect(r.bytesPerToken.arithmetic).toBe(perToken[setting.cache]);
+      // preallocated for every token, plus exact rows the arithmetic counts only as held: never below it
+      expect(r.bytesPerToken.allocated).toBeGreaterThanOrEqual(r.bytesPerToken.arithmetic);
+      expect(r.breakdown.cacheAllocated).toBeGreaterThanOrEqual(r.breakdown.cacheArithmetic);
+    }
     probe.dispose();
   });
 });

@@ -7,6 +7,9 @@
  * when more than R are exact), as jy-yuan/KIVI does.
  *
  * Per layer and sequence (W = H_kv·D_h), preallocated for `capacity` tokens:
+ * A prompt keeps its exact rows in a scratch of `capacity` rows per layer and sequence until endPrompt (KIVI's prefill
+ * attends exactly over the whole prompt, however many chunks it comes in): during a prefill it costs what a dense cache
+ * would.
  *   keys    channel layout: codes u8 [cap, W·bits/8], f16 scales and zeros [cap/G, W]; keyTail bf16 [R, W], position p
  *           at slot p − QK
  *   values  token layout: codes u8 [cap, W·bits/8], f16 scales and zeros [cap, W/G]; ring bf16 [R + 1, W], position p
@@ -260,26 +263,18 @@ export class DeviceKiviCache implements KVCache {
     return { k, v };
   }
 
-  /** The prompt's exact rows grow by kg, vg; a prompt continuing a decoded sequence starts from what it holds. */
+  /**
+   * The prompt's exact rows grow by kg, vg, in a scratch of `capacity` rows taken at its first chunk (a chunked prompt
+   * then copies each row once); a prompt continuing a decoded sequence starts from what the sequence holds.
+   */
   private growScratch(layer: number, sequence: number, kg: Tensor, vg: Tensor): void {
     const ctx = this.backend.ctx;
     const s = this.state[layer]![sequence]!;
     const T = kg.shape[0]!;
-    const old = this.prompt[layer]![sequence];
-    let next: PromptScratch;
-    if (old) {
-      const make = () => emptyTensor(ctx, [s.tokens + T, this.width], 'bf16'); // [T0 + T, W]
-      next = { k: make(), v: make() };
-      copyRows(ctx, next.k, 0, old.k, 0, s.tokens);
-      copyRows(ctx, next.v, 0, old.v, 0, s.tokens);
-      old.k.dispose();
-      old.v.dispose();
-    } else {
-      next = this.materialize(s, s.tokens, T);
-    }
-    copyRows(ctx, next.k, s.tokens, kg, 0, T);
-    copyRows(ctx, next.v, s.tokens, vg, 0, T);
-    this.prompt[layer]![sequence] = next;
+    const scratch = this.prompt[layer]![sequence] ?? this.materialize(s, s.tokens, this.capacity - s.tokens); // [capacity, W]
+    copyRows(ctx, scratch.k, s.tokens, kg, 0, T);
+    copyRows(ctx, scratch.v, s.tokens, vg, 0, T);
+    this.prompt[layer]![sequence] = scratch;
   }
 
   private disposeScratch(layer: number, sequence: number): void {

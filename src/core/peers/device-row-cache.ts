@@ -153,8 +153,8 @@ export class DeviceRowQuantCache implements KVCache {
         this.settle(s);
         continue;
       }
-      const o = this.attendRows(s, p, g, out ? b.sliceRows(q, g.row, g.row + g.tokens) : q);
-      if (!out) return o;
+      if (!out) return this.attendRows(s, p, g, q);
+      const o = this.attendRows(s, p, g, rowView(q, g.row, g.tokens)); // a view: nothing to free
       b.writeRows(out, g.row, o);
       o.dispose();
     }

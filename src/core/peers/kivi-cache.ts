@@ -2,7 +2,8 @@
  * The KIVI cache (Liu et al., ICML 2024) behind the KVCache interface: keys per channel over groups of G tokens,
  * values per token over groups of G channels, 2 or 1 bits with f16 scale and zero per group, the recent tokens exact
  * as quant/kivi.ts splits them. This is the CPU reference (host arrays, attention by dequantizing into the
- * backend's dense attention): correctness first; fused CUDA kernels come later, so the factory refuses other devices.
+ * backend's dense attention): correctness first. Its GPU twin, with the dequantization fused into the decode kernel, is
+ * device-kivi-cache.ts; the factory picks one by backend.
  *
  * Decisions, each as the reference (jy-yuan/KIVI models/llama_kivi.py) does it:
  *   - keys are stored after RoPE (kv.k): KIVI's Llama attention applies apply_rotary_pos_emb, then quantizes.
