@@ -54,6 +54,18 @@ describe('zip', () => {
     zip.close();
   });
 
+  it('refuses an entry whose bytes do not match its CRC-32 when read whole', () => {
+    const path = write('flipped.zip');
+    const bytes = readFileSync(path);
+    const zip0 = new ZipReader(path);
+    bytes[zip0.dataOffset(zip0.entry('a/data/0')!) + 3]! ^= 1;
+    zip0.close();
+    writeFileSync(path, bytes);
+    const zip = new ZipReader(path);
+    expect(() => zip.read(zip.entry('a/data/0')!)).toThrow(/damaged zip archive: entry a\/data\/0 does not match its CRC-32/);
+    zip.close();
+  });
+
   it('calls a cut file truncated, wherever it is cut', () => {
     const bytes = readFileSync(write('whole.zip'));
     for (const keep of [10, 200, bytes.length - 30, bytes.length - 1]) {

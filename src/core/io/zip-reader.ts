@@ -3,9 +3,11 @@
  * zip writer, miniz, with ZIP64 enabled and no compression). Only the end records and the central directory are read
  * on open; an entry's bytes are read on demand at its offset, so a 340 MB file costs what the caller reads of it.
  * ZIP64 end records and per-entry ZIP64 extra fields are followed (entries or archives past 4 GiB). A compressed entry,
- * a cut or damaged archive, an entry running past the end: one line naming the file, never a garbage read.
+ * a cut or damaged archive, an entry running past the end, a whole entry read back with another CRC-32: one line
+ * naming the file, never a garbage read.
  */
 import { closeSync, existsSync, fstatSync, openSync, readSync } from 'node:fs';
+import { crc32 } from 'node:zlib';
 import { CommvqError } from '../errors.js';
 
 export interface ZipEntry {
@@ -54,11 +56,12 @@ export class ZipReader {
     return this.byName.get(name);
   }
 
-  /** Bytes [offset, offset + length) of a stored entry (default: all of it). */
+  /** Bytes [offset, offset + length) of a stored entry (default: all of it, checked against its CRC-32). */
   read(e: ZipEntry, offset = 0, length = e.size - offset): Uint8Array {
     if (offset < 0 || length < 0 || offset + length > e.size) throw new Error(`${this.path}: read of [${offset}, ${offset + length}) outside ${e.name} (${e.size} bytes)`);
     const out = new Uint8Array(length);
     this.readAt(out, this.dataOffset(e) + offset, `entry ${e.name}`);
+    if (length === e.size && crc32(out) !== e.crc32) throw this.fail(`entry ${e.name} does not match its CRC-32`);
     return out;
   }
 
