@@ -28,7 +28,7 @@ export interface ImportReferenceOptions {
   keys: string;
   /** the run folder to write into (made if missing) */
   out: string;
-  /** read the stored centres and compare them with θ's (default: skipped; θ is all the codebook needs) */
+  /** read the stored centres and refuse any that are not θ's (default: skipped; θ is all the codebook needs) */
   checkCentres?: boolean;
   /** replace codebooks of the same width already in the run folder */
   force?: boolean;

@@ -3,7 +3,8 @@
  *   { final_error: float, steps: R × { mse_loss: 0-d f32, theta: f32 [2·N_h, P], clustering_centers: f32 [N_h², 2P] } }
  * read into our θ [R, G, 2·N_h, P] per layer. R is the step count, G the number of `000_*.pt` files, N_h and P
  * from θ's shape; every file must agree, and G and P must be the model's KV heads and D_h/2. The centres are
- * redundant (= f(θ), §3.3): they are skipped, or read and compared with the centres θ gives.
+ * redundant (= f(θ), §3.3): they are skipped, or read and compared with the centres θ gives (a difference past
+ * f32 rounding is refused: the reference quantizes with the stored centres, this engine with θ's).
  *
  *   const keys = readReferenceKeys('Llama-3.1-8B-Instruct-CommVQ-2bit-codebook', { layers: 32, groups: 8, pairs: 64 });
  */
