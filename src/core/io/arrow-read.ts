@@ -1,4 +1,4 @@
-import { readFileSync } from 'node:fs';
+import { closeSync, fstatSync, openSync, readSync } from 'node:fs';
 import { tableFromIPC, type Table } from 'apache-arrow';
 import { CommvqError } from '../errors.js';
 
@@ -24,7 +24,7 @@ export function arrowDamaged(path: string, err: unknown, hint?: string): CommvqE
 export function readArrowTable(path: string, hint?: string): Table {
   let bytes: Buffer;
   try {
-    bytes = readFileSync(path);
+    bytes = readWhole(path);
   } catch (err) {
     throw new CommvqError(`${path}: cannot read: ${(err as Error).message}`); // a folder, no permission: not damage
   }
@@ -32,5 +32,22 @@ export function readArrowTable(path: string, hint?: string): Table {
     return tableFromIPC(bytes);
   } catch (err) {
     throw arrowDamaged(path, err, hint);
+  }
+}
+
+/** A whole file in one buffer, read in slices: readFileSync refuses files of 2 GiB and more (a 2-bit Llama-8B value codebook is 2.95 GB). */
+function readWhole(path: string): Buffer {
+  const fd = openSync(path, 'r');
+  try {
+    const size = fstatSync(fd).size;
+    const out = Buffer.allocUnsafe(size);
+    for (let done = 0; done < size; ) {
+      const got = readSync(fd, out, done, Math.min(1 << 30, size - done), done);
+      if (got === 0) throw new Error(`file ended at byte ${done} of ${size}`);
+      done += got;
+    }
+    return out;
+  } finally {
+    closeSync(fd);
   }
 }

@@ -8,6 +8,8 @@ export function partialPath(path: string): string {
   return `${path}.partial`;
 }
 
+const WRITE_SLICE = 1 << 30;
+
 /**
  * Writes a file under a temporary name beside it, then renames it into place, so a reader never sees half a file
  * and an interrupted run leaves the old file (or none) behind.
@@ -19,8 +21,8 @@ export function writeFileAtomic(path: string, chunks: readonly Uint8Array[]): vo
   const fd = openSync(tmp, 'w');
   try {
     for (const chunk of chunks) {
-      let done = 0;
-      while (done < chunk.byteLength) done += writeSync(fd, chunk, done);
+      let done = 0; // in slices: one write takes at most 2 GiB − 1 (a 2-bit Llama-8B value codebook is 2.95 GB)
+      while (done < chunk.byteLength) done += writeSync(fd, chunk, done, Math.min(WRITE_SLICE, chunk.byteLength - done));
     }
     closeSync(fd);
     renameSync(tmp, path);

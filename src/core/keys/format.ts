@@ -39,11 +39,12 @@ export interface KeyCodebookMeta {
 }
 
 /**
- * Writes the codebooks of `layers` (layer → θ) atomically.
+ * Writes the codebooks of `layers` (layer → θ) atomically. `extra` adds schema metadata (`commvq.<key>`), e.g. the
+ * provenance of an imported codebook.
  *
  *   writeKeyCodebook('runs/a/key-codebook-em-1bit.arrow', meta, new Map([[0, layer0]]));
  */
-export function writeKeyCodebook(path: string, meta: KeyCodebookMeta, layers: ReadonlyMap<number, LayerKeyCodebook>): void {
+export function writeKeyCodebook(path: string, meta: KeyCodebookMeta, layers: ReadonlyMap<number, LayerKeyCodebook>, extra: Readonly<Record<string, string>> = {}): void {
   const order = [...layers.keys()].sort((a, b) => a - b);
   const size = 2 * meta.halfSize * meta.pairs;
   const n = order.length * meta.residuals * meta.kvHeads;
@@ -69,6 +70,7 @@ export function writeKeyCodebook(path: string, meta: KeyCodebookMeta, layers: Re
     ['commvq.version', String(KEY_CODEBOOK_VERSION)],
     ['commvq.layers', order.join(',')],
     ...Object.entries(meta).map(([k, v]) => [`commvq.${snake(k)}`, String(v)] as [string, string]),
+    ...Object.entries(extra).map(([k, v]) => [`commvq.${k}`, v] as [string, string]),
   ]);
   const thetaType = new FixedSizeList(size, new Field('item', new Float32(), false));
   const schema = new Schema(

@@ -8,7 +8,8 @@ import { writeFileAtomic } from '../io/atomic-write.js';
 import { compressorShape, PARAM_NAMES, paramShapes, type ParamName, type ValueCompressorParams, type ValueCompressorShape } from './value-compressor.js';
 
 /**
- * The trained value compressors of a run: one Arrow IPC file, one row per layer, each tensor a FixedSizeList<f32>
+ * The trained value compressors of a run: one Arrow IPC file, one row per layer (a record batch each; files of one
+ * batch of all layers, as written before, read the same), each tensor a FixedSizeList<f32>
  * column (row-major, shapes in the metadata), plus the frozen scale. Metadata: format name and version, bits, the
  * sizes, and how it was trained.
  */
@@ -40,19 +41,22 @@ export function writeValueCodebook(path: string, shape: ValueCompressorShape, la
     ...Object.entries(info).map(([k, v]) => [`commvq.${k}`, String(v)] as [string, string]),
   ]);
   const schema = new Schema(fields, metadata);
-  const n = layers.length;
-  const columns = [
-    makeData({ type: new Int32(), length: n, nullCount: 0, data: Int32Array.from(layers, (l) => l.layer) }),
-    ...names.map((name, i) => {
-      const size = shapes[name].reduce((a, b) => a * b, 1);
-      const flat = new Float32Array(n * size);
-      layers.forEach((l, r) => flat.set(name === 'scale' ? l.scale : l.params[name], r * size));
-      const type = fields[i + 1]!.type as FixedSizeList<Float32>;
-      return makeData({ type, length: n, nullCount: 0, child: makeData({ type: new Float32(), length: flat.length, nullCount: 0, data: flat }) });
-    }),
-  ];
-  const batch = new RecordBatch(schema, makeData({ type: new Struct(fields), length: n, nullCount: 0, children: columns }));
-  writeFileAtomic(path, [tableToIPC(new Table([batch]), 'file')]);
+  // one record batch per layer: Arrow JS cannot read back a batch whose body passes 2 GiB (a 2-bit Llama-8B codebook
+  // is 2.95 GB: every column came back empty), and the layers' arrays go in without a copy
+  const batches = layers.map((l) => {
+    const columns = [
+      makeData({ type: new Int32(), length: 1, nullCount: 0, data: Int32Array.of(l.layer) }),
+      ...names.map((name, i) => {
+        const data = name === 'scale' ? l.scale : l.params[name];
+        const size = shapes[name].reduce((a, b) => a * b, 1);
+        if (data.length !== size) throw new Error(`writeValueCodebook: layer ${l.layer} ${name} has ${data.length} values, [${shapes[name].join(', ')}] needs ${size}`);
+        const type = fields[i + 1]!.type as FixedSizeList<Float32>;
+        return makeData({ type, length: 1, nullCount: 0, child: makeData({ type: new Float32(), length: size, nullCount: 0, data }) });
+      }),
+    ];
+    return new RecordBatch(schema, makeData({ type: new Struct(fields), length: 1, nullCount: 0, children: columns }));
+  });
+  writeFileAtomic(path, [tableToIPC(batches.length > 0 ? new Table(batches) : new Table(schema), 'file')]);
 }
 
 function listType(shape: number[]): FixedSizeList<Float32> {
@@ -82,15 +86,18 @@ export function readValueCodebook(path: string, backend: Backend): { shape: Valu
   const shape = shapeFromMetadata(path, meta);
   const shapes = { ...paramShapes(shape), scale: [shape.featDim] };
   const layers = new Map<number, { params: ValueCompressorParams; scale: ReturnType<Backend['fromArray']> }>();
-  for (let r = 0; r < table.numRows; r++) {
-    const tensor = (name: ParamName | 'scale') => {
-      const col = table.getChild(COLUMNS[name])!;
-      const size = shapes[name].reduce((a, b) => a * b, 1);
-      const values = col.data[0]!.children[0]!.values as Float32Array;
-      return backend.fromArray(values.subarray(r * size, (r + 1) * size), shapes[name], 'f32');
-    };
-    const params = Object.fromEntries(PARAM_NAMES.map((n) => [n, tensor(n)])) as unknown as ValueCompressorParams;
-    layers.set(table.getChild('layer')!.get(r) as number, { params, scale: tensor('scale') });
+  for (const batch of table.batches) {
+    for (let r = 0; r < batch.numRows; r++) {
+      const tensor = (name: ParamName | 'scale') => {
+        const data = batch.getChild(COLUMNS[name])!.data[0]!;
+        const child = data.children[0]!;
+        const size = shapes[name].reduce((a, b) => a * b, 1);
+        const start = child.offset + (data.offset + r) * size;
+        return backend.fromArray((child.values as Float32Array).subarray(start, start + size), shapes[name], 'f32');
+      };
+      const params = Object.fromEntries(PARAM_NAMES.map((n) => [n, tensor(n)])) as unknown as ValueCompressorParams;
+      layers.set(batch.getChild('layer')!.get(r) as number, { params, scale: tensor('scale') });
+    }
   }
   return { shape, layers, metadata: meta };
 }
