@@ -1,10 +1,9 @@
 import { Flags } from '@oclif/core';
 import { BaseCommand } from '../../cli/base-command.js';
-import { runEvalCommand } from '../../cli/eval-command.js';
+import { runEvalCommand, type EvalCommandResult } from '../../cli/eval-command.js';
 import { evalRunFlags, exampleLimitFlag, maxPromptTokensFlag } from '../../cli/eval-flags.js';
 import type { LongBenchChatMode } from '../../core/eval/longbench/prompt.js';
 import { runLongbench } from '../../core/eval/run/longbench-run.js';
-import type { EvalRunResult } from '../../core/eval/run/run-benchmark.js';
 import type { LongBenchSummary } from '../../core/eval/run/summary.js';
 
 export default class EvalLongbench extends BaseCommand {
@@ -31,7 +30,7 @@ export default class EvalLongbench extends BaseCommand {
     limit: exampleLimitFlag,
   };
 
-  async run(): Promise<EvalRunResult<LongBenchSummary>> {
+  async run(): Promise<EvalCommandResult<LongBenchSummary>> {
     const { flags } = await this.parse(EvalLongbench);
     return runEvalCommand(this, 'longbench', flags, (common) =>
       runLongbench({

@@ -1,11 +1,10 @@
 import { Flags } from '@oclif/core';
 import { BaseCommand } from '../../cli/base-command.js';
-import { runEvalCommand } from '../../cli/eval-command.js';
+import { runEvalCommand, type EvalCommandResult } from '../../cli/eval-command.js';
 import { evalRunFlags } from '../../cli/eval-flags.js';
 import { parseNiahDepths, parseNiahLengths } from '../../core/eval/niah/grid.js';
 import { parseNiahScorer } from '../../core/eval/niah/score.js';
 import { NIAH_DEFAULT_LENGTHS, runNiah, type NiahSummary } from '../../core/eval/run/niah-run.js';
-import type { EvalRunResult } from '../../core/eval/run/run-benchmark.js';
 import { integerFlag } from '../../cli/number-flag.js';
 
 export default class EvalNiah extends BaseCommand {
@@ -34,7 +33,7 @@ export default class EvalNiah extends BaseCommand {
     limit: integerFlag({ description: 'run only the first N cells (lengths outer, depths inner)', min: 1 }),
   };
 
-  async run(): Promise<EvalRunResult<NiahSummary>> {
+  async run(): Promise<EvalCommandResult<NiahSummary>> {
     const { flags } = await this.parse(EvalNiah);
     // grid flags are checked before the model loads
     const grid = {
