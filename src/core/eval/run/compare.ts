@@ -164,7 +164,7 @@ function comparisonRow(cache: ComparedCache, summary: SummaryBase | undefined, b
     cache: cacheSpecText(cache.spec),
     spec: cache.spec,
     label: summary?.cache ?? null,
-    average_bits: bits === null ? null : Math.round(bits * 1e4) / 1e4,
+    average_bits: bits,
     complete: summary?.complete ?? false,
     counts: summary?.counts ?? {},
     planned: summary?.planned ?? {},
