@@ -14,8 +14,8 @@
 // commvq_dequant_values: v̂_t = (b_t·E) · ρ′_t ⊙ (ls + 1e-6).
 //   valueBits [n, N_c/8] u8 LSB-first (read as u32 words)   valueRho [n] bf16   E [N_c, D] bf16   ls [D] f32
 //   out [n, D] bf16
-//   Launch: grid (ceil(n/64), ceil(D/128)), block 256 — the tile core of commvq_bits_gemm.cuh, then the epilogue.
-//   f32 accumulation, one bf16 rounding.
+//   Launch: grid (ceil(n/64), ceil(D/128)), block 256 — the tile core of commvq_bits_gemm.cuh (tensor cores), then the
+//   epilogue. f32 accumulation, one bf16 rounding.
 //
 // Pointers are row 0 of this call (the launcher adds the first row); every index is 64-bit where it can exceed 2^31.
 #include "commvq_bits_gemm.cuh"
@@ -61,30 +61,22 @@ extern "C" __global__ void __launch_bounds__(bits_gemm::THREADS) commvq_dequant_
                                                                                       const __nv_bfloat16* __restrict__ E, const float* __restrict__ ls,
                                                                                       __nv_bfloat16* __restrict__ out, int n, int Nc, int D) {
   __shared__ __align__(16) bits_gemm::Shared s;
-  float acc[4][8];
+  float acc[8][4];
   bits_gemm::tile(s, valueBits, E, n, Nc, D, acc);
-  const int tx = threadIdx.x & 15, ty = threadIdx.x >> 4;
-  const int c0 = blockIdx.y * bits_gemm::TC;
-  float scale[8];
+  const int lane = threadIdx.x & 31, g = lane >> 2, q = lane & 3;
+  const int c0 = blockIdx.y * bits_gemm::TC + bits_gemm::warp_channel();
+  if (c0 >= D) return;  // D is a multiple of 64: a warp's 64 channels are all in or all out
 #pragma unroll
-  for (int q = 0; q < 8; ++q) {
-    const int c = c0 + bits_gemm::channel(tx, q);
-    scale[q] = c < D ? ls[c] + 1e-6f : 0.f;
-  }
-#pragma unroll
-  for (int i = 0; i < 4; ++i) {
-    const int t = blockIdx.x * bits_gemm::TT + ty + 16 * i;
+  for (int h = 0; h < 2; ++h) {
+    const int t = blockIdx.x * bits_gemm::TT + bits_gemm::warp_token() + g + 8 * h;
     if (t >= n) continue;
     const float rho = bf2f(valueRho[t]);
     __nv_bfloat16* row = out + (long long)t * D + c0;
 #pragma unroll
-    for (int h = 0; h < 2; ++h) {
-      const int c = bits_gemm::channel(tx, 4 * h);
-      if (c0 + c >= D) continue;
-      __align__(8) __nv_bfloat16 v[4];
-#pragma unroll
-      for (int q = 0; q < 4; ++q) v[q] = f2bf(acc[i][4 * h + q] * rho * scale[4 * h + q]);
-      *reinterpret_cast<uint2*>(row + c) = *reinterpret_cast<const uint2*>(v);
+    for (int nt = 0; nt < 8; ++nt) {
+      const int c = 8 * nt + 2 * q;
+      const float lo = acc[nt][2 * h] * rho * (ls[c0 + c] + 1e-6f), hi = acc[nt][2 * h + 1] * rho * (ls[c0 + c + 1] + 1e-6f);
+      *reinterpret_cast<unsigned*>(row + c) = pack_bf16(lo, hi);
     }
   }
 }

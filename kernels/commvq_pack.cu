@@ -13,14 +13,21 @@
 //   valueBits [n, N_c/8] u8 LSB-first, written as u32 words (bit i of a row = bit i mod 32 of word i / 32).
 //   Launch: grid ceil(n·N_c/32 / 256), block 256, one thread per word.
 //
+// commvq_pack_value_argmax: the argmax encoder's last step and the pack in one pass (no [n, N_c] f32 bits): logits
+//   [n, 4·n_e] f32 (the second GEMM's output, bias not yet added) + bias [4·n_e] f32 → for each group the first k
+//   with the largest ℓ_k + b_k (value_gumbel_bits without noise: the same comparisons of the same f32 sums), bits
+//   (2g, 2g+1) = {(1,0), (0,1), (1,1), (0,0)}[k], written to valueBits [n, N_c/8] as u32 words as above.
+//   Launch: grid ceil(n·N_c/32 / 256), block 256, one thread per word (16 groups, 16 float4 loads).
+//
 // commvq_value_sumsq: partial [gridDim.y, n] f32 = Σ over each 128-channel tile of W[t, c]², W = b_t·E (the tile core
 //   of commvq_bits_gemm.cuh, reading the bits just packed). Launch: grid (ceil(n/64), ceil(D/128)), block 256.
-//   The 16 threads sharing a token reduce by shuffles in a fixed order: no atomics, deterministic.
+//   The 4 lanes sharing a token reduce by shuffles, the two warps of a token's 128 channels through shared memory,
+//   in a fixed order: no atomics, deterministic.
 //
 // commvq_value_rho: valueRho [n] bf16 = (ρ_t + 1e-6)/(√(Σ_y partial[y, t]) + 1e-6) (tiles summed in increasing y).
 //   Launch: grid ceil(n / 256), block 256.
 //
-// Accumulation: f32 throughout; each stored value rounds once.
+// Accumulation: f32 throughout (W's products exact on tensor cores); each stored value rounds once.
 #include "commvq_bits_gemm.cuh"
 
 extern "C" __global__ void commvq_pack_keys(const int* __restrict__ codes, const float* __restrict__ n2, unsigned char* __restrict__ keyCodes,
@@ -53,21 +60,52 @@ extern "C" __global__ void commvq_pack_value_bits(const float* __restrict__ bits
   valueBits[w] = x;
 }
 
+extern "C" __global__ void commvq_pack_value_argmax(const float* __restrict__ logits, const float* __restrict__ bias, unsigned* __restrict__ valueBits,
+                                                    int n, int Nc) {
+  const long long w = (long long)blockIdx.x * blockDim.x + threadIdx.x;
+  const int words = Nc >> 5;
+  if (w >= (long long)n * words) return;
+  const float4* src = reinterpret_cast<const float4*>(logits) + w * 16;  // the word's 16 groups
+  const float4* b4 = reinterpret_cast<const float4*>(bias) + (w % words) * 16;
+  const unsigned kBits[4] = {1u, 2u, 3u, 0u};  // (bit 2g, bit 2g+1) of category k, as bit 0 and bit 1
+  unsigned x = 0u;
+#pragma unroll 4
+  for (int j = 0; j < 16; ++j) {
+    const float4 l = src[j], b = b4[j];
+    const float z[4] = {l.x + b.x, l.y + b.y, l.z + b.z, l.w + b.w};
+    int k = 0;
+#pragma unroll
+    for (int c = 1; c < 4; ++c) if (z[c] > z[k]) k = c;  // NaN never wins, as in value_gumbel_bits
+    x |= kBits[k] << (2 * j);
+  }
+  valueBits[w] = x;
+}
+
 extern "C" __global__ void __launch_bounds__(bits_gemm::THREADS) commvq_value_sumsq(const unsigned* __restrict__ valueBits, const __nv_bfloat16* __restrict__ E,
                                                                                    float* __restrict__ partial, int n, int Nc, int D) {
   __shared__ __align__(16) bits_gemm::Shared s;
-  float acc[4][8];
+  __shared__ float half[2][bits_gemm::TT];  // Σ W² of each token over each warp column (64 channels)
+  float acc[8][4];
   bits_gemm::tile(s, valueBits, E, n, Nc, D, acc);
-  const int tx = threadIdx.x & 15, ty = threadIdx.x >> 4;
+  const int lane = threadIdx.x & 31, g = lane >> 2;
+  float qa = 0.f, qb = 0.f;  // tokens g and g + 8 of the warp; channels past D hold exact zeros
 #pragma unroll
-  for (int i = 0; i < 4; ++i) {
-    float q = 0.f;
-#pragma unroll
-    for (int k = 0; k < 8; ++k) q = fmaf(acc[i][k], acc[i][k], q);  // channels past D hold exact zeros
-    for (int o = 8; o > 0; o >>= 1) q += __shfl_xor_sync(0xffffffffu, q, o);  // the 16 lanes of this token
-    const int t = blockIdx.x * bits_gemm::TT + ty + 16 * i;
-    if (tx == 0 && t < n) partial[(long long)blockIdx.y * n + t] = q;
+  for (int nt = 0; nt < 8; ++nt) {
+    qa = fmaf(acc[nt][0], acc[nt][0], fmaf(acc[nt][1], acc[nt][1], qa));
+    qb = fmaf(acc[nt][2], acc[nt][2], fmaf(acc[nt][3], acc[nt][3], qb));
   }
+  for (int o = 1; o < 4; o <<= 1) {  // the 4 lanes of a token, in a fixed order
+    qa += __shfl_xor_sync(0xffffffffu, qa, o);
+    qb += __shfl_xor_sync(0xffffffffu, qb, o);
+  }
+  const int wt = bits_gemm::warp_token(), side = bits_gemm::warp_channel() / 64;
+  if ((lane & 3) == 0) {
+    half[side][wt + g] = qa;
+    half[side][wt + g + 8] = qb;
+  }
+  __syncthreads();
+  const int t = blockIdx.x * bits_gemm::TT + threadIdx.x;
+  if (threadIdx.x < bits_gemm::TT && t < n) partial[(long long)blockIdx.y * n + t] = half[0][threadIdx.x] + half[1][threadIdx.x];
 }
 
 extern "C" __global__ void commvq_value_rho(const float* __restrict__ partial, const float* __restrict__ rho, __nv_bfloat16* __restrict__ valueRho,

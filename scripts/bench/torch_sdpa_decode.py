@@ -6,9 +6,11 @@ form HF uses, repeat_kv + SDPA, is timed too and is slower). Same timing method 
 CUDA events around a CUDA graph of 20 back-to-back calls, after warm-up; the median of the replays divided by 20.
 
 Given our JSON (--ours), prints one JSON object with both sides and the ratio ours / PyTorch per context, and a
-markdown table on stderr.
+markdown table on stderr. Given the peer caches' JSON (--peers, from src/bench/peer-attention-bench.ts: int4, int2,
+fp8, KIVI-2, KIVI-1 with dequantization fused into the decode kernel), the same for every peer cache (issue 18).
 
     node dist/bench/commvq-attention-bench.js > ours.json && python3 scripts/bench/torch_sdpa_decode.py --ours ours.json
+    node dist/bench/peer-attention-bench.js > peers.json && python3 scripts/bench/torch_sdpa_decode.py --peers peers.json
 """
 import argparse
 import json
@@ -21,6 +23,7 @@ p = argparse.ArgumentParser()
 p.add_argument("--contexts", type=str, default="32768,131072")
 p.add_argument("--reps", type=int, default=20)
 p.add_argument("--ours", type=str, default=None)
+p.add_argument("--peers", type=str, default=None)
 a = p.parse_args()
 dev = "cuda"
 HQ, HKV, D, BATCH = 32, 8, 128, 20
@@ -91,4 +94,19 @@ if a.ours:
             r["ratio"] = o["commvqMs"] / r["sdpaGqaMs"]
             print(f"| {r['context']} | {o['commvqMs'] * 1e3:.1f} µs | {o['denseOursMs'] * 1e3:.1f} µs | "
                   f"{r['sdpaGqaMs'] * 1e3:.1f} µs | {r['ratio']:.2f} |", file=sys.stderr)
+if a.peers:
+    peers = json.load(open(a.peers))
+    by = {r["context"]: r for r in peers["results"]}
+    res["peers"] = peers
+    labels = [label for r in peers["results"] for label in r["caches"]]
+    labels = list(dict.fromkeys(labels))
+    print("| context | PyTorch SDPA (GQA, bf16) | our dense bf16 | " + " | ".join(labels) + " |", file=sys.stderr)
+    print("|---" * (3 + len(labels)) + "|", file=sys.stderr)
+    for r in rows:
+        o = by.get(r["context"])
+        if not o:
+            continue
+        r["peers"] = {label: {"ms": c["ms"], "ratioToSdpa": c["ms"] / r["sdpaGqaMs"]} for label, c in o["caches"].items()}
+        cells = [f"{o['caches'][l]['ms'] * 1e3:.1f} µs ({o['caches'][l]['ms'] / r['sdpaGqaMs']:.2f}×)" if l in o["caches"] else "—" for l in labels]
+        print(f"| {r['context']} | {r['sdpaGqaMs'] * 1e3:.1f} µs | {o['denseOursMs'] * 1e3:.1f} µs | " + " | ".join(cells) + " |", file=sys.stderr)
 print(json.dumps(res, indent=1))

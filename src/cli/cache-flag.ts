@@ -13,7 +13,7 @@
  *   parseCacheFlag('commvq:bits=2,run=runs/a')   // { kind: 'commvq', bits: 2, run: 'runs/a' }
  */
 import { CACHE_KINDS, CACHE_OPTIONS, cacheNumberProblem, checkCacheSpec, type CacheKind, type CacheSpec } from '../core/cache-spec.js';
-import { toBits, type Bits } from '../core/commvq/geometry.js';
+import type { Bits } from '../core/commvq/geometry.js';
 import { OptionError } from '../core/errors.js';
 import { decimalValue } from '../core/options/number-option.js';
 
@@ -24,16 +24,17 @@ export const CACHE_FLAG_HELP =
   '[,encoding=argmax|gumbel] (default argmax) [,seed=N] (gumbel’s, default 42) [,chunk=N] (prompt tokens per forward; ' +
   'commvq needs prefill=strict for it) [,compress=keys|values|both] (the halves in codes, default both; keys or values ' +
   'alone keeps the other exact, an ablation, CPU only for now); with --random-weights, commvq:bits=1|2 alone means random codebooks; ' +
-  'kivi:bits=2|1[,group=32][,residual=128] (KIVI, CPU only for now; residual a multiple of group); ' +
+  'kivi:bits=2|1[,group=32][,residual=128] (KIVI; residual a multiple of group); ' +
   'int4|int2[:group=32|64][,residual=N] (HF QuantizedCache: per-token groups, default 64; decode tokens kept exact until ' +
-  'N, default 128, then quantized at once; CPU only for now); fp8 (e4m3, a scale per token and head; CPU only for now)';
+  'N, default 128, then quantized at once); fp8 (e4m3, a scale per token and head)';
 
 /** The help text of measure-memory's `--cache`: a list of the same grammar, without the options that command fixes (encoding, seed, chunk). */
 export const CACHE_LIST_HELP =
   'caches to compare, a comma list of the --cache grammar (a token with = is an option of the cache before it): dense, ' +
   'commvq:bits=1|2,run=RUN_DIR or commvq:key=KEY.arrow,value=VALUE.arrow; with --random-weights, commvq:bits=1|2 alone ' +
   'means random codebooks; each commvq takes [,prefill=faithful|strict] (default faithful; both modes of one width are two ' +
-  'caches). E.g. dense,commvq:bits=1,commvq:bits=1,prefill=strict. Every prompt runs as generate runs it: layer by layer, in row chunks of 4096 tokens (1024 above 64K)';
+  'caches); kivi:bits=2|1[,group=32][,residual=128], int4|int2[:group=32|64][,residual=128] and fp8 as in --cache. ' +
+  'E.g. dense,commvq:bits=1,commvq:bits=1,prefill=strict,kivi:bits=2,int4,fp8. Every prompt runs as generate runs it: layer by layer, in row chunks of 4096 tokens (1024 above 64K)';
 
 /** The one cache of a `--cache` value; a list is refused (this command runs one cache). */
 export function parseCacheFlag(text: string): CacheSpec {
@@ -102,21 +103,20 @@ function toSpec(kind: string, options: Map<string, string>): CacheSpec {
   const spec: Record<string, unknown> = { kind };
   for (const [name, value] of options) {
     if (!allowed.includes(name)) throw new OptionError('cache', undefined, `${kind} takes no option '${name}' (${allowed.length ? `it takes ${allowed.join(', ')}` : 'it takes none'})`);
-    spec[name] = kind === 'kivi' ? kiviOptionValue(name, value) : optionValue(name, value);
+    spec[name] = optionValue(name, value);
   }
   return spec as unknown as CacheSpec;
 }
 
 function optionValue(name: string, value: string): unknown {
   switch (name) {
-    case 'bits':
-      return toBits(value);
     case 'prefill':
       return oneOf(name, value, ['faithful', 'strict']);
     case 'encoding':
       return oneOf(name, value, ['argmax', 'gumbel']);
     case 'compress':
       return oneOf(name, value, ['keys', 'values', 'both']);
+    case 'bits': // a whole number here; the widths each kind takes are checkCacheSpec's (one rule for every kind)
     case 'seed':
     case 'chunk':
     case 'group':
@@ -127,15 +127,8 @@ function optionValue(name: string, value: string): unknown {
   }
 }
 
-/** KIVI's options: bits 2 or 1 (named as KIVI's widths, not CommVQ's), group and residual whole numbers. */
-function kiviOptionValue(name: string, value: string): unknown {
-  if (name !== 'bits') return cacheNumber(name as 'group' | 'residual', value);
-  if (value !== '1' && value !== '2') throw new OptionError('cache', undefined, `bits=${value}: KIVI's bit widths are 2 and 1`);
-  return Number(value);
-}
-
 /** A numeric option's text through the one number rule (number-option.ts): `chunk=0: must be at least 1`. */
-function cacheNumber(name: 'seed' | 'chunk' | 'group' | 'residual', text: string): number {
+function cacheNumber(name: 'bits' | 'seed' | 'chunk' | 'group' | 'residual', text: string): number {
   const value = decimalValue(text);
   const problem = cacheNumberProblem(name, value, text);
   if (problem) throw new OptionError('cache', undefined, problem);

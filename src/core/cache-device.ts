@@ -1,11 +1,12 @@
 /**
  * Which caches run where, in one place, so that a run of several caches (an eval comparison) refuses the ones that
  * cannot run on its device in one line, before any model loads, instead of failing at the third cache an hour in.
- * The peer caches (kivi, int4, int2, fp8) and the CommVQ ablations have only their CPU reference so far; their
- * factories keep their own refusal for library callers that build a cache directly.
+ * Today only the CommVQ ablations (compress=keys|values) are CPU-only; the factory keeps its own refusal
+ * (refuseAblationOnDevice) for library callers that build a cache directly. A kind that gains or lacks a device path
+ * is one line here.
  *
- *   checkCachesOnDevice([{ kind: 'dense' }, { kind: 'kivi', bits: 2 }], 'cuda:0')
- *   // throws OptionError: cache: kivi:bits=2 runs only on the CPU reference so far, not on cuda:0
+ *   checkCachesOnDevice([{ kind: 'dense' }, { kind: 'commvq', bits: 2, run: 'r', compress: 'keys' }], 'cuda:0')
+ *   // throws OptionError: cache: commvq:run=r,bits=2,compress=keys runs only on the CPU reference so far, not on cuda:0
  */
 import { cacheSpecText, COMMVQ_DEFAULTS, type CacheSpec } from './cache-spec.js';
 import { OptionError } from './errors.js';
@@ -22,7 +23,7 @@ export function cacheRunsOn(spec: CacheSpec, device: string): boolean {
     case 'int4':
     case 'int2':
     case 'fp8':
-      return false; // CPU references; their CUDA kernels are issue 18's next step
+      return true; // the device twins of peers/ (device-kivi-cache.ts, device-row-cache.ts)
   }
 }
 

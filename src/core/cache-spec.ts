@@ -8,7 +8,7 @@
  *   resolveCacheSpec(spec)   // { kind: 'commvq', bits: 1, key: 'runs/a/key-codebook-em-1bit.arrow', value: 'runs/a/value-codebook-1bit.arrow', ... }
  */
 import type { CompressTarget, PrefillMode } from './commvq/commvq-cache.js';
-import type { Bits } from './commvq/geometry.js';
+import { BITS_PROBLEM, type Bits } from './commvq/geometry.js';
 import { findRunCodebooks, requireCodebookFiles } from './commvq/load-commvq.js';
 import { OptionError } from './errors.js';
 import { numberProblem, type NumberRule } from './options/number-option.js';
@@ -116,7 +116,8 @@ export const COMMVQ_DEFAULTS: { readonly prefill: PrefillMode; readonly encoding
 };
 
 /** The numeric options' rules (number-option.ts), for the `--cache` parser and checkCacheSpec alike. */
-export const CACHE_NUMBER_RULES: { readonly seed: NumberRule; readonly chunk: NumberRule; readonly group: NumberRule; readonly residual: NumberRule } = {
+export const CACHE_NUMBER_RULES: { readonly bits: NumberRule; readonly seed: NumberRule; readonly chunk: NumberRule; readonly group: NumberRule; readonly residual: NumberRule } = {
+  bits: { integer: true, min: 1 }, // code bits; which widths a kind takes is checkCacheSpec's rule (CommVQ 1|2, KIVI 2|1)
   seed: { integer: true, min: 0 },
   chunk: { integer: true, min: 1 }, // prompt tokens per forward
   group: { integer: true, min: 1 }, // KIVI's G; channels per int4/int2 group (INT_GROUPS then names the sizes taken)
@@ -139,12 +140,13 @@ export function checkCacheSpec(spec: CacheSpec): void {
   const fail = (problem: string, hint?: string): never => {
     throw new OptionError('cache', undefined, problem, hint);
   };
-  for (const name of ['chunk', 'seed', 'group', 'residual'] as const) {
-    const value = (spec as { chunk?: number; seed?: number; group?: number; residual?: number })[name];
+  for (const name of ['bits', 'chunk', 'seed', 'group', 'residual'] as const) {
+    const value = (spec as { bits?: number; chunk?: number; seed?: number; group?: number; residual?: number })[name];
     const problem = value === undefined ? undefined : cacheNumberProblem(name, value);
     if (problem) fail(problem);
   }
   if (spec.kind === 'kivi') return checkKiviSpec(spec, fail);
+  if (spec.kind === 'commvq' && spec.bits !== undefined && spec.bits !== 1 && spec.bits !== 2) fail(BITS_PROBLEM);
   if ((spec.kind === 'int4' || spec.kind === 'int2') && spec.group !== undefined && !INT_GROUPS.includes(spec.group)) {
     fail(`group=${spec.group}: groups are ${INT_GROUPS.join(' or ')} channels`);
   }

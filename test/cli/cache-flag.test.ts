@@ -74,6 +74,7 @@ describe('--cache refuses, naming the whole value', () => {
     ['h2o', "unknown cache kind 'h2o'"],
     ['dense,h2o:bits=1', "unknown cache kind 'h2o'"],
     ['commvq:bits=3', BITS_PROBLEM],
+    ['commvq:bits=two,run=r', 'bits=two: not a whole number'],
     ['dense:bits=2', "dense takes no option 'bits' (it takes chunk)"],
     ['commvq:window=64', "commvq takes no option 'window' (it takes key, value, run, bits, prefill, encoding, seed, chunk, compress)"],
     ['commvq:bits=1,run=r,compress=neither', 'compress is keys or values or both, not neither'],
@@ -130,6 +131,9 @@ describe('--cache kivi (issue 18)', () => {
     ['kivi:bits=3', "bits=3: KIVI's bit widths are 2 and 1"],
     ['kivi:bits=4', "bits=4: KIVI's bit widths are 2 and 1"],
     ['kivi', 'kivi needs bits=2 or bits=1'],
+    // bits is read by the one number rule for every kind, then each kind names its widths
+    ['kivi:bits=1.5', 'bits=1.5: not a whole number'],
+    ['kivi:bits=x', 'bits=x: not a whole number'],
     ['kivi:residual=20,group=32', 'residual=20 is not a multiple of group=32'],
     ['kivi:bits=2,residual=100', 'residual=100 is not a multiple of group=32'], // the default group
     ['kivi:bits=2,group=0', 'group=0: must be at least 1'],

@@ -4,10 +4,11 @@
  * and the comparison that allows for what may differ between the stores.
  *
  * What may differ, and the bound: key codes are the same greedy choice on the same inputs (f32 on both sides: a
- * near-tie may flip, ≤ 1% of codes); value bits come from the encoder run with TF32 matmuls on the GPU and f32 on the
- * host, so a 4-way choice within ~1e-3 of a tie may flip (≤ 2% of bits). A flipped bit moves one token's v̂ by about
- * one row of E (a few % of an output at these sizes), so outputs are compared with |gpu − cpu| ≤ 0.06·max|cpu| +
- * 0.02·|cpu|: a wrong window slot, a missed flush or a misplaced position moves outputs by O(max|cpu|), far outside it.
+ * near-tie may flip, ≤ 1% of codes); value bits come from the encoder run with bf16 GEMMs on the GPU and f32 on the
+ * host, so a 4-way choice near a tie may flip (≤ 2% of bits; that every flip is a near-tie is pinned down in
+ * value-encode.test.ts). A flipped group moves one token's v̂ by about one row of E (a few % of an output at these
+ * sizes) and a token may carry two, so outputs are compared with |gpu − cpu| ≤ 0.12·max|cpu| + 0.02·|cpu|: a wrong
+ * window slot, a missed flush or a misplaced position moves outputs by O(max|cpu|), outside it.
  */
 import { CpuBackend } from '../../src/core/backend/cpu/cpu-backend.js';
 import { LayerKeyCodebook } from '../../src/core/keys/codebook.js';
@@ -41,7 +42,7 @@ export function randomBooks(seed: number, layers = SHAPE.numLayers, kvHeads = SH
   return { keys, values, valueShape };
 }
 
-/** Elements outside |gpu − cpu| ≤ 0.06·max|cpu| + 0.02·|cpu| (see the header), and the largest error over max|cpu|. */
+/** Elements outside |gpu − cpu| ≤ 0.12·max|cpu| + 0.02·|cpu| (see the header), and the largest error over max|cpu|. */
 export function worstError(got: Float32Array, want: Float32Array): { bad: number; worst: number } {
   let max = 0;
   for (const x of want) max = Math.max(max, Math.abs(x));
@@ -50,7 +51,7 @@ export function worstError(got: Float32Array, want: Float32Array): { bad: number
   for (let i = 0; i < want.length; i++) {
     const e = Math.abs(got[i]! - want[i]!);
     worst = Math.max(worst, e / (max || 1));
-    if (e > 0.06 * max + 0.02 * Math.abs(want[i]!)) bad++;
+    if (e > 0.12 * max + 0.02 * Math.abs(want[i]!)) bad++;
   }
   return { bad, worst };
 }

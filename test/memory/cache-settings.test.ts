@@ -8,7 +8,8 @@ import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { checkContexts, memoryCacheSettings, readMemoryModelConfig } from '../../src/core/memory/measure-memory.js';
+import { kiviCacheBytes } from '../../src/core/memory/cache-accounting.js';
+import { accountPoint, cacheGeometry, cacheLabel, checkContexts, gridPoints, memoryCacheSettings, prefillModeOf, readMemoryModelConfig } from '../../src/core/memory/measure-memory.js';
 import { DEMO_CONFIG } from '../../src/core/model/demo-model.js';
 import { parseModelConfig } from '../../src/core/model/config.js';
 import { writeRandomCodebooks } from '../helpers/codebooks.js';
@@ -25,10 +26,12 @@ touch(join(run, 'key-codebook-e2e-2bit.arrow'));
 const files = writeRandomCodebooks(join(work, 'real'), parseModelConfig(DEMO_CONFIG, 'demo'), 2);
 
 describe('measure-memory cache settings', () => {
-  it('refuses the peer caches until it measures them, in one line naming the kind', async () => {
-    for (const kind of ['int4', 'int2', 'fp8'] as const) {
-      await expect(memoryCacheSettings([{ kind }], { randomWeights: true })).rejects.toThrow(`cache: measure-memory does not measure the ${kind} cache yet (dense and commvq only)`);
-    }
+  it('takes the peer caches with their defaults filled in, labelled as their factories label them', async () => {
+    const settings = await memoryCacheSettings([{ kind: 'int4' }, { kind: 'int2', group: 32, residual: 64 }, { kind: 'fp8' }], { randomWeights: false });
+    expect(settings).toEqual([{ cache: 'int4', group: 64, residual: 128 }, { cache: 'int2', group: 32, residual: 64 }, { cache: 'fp8' }]);
+    expect(settings.map(cacheLabel)).toEqual(['int4-g64', 'int2-g32-r64', 'fp8']);
+    expect(settings.map(prefillModeOf)).toEqual([null, null, null]);
+    await expect(memoryCacheSettings([{ kind: 'int4' }, { kind: 'int4', group: 64 }], { randomWeights: false })).rejects.toThrow(/int4-g64 is given twice/);
   });
 
   it('measures dense alone without codebooks, and random CommVQ codebooks with random weights', async () => {
@@ -100,7 +103,26 @@ describe('measure-memory and the CommVQ ablations (issue 18)', () => {
 });
 
 describe('measure-memory and kivi (issue 18)', () => {
-  it('refuses kivi in one line until its cache has kernels to measure', async () => {
-    await expect(memoryCacheSettings([{ kind: 'dense' }, { kind: 'kivi', bits: 2 }], { randomWeights: true })).rejects.toThrow(/^cache: measure-memory does not measure the kivi cache yet/);
+  it('takes kivi by bits, group and residual, and accounts a point by kiviCacheBytes', async () => {
+    const settings = await memoryCacheSettings([{ kind: 'dense' }, { kind: 'kivi', bits: 2 }, { kind: 'kivi', bits: 1, group: 16, residual: 64 }], { randomWeights: true });
+    expect(settings.slice(1)).toEqual([{ cache: 'kivi', bits: 2, group: 32, residual: 128 }, { cache: 'kivi', bits: 1, group: 16, residual: 64 }]);
+    expect(settings.map(cacheLabel)).toEqual(['dense', 'kivi-2bit-g32-r128', 'kivi-1bit-g16-r64']);
+    const [point] = gridPoints([settings[1]!], [1000], [2]);
+    expect(point).toEqual({ cache: 'kivi', bits: 2, group: 32, residual: 128, context: 1000, batch: 2 });
+    const config = parseModelConfig(DEMO_CONFIG, 'demo');
+    const g = cacheGeometry(config);
+    const r = accountPoint(config, point!, { decodeTokens: 24 });
+    expect(r.breakdown.cacheArithmetic).toBe(2 * kiviCacheBytes(g, 1024, { bits: 2, group: 32, residual: 128 }));
+    expect(r.bytesPerToken.arithmetic).toBe(2 * ((g.kvHeads * g.headDim * 2) / 8 + ((g.kvHeads * g.headDim) / 32) * 4));
+  });
+
+  it('accounts int4 with room for R − 1 exact tokens, and fp8 per token', () => {
+    const config = parseModelConfig(DEMO_CONFIG, 'demo');
+    const g = cacheGeometry(config);
+    const W = g.kvHeads * g.headDim;
+    const int4 = accountPoint(config, { cache: 'int4', group: 64, residual: 128, context: 100, batch: 1 }, { decodeTokens: 0 });
+    expect(int4.breakdown.cacheArithmetic).toBe(g.numLayers * (100 * 2 * (W / 2 + (W / 64) * 4) + 127 * 2 * W * 2));
+    const fp8 = accountPoint(config, { cache: 'fp8', context: 100, batch: 3 }, { decodeTokens: 0 });
+    expect(fp8.breakdown.cacheArithmetic).toBe(3 * g.numLayers * 100 * 2 * (W + 4 * g.kvHeads));
   });
 });

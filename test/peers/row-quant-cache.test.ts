@@ -114,10 +114,10 @@ describe.each(kinds)('$name cache', ({ name, make, excess }) => {
 });
 
 describe('the peer caches refuse', () => {
-  it('a GPU backend, in one line naming the kind', () => {
+  it('a backend other than the CPU, in one line naming the kind and its GPU twin', () => {
     const gpu = { device: 'cuda:0', activationDType: 'bf16' } as unknown as Backend;
-    expect(() => new RowQuantCache(gpu, shape, 8, 1, intRowCodec(4, 64, 2, 64), 128)).toThrow(/^the int4-g64 cache runs on the CPU only: its GPU path is not built yet \(cuda:0\)$/);
-    expect(() => new RowQuantCache(gpu, shape, 8, 1, fp8RowCodec(2, 64), 0)).toThrow(/fp8 cache runs on the CPU only/);
+    expect(() => new RowQuantCache(gpu, shape, 8, 1, intRowCodec(4, 64, 2, 64), 128)).toThrow(/^RowQuantCache \(int4-g64\) is the CPU reference and holds host arrays, not cuda:0 tensors$/);
+    expect(() => new RowQuantCache(gpu, shape, 8, 1, fp8RowCodec(2, 64), 0)).toThrow(/\(fp8\) is the CPU reference/);
   });
 
   it('a step that does not start at the end', () => {

@@ -31,7 +31,7 @@ export default class EvalMerge extends BaseCommand {
 
   static override flags = {
     out: Flags.string({ description: 'folder of the merged run (default: the first folder given)' }),
-    scorer: Flags.string({ description: 'NIAH: rescore with rouge1 or exact' }),
+    scorer: Flags.string({ description: 'NIAH: rescore with rouge1, exact or contains' }),
   };
 
   async run(): Promise<MergeRunsResult | ComparisonMergeResult> {

@@ -2,6 +2,7 @@ import type { CudaBackend } from '../backend/cuda/cuda-backend.js';
 import { emptyTensor, rowView, type CudaTensor } from '../backend/cuda/cuda-tensor.js';
 import { codeAttentionStep, launchRotationTable } from '../backend/cuda/ops/code-attention.js';
 import { launchDequantKeys, launchDequantValues, launchPackKeys, launchPackValues } from '../backend/cuda/ops/commvq-cache.js';
+import { launchEncodeValuesArgmax } from '../backend/cuda/ops/value-encode.js';
 import { downloadFrom, zeroFill } from '../backend/cuda/ops/copies.js';
 import { PhaseTimer } from '../backend/cuda/timing.js';
 import { CommvqError } from '../errors.js';
@@ -11,7 +12,7 @@ import { bytesPerElement } from '../tensor/dtype.js';
 import { numel } from '../tensor/shape.js';
 import { TensorScope, type Tensor } from '../tensor/tensor.js';
 import { CudaTrainOps } from '../values/cuda-train-ops.js';
-import { encodeValues, type EncoderParams } from '../values/value-compressor.js';
+import { encodeValues } from '../values/value-compressor.js';
 import { packedCodeBytes } from '../tensor/code-packing.js';
 import type { StoreSettings } from './commvq-cache.js';
 import type { CommvqStore, DecodeToken, EncodePart, PackedTokens, PromptChunk } from './commvq-store.js';
@@ -41,8 +42,6 @@ interface LayerEncoders {
   layer: number;
   /** θ, R, G, D_h and the θ tables built from them */
   key: DeviceKeyLayer & { tables: DeviceKeyTables };
-  /** the value encoder with w1 and w2 in f32 (the TF32 GEMMs' inputs) */
-  values: EncoderParams;
 }
 
 /**
@@ -51,7 +50,7 @@ interface LayerEncoders {
  * (bf16) of the codebooks are resident, the value encoders' two matrices in bf16 like the model's weights.
  *
  * - Encoding on the GPU: keys by the greedy residual encoder (keys/gpu/gpu-encode.ts), values by the trained encoder
- *   (CudaTrainOps, TF32), packed by kernels/commvq_pack.cu; the parts of several sequences in one pass.
+ *   with bf16 GEMMs (ops/value-encode.ts; a sampled block through CudaTrainOps), packed by kernels/commvq_pack.cu; the parts of several sequences in one pass.
  * - A decode step attends on the codes (backend/cuda/ops/code-attention.ts): one launch sequence for the whole batch.
  * - A strict prompt chunk attends over the dequantized prefix (device-prompt.ts).
  */
@@ -61,7 +60,7 @@ export class DeviceCommvqStore implements CommvqStore {
   private readonly Ccap: number; // compressed rows per sequence (a multiple of 64)
   private readonly D: number;
   private readonly Nc: number;
-  private readonly ops: CudaTrainOps;
+  private sampling: CudaTrainOps | undefined; // the Gumbel encoder's ops, made when a sampled block first comes
   private readonly books: DeviceLayerBooks[] = [];
   private readonly layers: DeviceLayerState[] = [];
   private readonly invFreq: Tensor; // f32 [D_h/2]
@@ -80,7 +79,6 @@ export class DeviceCommvqStore implements CommvqStore {
     this.Ccap = Math.ceil(Math.max(0, s.capacity - rule.sinks) / 64) * 64;
     this.D = shape.kvHeads * shape.headDim;
     this.Nc = o.valueShape.codeBits;
-    this.ops = new CudaTrainOps(backend, { matmul: 'tf32' });
     this.invFreq = backend.fromArray(o.rope.invFreq, [o.rope.invFreq.length], 'f32');
     this.prompt = new DevicePrompt(backend, s, this);
     this.phases = o.timePhases ? new PhaseTimer(backend.ctx) : undefined;
@@ -280,7 +278,8 @@ export class DeviceCommvqStore implements CommvqStore {
     this.packedAll?.dispose();
     this.packedAll = undefined;
     this.endPrompt();
-    this.ops.dispose(); // its cuBLASLt handle and 32 MiB workspace (an eval makes a cache per example)
+    this.sampling?.dispose(); // its cuBLASLt handle and 32 MiB workspace (an eval makes a cache per example)
+    this.sampling = undefined;
     this.layers.length = 0;
     this.books.length = 0;
   }
@@ -289,9 +288,9 @@ export class DeviceCommvqStore implements CommvqStore {
 
   /**
    * What encoding `layer` needs beside its codebooks: the θ tables (DeviceKeyTables, 4.3 MB at 1 bit for
-   * Llama-3.1-8B) and the value encoder with f32 weights for the TF32 GEMMs (25 MB). A prompt run layer by layer encodes
-   * all of one layer's row chunks in a row, so they are made once per layer and prompt, not once per chunk; another
-   * layer's encode replaces them, and endPrompt (each decode step too) frees them.
+   * Llama-3.1-8B). A prompt run layer by layer encodes all of one layer's row chunks in a row, so they are made once
+   * per layer and prompt, not once per chunk; another layer's encode replaces them, and endPrompt (each decode step
+   * too) frees them.
    */
   private encodersOf(layer: number): LayerEncoders {
     if (this.encoders?.layer !== layer) {
@@ -300,15 +299,14 @@ export class DeviceCommvqStore implements CommvqStore {
       const books = this.books[layer]!;
       const key = { theta: books.theta, residuals: this.s.residuals, groups: this.s.shape.kvHeads, headDim: this.s.shape.headDim };
       const tables = this.timed('keys', () => DeviceKeyTables.build(b.ctx, key));
-      const values = this.timed('values', () => ({ ...books.encoder, w1: b.cast(books.encoder.w1, 'f32'), w2: b.cast(books.encoder.w2, 'f32') }));
-      this.encoders = { layer, key: { ...key, tables }, values };
+      this.encoders = { layer, key: { ...key, tables } };
     }
     return this.encoders;
   }
 
-  /** Frees the encoders encodersOf made (its own f32 weights and tables, not the codebooks). */
+  /** Frees the tables encodersOf made (not the codebooks). */
   private releaseEncoders(): void {
-    if (this.encoders) [this.encoders.key.tables, this.encoders.values.w1, this.encoders.values.w2].forEach((t) => t.dispose());
+    this.encoders?.key.tables.dispose();
     this.encoders = undefined;
   }
 
@@ -328,13 +326,19 @@ export class DeviceCommvqStore implements CommvqStore {
       const rows = { sequence, rowStart: at, tokens: to - from };
       this.timed('keys', () => launchPackKeys(b.ctx, { codes: enc.codes, n2: enc.n2, keyCodes: st.keyCodes, keyNorms: st.keyNorms }, { ...rows, residuals: this.s.residuals, groups: G, from }));
       const share = to - from === m ? values : rowView(values, from, to - from);
-      const { bits, rho } = this.timed('values', () => {
-        const coded = encodeValues(this.ops, encoders.values, share, books.scale, noise);
-        launchPackValues(b.ctx, { ...coded, codebook: books.codebook, valueBits: st.valueBits, valueRho: st.valueRho }, rows);
-        return coded;
+      const packed = { codebook: books.codebook, valueBits: st.valueBits, valueRho: st.valueRho };
+      this.timed('values', () => {
+        if (noise === 'argmax') {
+          launchEncodeValuesArgmax(b.ctx, b.blas(), { values: share, scale: books.scale, encoder: books.encoder, ...packed }, rows);
+          return;
+        }
+        // a sampled block: the training path's encoder with its Gumbel noise, in bf16 GEMMs like the argmax one
+        this.sampling ??= new CudaTrainOps(b, { matmul: 'bf16' });
+        const { bits, rho } = encodeValues(this.sampling, books.encoder, share, books.scale, noise);
+        launchPackValues(b.ctx, { bits, rho, ...packed }, rows);
+        bits.dispose();
+        rho.dispose();
       });
-      bits.dispose();
-      rho.dispose();
     }
     enc.dispose();
   }

@@ -25,4 +25,7 @@ export const EVAL_DEPARTURES = {
     'lengths and depths are chosen per run (the reference script tests only 33,000 and 49,000 tokens)',
     'results are keyed by model and cache mode (the reference overwrote results across models)',
   ],
+  gsm8k: [
+    'no reference harness exists (spec §8.4): prompt, shots, stopping and answer extraction are our protocol, not the paper’s',
+  ],
 } as const;

@@ -68,6 +68,15 @@ export { niahCellId, niahDepths, niahGrid, parseNiahDepths, parseNiahLengths, re
 export { niahResponse, niahRunKey, niahScore, parseNiahScorer, type NiahCellResult, type NiahScorer } from './niah/score.js';
 export { NIAH_COLORS, niahHeatmap, niahHeatmapSpec, type NiahHeatmap, type NiahHeatmapCell } from './niah/heatmap.js';
 
+export { GSM8K_COT_EXEMPLARS, type Gsm8kExemplar } from './gsm8k/exemplars.js';
+export { extractGsm8kAnswer, gsm8kCorrect, gsm8kGold, normalizeGsm8kNumber, type Gsm8kExtraction, type Gsm8kRule } from './gsm8k/answer.js';
+export { blankLineTokenIds, GSM8K_TEMPLATES, gsm8kMaxNewTokens, gsm8kCutAnswer, gsm8kFewshotText, gsm8kMessages, gsm8kPromptIds, type Gsm8kTemplate } from './gsm8k/prompt.js';
+export { readGsm8k, type Gsm8kExample } from './gsm8k/data.js';
+export { perplexityWindows, type PerplexityWindow } from './perplexity/windows.js';
+export { perplexityOf, rowsNll, type NllSum } from './perplexity/nll.js';
+export { windowMode, windowNll, type WindowMode } from './perplexity/window-nll.js';
+export { corpusTokens, type CorpusTokens } from './perplexity/corpus-tokens.js';
+
 export { fuzzRatio, type FuzzBackend } from './metrics/fuzz.js';
 export { normalizeAnswer, qaF1Score } from './metrics/qa-f1.js';
 export { pltrdyRougeLF } from './metrics/rouge-pltrdy.js';

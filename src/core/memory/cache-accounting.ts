@@ -76,7 +76,10 @@ export interface KiviGeometry {
  *   kiviAverageBits({ bits: 2, group: 32 })   // 3
  */
 export function kiviAverageBits(k: Pick<KiviGeometry, 'bits' | 'group'>): number {
-  return k.bits + (2 * 16) / k.group;
+  // any geometry gives the same: one head of 8·G channels keeps every byte count whole
+  const g: CacheGeometry = { numLayers: 1, kvHeads: 1, headDim: 8 * k.group };
+  const { key, value } = kiviBytesPerToken(g, k);
+  return averageBits(g, key + value);
 }
 
 /**
@@ -127,6 +130,17 @@ export function intBytesPerToken(g: CacheGeometry, bits: 4 | 2, group: number): 
  */
 export function fp8BytesPerToken(g: CacheGeometry): number {
   return 2 * (g.kvHeads * g.headDim + 4 * g.kvHeads);
+}
+
+/**
+ * The whole int4/int2 cache for `tokens` tokens of one sequence, all layers, as HF's rule holds it after a prompt and
+ * decoding: every token in codes (intBytesPerToken) plus room for the R − 1 exact decode tokens in `exactDtype`.
+ *
+ *   intCacheBytes({ numLayers: 32, kvHeads: 8, headDim: 128 }, 1000, 4, 64, 128)   // 32 · (1000·1152 + 127·4096)
+ */
+export function intCacheBytes(g: CacheGeometry, tokens: number, bits: 4 | 2, group: number, residual: number, exactDtype: DType = 'bf16'): number {
+  const exact = 2 * Math.max(residual - 1, 0) * g.kvHeads * g.headDim * bytesPerElement(exactDtype);
+  return g.numLayers * (tokens * intBytesPerToken(g, bits, group) + exact);
 }
 
 /**

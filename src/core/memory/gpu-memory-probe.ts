@@ -7,8 +7,10 @@ import { loadModel } from '../model/load-model.js';
 import { randomModel } from '../model/random-model.js';
 import { SeededRandom } from '../model/seeded-random.js';
 import { DEFAULT_WINDOW, type Bits } from '../commvq/geometry.js';
-import { cacheBytes, commvqBytesPerToken, denseBytesPerToken, type CommvqGeometry } from '../memory/cache-accounting.js';
-import { cacheGeometry, cacheLabel, checkDeviceMemory, commvqGeometry, prefillModeOf, readMemoryModelConfig, type CacheSetting, type ProbeOptions } from './measure-memory.js';
+import type { CommvqGeometry } from '../memory/cache-accounting.js';
+import { openKiviFactory } from '../peers/kivi-factory.js';
+import { peerCacheFactory } from '../peers/peer-factory.js';
+import { cacheArithmetic, cacheGeometry, cacheLabel, checkDeviceMemory, commvqGeometry, prefillModeOf, readMemoryModelConfig, type CacheSetting, type ProbeOptions } from './measure-memory.js';
 import type { MemoryPointResult, MemoryPointSpec, MemoryProbe, MemoryProbeProgress } from './memory-probe.js';
 
 /**
@@ -75,11 +77,11 @@ class GpuMemoryProbe implements MemoryProbe {
     const tokens = spec.context + this.o.decodeTokens;
     const g = cacheGeometry(this.model.config);
     const commvq = spec.cache === 'commvq' ? this.geometry(spec.bits ?? 1) : undefined;
-    const perToken = commvq ? sum(commvqBytesPerToken(g, commvq)) : denseBytesPerToken(g);
+    const { perToken, cache: arithmetic } = cacheArithmetic(g, spec, tokens, commvq);
     const deviceBytes = this.o.deviceBytes ?? b.ctx.deviceMemory().total;
     const base = {
       spec,
-      breakdown: { weights: this.weights, cacheArithmetic: cacheBytes(g, tokens, commvq) * spec.batch, cacheAllocated: 0, codebooks: 0, encoders: 0 },
+      breakdown: { weights: this.weights, cacheArithmetic: arithmetic * spec.batch, cacheAllocated: 0, codebooks: 0, encoders: 0 },
       bytesPerToken: { arithmetic: perToken, allocated: perToken },
       deviceBytes,
     };
@@ -89,6 +91,8 @@ class GpuMemoryProbe implements MemoryProbe {
       const inUse0 = alloc.memory().bytesInUse;
       if (spec.cache === 'dense') {
         cache = this.model.createDenseCache(tokens, spec.batch);
+      } else if (spec.cache !== 'commvq') {
+        cache = peerCache(this.model, spec, tokens);
       } else {
         const books = this.codebooks(spec.bits ?? 1);
         cache = createCommvqCache(this.model, books.books, { capacity: tokens, batch: spec.batch, prefill: prefillModeOf(spec)!, timePhases: true });
@@ -199,6 +203,15 @@ class GpuMemoryProbe implements MemoryProbe {
   }
 }
 
+/** A peer cache (KIVI, int4/int2, fp8) of a point, from the factories generate and the evals use. */
+function peerCache(model: LlamaModel, spec: MemoryPointSpec, tokens: number): KVCache {
+  const { group, residual } = spec;
+  if (spec.cache === 'kivi') return openKiviFactory(model, { kind: 'kivi', bits: spec.bits ?? 2, group, residual }).make(tokens, spec.batch);
+  if (spec.cache === 'fp8') return peerCacheFactory(model, { kind: 'fp8' }).make(tokens, spec.batch);
+  if (spec.cache === 'int4' || spec.cache === 'int2') return peerCacheFactory(model, { kind: spec.cache, group, residual }).make(tokens, spec.batch);
+  throw new Error(`measure-memory: ${spec.cache} is not a peer cache`);
+}
+
 /**
  * One short prompt and one decode step on a small dense cache before any point: what the backend creates once and
  * keeps (the cuBLAS workspace, loaded kernel modules) then exists before the first point, so every point's
@@ -231,4 +244,3 @@ function median(xs: number[]): number {
   return s.length === 0 ? 0 : s[Math.floor((s.length - 1) / 2)]!;
 }
 
-const sum = (x: { key: number; value: number }): number => x.key + x.value;

@@ -10,7 +10,8 @@
  */
 import { existsSync, readFileSync, statSync } from 'node:fs';
 import { basename, dirname, join, resolve } from 'node:path';
-import { COMMVQ_DEFAULTS, resolveCacheSpec, type CacheSpec, type CommvqCacheSpec } from '../cache-spec.js';
+import { COMMVQ_DEFAULTS, INT_DEFAULTS, KIVI_DEFAULTS, resolveCacheSpec, type CacheSpec, type CommvqCacheSpec, type Fp8CacheSpec, type IntCacheSpec, type KiviCacheSpec } from '../cache-spec.js';
+import { intLabel, kiviLabel } from '../peers/peer-labels.js';
 import type { PrefillMode } from '../commvq/commvq-cache.js';
 import { loadSpecCodebooks } from '../commvq/load-commvq.js';
 import { commvqGeometry as geometryOfBits, DEFAULT_WINDOW, type Bits } from '../commvq/geometry.js';
@@ -23,7 +24,10 @@ import { expectedTensors } from '../model/weights.js';
 import { bytesPerElement, type DType } from '../tensor/dtype.js';
 import { readValueCodebookShape } from '../values/value-codebook-file.js';
 import { compressorShape } from '../values/value-compressor.js';
-import { cacheBytes, codebookBytes, commvqBytesPerToken, denseBytesPerToken, type CacheGeometry, type CommvqGeometry } from './cache-accounting.js';
+import {
+  cacheBytes, codebookBytes, commvqBytesPerToken, denseBytesPerToken, fp8BytesPerToken, intBytesPerToken, intCacheBytes, kiviBytesPerToken, kiviCacheBytes,
+  type CacheGeometry, type CommvqGeometry,
+} from './cache-accounting.js';
 import { findMaxBatch, type MaxBatchResult } from './max-batch.js';
 import type { MemoryCacheKind, MemoryPointResult, MemoryPointSpec, MemoryProbe, MemoryProbeProgress } from './memory-probe.js';
 
@@ -35,8 +39,11 @@ export const GiB = 2 ** 30;
  */
 export interface CacheSetting {
   readonly cache: MemoryCacheKind;
-  /** CommVQ bits per value; absent for dense */
+  /** CommVQ or KIVI bits per value; absent for dense, int4/int2 and fp8 */
   readonly bits?: Bits;
+  /** KIVI and int4/int2: group and residual, defaults filled in */
+  readonly group?: number;
+  readonly residual?: number;
   /** CommVQ's prompt attention, the spec's prefill= or COMMVQ_DEFAULTS.prefill; absent for dense */
   readonly prefillMode?: PrefillMode;
   readonly keyCodebook?: string;
@@ -176,18 +183,52 @@ export function bytesPerTokenPoints<P extends { cache: string; context: number; 
 }
 
 /**
- * `dense`, `commvq-1bit`, `commvq-1bit-strict`: one name per cache setting, as the report, the plots and the progress
- * bar label them. A CommVQ prefill mode other than the default (COMMVQ_DEFAULTS.prefill, faithful) is named.
+ * `dense`, `commvq-1bit`, `commvq-1bit-strict`, `kivi-2bit-g32-r128`, `int4-g64`, `fp8`: one name per cache setting,
+ * as the report, the plots and the progress bar label them (the peer caches as their factories do). A CommVQ prefill
+ * mode other than the default (COMMVQ_DEFAULTS.prefill, faithful) is named.
  */
-export function cacheLabel(s: { cache: MemoryCacheKind; bits?: number; prefillMode?: PrefillMode }): string {
-  if (s.cache === 'dense') return 'dense';
+export function cacheLabel(s: { cache: MemoryCacheKind; bits?: number; prefillMode?: PrefillMode; group?: number; residual?: number }): string {
+  if (s.cache === 'dense' || s.cache === 'fp8') return s.cache;
+  const d = s.cache === 'kivi' ? KIVI_DEFAULTS : INT_DEFAULTS;
+  if (s.cache === 'kivi') return kiviLabel(s.bits ?? 2, s.group ?? d.group, s.residual ?? d.residual);
+  if (s.cache === 'int4' || s.cache === 'int2') return intLabel(s.cache, s.group ?? d.group, s.residual ?? d.residual);
   const mode = prefillModeOf(s);
   return `commvq-${s.bits ?? 1}bit${mode === COMMVQ_DEFAULTS.prefill ? '' : `-${mode}`}`;
 }
 
-/** A setting's CommVQ prefill mode, the default where it names none; null for dense (its prompt is exact). */
+/** A setting's CommVQ prefill mode, the default where it names none; null for the others (their own prompt rules). */
 export function prefillModeOf(s: { cache: MemoryCacheKind; prefillMode?: PrefillMode }): PrefillMode | null {
-  return s.cache === 'dense' ? null : (s.prefillMode ?? COMMVQ_DEFAULTS.prefill);
+  return s.cache !== 'commvq' ? null : (s.prefillMode ?? COMMVQ_DEFAULTS.prefill);
+}
+
+/**
+ * A point's cache by arithmetic: bytes per token and layer of one sequence (what the format stores per token) and the
+ * whole cache of `tokens` tokens of one sequence, all layers (cache-accounting.ts). `commvq`: the CommVQ geometry.
+ *
+ *   cacheArithmetic(g, { cache: 'kivi', bits: 2, group: 32, residual: 128 }, 32784)   // { perToken: 768, cache: ... }
+ */
+export function cacheArithmetic(g: CacheGeometry, s: Pick<MemoryPointSpec, 'cache' | 'bits' | 'group' | 'residual'>, tokens: number, commvq?: CommvqGeometry): { perToken: number; cache: number } {
+  switch (s.cache) {
+    case 'dense':
+      return { perToken: denseBytesPerToken(g), cache: cacheBytes(g, tokens) };
+    case 'commvq': {
+      const b = commvqBytesPerToken(g, commvq!);
+      return { perToken: b.key + b.value, cache: cacheBytes(g, tokens, commvq) };
+    }
+    case 'kivi': {
+      const k = { bits: (s.bits ?? 2) as 1 | 2, group: s.group ?? KIVI_DEFAULTS.group, residual: s.residual ?? KIVI_DEFAULTS.residual };
+      const b = kiviBytesPerToken(g, k);
+      return { perToken: b.key + b.value, cache: kiviCacheBytes(g, tokens, k) };
+    }
+    case 'int4':
+    case 'int2': {
+      const bits = s.cache === 'int4' ? 4 : 2;
+      const group = s.group ?? INT_DEFAULTS.group;
+      return { perToken: intBytesPerToken(g, bits, group), cache: intCacheBytes(g, tokens, bits, group, s.residual ?? INT_DEFAULTS.residual) };
+    }
+    case 'fp8':
+      return { perToken: fp8BytesPerToken(g), cache: g.numLayers * tokens * fp8BytesPerToken(g) };
+  }
 }
 
 // ---- the model and its codebooks -----------------------------------------------------------------------------------
@@ -241,7 +282,6 @@ export async function memoryCacheSettings(specs: readonly CacheSpec[], o: { rand
     if ([encoding, seed, chunk].some((v) => v !== undefined)) {
       throw new OptionError('cache', undefined, 'measure-memory runs every prompt as generate does (layer by layer, in the model’s row chunks), with argmax value codes: encoding=, seed= and chunk= are not taken (prefill= is)');
     }
-    if (spec.kind !== 'dense' && spec.kind !== 'commvq') throw new OptionError('cache', undefined, `measure-memory does not measure the ${spec.kind} cache yet (dense and commvq only)`);
     if (spec.kind === 'commvq' && (spec.compress ?? COMMVQ_DEFAULTS.compress) !== 'both') {
       throw new OptionError('cache', undefined, `measure-memory does not measure compress=${spec.compress} yet: the CommVQ ablations are a CPU reference (issue 18)`);
     }
@@ -250,7 +290,9 @@ export async function memoryCacheSettings(specs: readonly CacheSpec[], o: { rand
     const setting: CacheSetting =
       r.kind === 'dense'
         ? { cache: 'dense' }
-        : { cache: 'commvq', bits: await commvqBits(spec as CommvqCacheSpec), prefillMode: r.prefill ?? COMMVQ_DEFAULTS.prefill, ...(r.key ? { keyCodebook: r.key, valueCodebook: r.value } : {}) };
+        : r.kind === 'commvq'
+          ? { cache: 'commvq', bits: await commvqBits(spec as CommvqCacheSpec), prefillMode: r.prefill ?? COMMVQ_DEFAULTS.prefill, ...(r.key ? { keyCodebook: r.key, valueCodebook: r.value } : {}) }
+          : peerSetting(r);
     if (out.some((c) => cacheLabel(c) === cacheLabel(setting))) throw new OptionError('cache', undefined, `${cacheLabel(setting)} is given twice`);
     const other = out.find((c) => c.cache === 'commvq' && c.bits === setting.bits);
     if (other && (other.keyCodebook !== setting.keyCodebook || other.valueCodebook !== setting.valueCodebook)) {
@@ -259,6 +301,14 @@ export async function memoryCacheSettings(specs: readonly CacheSpec[], o: { rand
     out.push(setting);
   }
   return out;
+}
+
+/** A peer cache's setting: its kind with the spec's bits, group and residual, defaults filled in. */
+function peerSetting(spec: KiviCacheSpec | IntCacheSpec | Fp8CacheSpec): CacheSetting {
+  if (spec.kind === 'fp8') return { cache: 'fp8' };
+  const d = spec.kind === 'kivi' ? KIVI_DEFAULTS : INT_DEFAULTS;
+  const shared = { group: spec.group ?? d.group, residual: spec.residual ?? d.residual };
+  return spec.kind === 'kivi' ? { cache: 'kivi', bits: spec.bits!, ...shared } : { cache: spec.kind, ...shared };
 }
 
 /** A CommVQ spec's bit width: its `bits` for a run folder or random codebooks, else its value codebook's (footer), checked against `bits`. */
@@ -271,7 +321,10 @@ async function commvqBits(spec: CommvqCacheSpec): Promise<Bits> {
 
 /** Every (cache, context, batch) of the grid, caches outermost. */
 export function gridPoints(caches: readonly CacheSetting[], contexts: readonly number[], batches: readonly number[]): MemoryPointSpec[] {
-  const cache = (s: CacheSetting) => ({ cache: s.cache, ...(s.bits ? { bits: s.bits } : {}), ...(s.prefillMode ? { prefillMode: s.prefillMode } : {}) });
+  const cache = (s: CacheSetting) => ({
+    cache: s.cache, ...(s.bits ? { bits: s.bits } : {}), ...(s.prefillMode ? { prefillMode: s.prefillMode } : {}),
+    ...(s.group !== undefined ? { group: s.group, residual: s.residual } : {}),
+  });
   return caches.flatMap((s) => contexts.flatMap((context) => batches.map((batch) => ({ ...cache(s), context, batch }))));
 }
 
@@ -402,13 +455,12 @@ export function accountPoint(config: ModelConfig, spec: MemoryPointSpec, o: Acco
   const g = cacheGeometry(config);
   const tokens = spec.context + o.decodeTokens;
   const commvq = spec.cache === 'commvq' ? (o.geometry?.get(spec.bits ?? 1) ?? commvqGeometry(config, spec.bits ?? 1)) : undefined;
-  const cache = cacheBytes(g, tokens, commvq) * spec.batch;
-  let perToken = denseBytesPerToken(g);
+  const arithmetic = cacheArithmetic(g, spec, tokens, commvq);
+  const cache = arithmetic.cache * spec.batch;
+  const perToken = arithmetic.perToken;
   let codebooks = 0;
   let encoders = 0;
   if (commvq) {
-    const b = commvqBytesPerToken(g, commvq);
-    perToken = b.key + b.value;
     codebooks = codebookBytes(g, commvq, { dtype: 'f32' }).key + codebookBytes(g, commvq, { dtype: 'bf16' }).value;
     encoders = encoderParameterCount(config, spec.bits ?? 1) * dtypeBytes; // bf16, as the device cache holds them
   }

@@ -7,13 +7,17 @@
  */
 import type { PrefillMode } from '../commvq/commvq-cache.js';
 
-export type MemoryCacheKind = 'dense' | 'commvq';
+/** The caches measure-memory measures: dense, CommVQ, and the peer caches of issue 18. */
+export type MemoryCacheKind = 'dense' | 'commvq' | 'kivi' | 'int4' | 'int2' | 'fp8';
 
 /** One point of the grid: a cache, a context length and a batch. */
 export interface MemoryPointSpec {
   readonly cache: MemoryCacheKind;
-  /** CommVQ bits per value (1 or 2); absent for dense */
+  /** CommVQ or KIVI bits per value (1 or 2); absent for the others */
   readonly bits?: 1 | 2;
+  /** KIVI and int4/int2: the group (tokens or channels) and residual (exact tokens) of the spec, defaults filled in */
+  readonly group?: number;
+  readonly residual?: number;
   /**
    * CommVQ's prompt attention (CommvqCache.prefillMode); absent: COMMVQ_DEFAULTS.prefill (faithful); ignored for
    * dense. Not `prefill` below, which says whether the prompt runs at all.

@@ -13,7 +13,7 @@ import type { PrefillMode } from '../commvq/commvq-cache.js';
 import { writeFileAtomic } from '../io/atomic-write.js';
 import type { ModelConfig } from '../model/config.js';
 import type { MaxBatchResult } from './max-batch.js';
-import type { MemoryPointResult } from './memory-probe.js';
+import type { MemoryCacheKind, MemoryPointResult } from './memory-probe.js';
 import { bytesPerTokenPoints, cacheLabel, contextLabel, GiB, parameterCount, prefillModeOf, type MemoryMeasurement } from './measure-memory.js';
 import { renderMemoryPlots } from './memory-plots.js';
 import { throughputSummary, tokensPerSecond, type ThroughputEntry } from './throughput.js';
@@ -29,7 +29,7 @@ export const MEMORY_REPORT_VERSION = 3;
 /** One point, every size in bytes; null where the device did not measure it (CPU) or the point did not fit. */
 export interface MemoryReportPoint {
   cache: string; // label: dense, commvq-1bit, commvq-2bit, commvq-1bit-strict (cacheLabel)
-  mode: 'dense' | 'commvq';
+  mode: MemoryCacheKind;
   bits: number | null;
   /** CommVQ's prompt attention; null for dense */
   prefill: PrefillMode | null;

@@ -6,7 +6,8 @@
  * Keys are stored after RoPE (kv.k), as HF's QuantizedCache and vLLM's fp8 cache quantize them. A step attends as
  * HF's update returns keys_to_return: the codes held before the step, then the exact tokens and the step's own,
  * all exact even where this step's flush quantizes them (so the prompt's own attention is exact, as vLLM's prefill).
- * Host arrays only: on another backend the cache is refused with one line (the GPU path is not built yet).
+ * Host arrays only: on another backend the cache is refused with one line (on CUDA the factory makes the GPU twin,
+ * device-row-cache.ts).
  *
  * Per layer and sequence: keys, values: [capacity, rowBytes] bytes; exactK, exactV: [R − 1, H_kv·D_h] f32.
  */
@@ -53,7 +54,7 @@ export class RowQuantCache implements KVCache {
     readonly residual: number,
   ) {
     if (backend.device !== 'cpu') {
-      throw new CommvqError(`the ${codec.name} cache runs on the CPU only: its GPU path is not built yet (${backend.device})`, 'run it with --device cpu');
+      throw new CommvqError(`RowQuantCache (${codec.name}) is the CPU reference and holds host arrays, not ${backend.device} tensors`, 'on a GPU use DeviceRowQuantCache (peerCacheFactory picks it)');
     }
     this.width = shape.kvHeads * shape.headDim;
     this.exactRows = Math.min(Math.max(residual - 1, 0), capacity);

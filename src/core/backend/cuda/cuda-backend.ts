@@ -322,7 +322,12 @@ export class CudaBackend implements Backend {
 
   // ---- helpers -------------------------------------------------------------------------------------------------
 
-  private blas(): CublasLt | null {
+  /**
+   * The cuBLASLt handle (and its one 32 MiB workspace) behind `linear`; null where cuBLASLt is missing or
+   * COMMVQ_GEMM=fallback. Other ops on this backend's stream may run their GEMMs through it too: work on one stream
+   * runs in order, so the workspace is never used twice at once.
+   */
+  blas(): CublasLt | null {
     if (this.blasLib === undefined) this.blasLib = process.env['COMMVQ_GEMM'] === 'fallback' ? null : CublasLt.tryCreate(this.ctx);
     return this.blasLib;
   }

@@ -100,3 +100,41 @@ export function referenceNeedleContext(
   }
   return tok.decode(out, { skipSpecialTokens: false });
 }
+
+/**
+ * Several needles in one context (RULER's variants): the context is the first L − 200 − Σ|needle| haystack tokens;
+ * needle i goes at floor(n · d_i/100), moved back to a sentence end as insertNeedle does, all points taken in the
+ * haystack's coordinates (so no needle splits another); needles at one point keep their order. The placement of
+ * needle 0 is reported. One needle gives exactly insertNeedle's result.
+ *
+ *   insertNeedles({ haystack, needles: [{ ids: a, depth: 50 }, { ids: b, depth: 12.5 }], contextLength: 4000, periodIds })
+ */
+export function insertNeedles(input: Omit<InsertNeedleInput, 'needle' | 'depthPercent'> & { needles: readonly { ids: readonly number[]; depth: number }[] }): NeedlePlacement {
+  const { haystack, needles, contextLength, periodIds } = input;
+  if (needles.length === 1) return insertNeedle({ ...input, needle: needles[0]!.ids, depthPercent: needles[0]!.depth });
+  const buffer = input.buffer ?? NIAH_CONTEXT_BUFFER;
+  const needleTokens = needles.reduce((a, x) => a + x.ids.length, 0);
+  const n = contextLength - buffer - needleTokens;
+  if (n <= 0) throw new CommvqError(`NIAH length ${contextLength}: leaves no room for the haystack (${buffer} buffer + ${needleTokens} needle tokens)`);
+  if (haystack.length < n) throw new CommvqError(`NIAH length ${contextLength}: the haystack has ${haystack.length} tokens, ${n} are needed`);
+  const ctx = haystack.slice(0, n);
+  const points = needles.map((x, i) => {
+    if (!(x.depth >= 0 && x.depth <= 100)) throw new CommvqError(`NIAH depth ${x.depth}%: must be within 0..100`);
+    const target = x.depth === 100 ? n : Math.trunc(n * (x.depth / 100));
+    let ip = target;
+    if (x.depth !== 100) while (ip > 0 && !periodIds.has(ctx[ip - 1]!)) ip--;
+    return { i, ip, target };
+  });
+  const order = [...points].sort((a, b) => a.ip - b.ip || a.i - b.i);
+  const ids: number[] = [];
+  let at = 0;
+  let insertionPoint = 0;
+  for (const p of order) {
+    ids.push(...ctx.slice(at, p.ip));
+    at = p.ip;
+    if (p.i === 0) insertionPoint = ids.length;
+    ids.push(...needles[p.i]!.ids);
+  }
+  ids.push(...ctx.slice(at));
+  return { ids, insertionPoint, haystackTokens: n, targetPoint: points[0]!.target };
+}

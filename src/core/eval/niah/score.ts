@@ -1,7 +1,10 @@
 /**
  * NIAH scoring and results (§8.3 steps 4–6). The reference's score is ROUGE-1 F (Google rouge_score, Porter
  * stemmer) between the needle and the stripped response, × 10, and 0 for an empty response. 'exact' is ours: 10
- * when the needle's sentence appears in the response (lowercased, punctuation and spacing ignored), else 0.
+ * when the needle's sentence appears in the response (lowercased, punctuation and spacing ignored), else 0;
+ * 'contains' is RULER's string_match_all: the fraction of the expected values (a varied needle's digits or words, or
+ * the needle itself) found in the lowercased response, × 10. With several needles asked (RULER's variants), exact
+ * needs every asked sentence and rouge1 compares with them joined.
  * Results carry the model and the cache mode, and their file names do too, so runs never overwrite each other.
  *
  *   niahScore('Eat a sandwich in Dolores Park.', 'rouge1')  // ≈ 5.8
@@ -11,11 +14,17 @@ import { googleRouge1F } from '../metrics/rouge-google.js';
 import { pyStrip } from '../py.js';
 import { NIAH_NEEDLE } from './needle.js';
 
-export type NiahScorer = 'rouge1' | 'exact';
+export type NiahScorer = 'rouge1' | 'exact' | 'contains';
 
 export function parseNiahScorer(name: string): NiahScorer {
-  if (name === 'rouge1' || name === 'exact') return name;
-  throw new CommvqError(`unknown NIAH scorer '${name}'`, 'scorers: rouge1 (the reference), exact');
+  if (name === 'rouge1' || name === 'exact' || name === 'contains') return name;
+  throw new CommvqError(`unknown NIAH scorer '${name}'`, 'scorers: rouge1 (the reference), exact, contains (RULER)');
+}
+
+/** What a cell's answer is scored against: the asked needles' sentences, and the values they carry. */
+export interface NiahExpected {
+  asked: readonly string[];
+  answers: readonly string[];
 }
 
 function normalizeForRecall(s: string): string {
@@ -32,10 +41,32 @@ export function niahResponse(decoded: string): string {
 
 /** Score in 0..10 of a (stripped) response. */
 export function niahScore(response: string, scorer: NiahScorer, needle = NIAH_NEEDLE): number {
+  return niahScoreExpected(response, scorer, { asked: [needle], answers: [needle.trim()] });
+}
+
+/**
+ * Score in 0..10 of a response against a cell's expected needles and values.
+ *
+ *   niahScoreExpected('4830127 and 1120934', 'contains', { asked: [...], answers: ['4830127', '5512380'] })   // 5
+ */
+export function niahScoreExpected(response: string, scorer: NiahScorer, expected: NiahExpected): number {
   if (response.length === 0) return 0.0;
-  if (scorer === 'rouge1') return googleRouge1F(needle, response, true) * 10;
-  const n = normalizeForRecall(needle);
-  return ` ${normalizeForRecall(response)} `.includes(` ${n} `) ? 10 : 0;
+  if (scorer === 'rouge1') return googleRouge1F(expected.asked.join(' '), response, true) * 10;
+  if (scorer === 'contains') {
+    const r = response.toLowerCase();
+    return (10 * expected.answers.filter((a) => r.includes(a.toLowerCase())).length) / expected.answers.length;
+  }
+  const said = ` ${normalizeForRecall(response)} `;
+  return expected.asked.every((n) => said.includes(` ${normalizeForRecall(n)} `)) ? 10 : 0;
+}
+
+/**
+ * What a prediction record is scored against: the needles and values it records (varied needles, RULER's variants),
+ * else the run's one needle.
+ */
+export function niahRecordExpected(record: Readonly<Record<string, unknown>>, needle: string): NiahExpected {
+  if (Array.isArray(record.asked) && Array.isArray(record.answers)) return { asked: record.asked.map(String), answers: record.answers.map(String) };
+  return { asked: [needle], answers: [needle.trim()] };
 }
 
 /** One cell's result, as written to `<run>/len_<L>_depth_<d>.json`. */

@@ -1,6 +1,6 @@
 /**
  * comparison.json: one eval's scores for several caches side by side, cache × metric (NIAH: overall and per length;
- * LongBench, InfiniteBench: per task and the average), with each cache's average bits (memory/cache-bits.ts). Like
+ * LongBench, InfiniteBench: per task and the average; GSM8K: accuracy), with each cache's average bits (memory/cache-bits.ts). Like
  * summary.json it is recomputed from the caches' own summaries every time it is written, so it never disagrees with
  * them. compare.ts decides when it is written; this file says what it holds, prints it as a table and draws the NIAH
  * heatmaps side by side.
@@ -36,7 +36,7 @@ export interface ComparisonRow {
   complete: boolean;
   counts: Record<string, number>;
   planned: Record<string, number>;
-  /** column → score: NIAH 0–10, LongBench and InfiniteBench 0–100 */
+  /** column → score: NIAH 0–10, LongBench and InfiniteBench 0–100, GSM8K percent */
   scores: Record<string, number | null>;
   /** what was asked of it (a hash, compare.ts): a finished cache asked the same again is skipped */
   request: string | null;
@@ -53,7 +53,7 @@ export interface ComparisonSummary {
   complete: boolean;
   /** what the scores are: `NIAH rouge1 (0-10)`, `LongBench (0-100)` */
   metric: string;
-  /** the score columns in order: NIAH `overall` then each length; the tasks then `average` */
+  /** the score columns in order: NIAH `overall` then each length; GSM8K `accuracy`; the tasks then `average` */
   columns: string[];
   caches: ComparisonRow[];
   /** present, true, where the runs used seeded random weights (their scores are noise) */
@@ -62,8 +62,9 @@ export interface ComparisonSummary {
 
 /** The score columns a run's summary gives: NIAH's overall and per-length means, or the task scores and their average. */
 export function summaryScores(s: SummaryBase): Record<string, number | null> {
-  const x = s as Partial<NiahSummary> & { scores?: Record<string, number>; average?: number | null };
+  const x = s as Partial<NiahSummary> & { scores?: Record<string, number>; average?: number | null; accuracy?: number | null };
   if (s.benchmark === 'niah') return { overall: x.overall ?? null, ...x.by_length };
+  if (s.benchmark === 'gsm8k') return { accuracy: x.accuracy ?? null };
   return { ...x.scores, average: x.average ?? null };
 }
 
@@ -76,7 +77,10 @@ export function comparisonSummary(entries: readonly { row: ComparisonRow; summar
   const first = entries.find((e) => e.summary)?.summary;
   const benchmark = first?.benchmark ?? null;
   const scoreColumns = [...new Set(entries.flatMap((e) => Object.keys(e.row.scores)))];
-  const columns = benchmark === 'niah' ? ['overall', ...scoreColumns.filter((c) => c !== 'overall').sort((a, b) => Number(a) - Number(b))] : [...scoreColumns.filter((c) => c !== 'average'), 'average'];
+  const columns =
+    benchmark === 'niah' ? ['overall', ...scoreColumns.filter((c) => c !== 'overall').sort((a, b) => Number(a) - Number(b))]
+    : benchmark === 'gsm8k' ? ['accuracy']
+    : [...scoreColumns.filter((c) => c !== 'average'), 'average'];
   return {
     format: COMPARISON_FORMAT,
     version: COMPARISON_VERSION,
@@ -94,6 +98,7 @@ export function comparisonSummary(entries: readonly { row: ComparisonRow; summar
 function metricName(s: SummaryBase | undefined): string {
   if (!s) return 'none yet';
   if (s.benchmark === 'niah') return `NIAH ${(s as NiahSummary).scorer} (0-10)`;
+  if (s.benchmark === 'gsm8k') return 'GSM8K accuracy (%)';
   return `${s.benchmark === 'longbench' ? 'LongBench' : 'InfiniteBench'} (0-100)`;
 }
 

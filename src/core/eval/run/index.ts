@@ -17,6 +17,8 @@ export { COMPARISON_FORMAT, comparisonTable, readComparison, type ComparisonRow,
 export { runLongbench, type LongBenchRunOptions } from './longbench-run.js';
 export { EVAL_MANIFEST_FORMAT, EVAL_MANIFEST_VERSION, readEvalManifest, type Benchmark, type EvalIdentity, type EvalManifest, type EvalRunEntry, type ModelIdentity } from './manifest.js';
 export { mergeEvalRuns, type MergeOptions, type MergeRunsResult } from './merge-runs.js';
+export { GSM8K_PROTOCOL, gsm8kSummary, runGsm8k, type Gsm8kRunOptions, type Gsm8kSummary } from './gsm8k-run.js';
+export { PERPLEXITY_PROTOCOL, perplexityTable, runPerplexity, type PerplexityRow, type PerplexityRunOptions, type PerplexityRunResult, type PerplexitySummary } from './perplexity-run.js';
 export { NIAH_DEFAULT_LENGTHS, runNiah, type NiahRunOptions, type NiahSummary } from './niah-run.js';
 export { runBenchmark, type EvalRunOptions, type EvalRunResult } from './run-benchmark.js';
 export { EvalSession, type EvalGeneration, type EvalOutput } from './session.js';

@@ -20,7 +20,7 @@ import type { CacheDescription } from '../../cache-factory.js';
 export const EVAL_MANIFEST_FORMAT = 'commvq.eval';
 export const EVAL_MANIFEST_VERSION = 1;
 
-export type Benchmark = 'longbench' | 'infinitebench' | 'niah';
+export type Benchmark = 'longbench' | 'infinitebench' | 'niah' | 'gsm8k';
 
 export interface ModelIdentity {
   /** the model folder's name */

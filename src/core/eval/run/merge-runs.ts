@@ -16,6 +16,7 @@ import { niahRunKey } from '../niah/score.js';
 import { WHOLE } from '../shard.js';
 import { listManifests, listPredictionFiles, runPaths } from './layout.js';
 import { checkSameIdentity, EVAL_MANIFEST_FORMAT, EVAL_MANIFEST_VERSION, evalVersions, readEvalManifest, writeEvalManifest, type EvalManifest } from './manifest.js';
+import { gsm8kSummary } from './gsm8k-run.js';
 import { niahCellResult, niahScoring, niahSummary, writeNiahCell, writeNiahHeatmap } from './niah-run.js';
 import { infinitebenchSummary, longbenchSummary, writeSummary, type SummaryBase } from './summary.js';
 
@@ -114,6 +115,8 @@ function summarize(manifest: EvalManifest, records: readonly PredictionRecord[])
       return infinitebenchSummary(manifest, records, manifest.planned);
     case 'niah':
       return niahSummary(manifest, records, manifest.planned);
+    case 'gsm8k':
+      return gsm8kSummary(manifest, records, manifest.planned);
   }
 }
 

@@ -20,9 +20,11 @@ import type { PredictionRecord } from '../predictions.js';
 import { niahDepths, niahGrid, parseNiahLengths, type NiahCell } from '../niah/grid.js';
 import { buildHaystack, haystackFiles, type HaystackSource } from '../niah/haystack.js';
 import { niahHeatmap, niahHeatmapSpec, type NiahHeatmap } from '../niah/heatmap.js';
-import { detectPeriodIds, insertNeedle, NIAH_CONTEXT_BUFFER, NIAH_NEEDLE, NIAH_QUESTION } from '../niah/needle.js';
-import { niahGeneration, niahPromptIds } from '../niah/prompt.js';
-import { niahResponse, niahRunKey, niahScore, type NiahCellResult, type NiahScorer } from '../niah/score.js';
+import { detectPeriodIds, insertNeedles, NIAH_CONTEXT_BUFFER, NIAH_NEEDLE, NIAH_QUESTION } from '../niah/needle.js';
+import { NeedleGenerator, RULER_NEEDLE, RULER_QUESTION } from '../niah/needle-generator.js';
+import { niahGeneration, niahPromptIds, niahTemplateName, type NiahTemplate } from '../niah/prompt.js';
+import { niahRecordExpected, niahResponse, niahRunKey, niahScoreExpected, type NiahCellResult, type NiahScorer } from '../niah/score.js';
+import { DEFAULT_SEED } from '../../model/seeded-random.js';
 import { outputTimes } from './session.js';
 import { WHOLE } from '../shard.js';
 import { runPaths, type RunPaths } from './layout.js';
@@ -41,9 +43,18 @@ export interface NiahRunOptions extends EvalRunOptions {
   depths?: readonly number[];
   /** default: the generated filler text */
   haystack?: HaystackSource;
+  /** the needle sentence; `{digits:N}`, `{words:N}` and `{key}` make it vary per cell (needle-generator.ts) */
   needle?: string;
   question?: string;
   scorer?: NiahScorer;
+  /** default auto: the chat template if the tokenizer has one, else plain */
+  template?: NiahTemplate;
+  /** of the varied needles (default 42) */
+  seed?: number;
+  /** RULER's variants: needles of distinct keys, values per key, keys asked (default 1 each) */
+  keys?: number;
+  values?: number;
+  queries?: number;
 }
 
 export interface NiahSummary extends SummaryBase {
@@ -60,11 +71,14 @@ export interface NiahSummary extends SummaryBase {
 
 export async function runNiah(o: NiahRunOptions): Promise<EvalRunResult<NiahSummary>> {
   const depths = [...(o.depths ?? niahDepths(10))];
-  const needle = o.needle ?? NIAH_NEEDLE;
-  const question = o.question ?? NIAH_QUESTION;
+  const ruler = (o.keys ?? 1) > 1 || (o.values ?? 1) > 1 || (o.queries ?? 1) > 1;
+  const needle = o.needle ?? (ruler ? RULER_NEEDLE : NIAH_NEEDLE);
+  const question = o.question ?? (ruler && o.needle === undefined ? RULER_QUESTION : NIAH_QUESTION);
   const scorer = o.scorer ?? 'rouge1';
   const haystack = o.haystack ?? { kind: 'filler' };
+  const template = o.template ?? 'auto';
   if (needle.trim() === '') throw new OptionError('needle', undefined, 'the needle is empty');
+  const needles = NeedleGenerator.create({ needle, question, seed: o.seed ?? DEFAULT_SEED, keys: o.keys, values: o.values, queries: o.queries });
   const paths = runPaths(o.out, o.shard ?? WHOLE);
   return runBenchmark(o, {
     benchmark: 'niah',
@@ -73,11 +87,12 @@ export async function runNiah(o: NiahRunOptions): Promise<EvalRunResult<NiahSumm
     after: (run, summary) => writeNiahHeatmap(run.manifest, summary, paths),
     prepare: (session) => {
       const tok = session.loaded.tokenizer;
-      const needleIds = tok.encode(needle, { addSpecialTokens: false });
-      const lengths = niahLengths(o.lengths, session.contextLength, needleIds.length);
+      const sample = needles.cell('len_0_depth_0'); // varied needles differ only in their values: this one sizes the checks
+      const sampleTokens = sample.needles.reduce((a, x) => a + tok.encode(x.text, { addSpecialTokens: false }).length, 0);
+      const lengths = niahLengths(o.lengths, session.contextLength, sampleTokens);
       const hay = buildHaystack(tok, haystack, lengths[lengths.length - 1]!);
       const periods = detectPeriodIds(tok, hay.ids);
-      const generation = niahGeneration({ tokenizerEosTokenId: session.tokenizerEosTokenId, newlineTokenId: newlineTokenId(tok) });
+      const generation = niahGeneration({ tokenizerEosTokenId: session.tokenizerEosTokenId, newlineTokenId: newlineTokenId(tok) }, { severalValues: sample.answers.length > 1 });
       const cache = session.caches.description.label;
       const cellsDir = paths.cellsDir(niahRunKey(session.identity.name, cache));
       const cells = niahGrid(lengths, depths).map((c, index) => ({ ...c, index }));
@@ -85,8 +100,10 @@ export async function runNiah(o: NiahRunOptions): Promise<EvalRunResult<NiahSumm
         name: 'niah',
         examples: () => cells,
         predict: (cell) => {
-          const placed = insertNeedle({ haystack: hay.ids, needle: needleIds, contextLength: cell.contextLength, depthPercent: cell.depthPercent, periodIds: periods });
-          const prompt = niahPromptIds(tok, placed.ids, { question });
+          const drawn = needles.cell(cell.id);
+          const placedNeedles = drawn.needles.map((x) => ({ ids: tok.encode(x.text, { addSpecialTokens: false }), depth: x.depth ?? cell.depthPercent }));
+          const placed = insertNeedles({ haystack: hay.ids, needles: placedNeedles, contextLength: cell.contextLength, periodIds: periods });
+          const prompt = niahPromptIds(tok, placed.ids, { question: drawn.question, template });
           const out = session.generate(prompt.ids, generation);
           const record: PredictionRecord = {
             id: cell.id,
@@ -100,6 +117,8 @@ export async function runNiah(o: NiahRunOptions): Promise<EvalRunResult<NiahSumm
             prompt_tokens: prompt.ids.length,
             new_tokens: out.outputIds.length,
             stop: out.stopReason,
+            // varied needles: what this cell asked, so scoring and merges need nothing else
+            ...(needles.varies ? { question: drawn.question, asked: drawn.asked, answers: drawn.answers } : {}),
           };
           writeNiahCell(cellsDir, niahCellResult(record, { model: session.identity.name, cache, needle, scorer }));
           return { record, promptTokens: prompt.ids.length, newTokens: out.outputIds.length, times: outputTimes(out) };
@@ -112,7 +131,8 @@ export async function runNiah(o: NiahRunOptions): Promise<EvalRunResult<NiahSumm
           needle,
           question,
           buffer: NIAH_CONTEXT_BUFFER,
-          template: tok.hasChatTemplate ? 'chat' : 'plain',
+          template: template === 'auto' ? (tok.hasChatTemplate ? 'chat' : 'plain') : niahTemplateName(template),
+          ...(needles.varies ? { needle_generator: needles.describe() } : {}),
           max_new_tokens: generation.maxNewTokens,
           eos_token_ids: generation.eosTokenIds,
         },
@@ -131,7 +151,7 @@ function niahLengths(asked: readonly number[] | undefined, context: number, need
   for (const l of lengths) {
     if (l > context) throw new OptionError('lengths', String(l), `longer than the model's context of ${context} tokens (max_position_embeddings)`);
     if (l - NIAH_CONTEXT_BUFFER - needleTokens < 1) {
-      throw new OptionError('lengths', String(l), `too short for the ${NIAH_CONTEXT_BUFFER}-token buffer and the ${needleTokens}-token needle`);
+      throw new OptionError('lengths', String(l), `too short for the ${NIAH_CONTEXT_BUFFER}-token buffer and the ${needleTokens} needle tokens`);
     }
   }
   return lengths;
@@ -151,9 +171,9 @@ export function niahCellResult(r: PredictionRecord, m: { model: string; cache: s
     context_length: r.context_length as number,
     depth_percent: r.depth_percent as number,
     version: 1,
-    needle: m.needle,
+    needle: Array.isArray(r.asked) ? r.asked.join(' ') : m.needle,
     model_response: r.pred,
-    score: niahScore(r.pred, m.scorer, m.needle),
+    score: niahScoreExpected(r.pred, m.scorer, niahRecordExpected(r, m.needle)),
     scorer: m.scorer,
     insertion_point: r.insertion_point as number,
     target_point: r.target_point as number,
@@ -173,7 +193,7 @@ export function niahScoring(manifest: EvalManifest): { scorer: NiahScorer; needl
 
 export function niahSummary(manifest: EvalManifest, records: readonly PredictionRecord[], planned: Record<string, number>): NiahSummary {
   const { scorer, needle } = niahScoring(manifest);
-  const results = records.map((r) => ({ context_length: r.context_length as number, depth_percent: r.depth_percent as number, score: niahScore(r.pred, scorer, needle) }));
+  const results = records.map((r) => ({ context_length: r.context_length as number, depth_percent: r.depth_percent as number, score: niahScoreExpected(r.pred, scorer, niahRecordExpected(r, needle)) }));
   const grid = niahHeatmap(results);
   const byLength: Record<string, number> = {};
   for (const l of grid.lengths) {

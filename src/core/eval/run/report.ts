@@ -16,6 +16,10 @@ export function progressDetail(p: EvalProgress): string {
 /** The scores of a summary in one line: `qasper 41.2, samsum 30.1 | average 35.65`, or the NIAH mean. */
 export function scoreLine(s: SummaryBase): string {
   const x = s as SummaryBase & { scores?: Record<string, number>; average?: number | null; overall?: number | null; scorer?: string };
+  if (x.benchmark === 'gsm8k') {
+    const g = s as SummaryBase & { accuracy: number | null; correct: number };
+    return `GSM8K accuracy ${g.accuracy === null ? '-' : `${g.accuracy.toFixed(2)}%`} (${g.correct}/${s.counts.gsm8k ?? 0}) — commvq protocol: 8-shot CoT, greedy, final-number exact match`;
+  }
   if (x.benchmark === 'niah') return `NIAH ${x.scorer}: mean ${x.overall === null || x.overall === undefined ? '-' : x.overall.toFixed(2)} / 10 over ${s.counts.niah ?? 0} cells`;
   const tasks = Object.entries(x.scores ?? {}).map(([t, v]) => `${t} ${v}`);
   return tasks.length === 0 ? 'no predictions yet' : `${tasks.join(', ')} | average ${x.average}`;

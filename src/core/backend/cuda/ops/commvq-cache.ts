@@ -128,28 +128,74 @@ export function launchPackValues(
   s: CacheRows,
 ): void {
   const op = 'commvq_pack_values';
-  const { E, codeBits, featDim, valueBits, valueRho } = valueArrays(ctx, op, p, s);
+  const { codeBits, valueBits } = valueArrays(ctx, op, p, s);
   const bits = tensorArg(ctx, op, 'bits', p.bits, 'f32', [s.tokens, codeBits]);
-  const rho = tensorArg(ctx, op, 'rho', p.rho, 'f32');
-  expectElements(op, 'rho', rho, s.tokens);
-  const floats = packValuesWorkspaceFloats({ tokens: s.tokens, featDim });
-  const given = p.workspace === undefined ? undefined : tensorArg(ctx, op, 'workspace', p.workspace, 'f32');
-  if (given) expectElements(op, 'workspace', given, floats);
-  const [bitsAt, rhoAt, givenAt] = [alignedPtr(op, 'bits', bits, 4), alignedPtr(op, 'rho', rho, 4), given && alignedPtr(op, 'workspace', given, 4)];
+  const bitsAt = alignedPtr(op, 'bits', bits, 4);
+  const rho = rhoArgs(ctx, op, p, s);
   if (s.tokens === 0) return;
   const words = (s.tokens * codeBits) / 32;
   ctx.launch(ctx.kernel('commvq_pack', 'commvq_pack_value_bits'), [Math.ceil(words / THREADS), 1, 1], [THREADS, 1, 1], 0, [
     ptr(bitsAt), ptr(valueBits.base), i32(s.tokens), i32(codeBits),
   ]);
+  launchValueRho(ctx, op, p, rho, s);
+}
+
+/**
+ * launchPackValues for the argmax encoder, from its logits: bits = the first largest of ℓ + b per 4-way group of
+ * logits f32 [tokens, 4·n_e] and bias f32 [4·n_e] (value_gumbel_bits without noise), packed straight into valueBits;
+ * then ρ′ as launchPackValues makes it. No [tokens, N_c] f32 bits on the way.
+ *
+ *   launchPackValueArgmax(ctx, { logits, bias: b2, rho, codebook, valueBits, valueRho }, { sequence: 0, rowStart: 0, tokens: 4096 });
+ */
+export function launchPackValueArgmax(
+  ctx: CudaContextLike,
+  p: { logits: Tensor; bias: Tensor; rho: Tensor; codebook: Tensor; valueBits: Tensor; valueRho: Tensor; workspace?: Tensor },
+  s: CacheRows,
+): void {
+  const op = 'commvq_pack_value_argmax';
+  const { codeBits, valueBits } = valueArrays(ctx, op, p, s);
+  const logits = tensorArg(ctx, op, 'logits', p.logits, 'f32', [s.tokens, 2 * codeBits]);
+  const bias = tensorArg(ctx, op, 'bias', p.bias, 'f32');
+  expectElements(op, 'bias', bias, 2 * codeBits);
+  const [logitsAt, biasAt] = [alignedPtr(op, 'logits', logits, 16), alignedPtr(op, 'bias', bias, 16)];
+  const rho = rhoArgs(ctx, op, p, s);
+  if (s.tokens === 0) return;
+  const words = (s.tokens * codeBits) / 32;
+  ctx.launch(ctx.kernel('commvq_pack', 'commvq_pack_value_argmax'), [Math.ceil(words / THREADS), 1, 1], [THREADS, 1, 1], 0, [
+    ptr(logitsAt), ptr(biasAt), ptr(valueBits.base), i32(s.tokens), i32(codeBits),
+  ]);
+  launchValueRho(ctx, op, p, rho, s);
+}
+
+/** The checked ρ and workspace of a pack call (their sizes follow the rows and the codebook). */
+function rhoArgs(ctx: CudaContextLike, op: string, p: { rho: Tensor; codebook: Tensor; workspace?: Tensor }, s: CacheRows) {
+  const { featDim } = codebookArg(ctx, op, p.codebook);
+  const rho = tensorArg(ctx, op, 'rho', p.rho, 'f32');
+  expectElements(op, 'rho', rho, s.tokens);
+  const floats = packValuesWorkspaceFloats({ tokens: s.tokens, featDim });
+  const given = p.workspace === undefined ? undefined : tensorArg(ctx, op, 'workspace', p.workspace, 'f32');
+  if (given) expectElements(op, 'workspace', given, floats);
+  return { rhoAt: alignedPtr(op, 'rho', rho, 4), givenAt: given && alignedPtr(op, 'workspace', given, 4), floats };
+}
+
+/** ρ′ of the rows just packed: per-tile ‖b_t·E‖² from the packed bits, then ρ′ = (ρ + 1e-6)/(‖b_t·E‖ + 1e-6) as bf16. */
+function launchValueRho(
+  ctx: CudaContextLike,
+  op: string,
+  p: { codebook: Tensor; valueBits: Tensor; valueRho: Tensor },
+  r: ReturnType<typeof rhoArgs>,
+  s: CacheRows,
+): void {
+  const { E, codeBits, featDim, valueBits, valueRho } = valueArrays(ctx, op, p, s);
   const tiles = Math.ceil(featDim / GEMM.TC);
-  const scratch = given ? undefined : ctx.alloc(floats * 4);
-  const partial = givenAt ?? scratch!.ptr;
+  const scratch = r.givenAt === undefined ? ctx.alloc(r.floats * 4) : undefined;
+  const partial = r.givenAt ?? scratch!.ptr;
   try {
     ctx.launch(ctx.kernel('commvq_pack', 'commvq_value_sumsq'), [Math.ceil(s.tokens / GEMM.TT), tiles, 1], [GEMM.THREADS, 1, 1], 0, [
       ptr(valueBits.base), ptr(E.ptr), ptr(partial), i32(s.tokens), i32(codeBits), i32(featDim),
     ]);
     ctx.launch(ctx.kernel('commvq_pack', 'commvq_value_rho'), [Math.ceil(s.tokens / THREADS), 1, 1], [THREADS, 1, 1], 0, [
-      ptr(partial), ptr(rhoAt), ptr(valueRho.base), i32(s.tokens), i32(tiles),
+      ptr(partial), ptr(r.rhoAt), ptr(valueRho.base), i32(s.tokens), i32(tiles),
     ]);
   } finally {
     scratch?.free(); // the caching allocator hands it out again only to work queued after these launches
