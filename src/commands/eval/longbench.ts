@@ -17,6 +17,7 @@ export default class EvalLongbench extends BaseCommand {
     '<%= config.bin %> eval longbench --model ./Llama-3.1-8B-Instruct --data LongBench/data --out runs/lb-dense --device cuda',
     '<%= config.bin %> eval longbench --model ./Llama-3.1-8B-Instruct --data LongBench/data --cache commvq:bits=2,run=runs/llama --out runs/lb-2bit --device cuda',
     '<%= config.bin %> eval longbench --model ./Llama-3.1-8B-Instruct --data LongBench/data --tasks qasper,samsum --shard 1/4 --device cuda:1 --out runs/lb',
+    '<%= config.bin %> eval longbench --model ./Llama-3.1-8B-Instruct --data LongBench/data --cache dense,kivi:bits=2,int4,commvq:bits=2,run=runs/llama --out runs/lb-caches --device cuda',
     '<%= config.bin %> eval longbench --model ./tiny-llama --data data/ --tasks trec --limit 5 --out /tmp/lb --json',
   ];
 
