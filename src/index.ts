@@ -10,7 +10,8 @@ export type { AttentionShape, Backend, RopeTable } from './core/backend/backend.
 export { CpuBackend } from './core/backend/cpu/cpu-backend.js';
 export { createBackend, parseDevice, type DeviceSpec } from './core/backend/create-backend.js';
 export { CommvqError, OptionError } from './core/errors.js';
-export { CACHE_KINDS, COMMVQ_DEFAULTS, resolveCacheSpec, type CacheSpec, type CommvqCacheSpec, type DenseCacheSpec } from './core/cache-spec.js';
+export { CACHE_KINDS, cacheFolderName, cacheSpecText, COMMVQ_DEFAULTS, resolveCacheSpec, type CacheSpec, type CommvqCacheSpec, type DenseCacheSpec } from './core/cache-spec.js';
+export { cacheRunsOn, checkCachesOnDevice } from './core/cache-device.js';
 export { openCacheFactory, type CacheDescription, type CacheFactory } from './core/cache-factory.js';
 export { BIT_WIDTHS, commvqGeometry, DEFAULT_WINDOW, keyCodebookFileName, RESIDUALS_FOR_BITS, toBits, valueCodebookFileName, type Bits, type CommvqGeometry } from './core/commvq/geometry.js';
 export { generateText, type GenerateTextOptions, type GenerateTextResult } from './core/generate-text.js';

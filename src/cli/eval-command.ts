@@ -9,7 +9,9 @@ import { shardSuffix } from '../core/eval/run/layout.js';
 import { parseShard, type Shard } from '../core/eval/shard.js';
 import type { DType } from '../core/tensor/dtype.js';
 import type { BaseCommand } from './base-command.js';
-import { parseCacheFlag } from './cache-flag.js';
+import { parseCacheList } from './cache-flag.js';
+import { runEvalComparison } from './eval-compare.js';
+import type { ComparisonResult } from '../core/eval/run/compare.js';
 import { onInterrupt } from './interrupt.js';
 import { progressBar } from './progress.js';
 import { checkOutputDir } from '../core/options/path-option.js';
@@ -28,21 +30,30 @@ export interface CommonRunOptions {
   onProgress: (p: EvalProgress) => void;
 }
 
+/** The shared flags (eval-flags.ts) as a command parsed them, with its own flags beside them. */
+export type EvalFlags = { model: string; 'random-weights': boolean; 'allow-nonfinite': boolean; out: string; cache: string; shard: string; device: string; dtype: string };
+
+/** What an eval command returns: the run of its one cache, or the comparison of a --cache list. */
+export type EvalCommandResult<S extends SummaryBase> = EvalRunResult<S> | ComparisonResult;
+
 /**
  * The frame of `commvq eval <benchmark>`: parses the shared flags, runs the benchmark with a progress bar and Ctrl-C
- * handling, prints the report, and exits 130 when interrupted.
+ * handling, prints the report, and exits 130 when interrupted. A --cache list runs each cache in a folder of its own
+ * under --out and compares them (eval-compare.ts); one cache writes --out itself, as it always has.
  *
  *   return runEvalCommand(this, 'longbench', flags, (common) => runLongbench({ ...common, dataDir: flags.data }));
  */
 export async function runEvalCommand<S extends SummaryBase>(
   command: BaseCommand,
   label: string,
-  flags: { model: string; 'random-weights': boolean; 'allow-nonfinite': boolean; out: string; cache: string; shard: string; device: string; dtype: string },
+  flags: EvalFlags,
   run: (common: CommonRunOptions) => Promise<EvalRunResult<S>>,
-): Promise<EvalRunResult<S>> {
+): Promise<EvalCommandResult<S>> {
   checkOutputDir('out', flags.out);
-  const cache = parseCacheFlag(flags.cache);
+  const caches = parseCacheList(flags.cache);
   const shard = parseShard(flags.shard);
+  if (caches.length > 1) return runEvalComparison(command, label, flags, caches, shard, run);
+  const cache = caches[0]!;
   const interrupt = onInterrupt();
   const bar = progressBar(label, command.jsonEnabled());
   try {

@@ -196,3 +196,38 @@ export function resolveCacheSpec<S extends CacheSpec>(spec: S, o: { random?: boo
   if (o.random && spec.bits !== undefined) return spec;
   throw new OptionError('cache', undefined, 'commvq needs codebooks: key= and value=, or run= and bits=', 'train them with commvq train-key and commvq train-value');
 }
+
+/**
+ * A spec written back in the `--cache` grammar, options in CACHE_OPTIONS order: what a comparison records for each
+ * of its caches (parsing the text gives the spec again).
+ *
+ *   cacheSpecText({ kind: 'commvq', run: 'runs/a', bits: 2 })   // 'commvq:run=runs/a,bits=2'
+ *   cacheSpecText({ kind: 'int4' })                            // 'int4'
+ */
+export function cacheSpecText(spec: CacheSpec): string {
+  const options = specOptions(spec).map(([name, value]) => `${name}=${value}`);
+  return options.length === 0 ? spec.kind : `${spec.kind}:${options.join(',')}`;
+}
+
+/**
+ * A short folder name for a spec, for a comparison's run of it: the kind, then each option but the paths (run, key,
+ * value), numbers glued to their name, words after a dash. Two specs may share a name (they differ in paths only):
+ * the comparison makes those unique.
+ *
+ *   cacheFolderName({ kind: 'kivi', bits: 2 })                                        // 'kivi-bits2'
+ *   cacheFolderName({ kind: 'commvq', run: 'runs/a', bits: 1, prefill: 'strict' })    // 'commvq-bits1-prefill-strict'
+ */
+export function cacheFolderName(spec: CacheSpec): string {
+  const parts = specOptions(spec)
+    .filter(([name]) => !PATH_OPTIONS.includes(name))
+    .map(([name, value]) => (typeof value === 'number' ? `${name}${value}` : `${name}-${value}`));
+  return [spec.kind, ...parts].join('-');
+}
+
+const PATH_OPTIONS: readonly string[] = ['run', 'key', 'value'];
+
+/** The options set in a spec, in CACHE_OPTIONS order. */
+function specOptions(spec: CacheSpec): [string, string | number][] {
+  const set = spec as unknown as Record<string, string | number | undefined>;
+  return (CACHE_OPTIONS[spec.kind] as readonly string[]).flatMap((name) => (set[name] === undefined ? [] : [[name, set[name]!] as [string, string | number]]));
+}

@@ -98,6 +98,11 @@ describe('commvq pipeline on the demo model', () => {
       'value-codebook-1bit.arrow', 'value-codebook-2bit.arrow', 'agreement.json', 'niah/dense/summary.json', 'niah/commvq-2bit/summary.json', 'memory/memory.json']) {
       expect(existsSync(join(out, name)), name).toBe(true);
     }
+    // the NIAH stage is one comparison (eval/run/compare.ts): its table holds each cache's own summary
+    const comparison = JSON.parse(readFileSync(join(out, 'niah', 'comparison.json'), 'utf8')) as { caches: { name: string; scores: { overall: number } }[] };
+    expect(comparison.caches.map((c) => c.name)).toEqual(['dense', 'commvq-1bit', 'commvq-2bit']);
+    for (const c of comparison.caches) expect(c.scores.overall).toBe((JSON.parse(readFileSync(join(out, 'niah', c.name, 'summary.json'), 'utf8')) as { overall: number }).overall);
+    expect(existsSync(join(out, 'niah', 'comparison.png'))).toBe(true);
   });
 
   it('reports the numbers of each stage: tokens, key error, value loss, agreement, NIAH score, cache bytes', () => {

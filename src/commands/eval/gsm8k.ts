@@ -1,11 +1,10 @@
 import { Flags } from '@oclif/core';
 import { BaseCommand } from '../../cli/base-command.js';
-import { runEvalCommand } from '../../cli/eval-command.js';
+import { runEvalCommand, type EvalCommandResult } from '../../cli/eval-command.js';
 import { evalRunFlags, exampleLimitFlag } from '../../cli/eval-flags.js';
 import { integerFlag } from '../../cli/number-flag.js';
 import { GSM8K_TEMPLATES, type Gsm8kTemplate } from '../../core/eval/gsm8k/prompt.js';
 import { runGsm8k, type Gsm8kSummary } from '../../core/eval/run/gsm8k-run.js';
-import type { EvalRunResult } from '../../core/eval/run/run-benchmark.js';
 
 export default class EvalGsm8k extends BaseCommand {
   static override summary = 'GSM8K under our own protocol: 8-shot chain of thought, greedy, final-number exact match.';
@@ -32,7 +31,7 @@ export default class EvalGsm8k extends BaseCommand {
     limit: exampleLimitFlag,
   };
 
-  async run(): Promise<EvalRunResult<Gsm8kSummary>> {
+  async run(): Promise<EvalCommandResult<Gsm8kSummary>> {
     const { flags } = await this.parse(EvalGsm8k);
     return runEvalCommand(this, 'gsm8k', flags, (common) =>
       runGsm8k({ ...common, data: flags.data, template: flags.template as Gsm8kTemplate, shots: flags.shots, maxNewTokens: flags['max-new-tokens'], limit: flags.limit }),

@@ -1,10 +1,9 @@
 import { Flags } from '@oclif/core';
 import { BaseCommand } from '../../cli/base-command.js';
-import { runEvalCommand } from '../../cli/eval-command.js';
+import { runEvalCommand, type EvalCommandResult } from '../../cli/eval-command.js';
 import { evalRunFlags, exampleLimitFlag, maxPromptTokensFlag } from '../../cli/eval-flags.js';
 import type { InfiniteBenchPromptMode } from '../../core/eval/infinitebench/prompt.js';
 import { runInfinitebench } from '../../core/eval/run/infinitebench-run.js';
-import type { EvalRunResult } from '../../core/eval/run/run-benchmark.js';
 import type { InfiniteBenchSummary } from '../../core/eval/run/summary.js';
 
 export default class EvalInfinitebench extends BaseCommand {
@@ -30,7 +29,7 @@ export default class EvalInfinitebench extends BaseCommand {
     limit: exampleLimitFlag,
   };
 
-  async run(): Promise<EvalRunResult<InfiniteBenchSummary>> {
+  async run(): Promise<EvalCommandResult<InfiniteBenchSummary>> {
     const { flags } = await this.parse(EvalInfinitebench);
     return runEvalCommand(this, 'infinitebench', flags, (common) =>
       runInfinitebench({

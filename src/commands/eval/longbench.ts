@@ -1,10 +1,9 @@
 import { Flags } from '@oclif/core';
 import { BaseCommand } from '../../cli/base-command.js';
-import { runEvalCommand } from '../../cli/eval-command.js';
+import { runEvalCommand, type EvalCommandResult } from '../../cli/eval-command.js';
 import { evalRunFlags, exampleLimitFlag, maxPromptTokensFlag } from '../../cli/eval-flags.js';
 import type { LongBenchChatMode } from '../../core/eval/longbench/prompt.js';
 import { runLongbench } from '../../core/eval/run/longbench-run.js';
-import type { EvalRunResult } from '../../core/eval/run/run-benchmark.js';
 import type { LongBenchSummary } from '../../core/eval/run/summary.js';
 
 export default class EvalLongbench extends BaseCommand {
@@ -18,6 +17,7 @@ export default class EvalLongbench extends BaseCommand {
     '<%= config.bin %> eval longbench --model ./Llama-3.1-8B-Instruct --data LongBench/data --out runs/lb-dense --device cuda',
     '<%= config.bin %> eval longbench --model ./Llama-3.1-8B-Instruct --data LongBench/data --cache commvq:bits=2,run=runs/llama --out runs/lb-2bit --device cuda',
     '<%= config.bin %> eval longbench --model ./Llama-3.1-8B-Instruct --data LongBench/data --tasks qasper,samsum --shard 1/4 --device cuda:1 --out runs/lb',
+    '<%= config.bin %> eval longbench --model ./Llama-3.1-8B-Instruct --data LongBench/data --cache dense,kivi:bits=2,int4,commvq:bits=2,run=runs/llama --out runs/lb-caches --device cuda',
     '<%= config.bin %> eval longbench --model ./tiny-llama --data data/ --tasks trec --limit 5 --out /tmp/lb --json',
   ];
 
@@ -31,7 +31,7 @@ export default class EvalLongbench extends BaseCommand {
     limit: exampleLimitFlag,
   };
 
-  async run(): Promise<EvalRunResult<LongBenchSummary>> {
+  async run(): Promise<EvalCommandResult<LongBenchSummary>> {
     const { flags } = await this.parse(EvalLongbench);
     return runEvalCommand(this, 'longbench', flags, (common) =>
       runLongbench({

@@ -1,13 +1,12 @@
 import { Flags } from '@oclif/core';
 import { BaseCommand } from '../../cli/base-command.js';
-import { runEvalCommand } from '../../cli/eval-command.js';
+import { runEvalCommand, type EvalCommandResult } from '../../cli/eval-command.js';
 import { evalRunFlags } from '../../cli/eval-flags.js';
 import { parseNiahDepths, parseNiahLengths } from '../../core/eval/niah/grid.js';
 import { parseNiahScorer } from '../../core/eval/niah/score.js';
 import { parseNiahTemplate } from '../../core/eval/niah/prompt.js';
 import { seedFlag } from '../../cli/flags.js';
 import { NIAH_DEFAULT_LENGTHS, runNiah, type NiahSummary } from '../../core/eval/run/niah-run.js';
-import type { EvalRunResult } from '../../core/eval/run/run-benchmark.js';
 import { integerFlag } from '../../cli/number-flag.js';
 
 export default class EvalNiah extends BaseCommand {
@@ -23,6 +22,7 @@ export default class EvalNiah extends BaseCommand {
     '<%= config.bin %> eval niah --model ./Llama-3.1-8B-Instruct --lengths 1k..128k --out runs/niah-dense --device cuda',
     '<%= config.bin %> eval niah --model ./Llama-3.1-8B-Instruct --lengths 1k..128k --cache commvq:bits=1,run=runs/llama,prefill=strict,chunk=4096 --out runs/niah-1bit --device cuda',
     '<%= config.bin %> eval niah --model ./Llama-3.1-8B-Instruct --lengths 4k..32k:4k --depths 0,50,100 --haystack essays/ --out runs/niah --shard 0/2',
+    '<%= config.bin %> eval niah --model ./Llama-3.1-8B-Instruct --lengths 1k..128k --cache dense,kivi:bits=2,fp8,commvq:bits=2,run=runs/llama,commvq:bits=1,run=runs/llama --out runs/niah-caches --device cuda   # one comparison',
     '<%= config.bin %> eval niah --model ./tiny-llama --lengths 200,400 --depths 3 --scorer exact --out /tmp/niah --json',
     '<%= config.bin %> eval niah --model ./Llama-3.1-8B --template raw --needle "The pass key is {digits:7}. Remember it." --question " What is the pass key? The pass key is" --scorer contains --lengths 1k..32k --out runs/passkey',
     '<%= config.bin %> eval niah --model ./Llama-3.1-8B-Instruct --keys 4 --values 2 --queries 2 --scorer contains --lengths 4k..32k --out runs/ruler-mk',
@@ -45,7 +45,7 @@ export default class EvalNiah extends BaseCommand {
     limit: integerFlag({ description: 'run only the first N cells (lengths outer, depths inner)', min: 1 }),
   };
 
-  async run(): Promise<EvalRunResult<NiahSummary>> {
+  async run(): Promise<EvalCommandResult<NiahSummary>> {
     const { flags } = await this.parse(EvalNiah);
     // grid flags are checked before the model loads
     const grid = {

@@ -84,3 +84,34 @@ export function niahHeatmapSpec(grid: NiahHeatmap, options: { title?: string; wi
     config: { font: 'DejaVu Sans, Arial, Helvetica, sans-serif', axis: { labelFontSize: 12, titleFontSize: 14 }, view: { stroke: null } },
   };
 }
+
+/**
+ * The heatmaps of several runs side by side in one Vega-Lite spec (a comparison of caches): one panel per run, in
+ * the order given, `columns` to a row, sharing the 0–10 colour scale and the axes' order, each headed by its title.
+ * Panels are sized to their grid (about 56 px per length, 30 per depth, at least 200 × 120) rather than viz.py's one large figure.
+ *
+ *   niahComparisonSpec([{ title: 'dense', grid: a }, { title: 'commvq-2bit', grid: b }], { title: 'tiny-llama · NIAH rouge1' })
+ */
+export function niahComparisonSpec(panels: readonly { title: string; grid: NiahHeatmap }[], options: { title?: string; columns?: number } = {}): Record<string, unknown> {
+  const lengths = [...new Set(panels.flatMap((p) => p.grid.lengths))].sort((a, b) => a - b);
+  const depths = [...new Set(panels.flatMap((p) => p.grid.depths))].sort((a, b) => a - b);
+  const single = niahHeatmapSpec({ lengths, depths, cells: [], matrix: [], overall: null });
+  const values = panels.flatMap((p) => (niahHeatmapSpec(p.grid).data as { values: object[] }).values.map((v) => ({ ...v, panel: p.title })));
+  return {
+    $schema: single.$schema,
+    ...(options.title ? { title: options.title } : {}),
+    background: 'white',
+    data: { values },
+    columns: options.columns ?? Math.min(panels.length, 4),
+    // a title's parts (`name · bits · mean`) on lines of their own, so a long one does not widen its column
+    facet: { field: 'panel', type: 'nominal', sort: panels.map((p) => p.title), title: null, header: { labelFontSize: 13, labelExpr: "split(datum.label, ' · ')" } },
+    spec: {
+      width: Math.max(200, 56 * lengths.length),
+      height: Math.max(120, 30 * depths.length),
+      encoding: single.encoding,
+      layer: single.layer,
+    },
+    spacing: 24,
+    config: single.config,
+  };
+}

@@ -12,7 +12,7 @@ import { dirname } from 'node:path';
 import { CommvqError, OptionError } from '../../errors.js';
 import { PredictionLog, type PredictionRecord } from '../predictions.js';
 import { selectShard, type Shard } from '../shard.js';
-import { listManifests, runPaths, type RunPaths } from './layout.js';
+import { listComparisons, listManifests, runPaths, type RunPaths } from './layout.js';
 import {
   checkSameIdentity,
   EVAL_MANIFEST_FORMAT,
@@ -93,6 +93,10 @@ export function selectExamples<E extends { id: string }>(examples: readonly E[],
  * returns this shard's, whose run history the new invocation extends.
  */
 function checkRunFolder(out: string, shard: Shard, identity: EvalIdentity, settings: Record<string, unknown>, planSettings: readonly string[]): EvalManifest | undefined {
+  const comparison = listComparisons(out)[0];
+  if (comparison) {
+    throw new CommvqError(`${out} holds a comparison of several caches (${comparison}), not the run of one`, 'give the same --cache list to continue it, or run this cache in another folder');
+  }
   for (const path of listManifests(out)) {
     const found = readEvalManifest(path);
     checkSameIdentity(found.identity, identity, path, 'a run folder holds one model, cache and protocol: use another run folder');

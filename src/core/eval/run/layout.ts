@@ -7,6 +7,11 @@
  *   DIR/summary[.shard-i-of-n].json           scores of the predictions present
  *   DIR/cells/<model>__<cache>/len_L_depth_d.json, DIR/niah[.shard-i-of-n].{svg,png}   (NIAH)
  *
+ * A comparison of several caches (compare.ts) holds one such run per cache, DIR/<name>/, and beside them
+ *
+ *   DIR/comparison[.shard-i-of-n].json        cache × metric, average bits
+ *   DIR/comparison[.shard-i-of-n].{svg,png}   the NIAH heatmaps side by side
+ *
  *   const paths = runPaths('out/qasper-dense', parseShard('1/2'));
  *   paths.predictions('qasper')  // out/qasper-dense/predictions/qasper.shard-1-of-2.jsonl
  */
@@ -43,6 +48,23 @@ export function runPaths(dir: string, shard: Shard): RunPaths {
     plotBase: join(dir, `niah${s}`),
     cellsDir: (runKey) => join(dir, 'cells', runKey),
   };
+}
+
+/** A comparison's files at its folder (compare.ts): the summary, and the NIAH heatmaps' base name. */
+export function comparisonPaths(dir: string, shard: Shard): { summary: string; plotBase: string } {
+  const s = shardSuffix(shard);
+  return { summary: join(dir, `comparison${s}.json`), plotBase: join(dir, `comparison${s}`) };
+}
+
+const COMPARISON_NAME = /^comparison(?:\.shard-\d+-of-\d+)?\.json$/;
+
+/** Every comparison summary in a folder (the whole comparison's and each shard's), sorted. */
+export function listComparisons(dir: string): string[] {
+  if (!existsSync(dir)) return [];
+  return readdirSync(dir)
+    .filter((f) => COMPARISON_NAME.test(f))
+    .sort()
+    .map((f) => join(dir, f));
 }
 
 const MANIFEST_NAME = /^manifest(?:\.shard-\d+-of-\d+)?\.json$/;

@@ -19,7 +19,7 @@ import { newlineTokenId } from '../longbench/prompt.js';
 import type { PredictionRecord } from '../predictions.js';
 import { niahDepths, niahGrid, parseNiahLengths, type NiahCell } from '../niah/grid.js';
 import { buildHaystack, haystackFiles, type HaystackSource } from '../niah/haystack.js';
-import { niahHeatmap, niahHeatmapSpec } from '../niah/heatmap.js';
+import { niahHeatmap, niahHeatmapSpec, type NiahHeatmap } from '../niah/heatmap.js';
 import { detectPeriodIds, insertNeedles, NIAH_CONTEXT_BUFFER, NIAH_NEEDLE, NIAH_QUESTION } from '../niah/needle.js';
 import { NeedleGenerator, RULER_NEEDLE, RULER_QUESTION } from '../niah/needle-generator.js';
 import { niahGeneration, niahPromptIds, niahTemplateName, type NiahTemplate } from '../niah/prompt.js';
@@ -206,14 +206,19 @@ export function niahSummary(manifest: EvalManifest, records: readonly Prediction
 /** Draws the summary's grid; nothing when no cell has run. */
 export async function writeNiahHeatmap(manifest: EvalManifest, summary: NiahSummary, paths: RunPaths): Promise<{ svg: string; png: string } | undefined> {
   if (summary.lengths.length === 0) return undefined;
-  const cells = summary.depths.flatMap((d, i) =>
-    summary.lengths.flatMap((l, j) => (summary.matrix[i]![j] === null ? [] : [{ contextLength: l, depthPercent: d, score: summary.matrix[i]![j]!, n: 1 }])),
-  );
-  const grid = { lengths: summary.lengths, depths: summary.depths, cells, matrix: summary.matrix, overall: summary.overall };
+  const grid = niahSummaryGrid(summary);
   const model = `${manifest.identity.model.name}${manifest.identity.model.random_weights ? ' (random weights)' : ''}`;
   const title = `${model} · ${manifest.identity.cache.label} · NIAH ${summary.scorer}, mean ${summary.overall?.toFixed(2)}`;
   const spec = niahHeatmapSpec(grid, { title });
   // a legend as tall as the plot and a readable title (the spec leaves both at Vega's small defaults)
   const config = { ...(spec.config as Record<string, unknown>), legend: { gradientLength: 560, gradientThickness: 18, labelFontSize: 12, titleFontSize: 13 }, title: { fontSize: 17 } };
   return writeVegaLite({ ...spec, config }, paths.plotBase);
+}
+
+/** The heatmap grid a summary holds (its matrix back into cells), for drawing it alone or beside others. */
+export function niahSummaryGrid(summary: Pick<NiahSummary, 'lengths' | 'depths' | 'matrix' | 'overall'>): NiahHeatmap {
+  const cells = summary.depths.flatMap((d, i) =>
+    summary.lengths.flatMap((l, j) => (summary.matrix[i]![j] === null ? [] : [{ contextLength: l, depthPercent: d, score: summary.matrix[i]![j]!, n: 1 }])),
+  );
+  return { lengths: summary.lengths, depths: summary.depths, cells, matrix: summary.matrix, overall: summary.overall };
 }
