@@ -32,11 +32,11 @@ import {
   type CodeAttentionShape,
 } from '../core/backend/cuda/ops/code-attention.js';
 import { uploadTo } from '../core/backend/cuda/ops/copies.js';
-import { CudaTimer } from '../core/backend/cuda/timing.js';
 import { packedCodeBytes } from '../core/tensor/code-packing.js';
 import type { DType } from '../core/tensor/dtype.js';
 import { ropeTable } from '../core/model/rope.js';
 import { f32ToBf16 } from '../core/tensor/dtype.js';
+import { medianStepMs } from './graph-timing.js';
 
 const { values: args } = parseArgs({
   options: {
@@ -87,26 +87,8 @@ function tiledBf16(n: number): CudaTensor {
   return t;
 }
 
-/** Median milliseconds of one step: `reps` replays of a graph of BATCH steps, after two warm-up replays. */
-function timeGraph(step: () => void): number {
-  step();
-  ctx.synchronize();
-  const { graph } = ctx.capture(() => {
-    for (let i = 0; i < BATCH; i++) step();
-  });
-  const timer = new CudaTimer(ctx);
-  const ms: number[] = [];
-  for (let i = 0; i < reps + 2; i++) {
-    timer.start();
-    graph.replay();
-    const t = timer.stop();
-    if (i >= 2) ms.push(t / BATCH);
-  }
-  timer.dispose();
-  graph.dispose();
-  ms.sort((a, b) => a - b);
-  return ms[ms.length >> 1]!;
-}
+/** Median milliseconds of one step (graph-timing.ts), BATCH steps per graph. */
+const timeGraph = (step: () => void): number => medianStepMs(ctx, step, { steps: BATCH, reps });
 
 const rope = ropeTable({ type: 'llama3', theta: 500000, factor: 8, lowFreqFactor: 1, highFreqFactor: 4, originalMaxPositionEmbeddings: 8192 }, D);
 const results: Record<string, unknown>[] = [];

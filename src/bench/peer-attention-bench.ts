@@ -23,8 +23,8 @@ import { emptyTensor, type CudaTensor } from '../core/backend/cuda/cuda-tensor.j
 import { decodeAttention } from '../core/backend/cuda/ops/attention.js';
 import { uploadTo } from '../core/backend/cuda/ops/copies.js';
 import { peerDecodeAttention, type PeerAttendPart, type PeerFormat, type PeerKernelKind, type PeerPart } from '../core/backend/cuda/ops/peer-cache.js';
-import { CudaTimer } from '../core/backend/cuda/timing.js';
 import { f32ToBf16, f32ToF16, type DType } from '../core/tensor/dtype.js';
+import { medianStepMs } from './graph-timing.js';
 
 const { values: args } = parseArgs({
   options: {
@@ -103,26 +103,8 @@ function part(f: PeerFormat, rows: number): { part: PeerPart; bytes: number } {
   return { part: { format: f, codes, scales, zeros }, bytes: codes.byteLength + scales.byteLength + zeros.byteLength };
 }
 
-/** Median milliseconds of one step: `reps` replays of a graph of BATCH steps, after two warm-up replays. */
-function timeGraph(step: () => void): number {
-  step();
-  ctx.synchronize();
-  const { graph } = ctx.capture(() => {
-    for (let i = 0; i < BATCH; i++) step();
-  });
-  const timer = new CudaTimer(ctx);
-  const ms: number[] = [];
-  for (let i = 0; i < reps + 2; i++) {
-    timer.start();
-    graph.replay();
-    const t = timer.stop();
-    if (i >= 2) ms.push(t / BATCH);
-  }
-  timer.dispose();
-  graph.dispose();
-  ms.sort((a, b) => a - b);
-  return ms[ms.length >> 1]!;
-}
+/** Median milliseconds of one step (graph-timing.ts), BATCH steps per graph. */
+const timeGraph = (step: () => void): number => medianStepMs(ctx, step, { steps: BATCH, reps });
 
 const results: Record<string, unknown>[] = [];
 for (const n of contexts) {

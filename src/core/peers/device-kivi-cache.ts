@@ -27,7 +27,7 @@ import { CommvqError } from '../errors.js';
 import { checkStepGroups, type CacheShape, type KVCache } from '../model/kv-cache.js';
 import type { LayerKV } from '../model/llama.js';
 import type { StepInputs } from '../model/step-inputs.js';
-import { checkKiviShape } from '../quant/kivi.js';
+import { checkKiviCacheShape } from '../quant/kivi.js';
 import { toFloat32Array } from '../tensor/dtype.js';
 import type { Tensor } from '../tensor/tensor.js';
 import { allocPeerPart, copyIntoRing, copyRows, type OwnedPeerPart } from './device-parts.js';
@@ -64,10 +64,7 @@ export class DeviceKiviCache implements KVCache {
     readonly batch: number,
     readonly o: KiviOptions,
   ) {
-    checkKiviShape(o.group, o.residual);
-    if (shape.headDim % o.group !== 0) {
-      throw new CommvqError(`kivi: group=${o.group} does not divide head_dim ${shape.headDim}`, 'values are quantized per token in groups of channels within a head: pick a divisor of head_dim');
-    }
+    checkKiviCacheShape(o.group, o.residual, shape.headDim);
     this.heads = { kvHeads: shape.kvHeads, headDim: shape.headDim };
     this.width = shape.kvHeads * shape.headDim;
     const { bits, group, residual: R } = o;

@@ -21,7 +21,7 @@ import { CommvqError } from '../errors.js';
 import { checkStepGroups, type CacheShape, type KVCache } from '../model/kv-cache.js';
 import type { LayerKV } from '../model/llama.js';
 import type { StepGroup, StepInputs } from '../model/step-inputs.js';
-import { checkKiviShape } from '../quant/kivi.js';
+import { checkKiviCacheShape } from '../quant/kivi.js';
 import { bytesPerElement } from '../tensor/dtype.js';
 import type { Tensor } from '../tensor/tensor.js';
 import { type KiviOptions, KiviRows } from './kivi-rows.js';
@@ -39,10 +39,7 @@ export class KiviCache implements KVCache {
     readonly batch: number,
     readonly o: KiviOptions,
   ) {
-    checkKiviShape(o.group, o.residual);
-    if (shape.headDim % o.group !== 0) {
-      throw new CommvqError(`kivi: group=${o.group} does not divide head_dim ${shape.headDim}`, 'values are quantized per token in groups of channels within a head: pick a divisor of head_dim');
-    }
+    checkKiviCacheShape(o.group, o.residual, shape.headDim);
     const width = shape.kvHeads * shape.headDim;
     this.rows = Array.from({ length: shape.numLayers }, () => Array.from({ length: batch }, () => new KiviRows(width, o)));
     this.prompt = Array.from({ length: shape.numLayers }, () => new Array(batch).fill(undefined));

@@ -15,7 +15,7 @@
  * the asymmetry: right after a key flush (T a multiple of R) no key is exact, while the values always keep the most
  * recent min(T, R) tokens.
  */
-import { OptionError } from '../errors.js';
+import { CommvqError, OptionError } from '../errors.js';
 
 export type KiviPart = 'keys' | 'values';
 
@@ -31,6 +31,14 @@ export function checkKiviShape(group: number, residual: number): void {
   if (!Number.isInteger(group) || group <= 0) throw new OptionError('group', String(group), 'KIVI groups hold a positive whole number of tokens or channels');
   if (!Number.isInteger(residual) || residual <= 0 || residual % group !== 0) {
     throw new OptionError('residual', String(residual), `KIVI's residual is a positive multiple of group (${group})`, 'KIVI uses group=32, residual=128');
+  }
+}
+
+/** checkKiviShape, and that groups of channels fit a head (values are quantized per token in groups within a head). */
+export function checkKiviCacheShape(group: number, residual: number, headDim: number): void {
+  checkKiviShape(group, residual);
+  if (headDim % group !== 0) {
+    throw new CommvqError(`kivi: group=${group} does not divide head_dim ${headDim}`, 'values are quantized per token in groups of channels within a head: pick a divisor of head_dim');
   }
 }
 
