@@ -6,7 +6,7 @@ import { parseNiahDepths, parseNiahLengths } from '../../core/eval/niah/grid.js'
 import { parseNiahScorer } from '../../core/eval/niah/score.js';
 import { parseNiahTemplate } from '../../core/eval/niah/prompt.js';
 import { seedFlag } from '../../cli/flags.js';
-import { NIAH_DEFAULT_LENGTHS, runNiah, type NiahSummary } from '../../core/eval/run/niah-run.js';
+import { NIAH_DEFAULT_LENGTHS, runNiah, niahNeedles, type NiahSummary } from '../../core/eval/run/niah-run.js';
 import { integerFlag } from '../../cli/number-flag.js';
 
 export default class EvalNiah extends BaseCommand {
@@ -54,17 +54,14 @@ export default class EvalNiah extends BaseCommand {
       scorer: parseNiahScorer(flags.scorer),
       template: parseNiahTemplate(flags.template),
     };
+    const needles = { needle: flags.needle, question: flags.question, seed: flags.seed, keys: flags.keys, values: flags.values, queries: flags.queries };
+    niahNeedles(needles); // a bad needle is refused before the run folder is made
     return runEvalCommand(this, 'niah cells', flags, (common) =>
       runNiah({
         ...common,
         ...grid,
+        ...needles,
         haystack: flags.haystack === undefined ? undefined : { kind: 'folder', dir: flags.haystack },
-        needle: flags.needle,
-        question: flags.question,
-        seed: flags.seed,
-        keys: flags.keys,
-        values: flags.values,
-        queries: flags.queries,
         limit: flags.limit,
       }),
     );

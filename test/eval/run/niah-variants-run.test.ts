@@ -5,6 +5,7 @@
  * four. On the command line a bad template is one line before the model loads.
  */
 import { join } from 'node:path';
+import { existsSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { mergeEvalRuns } from '../../../src/core/eval/run/merge-runs.js';
 import { runNiah, type NiahRunOptions } from '../../../src/core/eval/run/niah-run.js';
@@ -54,5 +55,12 @@ describe('eval niah: templates, varied needles, RULER', () => {
   it('CLI: a bad --template is one line, exit 1 (needle errors: niah-variants.test.ts)', () => {
     const r = runCli(['eval', 'niah', '--model', model, '--out', join(root, 'bad'), '--device', 'cpu', '--template', 'Question: {question}']);
     expectOneLineError(r, /^commvq: --template Question: \{question\}: is chat, plain, raw, or a text holding \{context\}/, { silentStdout: true });
+  });
+
+  it('CLI: a bad --needle is one line, exit 1, and no run folder is made for it', () => {
+    const out = join(root, 'bad-needle');
+    const r = runCli(['eval', 'niah', '--model', model, '--out', out, '--device', 'cpu', '--needle', 'The pass key is {digits:0}.']);
+    expectOneLineError(r, /^commvq: --needle The pass key is \{digits:0\}\.: \{digits:0\}: N must be within 1\.\.64/, { silentStdout: true });
+    expect(existsSync(out)).toBe(false);
   });
 });

@@ -69,16 +69,28 @@ export interface NiahSummary extends SummaryBase {
   by_length: Record<string, number>;
 }
 
-export async function runNiah(o: NiahRunOptions): Promise<EvalRunResult<NiahSummary>> {
-  const depths = [...(o.depths ?? niahDepths(10))];
+/**
+ * The run's needle generator: the needle and question given, or the defaults (the reference's needle, RULER's when
+ * asking for several keys, values or queries). A bad needle is an OptionError: commands call this before the run
+ * folder is made, so that nothing is written for it.
+ *
+ *   niahNeedles({ needle: 'The pass key is {digits:7}.', question: 'What is the pass key?' })
+ */
+export function niahNeedles(o: Pick<NiahRunOptions, 'needle' | 'question' | 'seed' | 'keys' | 'values' | 'queries'>): NeedleGenerator {
   const ruler = (o.keys ?? 1) > 1 || (o.values ?? 1) > 1 || (o.queries ?? 1) > 1;
   const needle = o.needle ?? (ruler ? RULER_NEEDLE : NIAH_NEEDLE);
   const question = o.question ?? (ruler && o.needle === undefined ? RULER_QUESTION : NIAH_QUESTION);
+  if (needle.trim() === '') throw new OptionError('needle', undefined, 'the needle is empty');
+  return NeedleGenerator.create({ needle, question, seed: o.seed ?? DEFAULT_SEED, keys: o.keys, values: o.values, queries: o.queries });
+}
+
+export async function runNiah(o: NiahRunOptions): Promise<EvalRunResult<NiahSummary>> {
+  const depths = [...(o.depths ?? niahDepths(10))];
   const scorer = o.scorer ?? 'rouge1';
   const haystack = o.haystack ?? { kind: 'filler' };
   const template = o.template ?? 'auto';
-  if (needle.trim() === '') throw new OptionError('needle', undefined, 'the needle is empty');
-  const needles = NeedleGenerator.create({ needle, question, seed: o.seed ?? DEFAULT_SEED, keys: o.keys, values: o.values, queries: o.queries });
+  const needles = niahNeedles(o);
+  const { needle, question } = needles.options;
   const paths = runPaths(o.out, o.shard ?? WHOLE);
   return runBenchmark(o, {
     benchmark: 'niah',
