@@ -74,6 +74,7 @@ describe.skipIf(!gpu)('the peer caches in a model on the GPU', () => {
     const backend = CudaBackend.create(0);
     try {
       const model = randomModel(parseModelConfig(DEMO_CONFIG, 'demo config'), backend, { seed: 3 });
+      backend.blas(); // the model's GEMM workspace (32 MiB), made on first use and kept: not the cache's
       const before = backend.memory().bytesInUse;
       const caches = openCacheFactory(model, spec);
       const cache = caches.make(64, 3);

@@ -110,8 +110,8 @@ export function runPeerScenario(kind: Kind, shape: CacheShape, sc: Scenario, cud
       const q = randomBf16(rng, T * Wq, 0.5);
       let row = 0;
       for (const [s, , n] of groups) {
-        inputs[s]![l]!.k.push(...k.subarray(row * W, (row + n) * W));
-        inputs[s]![l]!.v.push(...v.subarray(row * W, (row + n) * W));
+        for (const x of k.subarray(row * W, (row + n) * W)) inputs[s]![l]!.k.push(x); // no spread: rows of 1000 tokens overflow the stack
+        for (const x of v.subarray(row * W, (row + n) * W)) inputs[s]![l]!.v.push(x);
         row += n;
       }
       const outs = ([[cpu, host, hs], [cuda as Backend, device, ds]] as const).map(([b, cache, st]) => {
