@@ -24,6 +24,22 @@ describe('KiviCache in a batch', () => {
     expectBatchDecodesAsAlone(model, (capacity, batch) => new KiviCache(backend, model.cacheShape, capacity, batch, o), 6);
   });
 
+  it('a layer-major prefill in row chunks attends exactly over the whole prompt, and frees each layer as it finishes', () => {
+    const ids = Int32Array.from({ length: 21 }, (_, i) => (5 * i + 3) % 256);
+    const whole = new KiviCache(backend, model.cacheShape, 32, 1, o);
+    const want = backend.toFloat32(model.forward(ids, whole)).slice(-model.config.vocabSize); // the last token's logits
+    const chunked = new KiviCache(backend, model.cacheShape, 32, 1, o);
+    const freed: number[] = [];
+    const endLayer = chunked.endPromptLayer.bind(chunked);
+    chunked.endPromptLayer = (layer, sequence) => {
+      freed.push(layer);
+      endLayer(layer, sequence);
+    };
+    const got = backend.toFloat32(model.prefill(ids, chunked, { rows: 8 })); // chunks of 8, 8, 5 through each layer
+    expect(Array.from(got)).toEqual(Array.from(want));
+    expect(freed).toEqual(Array.from({ length: model.config.numLayers }, (_, l) => l));
+  });
+
   it('cannot rewind: its keys are quantized in blocks', () => {
     const cache = new KiviCache(backend, model.cacheShape, 16, 1, o);
     model.forward(Int32Array.of(1, 2, 3), cache).dispose();

@@ -53,6 +53,12 @@ export interface KVCache {
   /** The prompt is complete: a cache that keeps prompt-time scratch (the strict CommVQ prefill) frees it now. */
   endPrompt?(): void;
   /**
+   * A layer-major prefill (LlamaModel.prefill) is done with `layer` for `sequence`: no more rows of this prompt come to
+   * it, so a cache that keeps the prompt exact for its attention (KIVI) frees that layer's scratch now, and a long
+   * prompt holds one layer's exact rows at a time instead of every layer's.
+   */
+  endPromptLayer?(layer: number, sequence: number): void;
+  /**
    * Takes `sequence` as holding `length` tokens whose rows were never written: measure-memory's stand-in for running
    * the prompts of a whole batch. Only caches that allocate every row up front offer it (memory and decode time then
    * do not depend on what the rows hold).

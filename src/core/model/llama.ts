@@ -138,6 +138,7 @@ export class LlamaModel {
           x.dispose();
           out.dispose();
         });
+        cache.endPromptLayer?.(l, sequence);
         options.onLayer?.(l);
       });
       const last = h.read(options.logits === 'all' ? 0 : T - 1, options.logits === 'all' ? T : 1);

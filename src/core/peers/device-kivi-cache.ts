@@ -7,9 +7,9 @@
  * when more than R are exact), as jy-yuan/KIVI does.
  *
  * Per layer and sequence (W = H_kv·D_h), preallocated for `capacity` tokens:
- * A prompt keeps its exact rows in a scratch of `capacity` rows per layer and sequence until endPrompt (KIVI's prefill
- * attends exactly over the whole prompt, however many chunks it comes in): during a prefill it costs what a dense cache
- * would.
+ * A prompt keeps its exact rows in a scratch of `capacity` rows per layer and sequence until endPromptLayer (a
+ * layer-major prefill: one layer's scratch at a time) or endPrompt (KIVI's prefill attends exactly over the whole
+ * prompt, however many chunks it comes in; fed token-major, every layer's scratch stays until endPrompt).
  *   keys    channel layout: codes u8 [cap, W·bits/8], f16 scales and zeros [cap/G, W]; keyTail bf16 [R, W], position p
  *           at slot p − QK
  *   values  token layout: codes u8 [cap, W·bits/8], f16 scales and zeros [cap, W/G]; ring bf16 [R + 1, W], position p
@@ -171,6 +171,11 @@ export class DeviceKiviCache implements KVCache {
   bytes(): number {
     const tails = (2 * this.o.residual + 1) * this.width * 2;
     return this.state.flat().reduce((n, s) => n + s.keys.bytes + s.values.bytes + tails, 0);
+  }
+
+  /** The layer-major prefill is done with `layer`: its scratch goes (a dense layer's worth at 128K). */
+  endPromptLayer(layer: number, sequence: number): void {
+    this.disposeScratch(layer, sequence);
   }
 
   endPrompt(): void {

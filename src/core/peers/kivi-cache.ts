@@ -99,6 +99,11 @@ export class KiviCache implements KVCache {
     return this.rows.flat().reduce((n, r) => n + r.bytes(exact), 0);
   }
 
+  /** The layer-major prefill is done with `layer` (as DeviceKiviCache.endPromptLayer). */
+  endPromptLayer(layer: number, sequence: number): void {
+    this.prompt[layer]![sequence] = undefined;
+  }
+
   endPrompt(): void {
     for (const l of this.prompt) l.fill(undefined);
   }
