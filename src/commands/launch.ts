@@ -32,8 +32,9 @@ export default class Launch extends BaseCommand {
   };
 
   async run(): Promise<LaunchResult> {
-    const { argv, flags } = await this.parse(Launch);
-    const words = argv as string[];
+    const { flags } = await this.parse(Launch);
+    const dashes = this.argv.indexOf('--'); // the command as typed: oclif's argv can reorder words after --
+    const words = dashes < 0 ? [] : this.argv.slice(dashes + 1);
     if (words.length === 0) throw new CommvqError('launch: no command after --', 'e.g. commvq launch --gpus 0-1 -- train-value …');
     if (flags['node-rank'] >= flags.nnodes) throw new CommvqError(`--node-rank ${flags['node-rank']} is outside --nnodes ${flags.nnodes}`);
     if (flags.nnodes > 1 && flags['master-addr'] === '127.0.0.1') throw new CommvqError('--nnodes > 1 needs --master-addr, the address of the host of rank 0');

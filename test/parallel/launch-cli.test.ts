@@ -14,14 +14,15 @@ const node = process.execPath;
 
 describe('commvq launch', () => {
   it('starts one rank per GPU with torchrun\'s variables, and the rendezvous delivers rank 0\'s blob to all', () => {
-    const r = runCli(['launch', '--gpus', '2,5,7', '--', node, rank]);
+    const r = runCli(['launch', '--gpus', '2,5,7', '--', node, rank, 'x', '--warmup', '1', '--', '-y']);
     expect(r.status, r.stderr).toBe(0);
-    const lines = r.stdout.trim().split('\n').map((l) => JSON.parse(l) as { env: Record<string, string>; blob: string });
+    const lines = r.stdout.trim().split('\n').map((l) => JSON.parse(l) as { env: Record<string, string>; blob: string; argv: string[] });
     const byRank = lines.sort((a, b) => Number(a.env.RANK) - Number(b.env.RANK));
     expect(byRank.map((l) => [l.env.RANK, l.env.LOCAL_RANK, l.env.CUDA_VISIBLE_DEVICES])).toEqual([['0', '0', '2'], ['1', '1', '5'], ['2', '2', '7']]);
     const port = byRank[0]!.env.MASTER_PORT;
     for (const l of byRank) {
       expect(l.env).toMatchObject({ WORLD_SIZE: '3', LOCAL_WORLD_SIZE: '3', MASTER_ADDR: '127.0.0.1', MASTER_PORT: port, NCCL_NVLS_ENABLE: '0' });
+      expect(l.argv).toEqual(['x', '--warmup', '1', '--', '-y']); // as typed, in order (oclif's own argv reorders them)
       expect(l.blob).toBe(Buffer.from(Array.from({ length: 128 }, (_, i) => i)).toString('hex'));
     }
   });
