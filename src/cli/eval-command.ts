@@ -13,6 +13,11 @@ import { parseCacheFlag } from './cache-flag.js';
 import { onInterrupt } from './interrupt.js';
 import { progressBar } from './progress.js';
 import { checkOutputDir } from '../core/options/path-option.js';
+import { CommvqError } from '../core/errors.js';
+import { mergeEvalRuns } from '../core/eval/run/merge-runs.js';
+import { scoreLine } from '../core/eval/run/report.js';
+import { distEnv } from '../core/parallel/dist-env.js';
+import { shardJob } from '../core/parallel/shard-job.js';
 
 /** What every eval runner takes from the shared flags (eval-flags.ts). */
 export interface CommonRunOptions {
@@ -30,7 +35,8 @@ export interface CommonRunOptions {
 
 /**
  * The frame of `commvq eval <benchmark>`: parses the shared flags, runs the benchmark with a progress bar and Ctrl-C
- * handling, prints the report, and exits 130 when interrupted.
+ * handling, prints the report, and exits 130 when interrupted. Under `commvq launch`, rank r of W runs shard r/W and,
+ * once every shard has completed, rank 0 merges them (eval merge) and prints the merged score.
  *
  *   return runEvalCommand(this, 'longbench', flags, (common) => runLongbench({ ...common, dataDir: flags.data }));
  */
@@ -42,7 +48,10 @@ export async function runEvalCommand<S extends SummaryBase>(
 ): Promise<EvalRunResult<S>> {
   checkOutputDir('out', flags.out);
   const cache = parseCacheFlag(flags.cache);
-  const shard = parseShard(flags.shard);
+  const env = distEnv();
+  if (env.worldSize > 1 && flags.shard !== '0/1') throw new CommvqError(`--shard ${flags.shard}: commvq launch gives each rank its shard (rank/world)`, 'leave --shard out under commvq launch');
+  const job = await shardJob(env);
+  const shard = job?.shard ?? parseShard(flags.shard);
   const interrupt = onInterrupt();
   const bar = progressBar(label, command.jsonEnabled());
   try {
@@ -59,12 +68,17 @@ export async function runEvalCommand<S extends SummaryBase>(
       onProgress: (p) => bar.update(p.done, p.total, progressDetail(p)),
     }), shardSuffix(shard)); // shards may share a folder: each writes only its own files
     bar.stop();
-    for (const line of runReport(result)) command.log(line);
+    if (!job) for (const line of runReport(result)) command.log(line); // under launch: rank 0's merged line below
     if (result.plots) command.notePngFonts();
     if (result.outcome === 'interrupted') process.exitCode = 130;
+    if (job && (await job.finish(result.outcome === 'complete')) && job.rank === 0) {
+      const merged = await command.withRunLock(flags.out, () => mergeEvalRuns({ dirs: [flags.out] }));
+      command.log(`merged ${shard.count} shards: ${scoreLine(merged.summary)} → ${merged.summaryPath}`);
+    }
     return result;
   } finally {
     bar.stop();
     interrupt.dispose();
+    job?.close();
   }
 }
