@@ -6,6 +6,8 @@ import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
+import { CpuBackend } from '../../src/core/backend/cpu/cpu-backend.js';
+import { runNiah } from '../../src/core/eval/run/niah-run.js';
 import { expectOneLineError, runCli } from '../helpers/cli.js';
 import { fixtureDir, haveFixtures } from '../helpers/fixtures.js';
 
@@ -13,11 +15,10 @@ describe.skipIf(!haveFixtures)('eval under commvq launch', () => {
   const work = mkdtempSync(join(tmpdir(), 'commvq-eval-launch-'));
   afterAll(() => rmSync(work, { recursive: true, force: true }));
 
-  it('shards eval niah over 2 ranks and merges to the predictions of one process', () => {
-    const niah = (out: string) => ['eval', 'niah', '--model', fixtureDir('tiny-llama'), '--lengths', '260,300', '--depths', '0,100', '--out', out, '--device', 'cpu'];
-    const one = runCli(niah(join(work, 'one')));
-    expect(one.status, one.stderr).toBe(0);
-    const two = runCli(['launch', '--gpus', '0,1', '--', ...niah(join(work, 'two'))]);
+  it('shards eval niah over 2 ranks and merges to the predictions of one process', async () => {
+    const one = await runNiah({ modelDir: fixtureDir('tiny-llama'), out: join(work, 'one'), backend: new CpuBackend(), lengths: [260, 300], depths: [0, 100] });
+    expect(one.outcome).toBe('complete');
+    const two = runCli(['launch', '--gpus', '0,1', '--', 'eval', 'niah', '--model', fixtureDir('tiny-llama'), '--lengths', '260,300', '--depths', '0,100', '--out', join(work, 'two'), '--device', 'cpu']);
     expect(two.status, two.stderr).toBe(0);
     expect(two.stdout).toMatch(/^merged 2 shards: NIAH .* over 4 cells → .*summary\.json$/m);
     const predictions = (dir: string) => readFileSync(join(work, dir, 'predictions', 'niah.jsonl'), 'utf8').trim().split('\n').map((l) => {

@@ -45,12 +45,12 @@ describe.skipIf(!haveFixtures)('data-parallel train-value on tiny-llama', () => 
     runDir: runDir(), modelDir: model, corpus, backend: new CpuBackend(), bits: 1, steps: 4, seqLen: 128, lr: 1e-2, schedule: 'constant', warmup: 1, evalWindows: 0, ...extra,
   });
   /** `worldSize` in-process CPU ranks over the TCP collective, each with its own backend, on one run folder (or `dirs[rank]`) */
-  const ranks = async (worldSize: number, extra: Partial<TrainValueOptions>, dirs: string[] = []): Promise<TrainValueResult[]> => {
+  const ranks = async (worldSize: number, extra: Partial<TrainValueOptions>, dirs: string[] = [], perRank: (rank: number) => Partial<TrainValueOptions> = () => ({})): Promise<TrainValueResult[]> => {
     const masterPort = await freePort();
     const dir = extra.runDir ?? runDir();
     const collectives = await Promise.all(Array.from({ length: worldSize }, (_, rank) => openCollective({ rank, worldSize, localRank: rank, localWorldSize: worldSize, masterAddr: '127.0.0.1', masterPort, timeoutMs: 10_000 }, new CpuBackend())));
     try {
-      return await Promise.all(collectives.map((collective, rank) => trainValue(opts({ ...extra, runDir: dirs[rank] ?? dir, collective }))));
+      return await Promise.all(collectives.map((collective, rank) => trainValue(opts({ ...extra, runDir: dirs[rank] ?? dir, collective, ...perRank(rank) }))));
     } finally {
       collectives.forEach((c) => c.dispose());
     }
@@ -116,15 +116,16 @@ describe.skipIf(!haveFixtures)('data-parallel train-value on tiny-llama', () => 
     expectClose(report.history, one.history);
   });
 
-  it('resumes a checkpoint of 1 rank on 2 ranks: the checkpoint holds the batch, not the world size', async () => {
+  it('stops every rank after the same step when one is interrupted, and resumes that checkpoint on 1 rank', async () => {
     const straight = await oneRank();
     const dir = runDir();
-    const abort = new AbortController();
-    const half = await trainValue(opts({ runDir: dir, steps: 2, batch: 2, checkpointEvery: 1, signal: abort.signal, onStep: () => abort.abort() }));
-    expect(half).toMatchObject({ stepsDone: 1, complete: false });
-    const [resumed] = await ranks(2, { runDir: dir, steps: 2, resume: true });
-    expect(resumed!.history[0]).toEqual(straight.history[0]);
-    expectClose(resumed!.history, straight.history);
+    const interrupted = new AbortController();
+    interrupted.abort(); // rank 1 only: its vote stops both after the first step
+    const half = await ranks(2, { runDir: dir, steps: 2 }, [], (rank) => (rank === 1 ? { signal: interrupted.signal } : {}));
+    expect(half.map((r) => [r.stepsDone, r.complete])).toEqual([[1, false], [1, false]]);
+    const resumed = await trainValue(opts({ runDir: dir, steps: 2, resume: true })); // 1 rank; the checkpoint's batch of 2
+    expect(resumed.history[0]).toEqual(half[0]!.history[0]);
+    expectClose(resumed.history, straight.history);
   });
 
   it('refuses a batch the ranks cannot split, with one line', async () => {
