@@ -48,7 +48,7 @@ export default class TrainValue extends BaseCommand {
     device: deviceFlag,
   };
 
-  async run(): Promise<TrainValueOutput | TrainValueOutput[]> {
+  async run(): Promise<TrainValueOutput | TrainValueOutput[] | undefined> {
     const { args, flags } = await this.parse(TrainValue);
     const widths = parseBitsList(flags.bits);
     const backend = await createBackend(flags.device);
@@ -81,6 +81,7 @@ export default class TrainValue extends BaseCommand {
           break;
         }
       }
+      if (!lead) return undefined; // under launch, --json prints rank 0's result alone
       return outputs.length === 1 ? outputs[0]! : outputs;
     } finally {
       interrupt.dispose();

@@ -7,6 +7,7 @@ import { describe, expect, it } from 'vitest';
 import { distEnv } from '../../src/core/parallel/dist-env.js';
 import { freePort } from '../../src/core/parallel/free-port.js';
 import { parseGpuList } from '../../src/core/parallel/gpu-list.js';
+import { failureLine } from '../../src/core/parallel/launcher.js';
 import { rankEnv } from '../../src/core/parallel/launch-env.js';
 import { Rendezvous } from '../../src/core/parallel/rendezvous.js';
 
@@ -72,6 +73,12 @@ describe('job environment', () => {
     expect(() => parseGpuList('3-1')).toThrow('gpus 3-1: the range 3-1 runs backwards');
     expect(() => parseGpuList('0,0')).toThrow('gpus 0,0: GPU 0 is listed twice');
     expect(() => parseGpuList('a')).toThrow(/not a GPU ordinal/);
+  });
+
+  it('names a failed rank in one line, whatever the world size', () => {
+    expect(failureLine({ rank: 0, gpu: 3, code: 2, signal: null }, 1)).toBe('rank 0 (GPU 3) exited with code 2');
+    expect(failureLine({ rank: 1, gpu: 1, code: null, signal: 'SIGKILL' }, 2)).toBe('rank 1 (GPU 1) was killed by SIGKILL; the other rank was stopped');
+    expect(failureLine({ rank: 9, gpu: 1, code: 1, signal: null }, 16)).toBe('rank 9 (GPU 1) exited with code 1; the other 15 ranks were stopped');
   });
 
   it('gives each rank torchrun\'s variables, and reads them back', () => {

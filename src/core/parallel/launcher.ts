@@ -51,7 +51,8 @@ export interface Job {
 /** The one line a failed job ends with. */
 export function failureLine(f: RankFailure, worldSize: number): string {
   const how = f.signal ? `was killed by ${f.signal}` : `exited with code ${f.code}`;
-  return `rank ${f.rank} (GPU ${f.gpu}) ${how}; the other ${worldSize - 1} rank${worldSize === 2 ? '' : 's'} were stopped`;
+  const others = worldSize === 1 ? '' : worldSize === 2 ? '; the other rank was stopped' : `; the other ${worldSize - 1} ranks were stopped`;
+  return `rank ${f.rank} (GPU ${f.gpu}) ${how}${others}`;
 }
 
 export function startJob(o: LaunchOptions): Job {
