@@ -39,10 +39,11 @@ export class FrameQueue {
     if (ready) return Promise.resolve(ready);
     if (this.closed) return Promise.reject(this.closed);
     return new Promise((resolve, reject) => {
+      // unref'd: the open socket keeps the process alive while it waits, and a failed job never lingers for a deadline
       const timer = Number.isFinite(timeoutMs) ? setTimeout(() => {
         this.waiters.splice(this.waiters.indexOf(waiter), 1);
         reject(new CommvqError(timeoutLine()));
-      }, timeoutMs) : undefined;
+      }, timeoutMs).unref() : undefined;
       const waiter = {
         resolve: (b: Buffer) => (clearTimeout(timer), resolve(b)),
         reject: (e: Error) => (clearTimeout(timer), reject(e)),
