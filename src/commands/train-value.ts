@@ -68,7 +68,7 @@ export default class TrainValue extends BaseCommand {
           layers: flags.layers, field: flags.field, checkpointEvery: flags['checkpoint-every'], evalWindows: flags['eval-windows'],
           resume: flags.resume, allowNonFinite: flags['allow-nonfinite'], signal: interrupt.signal, collective, batch: flags.batch,
           onStep: (s, total) => {
-            const tps = (s.step * flags['seq-len']) / ((performance.now() - started) / 1000);
+            const tps = (s.step * (flags.batch ?? env.worldSize) * flags['seq-len']) / ((performance.now() - started) / 1000); // all ranks' tokens (a resumed run's own batch aside)
             bar.update(s.step, total, `| loss ${s.loss.toExponential(3)} (value ${s.valueMse.toExponential(2)}, attn ${s.attentionMse.toExponential(2)}) | ${Math.round(tps)} tokens/s`);
           },
         }).finally(() => bar.stop());
