@@ -20,6 +20,8 @@ export default class Launch extends BaseCommand {
     '<%= config.bin %> launch --gpus 0-7 --nnodes 2 --node-rank 0 --master-addr 10.0.0.1 --master-port 29500 -- train-value …',
   ];
 
+  static override usage = 'launch --gpus <list> [--nnodes <n> --node-rank <i> --master-addr <host> --master-port <port>] -- <command> [args…]';
+
   static override strict = false;
 
   static override flags = {
