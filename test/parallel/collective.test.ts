@@ -34,6 +34,10 @@ describe('collectives on the CPU', () => {
       expect([...backends[r]!.toFloat32(bf16[r]!)]).toEqual([3, 3]);
       expect([...host[r]!]).toEqual([3, 3]);
     }
+    // a 2 MB buffer arrives in many TCP chunks and is framed whole
+    const big = cs.map((_, r) => backends[r]!.fromArray(new Float32Array(500_000).fill(r + 0.5), [500_000], 'f32'));
+    await Promise.all(cs.map((c, r) => c.allReduceSum(big[r]!)));
+    for (let r = 0; r < 3; r++) expect(backends[r]!.toFloat32(big[r]!).every((v) => v === 4.5)).toBe(true);
     await Promise.all(cs.map((c) => c.barrier()));
     cs.forEach((c) => c.dispose());
   });

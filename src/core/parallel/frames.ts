@@ -13,7 +13,9 @@ export function encodeFrame(payload: Uint8Array): Buffer {
 }
 
 export class FrameQueue {
-  private pending = Buffer.alloc(0);
+  /** bytes received and not yet framed, kept as chunks: a large frame is joined once, not once per chunk */
+  private chunks: Buffer[] = [];
+  private pendingBytes = 0;
   private readonly frames: Buffer[] = [];
   private readonly waiters: { resolve: (b: Buffer) => void; reject: (e: Error) => void }[] = [];
   private closed: Error | null = null;
@@ -58,12 +60,18 @@ export class FrameQueue {
   }
 
   private push(chunk: Buffer): void {
-    this.pending = Buffer.concat([this.pending, chunk]);
-    while (this.pending.length >= 4) {
-      const n = this.pending.readUInt32LE(0);
-      if (this.pending.length < 4 + n) break;
-      const frame = Buffer.from(this.pending.subarray(4, 4 + n));
-      this.pending = this.pending.subarray(4 + n);
+    this.chunks.push(chunk);
+    this.pendingBytes += chunk.length;
+    for (;;) {
+      if (this.pendingBytes < 4) return;
+      if (this.chunks[0]!.length < 4) this.chunks = [Buffer.concat(this.chunks)];
+      const n = this.chunks[0]!.readUInt32LE(0);
+      if (this.pendingBytes < 4 + n) return;
+      const all = this.chunks.length === 1 ? this.chunks[0]! : Buffer.concat(this.chunks);
+      const frame = Buffer.from(all.subarray(4, 4 + n));
+      const rest = all.subarray(4 + n);
+      this.chunks = rest.length > 0 ? [rest] : [];
+      this.pendingBytes = rest.length;
       const waiter = this.waiters.shift();
       if (waiter) waiter.resolve(frame);
       else this.frames.push(frame);
