@@ -1,8 +1,9 @@
 /**
  * Data-parallel train-value on the CPU. World size 1 is bit for bit the one-process run of before data parallelism
  * (golden losses and parameter hash taken from the code before it), with and without the SingleProcess collective;
- * 2 CPU ranks (TCP collective, in-process) give the same losses as 1 rank for the same global batch within the
- * stated tolerance (parallel-step.ts); a run resumes on another world size; a batch the ranks cannot split is refused.
+ * 2 CPU ranks (TCP collective, through commvq launch and in process) give the losses of 1 rank for the same global
+ * batch within the stated tolerance (parallel-step.ts); one rank's Ctrl-C stops all after the same step, and the
+ * checkpoint resumes on another world size; a batch the ranks cannot split is refused.
  */
 import { createHash } from 'node:crypto';
 import { cpSync, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
