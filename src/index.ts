@@ -38,4 +38,9 @@ export { collectKv, type CollectKvOptions, type CollectKvSummary } from './core/
 export { makeScale, readScales } from './core/kv/make-scale.js';
 export { readKvRows, KvFile } from './core/kv/kv-reader.js';
 export { trainValue, type TrainValueOptions, type TrainValueResult } from './core/values/train-value.js';
+export { SingleProcess, type Collective } from './core/parallel/collective.js';
+export { openCollective } from './core/parallel/open-collective.js';
+export { distEnv, type DistEnv } from './core/parallel/dist-env.js';
+export { Rendezvous, type RendezvousOptions } from './core/parallel/rendezvous.js';
+export { startJob, failureLine, type LaunchOptions, type LaunchResult, type Job } from './core/parallel/launcher.js';
 export * from './core/eval/index.js';

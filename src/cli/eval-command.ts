@@ -15,6 +15,11 @@ import type { ComparisonResult } from '../core/eval/run/compare.js';
 import { onInterrupt } from './interrupt.js';
 import { progressBar } from './progress.js';
 import { checkOutputDir } from '../core/options/path-option.js';
+import { CommvqError } from '../core/errors.js';
+import { mergeEvalRuns } from '../core/eval/run/merge-runs.js';
+import { scoreLine } from '../core/eval/run/report.js';
+import { distEnv } from '../core/parallel/dist-env.js';
+import { shardJob } from '../core/parallel/shard-job.js';
 
 /** What every eval runner takes from the shared flags (eval-flags.ts). */
 export interface CommonRunOptions {
@@ -39,7 +44,9 @@ export type EvalCommandResult<S extends SummaryBase> = EvalRunResult<S> | Compar
 /**
  * The frame of `commvq eval <benchmark>`: parses the shared flags, runs the benchmark with a progress bar and Ctrl-C
  * handling, prints the report, and exits 130 when interrupted. A --cache list runs each cache in a folder of its own
- * under --out and compares them (eval-compare.ts); one cache writes --out itself, as it always has.
+ * under --out and compares them (eval-compare.ts); one cache writes --out itself, as it always has. Under `commvq
+ * launch`, rank r of W runs shard r/W of one cache and, once every shard has completed, rank 0 merges them (eval merge)
+ * and prints the merged score.
  *
  *   return runEvalCommand(this, 'longbench', flags, (common) => runLongbench({ ...common, dataDir: flags.data }));
  */
@@ -51,9 +58,13 @@ export async function runEvalCommand<S extends SummaryBase>(
 ): Promise<EvalCommandResult<S>> {
   checkOutputDir('out', flags.out);
   const caches = parseCacheList(flags.cache);
-  const shard = parseShard(flags.shard);
-  if (caches.length > 1) return runEvalComparison(command, label, flags, caches, shard, run);
+  const env = distEnv();
+  if (env.worldSize > 1 && flags.shard !== '0/1') throw new CommvqError(`--shard ${flags.shard}: commvq launch gives each rank its shard (rank/world)`, 'leave --shard out under commvq launch');
+  if (env.worldSize > 1 && caches.length > 1) throw new CommvqError(`--cache ${flags.cache}: one cache per command under commvq launch`, 'launch one eval per cache, or run the list in one process');
+  if (caches.length > 1) return runEvalComparison(command, label, flags, caches, parseShard(flags.shard), run);
   const cache = caches[0]!;
+  const job = await shardJob(env);
+  const shard = job?.shard ?? parseShard(flags.shard);
   const interrupt = onInterrupt();
   const bar = progressBar(label, command.jsonEnabled());
   try {
@@ -70,12 +81,17 @@ export async function runEvalCommand<S extends SummaryBase>(
       onProgress: (p) => bar.update(p.done, p.total, progressDetail(p)),
     }), shardSuffix(shard)); // shards may share a folder: each writes only its own files
     bar.stop();
-    for (const line of runReport(result)) command.log(line);
+    if (!job) for (const line of runReport(result)) command.log(line); // under launch: rank 0's merged line below
     if (result.plots) command.notePngFonts();
     if (result.outcome === 'interrupted') process.exitCode = 130;
+    if (job && (await job.finish(result.outcome === 'complete')) && job.rank === 0) {
+      const merged = await command.withRunLock(flags.out, () => mergeEvalRuns({ dirs: [flags.out] }));
+      command.log(`merged ${shard.count} shards: ${scoreLine(merged.summary)} → ${merged.summaryPath}`);
+    }
     return result;
   } finally {
     bar.stop();
     interrupt.dispose();
+    job?.close();
   }
 }

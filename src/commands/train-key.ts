@@ -5,6 +5,8 @@ import { parseBitsList } from '../cli/list-flags.js';
 import { onInterrupt } from '../cli/interrupt.js';
 import { progressBar } from '../cli/progress.js';
 import { createBackend } from '../core/backend/create-backend.js';
+import { distEnv } from '../core/parallel/dist-env.js';
+import { openCollective } from '../core/parallel/open-collective.js';
 import { RESIDUALS_FOR_BITS } from '../core/commvq/geometry.js';
 import { trainKeyWidths, type KeyWidth } from '../core/keys/nested-codebook.js';
 import { formatKeyReport, type KeyReport } from '../core/keys/report.js';
@@ -25,6 +27,7 @@ export default class TrainKey extends BaseCommand {
     '<%= config.bin %> train-key runs/llama --method e2e --bits 2 --layers 0-3 --tokens 262144',
     '<%= config.bin %> train-key runs/tiny --method em --bits 1 --residuals 4 --em-steps 20 --device cpu --json',
     '<%= config.bin %> train-key runs/llama --bits 1,2 --device cuda   # one EM run, both codebooks',
+    '<%= config.bin %> launch --gpus 0-7 -- train-key runs/llama --bits 1 --device cuda   # layers over 8 GPUs',
   ];
 
   static override args = { runDir: Args.string({ description: 'run folder written by collect-kv', required: true }) };
@@ -43,14 +46,18 @@ export default class TrainKey extends BaseCommand {
     device: deviceFlag,
   };
 
-  async run(): Promise<KeyReport | KeyReport[]> {
+  async run(): Promise<KeyReport | KeyReport[] | undefined> {
     const { args, flags } = await this.parse(TrainKey);
     const widths = parseWidths(flags.bits, flags.residuals);
     const backend = await createBackend(flags.device);
-    const bar = progressBar('training key codebooks', this.jsonEnabled());
+    const env = distEnv(); // under commvq launch: each rank trains its share of the layers, rank 0 gathers and writes
+    const lead = env.rank === 0;
+    const collective = await openCollective(env, backend);
+    const bar = progressBar('training key codebooks', this.jsonEnabled() || !lead);
     const interrupt = onInterrupt(); // Ctrl-C: stop at the next EM step, keeping the finished layers
     try {
-      const results = await this.withRunLock(args.runDir, () => trainKeyWidths({
+      const locked = <T>(fn: () => Promise<T>): Promise<T> => (lead ? this.withRunLock(args.runDir, fn) : fn());
+      const results = await locked(() => trainKeyWidths({
         runDir: args.runDir,
         method: flags.method as 'em' | 'e2e',
         widths,
@@ -64,8 +71,10 @@ export default class TrainKey extends BaseCommand {
         onProgress: (done, total) => bar.update(done, total),
         signal: interrupt.signal,
         resume: flags.resume,
+        collective,
       }));
       bar.stop();
+      if (!lead) return undefined; // rank 0 reports the whole job
       if (results.some((r) => !r.complete)) {
         this.logToStderr(`stopped after ${results[0]!.report.layers.length} finished layer(s); rerun with --resume to continue`);
         process.exitCode = 130; // so \`train-key … && train-value …\` does not carry on
@@ -78,6 +87,7 @@ export default class TrainKey extends BaseCommand {
     } finally {
       bar.stop();
       interrupt.dispose();
+      collective.dispose();
     }
   }
 }

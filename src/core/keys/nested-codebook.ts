@@ -32,8 +32,9 @@ export async function trainKeyWidths(o: Omit<TrainKeyOptions, 'bits' | 'residual
   const trained = await trainKey({ ...o, bits: largest.bits, residuals: largest.residuals });
   return o.widths.map((w) => {
     if (w === largest) return trained;
-    // stopped: the trained codebook is only a partial file, and the smaller ones are cut from it once it is whole
-    if (!trained.complete) return { ...trained, codebook: join(dirname(trained.codebook), keyCodebookFileName('em', w.bits)) };
+    // stopped: the trained codebook is only a partial file, and the smaller ones are cut from it once it is whole;
+    // under commvq launch, rank 0 alone writes them
+    if (!trained.complete || (o.collective?.rank ?? 0) > 0) return { ...trained, codebook: join(dirname(trained.codebook), keyCodebookFileName('em', w.bits)) };
     const nested = writeNestedKeyCodebook(trained.codebook, trained.report, w.bits, w.residuals);
     return { ...nested, complete: trained.complete };
   });

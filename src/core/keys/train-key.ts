@@ -1,5 +1,5 @@
-import { existsSync, readFileSync, rmSync } from 'node:fs';
-import { join } from 'node:path';
+import { existsSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { basename, dirname, join } from 'node:path';
 import type { Backend } from '../backend/backend.js';
 import { keyCodebookFileName, RESIDUALS_FOR_BITS, type Bits, type KeyMethod } from '../commvq/geometry.js';
 import { CommvqError, OptionError } from '../errors.js';
@@ -16,6 +16,7 @@ import { stageErrors, type StageErrors } from './encoder.js';
 import { readKeyCodebook, writeKeyCodebook, type KeyCodebookMeta } from './format.js';
 import { prepareKeys } from './layout.js';
 import { Interrupted, stopPoint } from '../stop-point.js';
+import type { Collective } from '../parallel/collective.js';
 import { formatKeyReport, relativeErrors, type KeyReport, type LayerKeyReport } from './report.js';
 
 /**
@@ -53,6 +54,12 @@ export interface TrainKeyOptions {
   signal?: AbortSignal;
   /** keep the layers an earlier run with the same settings finished (its codebook and report) and train the rest */
   resume?: boolean;
+  /**
+   * the ranks of a `commvq launch` job: rank r trains the layers at places r, r + W, … of the list, each rank keeps
+   * its finished layers in its own partial files (`….partial.rank-r`), and once every rank is done rank 0 gathers them
+   * and writes the codebook and report (a shared run folder). A layer's result does not depend on the rank.
+   */
+  collective?: Collective;
 }
 
 export interface TrainKeyResult {
@@ -86,7 +93,10 @@ export async function trainKey(o: TrainKeyOptions): Promise<TrainKeyResult> {
     gpu: o.backend.device.startsWith('cuda') ? await import('./gpu/gpu-layer.js') : undefined,
     progress: new Progress(0, o.onProgress),
   };
-  run.progress.total = layers.length * (kvHeads * residuals * run.em.maxSteps + (o.method === 'e2e' ? e2eSteps(run.tokens, run.e2e) : 0));
+  const rank = o.collective?.rank ?? 0;
+  const world = o.collective?.worldSize ?? 1;
+  const mine = layers.filter((_, i) => i % world === rank);
+  run.progress.total = mine.length * (kvHeads * residuals * run.em.maxSteps + (o.method === 'e2e' ? e2eSteps(run.tokens, run.e2e) : 0));
   const path = join(o.runDir, keyCodebookFileName(o.method, o.bits));
   const reportPath = path.replace(/\.arrow$/, '.report.json');
   const meta: KeyCodebookMeta = {
@@ -96,8 +106,17 @@ export async function trainKey(o: TrainKeyOptions): Promise<TrainKeyResult> {
   const report: KeyReport = { format: 'commvq.key-report', version: 1, codebook: path, method: o.method, bits: o.bits, residuals, seed, device: o.backend.device, layers: [] };
   const codebooks = new Map<number, LayerKeyCodebook>();
   const partial = { codebook: partialPath(path), report: partialPath(reportPath) };
-  if (o.resume) resumeLayers(existsSync(partial.codebook) ? partial : { codebook: path, report: reportPath }, meta, report, codebooks);
-  for (const layer of layers) {
+  const own = rank === 0 ? partial : { codebook: `${partial.codebook}.rank-${rank}`, report: `${partial.report}.rank-${rank}` };
+  if (o.resume) {
+    resumeLayers(existsSync(partial.codebook) ? partial : { codebook: path, report: reportPath }, meta, report, codebooks);
+    for (const f of rankPartials(partial)) resumeLayers(f, meta, report, codebooks); // layers other ranks of a stopped job finished
+  } else if (rank > 0) {
+    rmSync(own.codebook, { force: true }); // an earlier job's, never to be gathered with this one's
+    rmSync(own.report, { force: true });
+  }
+  const gather = async (complete: boolean): Promise<boolean> => // every rank once, done or stopped: true when all are done
+    !o.collective || world === 1 ? complete : (await o.collective.allReduceHost(new Float64Array([complete ? 0 : 1])))[0] === 0;
+  for (const layer of mine) {
     if (codebooks.has(layer)) continue; // finished by the run resumed
     let trained: Awaited<ReturnType<typeof trainLayer>>;
     try {
@@ -105,20 +124,35 @@ export async function trainKey(o: TrainKeyOptions): Promise<TrainKeyResult> {
       trained = await trainLayer(run, layer);
     } catch (e) {
       if (!(e instanceof Interrupted)) throw e;
+      await gather(false);
       return { codebook: path, reportPath, report, table: formatKeyReport(report), complete: false };
     }
     const { codebook, layerReport } = trained;
     codebooks.set(layer, codebook);
     report.layers.push(layerReport);
     report.layers.sort((a, b) => a.layer - b.layer);
-    writeKeyCodebook(partial.codebook, meta, codebooks); // after every layer: a long run keeps what it finished
-    writeFileAtomic(partial.report, reportBytes(report));
+    writeKeyCodebook(own.codebook, meta, codebooks); // after every layer: a long run keeps what it finished
+    writeFileAtomic(own.report, reportBytes(report));
   }
+  if (!(await gather(true))) return { codebook: path, reportPath, report, table: formatKeyReport(report), complete: false };
+  if (rank > 0) return { codebook: path, reportPath, report, table: formatKeyReport(report), complete: true }; // rank 0 writes
+  for (let r = 1; r < world; r++) resumeLayers({ codebook: `${partial.codebook}.rank-${r}`, report: `${partial.report}.rank-${r}` }, meta, report, codebooks); // the other ranks' layers
+  report.layers.sort((a, b) => a.layer - b.layer);
   writeKeyCodebook(path, meta, codebooks);
   writeFileAtomic(reportPath, reportBytes(report));
-  rmSync(partial.codebook, { force: true });
-  rmSync(partial.report, { force: true });
+  for (const f of [partial, ...rankPartials(partial)]) {
+    rmSync(f.codebook, { force: true });
+    rmSync(f.report, { force: true });
+  }
   return { codebook: path, reportPath, report, table: formatKeyReport(report), complete: true };
+}
+
+/** The partial files ranks 1.. of a `commvq launch` job left beside `partial` (`….partial.rank-r`). */
+function rankPartials(partial: { codebook: string; report: string }): { codebook: string; report: string }[] {
+  const name = basename(partial.codebook);
+  return readdirSync(dirname(partial.codebook))
+    .filter((f) => f.startsWith(`${name}.rank-`))
+    .map((f) => ({ codebook: join(dirname(partial.codebook), f), report: `${partial.report}${f.slice(name.length)}` }));
 }
 
 /**
@@ -138,7 +172,7 @@ function resumeLayers(
   const earlierReport = JSON.parse(readFileSync(reportPath, 'utf8')) as KeyReport;
   for (const layerReport of earlierReport.layers) {
     const codebook = earlier.layers.get(layerReport.layer);
-    if (!codebook) continue;
+    if (!codebook || codebooks.has(layerReport.layer)) continue;
     codebooks.set(layerReport.layer, codebook);
     report.layers.push(layerReport);
   }

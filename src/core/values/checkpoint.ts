@@ -21,6 +21,8 @@ export interface CheckpointInfo {
   configHash: string;
   layers: number[];
   history: (StepLosses & { step: number })[];
+  /** windows per step over all ranks (absent before data parallelism: 1); never the world size, so any W dividing it resumes */
+  batch?: number;
 }
 
 export function saveCheckpoint(path: string, backend: Backend, layers: Map<number, LayerState>, info: CheckpointInfo): void {

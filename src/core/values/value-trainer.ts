@@ -74,6 +74,7 @@ export interface StepLosses {
  * Each layer's output uses the exact o, so errors never propagate between layers (layer-local teacher forcing).
  * Then the global gradient norm is clipped to `clip` and every parameter takes an AdamW step.
  * `stepIndex` (0-based) picks the learning rate and the Gumbel noise streams, so a resumed run repeats exactly.
+ * Data parallelism splits this into its parts: zeroGradients, accumulateWindow per window, a reduction, applyUpdate.
  */
 export function trainValueStep(
   model: LlamaModel,
@@ -83,6 +84,43 @@ export function trainValueStep(
   stepIndex: number,
   o: OptimizerSettings & { seed: number },
 ): StepLosses {
+  zeroGradients(ops, layers);
+  const sums = accumulateWindow(model, ops, layers, ids, stepIndex, o);
+  const { gradNorm, lr } = applyUpdate(ops, layers, stepIndex, o);
+  return { ...windowLosses(sums, 1, layers.size), gradNorm, lr };
+}
+
+/** Sets every gradient to 0 before a step's windows accumulate into them. */
+export function zeroGradients(ops: TrainOps, layers: Map<number, LayerState>): void {
+  for (const state of layers.values()) Object.values(state.grads).forEach((g) => ops.scaleInPlace(g, 0));
+}
+
+/** Σ over windows of Σ_ℓ value_mse_ℓ and of Σ_ℓ attn_mse_ℓ: what a step's losses are made from (summed over ranks). */
+export interface WindowSums {
+  valueSum: number;
+  attnSum: number;
+}
+
+/** A step's losses from the sums over its `windows` windows: the means the reference logs. */
+export function windowLosses(s: WindowSums, windows: number, layerCount: number): Pick<StepLosses, 'valueMse' | 'attentionMse' | 'loss'> {
+  const valueMse = s.valueSum / windows / (2 * layerCount);
+  const attentionMse = s.attnSum / windows / layerCount;
+  return { valueMse, attentionMse, loss: valueMse + attentionMse };
+}
+
+/**
+ * Forward and backward of one window, adding its gradients (of that window's mean loss) into the layers' grads.
+ * `windowIndex` picks the Gumbel noise streams: step · (windows per step) + the window's place in the global batch,
+ * so the noise of a window is the same whichever rank runs it (one window per step: the step index).
+ */
+export function accumulateWindow(
+  model: LlamaModel,
+  ops: TrainOps,
+  layers: Map<number, LayerState>,
+  ids: Int32Array,
+  windowIndex: number,
+  o: { seed: number },
+): WindowSums {
   const backend = model.backend;
   const c = model.config;
   const L = layers.size;
@@ -90,7 +128,6 @@ export function trainValueStep(
   const hidden = c.hiddenSize;
   let valueSum = 0;
   let attnSum = 0;
-  for (const state of layers.values()) Object.values(state.grads).forEach((g) => ops.scaleInPlace(g, 0));
   const cache = model.createDenseCache(T);
   const logits = model.forward(ids, cache, {
     logits: 'last',
@@ -101,7 +138,7 @@ export function trainValueStep(
       const D = c.numKvHeads * c.headDim;
       const acts = encodeLogits(ops, p, a.v, ls);
       const dLogits = backend.zeros(acts.logits.shape, 'f32');
-      const stream = (pass: number) => ((stepIndex * c.numLayers + layer) * 2 + pass) >>> 0;
+      const stream = (pass: number) => ((windowIndex * c.numLayers + layer) * 2 + pass) >>> 0;
 
       // quantized pass: attention with exact q, k and decoded values, compared after o_proj
       const A = ops.gumbelBits(acts.logits, 1, { seed: o.seed, stream: stream(0) });
@@ -147,7 +184,11 @@ export function trainValueStep(
   });
   logits.dispose();
   cache.dispose();
+  return { valueSum, attnSum };
+}
 
+/** Clips the global gradient norm to `clip` and takes one AdamW step on every parameter (all ranks alike). */
+export function applyUpdate(ops: TrainOps, layers: Map<number, LayerState>, stepIndex: number, o: OptimizerSettings): { gradNorm: number; lr: number } {
   let squares = 0;
   for (const state of layers.values()) for (const grad of Object.values(state.grads)) squares += ops.sumSquares(grad);
   const gradNorm = Math.sqrt(squares);
@@ -161,7 +202,5 @@ export function trainValueStep(
       });
     }
   }
-  const valueMse = valueSum / (2 * L);
-  const attentionMse = attnSum / L;
-  return { valueMse, attentionMse, loss: valueMse + attentionMse, gradNorm, lr };
+  return { gradNorm, lr };
 }
