@@ -1,4 +1,5 @@
 import type { Tensor } from '../tensor/tensor.js';
+import type { Rendezvous } from './rendezvous.js';
 
 /**
  * What data parallelism needs from the ranks of a job: sum a gradient bucket over all ranks in place, sum a few
@@ -45,4 +46,15 @@ export function sumInRankOrder(parts: Buffer[], kind: 'f32' | 'f64'): Uint8Array
     for (let i = 0; i < out.length; i++) out[i]! += v[i]!;
   }
   return new Uint8Array(out.buffer);
+}
+
+/**
+ * Σ of `values` over the ranks of `rdzv`, in f64 and rank order (rank 0 adds, every rank gets the sum): the host
+ * all-reduce of the collectives that carry host values over the rendezvous.
+ *
+ *   const [loss, tokens] = await rendezvousHostSum(rdzv, Float64Array.of(myLoss, myTokens));
+ */
+export async function rendezvousHostSum(rdzv: Rendezvous, values: Float64Array): Promise<Float64Array> {
+  const sum = await rdzv.exchange(new Uint8Array(values.buffer, values.byteOffset, values.byteLength), (all) => sumInRankOrder(all, 'f64'), 'a host all-reduce', Infinity);
+  return new Float64Array(sum.buffer.slice(sum.byteOffset, sum.byteOffset + sum.byteLength));
 }

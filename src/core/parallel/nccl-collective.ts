@@ -3,7 +3,7 @@ import { asCuda } from '../backend/cuda/cuda-tensor.js';
 import { checkNccl, loadNccl, ncclAllReduceSum, ncclInitRank, ncclUniqueId, type NcclApi } from '../backend/cuda/nccl.js';
 import { CommvqError } from '../errors.js';
 import type { Tensor } from '../tensor/tensor.js';
-import { sumInRankOrder, type Collective } from './collective.js';
+import { rendezvousHostSum, type Collective } from './collective.js';
 import type { Rendezvous } from './rendezvous.js';
 
 /**
@@ -41,9 +41,8 @@ export class NcclCollective implements Collective {
     ncclAllReduceSum(this.api, this.comm, c.ptr, c.numel, c.dtype, this.backend.ctx.stream);
   }
 
-  async allReduceHost(values: Float64Array): Promise<Float64Array> {
-    const sum = await this.rdzv.exchange(new Uint8Array(values.buffer, values.byteOffset, values.byteLength), (all) => sumInRankOrder(all, 'f64'), 'a host all-reduce', Infinity);
-    return new Float64Array(sum.buffer.slice(sum.byteOffset, sum.byteOffset + sum.byteLength));
+  allReduceHost(values: Float64Array): Promise<Float64Array> {
+    return rendezvousHostSum(this.rdzv, values);
   }
 
   barrier(what?: string): Promise<void> {

@@ -1,6 +1,6 @@
 import type { Backend } from '../backend/backend.js';
 import type { Tensor } from '../tensor/tensor.js';
-import { sumInRankOrder, type Collective } from './collective.js';
+import { rendezvousHostSum, sumInRankOrder, type Collective } from './collective.js';
 import type { Rendezvous } from './rendezvous.js';
 
 /**
@@ -26,9 +26,8 @@ export class TcpCollective implements Collective {
     this.backend.upload(t, new Float32Array(sum.buffer.slice(sum.byteOffset, sum.byteOffset + sum.byteLength)));
   }
 
-  async allReduceHost(values: Float64Array): Promise<Float64Array> {
-    const sum = await this.rdzv.exchange(new Uint8Array(values.buffer, values.byteOffset, values.byteLength), (all) => sumInRankOrder(all, 'f64'), 'a host all-reduce', Infinity);
-    return new Float64Array(sum.buffer.slice(sum.byteOffset, sum.byteOffset + sum.byteLength));
+  allReduceHost(values: Float64Array): Promise<Float64Array> {
+    return rendezvousHostSum(this.rdzv, values);
   }
 
   barrier(what?: string): Promise<void> {
