@@ -4,22 +4,20 @@
  * 1 GPU on the same global batch within the tolerance of parallel-step.ts (1e-6 relative per step). Skipped without
  * a GPU or without libnccl.so.2; the multi-GPU case also without a second GPU.
  */
-import { cpSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { CpuBackend } from '../../src/core/backend/cpu/cpu-backend.js';
 import { CudaBackend, cudaAvailable } from '../../src/core/backend/cuda/cuda-backend.js';
 import { cudaDeviceCount } from '../../src/core/backend/cuda/driver.js';
 import { loadNccl } from '../../src/core/backend/cuda/nccl.js';
-import { collectKv } from '../../src/core/kv/collect-kv.js';
-import { makeScale } from '../../src/core/kv/make-scale.js';
 import { NcclCollective } from '../../src/core/parallel/nccl-collective.js';
 import { Rendezvous } from '../../src/core/parallel/rendezvous.js';
 import { readValueCodebook } from '../../src/core/values/value-codebook-file.js';
 import { trainValue, type TrainValueOptions, type TrainValueResult } from '../../src/core/values/train-value.js';
 import { runCli } from '../helpers/cli.js';
-import { FixtureReference, fixtureDir, haveFixtures } from '../helpers/fixtures.js';
+import { haveFixtures } from '../helpers/fixtures.js';
+import { valueRunSetup } from '../helpers/value-run.js';
 
 const gpu = cudaAvailable();
 let nccl = false;
@@ -31,30 +29,20 @@ try {
 const gpus = gpu ? cudaDeviceCount() : 0;
 
 describe.skipIf(!gpu || !nccl || !haveFixtures)(`train-value over NCCL (${gpu && nccl ? `${gpus} GPUs` : 'skipped: no GPU or no NCCL'})`, () => {
-  const work = mkdtempSync(join(tmpdir(), 'commvq-train-value-nccl-'));
-  const corpus = join(work, 'corpus.jsonl');
-  const model = haveFixtures ? fixtureDir('tiny-llama') : '';
-  const base = join(work, 'base');
-  let n = 0;
-  const runDir = () => {
-    const d = join(work, `run${n++}`);
-    for (const f of ['manifest.json', 'scale.arrow']) cpSync(join(base, f), join(d, f));
-    return d;
-  };
+  const runs = valueRunSetup('commvq-train-value-nccl-');
+  const { corpus, model } = runs;
+  const runDir = () => runs.runDir();
   let backend: CudaBackend;
   const opts = (extra: Partial<TrainValueOptions>): TrainValueOptions => ({
     runDir: runDir(), modelDir: model, corpus, backend, bits: 1, steps: 3, seqLen: 128, lr: 1e-2, schedule: 'constant', warmup: 1, evalWindows: 0, ...extra,
   });
   beforeAll(async () => {
-    const words = new FixtureReference('tiny-llama').prompts[1]!.split(' ');
-    writeFileSync(corpus, Array.from({ length: 40 }, (_, i) => JSON.stringify({ text: words.slice((i * 37) % 200, ((i * 37) % 200) + 60).join(' ') })).join('\n'));
-    await collectKv({ modelDir: model, corpus, runDir: base, backend: new CpuBackend(), tokens: 4 * 128, seqLen: 128 });
-    makeScale(base);
+    await runs.prepare();
     backend = CudaBackend.create(0);
   });
   afterAll(() => {
     backend?.dispose();
-    rmSync(work, { recursive: true, force: true });
+    runs.dispose();
   });
 
   it('at world size 1, the NCCL path is bit for bit the one-process run', async () => {

@@ -6,20 +6,18 @@
  * checkpoint resumes on another world size; a batch the ranks cannot split is refused.
  */
 import { createHash } from 'node:crypto';
-import { cpSync, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { CpuBackend } from '../../src/core/backend/cpu/cpu-backend.js';
-import { collectKv } from '../../src/core/kv/collect-kv.js';
-import { makeScale } from '../../src/core/kv/make-scale.js';
 import { SingleProcess } from '../../src/core/parallel/collective.js';
 import { freePort } from '../../src/core/parallel/free-port.js';
 import { openCollective } from '../../src/core/parallel/open-collective.js';
 import { readValueCodebook } from '../../src/core/values/value-codebook-file.js';
 import { trainValue, type TrainValueOptions, type TrainValueResult } from '../../src/core/values/train-value.js';
 import { runCli } from '../helpers/cli.js';
-import { FixtureReference, fixtureDir, haveFixtures } from '../helpers/fixtures.js';
+import { haveFixtures } from '../helpers/fixtures.js';
+import { valueRunSetup } from '../helpers/value-run.js';
 
 /** 4 steps of the one-process trainer before data parallelism (commit efdbf78), on the setup below. */
 const GOLDEN = {
@@ -32,16 +30,9 @@ const GOLDEN = {
 const REL_TOL = 1e-6;
 
 describe.skipIf(!haveFixtures)('data-parallel train-value on tiny-llama', () => {
-  const work = mkdtempSync(join(tmpdir(), 'commvq-train-value-dp-'));
-  const corpus = join(work, 'corpus.jsonl');
-  const model = haveFixtures ? fixtureDir('tiny-llama') : '';
-  const base = join(work, 'base');
-  let n = 0;
-  const runDir = () => {
-    const d = join(work, `run${n++}`);
-    for (const f of ['manifest.json', 'scale.arrow']) cpSync(join(base, f), join(d, f));
-    return d;
-  };
+  const runs = valueRunSetup('commvq-train-value-dp-');
+  const { corpus, model } = runs;
+  const runDir = () => runs.runDir();
   const opts = (extra: Partial<TrainValueOptions>): TrainValueOptions => ({
     runDir: runDir(), modelDir: model, corpus, backend: new CpuBackend(), bits: 1, steps: 4, seqLen: 128, lr: 1e-2, schedule: 'constant', warmup: 1, evalWindows: 0, ...extra,
   });
@@ -78,12 +69,9 @@ describe.skipIf(!haveFixtures)('data-parallel train-value on tiny-llama', () => 
   };
 
   beforeAll(async () => {
-    const words = new FixtureReference('tiny-llama').prompts[1]!.split(' ');
-    writeFileSync(corpus, Array.from({ length: 40 }, (_, i) => JSON.stringify({ text: words.slice((i * 37) % 200, ((i * 37) % 200) + 60).join(' ') })).join('\n'));
-    await collectKv({ modelDir: model, corpus, runDir: base, backend: new CpuBackend(), tokens: 4 * 128, seqLen: 128 });
-    makeScale(base);
+    await runs.prepare();
   });
-  afterAll(() => rmSync(work, { recursive: true, force: true }));
+  afterAll(() => runs.dispose());
 
   it('at world size 1 is bit for bit the trainer before data parallelism, with and without the SingleProcess collective', async () => {
     const r = await trainValue(opts({ collective: new SingleProcess() }));

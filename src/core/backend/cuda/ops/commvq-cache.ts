@@ -128,16 +128,17 @@ export function launchPackValues(
   s: CacheRows,
 ): void {
   const op = 'commvq_pack_values';
-  const { codeBits, valueBits } = valueArrays(ctx, op, p, s);
+  const arrays = valueArrays(ctx, op, p, s);
+  const { codeBits, valueBits } = arrays;
   const bits = tensorArg(ctx, op, 'bits', p.bits, 'f32', [s.tokens, codeBits]);
   const bitsAt = alignedPtr(op, 'bits', bits, 4);
-  const rho = rhoArgs(ctx, op, p, s);
+  const rho = rhoArgs(ctx, op, p, arrays.featDim, s);
   if (s.tokens === 0) return;
   const words = (s.tokens * codeBits) / 32;
   ctx.launch(ctx.kernel('commvq_pack', 'commvq_pack_value_bits'), [Math.ceil(words / THREADS), 1, 1], [THREADS, 1, 1], 0, [
     ptr(bitsAt), ptr(valueBits.base), i32(s.tokens), i32(codeBits),
   ]);
-  launchValueRho(ctx, op, p, rho, s);
+  launchValueRho(ctx, arrays, rho, s);
 }
 
 /**
@@ -153,23 +154,23 @@ export function launchPackValueArgmax(
   s: CacheRows,
 ): void {
   const op = 'commvq_pack_value_argmax';
-  const { codeBits, valueBits } = valueArrays(ctx, op, p, s);
+  const arrays = valueArrays(ctx, op, p, s);
+  const { codeBits, valueBits } = arrays;
   const logits = tensorArg(ctx, op, 'logits', p.logits, 'f32', [s.tokens, 2 * codeBits]);
   const bias = tensorArg(ctx, op, 'bias', p.bias, 'f32');
   expectElements(op, 'bias', bias, 2 * codeBits);
   const [logitsAt, biasAt] = [alignedPtr(op, 'logits', logits, 16), alignedPtr(op, 'bias', bias, 16)];
-  const rho = rhoArgs(ctx, op, p, s);
+  const rho = rhoArgs(ctx, op, p, arrays.featDim, s);
   if (s.tokens === 0) return;
   const words = (s.tokens * codeBits) / 32;
   ctx.launch(ctx.kernel('commvq_pack', 'commvq_pack_value_argmax'), [Math.ceil(words / THREADS), 1, 1], [THREADS, 1, 1], 0, [
     ptr(logitsAt), ptr(biasAt), ptr(valueBits.base), i32(s.tokens), i32(codeBits),
   ]);
-  launchValueRho(ctx, op, p, rho, s);
+  launchValueRho(ctx, arrays, rho, s);
 }
 
 /** The checked ρ and workspace of a pack call (their sizes follow the rows and the codebook). */
-function rhoArgs(ctx: CudaContextLike, op: string, p: { rho: Tensor; codebook: Tensor; workspace?: Tensor }, s: CacheRows) {
-  const { featDim } = codebookArg(ctx, op, p.codebook);
+function rhoArgs(ctx: CudaContextLike, op: string, p: { rho: Tensor; workspace?: Tensor }, featDim: number, s: CacheRows) {
   const rho = tensorArg(ctx, op, 'rho', p.rho, 'f32');
   expectElements(op, 'rho', rho, s.tokens);
   const floats = packValuesWorkspaceFloats({ tokens: s.tokens, featDim });
@@ -179,14 +180,8 @@ function rhoArgs(ctx: CudaContextLike, op: string, p: { rho: Tensor; codebook: T
 }
 
 /** ρ′ of the rows just packed: per-tile ‖b_t·E‖² from the packed bits, then ρ′ = (ρ + 1e-6)/(‖b_t·E‖ + 1e-6) as bf16. */
-function launchValueRho(
-  ctx: CudaContextLike,
-  op: string,
-  p: { codebook: Tensor; valueBits: Tensor; valueRho: Tensor },
-  r: ReturnType<typeof rhoArgs>,
-  s: CacheRows,
-): void {
-  const { E, codeBits, featDim, valueBits, valueRho } = valueArrays(ctx, op, p, s);
+function launchValueRho(ctx: CudaContextLike, a: ReturnType<typeof valueArrays>, r: ReturnType<typeof rhoArgs>, s: CacheRows): void {
+  const { E, codeBits, featDim, valueBits, valueRho } = a;
   const tiles = Math.ceil(featDim / GEMM.TC);
   const scratch = r.givenAt === undefined ? ctx.alloc(r.floats * 4) : undefined;
   const partial = r.givenAt ?? scratch!.ptr;

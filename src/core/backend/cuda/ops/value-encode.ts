@@ -6,7 +6,7 @@ import { f32, i32, i64, ptr, type CudaContextLike } from '../kernels.js';
 import type { CacheRows } from './commvq-cache.js';
 import { launchPackValueArgmax } from './commvq-cache.js';
 import { alignedPtr, expectElements, tensorArg } from './tensor-args.js';
-import { matmul } from './value-train.js';
+import { gridFor, matmul } from './value-train.js';
 
 /**
  * The argmax value encoder of the device CommVQ cache, at inference (spec §5.3 with no noise, then the pack of
@@ -80,9 +80,5 @@ export interface ArgmaxEncoder {
 
 /** nn.LayerNorm's default, as the reference's encoder uses it (value_compressor.ts encodeLogits). */
 const LAYER_NORM_EPS = 1e-5;
+/** Threads per block (value-train.ts's gridFor sizes its grids for this). */
 const THREADS = 256;
-
-/** Blocks of 256 threads for a grid-stride loop over n items (at most 8 per SM). */
-function gridFor(ctx: CudaContextLike, n: number): number {
-  return Math.max(1, Math.min(Math.ceil(n / THREADS), 8 * ctx.info.smCount));
-}

@@ -33,7 +33,7 @@ function launch(ctx: CudaContextLike, module: string, name: string, grid: Dim3, 
 }
 
 /** Blocks of 256 threads for a grid-stride loop over n items (at most 8 per SM: enough to fill the GPU). */
-function gridFor(ctx: CudaContextLike, n: number): number {
+export function gridFor(ctx: CudaContextLike, n: number): number {
   return Math.max(1, Math.min(Math.ceil(n / THREADS), 8 * ctx.info.smCount));
 }
 
