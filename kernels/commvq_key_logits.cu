@@ -6,53 +6,66 @@
 //   K_{t,j} = Σ_r (z_{r,j,A} + i·z_{r,j,B}),   z_{r,j,i} = X + iY = θ[r, g, 2i, j] + i·θ[r, g, 2i+1, j]
 //   K′ = K·e^{iφ_{t,j}},  e^{iφ} read from the rotation table (commvq_attn_rotation.cu: sincosf(f32(p_t·invFreq_j)))
 //   logit_t = n_t/√D_h · Σ_j Re[q_j · conj(K′_{t,j})] = n_t/√D_h · Σ_j (q[j]·Re K′ + q[j+P]·Im K′)
-// This is the reference's U^A/U^B form (code-attention.ts `codeLogits`) with the product by q taken after the sum
-// over stages instead of before (P_{r,j,i} = q_j·conj z_{r,j,i}): the gather of θ rows is then done once per kv head
-// and shared by the G = H_q/H_kv query heads of its group — G times fewer table reads than per-query-head tables.
-// The gather (2R rows × 16 bytes per lane and stage, through shared memory) is what bounds this kernel; the rotation
-// comes from a table shared by all kv heads and layers instead of 64 sincosf per token and kv head (which cost about
-// as many instructions as the gather itself). θ stays θ: no centre is ever expanded.
+// The gather of θ rows is done once per kv head and shared by the G = H_q/H_kv query heads of its group.
+//
+// Number formats. θ is held in f16 (X, Y per pair; 4 bytes a complex value, half of f32): the gather through shared
+// memory is what bounds this kernel, so its bytes are its time. f16 rounds each θ term by ≤ 2^-11 relative. With an
+// odd R the last step has a free slot; it holds stage 0's remainder θ − f16(θ) (in f16, read with stage 0's codes),
+// so the largest stage is carried to ~2^-22 at no cost. On codebooks trained by the pipeline the rounding then moves
+// the logits by ~0.5% of the method's own quantization error at 1 and 2 bits (test/gpu/commvq-attention.test.ts holds
+// it under 1%). Everything after the gather is f32: the sums over stages (tensor cores, f32 accumulate: each product
+// is a θ term times 1.0, exact), the rotation table, the dot with q, the softmax statistics.
+//
+// The stage sum on tensor cores. One ldmatrix.x4 gathers four 128-byte θ rows of a token — stage s row A, stage s
+// row B, stage s+1 row A, stage s+1 row B, each 32 pairs × (X, Y) f16 — straight into the A fragment of an m16n8k16
+// MMA (fragment row m < 8 = 16-byte chunk m of the A rows, m ≥ 8 the B rows; columns = the chunk's 8 halves, stages
+// s and s+1 side by side). Multiplying by two stacked 8×8 identities adds stage s+1 to stage s and leaves lane
+// l = 4g + c holding, for pair l of the phase, the running (ΣX_A, ΣY_A) in d0, d1 and (ΣX_B, ΣY_B) in d2, d3:
+//   Re K = ΣX_A − ΣY_B = d0 − d3,   Im K = ΣY_A + ΣX_B = d1 + d2.
+// So a token costs ⌈R/2⌉ ldmatrix + ⌈R/2⌉ MMA per phase of 32 pairs instead of 4R loads, 4R conversions and 4R adds
+// per lane. Each 8-lane address group of an ldmatrix reads one 128-byte row:
+// no bank conflicts whatever the codes.
 //
 // Tensors:
 //   q         [B, H_q·D_h]                    bf16  rotated queries
-//   theta     [R, H_kv, 2·64, P]               f32   the layer's key codebook (LayerKeyCodebook.theta)
+//   theta     [S, H_kv, 64, P, 2]             f16   θ as (X_i, Y_i) per codeword i and pair, stages 0 .. R−1 then
+//                                                   S − R remainder stages (of stages 0 .. S−R−1); attentionTheta
+//                                                   in code-attention.ts
 //   rot       [≥ maxN, P] float2               f32   (cos φ, sin φ) of token t (position firstPos + t), pair j
 //   codes     [B, capacity, codeBytes] u8      12-bit codes, per token [R][H_kv] packed two per three bytes
 //             (code k = r·H_kv + g occupies bits 12k .. 12k+11, little-endian); codeBytes = ceil(12·R·H_kv / 8)
 //   norms     [B, capacity]                    bf16  n_t
 //   compressed int32 [B]                             N_b, compressed tokens of sequence b (≤ capacity)
-//   logits    [B, H_q, logitStride]            f32   out: logit_t for t < N_b
-//   stats     [B, H_q, statStride] float2      f32   out: per chunk of `chunk` tokens (max logit, Σ exp(logit − max))
+//   logits    [B, H_q, logitStride]            f32   out: logit_t for t < N_b (between phases: partial sums)
+//   stats     [B, H_q, statStride] float2      f32   out: per chunk of kChunk tokens (max logit, Σ exp(logit − max))
 //
-// Launch: grid (H_kv·headBlocks, ceil(maxN / chunk), B) — kv heads fastest, so that the CTAs of one chunk run together
-//   and share its rotation rows in L2 — block 512 threads (16 warps), dynamic shared memory RS·16 KiB (θ of RS stages ×
-//   32 pairs, f32) + GM·chunk·4 bytes (partial logits). Each CTA owns `chunk` tokens of one kv head and up to GM of its
-//   query heads (GM ∈ {1, 2, 4, 8} is the template width; G > 8 uses several head blocks). θ is staged with cp.async
-//   in phases of 32 pairs × RS stages; per phase every 8-lane group takes one token at a time: lane l8 holds pairs
-//   4·l8 .. 4·l8+3 of the phase, reads the 16-byte slices of rows X_A, Y_A, X_B, Y_B (a quarter-warp reads 128
-//   contiguous bytes: no bank conflicts), sums over stages, rotates, and dots with the heads' q kept in registers; the
-//   8 lanes reduce by shuffles and add into the partial logits in shared memory. A token's codes and rotation are
-//   loaded one token ahead.
-// Accumulation: f32 throughout (θ rows, rotation, dot products, softmax statistics).
+// Launch: grid (H_kv·headBlocks, slices, B), block kThreads (8 warps), dynamic shared memory kRowBytes·(64·S + 1)
+//   (θ of one phase of 32 pairs, all S stages, and a zero row that an odd S's last step reads) + kChunk·64 (the chunk's codes, one byte per lane and
+//   step) + GM·kChunk·4 (partial logits). A CTA owns one kv head, up to GM of its query heads (GM ∈ {1, 2, 4, 8}, the
+//   template width; G > 8 uses several head blocks) and chunks y, y + slices, … of kChunk tokens of sequence b: θ is
+//   staged once per phase and CTA, not once per chunk. Per chunk the codes are unpacked into shared memory as the
+//   byte each lane feeds ldmatrix (kCodeRow bytes per token: [matrix m][step k]); a warp takes kTok tokens at a time
+//   (kTok independent MMA chains), rotates and dots in registers, and reduces its kTok·GM partial logits across the 32
+//   pairs by a halving butterfly (kTok·GM − 1 + 5 − log2(kTok·GM) shuffles). Partial logits of a phase are summed
+//   into `logits`; the last phase scales by n_t/√D_h and writes the chunk's softmax statistics.
 // Entry points: commvq_key_logits_g1, _g2, _g4, _g8.
 
 #include <cuda_bf16.h>
+#include <cuda_fp16.h>
 
 #include "tensor_core.cuh"
 
 namespace {
 
-constexpr int kThreads = 512;
-constexpr int kGroups = kThreads / 8;  // 8-lane groups: tokens in flight per CTA
-constexpr int kPhasePairs = 32;        // pairs of θ held in shared memory at a time
-constexpr int kRows = 128;             // 2·N_h rows of θ per stage (X_i, Y_i interleaved by row)
-constexpr int kMaxPhaseStages = 16;    // stages per phase: a token's codes sit in two registers (c0, c1) of 8 lanes
-static_assert(kMaxPhaseStages == 2 * 8, "loadNext keeps stages l8 and l8 + 8 of a phase");
+constexpr int kThreads = 256;
+constexpr int kWarps = kThreads / 32;
+constexpr int kTok = 4;                // tokens in flight per warp
+constexpr int kChunk = 512;            // tokens per statistics entry and per pass of a CTA
+constexpr int kPhasePairs = 32;        // pairs per phase: lane l holds pair l
+constexpr int kRowBytes = kPhasePairs * 4;  // one θ row of a phase: 32 pairs × (X, Y) f16
+constexpr int kCodeRow = 64;           // bytes of unpacked codes per token: 4 matrices × up to 16 steps (R ≤ 32)
+constexpr int kMaxResiduals = 2 * (kCodeRow / 4);
 constexpr u32 kFull = 0xffffffffu;
-
-__device__ __forceinline__ void cp_async_wait_all() {
-  asm volatile("cp.async.commit_group;\ncp.async.wait_group 0;\n" ::: "memory");
-}
 
 // The 12-bit code k of one token's packed codes.
 __device__ __forceinline__ int code12(const unsigned char* tok, int k) {
@@ -62,13 +75,59 @@ __device__ __forceinline__ int code12(const unsigned char* tok, int k) {
   return static_cast<int>((v >> (bit & 7)) & 0xfffu);
 }
 
+// c += a·b for one m16n8k16 tile: a 16×16 f16 (row), b 16×8 f16 (col), c 16×8 f32.
+__device__ __forceinline__ void mma_f16(float (&c)[4], u32 a0, u32 a1, u32 a2, u32 a3, u32 b0, u32 b1) {
+  asm volatile(
+      "mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
+      "{%0,%1,%2,%3};\n"
+      : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+      : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "r"(b0), "r"(b1));
+}
+
+// Sums V values over the warp's 32 lanes, each lane's V at once: a halving butterfly. Each step at lane distance OFF
+// keeps the half of the values that the lane's bit OFF selects and adds the partner's copy of it, so after log2 V
+// halving steps (and plain sums for the remaining distances) every lane holds the total of value index
+// lane >> (5 − log2 V); all lanes that share those top bits hold the same total.
+template <int V, int OFF>
+__device__ __forceinline__ float butterfly_sum(const float (&v)[V], int lane) {
+  static_assert(V >= 1 && V <= 2 * OFF + (OFF == 0) && (V & (V - 1)) == 0, "V: a power of two ≤ 32");
+  if constexpr (OFF == 0) {
+    return v[0];
+  } else if constexpr (V == 1) {
+    const float w[1] = {v[0] + __shfl_xor_sync(kFull, v[0], OFF)};
+    return butterfly_sum<1, OFF / 2>(w, lane);
+  } else {
+    constexpr int H = V / 2;
+    const bool upper = (lane & OFF) != 0;
+    float w[H];
+#pragma unroll
+    for (int i = 0; i < H; ++i) {
+      const float send = upper ? v[i] : v[i + H];
+      const float keep = upper ? v[i + H] : v[i];
+      w[i] = keep + __shfl_xor_sync(kFull, send, OFF);
+    }
+    return butterfly_sum<H, OFF / 2>(w, lane);
+  }
+}
+
+template <int V>
+struct Log2 {
+  static constexpr int value = V <= 1 ? 0 : 1 + Log2<V / 2>::value;
+};
+template <>
+struct Log2<1> {
+  static constexpr int value = 0;
+};
+
 template <int GM>
-__device__ __forceinline__ void key_logits(const __nv_bfloat16* __restrict__ q, const float* __restrict__ theta,
+__device__ __forceinline__ void key_logits(const __nv_bfloat16* __restrict__ q, const __half* __restrict__ theta,
                                            const float2* __restrict__ rot, const unsigned char* __restrict__ codes,
                                            const __nv_bfloat16* __restrict__ norms, const int* __restrict__ compressed,
                                            float* __restrict__ logits, float2* __restrict__ stats, int Hq, int Hkv,
-                                           int D, int R, int RS, int capacity, int chunk, int logitStride,
-                                           int statStride, float scale) {
+                                           int D, int R, int S, int capacity, int logitStride, int statStride,
+                                           float scale) {
+  constexpr int V = kTok * GM;
+  constexpr int kShift = 5 - Log2<V>::value;  // lanes 2^kShift apart hold different values after the butterfly
   const int b = blockIdx.z;
   const int G = Hq / Hkv;
   const int headBlocks = (G + GM - 1) / GM;
@@ -77,153 +136,155 @@ __device__ __forceinline__ void key_logits(const __nv_bfloat16* __restrict__ q, 
   const int nHeads = min(GM, G - hb * GM);
   const int h0 = g * G + hb * GM;
   const int N = compressed[b];
-  const int t0 = blockIdx.y * chunk;
-  if (t0 >= N) return;  // grid sized for the longest sequence
-  const int nTok = min(chunk, N - t0);
+  if (static_cast<int>(blockIdx.y) * kChunk >= N) return;  // grid sized for the longest sequence
   const int P = D / 2;
+  const int phases = P / kPhasePairs;
+  const int steps = (S + 1) / 2;  // ldmatrix.x4 + MMA per token and phase: two stages each
   const int codeBytes = (R * Hkv * 12 + 7) / 8;
 
   extern __shared__ __align__(16) unsigned char smem[];
-  float* sTheta = reinterpret_cast<float*>(smem);                        // [RS][128 rows][32 pairs]
-  float* sLog = sTheta + static_cast<size_t>(RS) * kRows * kPhasePairs;  // [GM][chunk] partial logits
-  for (int i = threadIdx.x; i < GM * chunk; i += kThreads) sLog[i] = 0.f;
+  unsigned char* sTheta = smem;                                                  // [64·S + 1 rows][kRowBytes]
+  unsigned char* sCodes = sTheta + static_cast<size_t>(64 * S + 1) * kRowBytes;  // [kChunk][kCodeRow]
+  float* sLog = reinterpret_cast<float*>(sCodes + kChunk * kCodeRow);       // [GM][kChunk]
 
   const int warp = threadIdx.x >> 5;
   const int lane = threadIdx.x & 31;
-  const int grp = warp * 4 + (lane >> 3);
-  const int l8 = lane & 7;
-  const int grpBase = lane & ~7;
+  const int m = lane >> 3;  // the ldmatrix matrix this lane addresses: (stage parity m >> 1, half m & 1)
   const unsigned char* seqCodes = codes + static_cast<size_t>(b) * capacity * codeBytes;
   const __nv_bfloat16* qb = q + static_cast<size_t>(b) * Hq * D;
 
-  for (int j0 = 0; j0 < P; j0 += kPhasePairs) {
-    // this lane's 4 pairs j0 + 4·l8 + k: q of each head in registers
-    float q1[GM][4], q2[GM][4];
-#pragma unroll
-    for (int k = 0; k < 4; ++k) {
-      const int j = j0 + 4 * l8 + k;
-#pragma unroll
-      for (int h = 0; h < GM; ++h) {
-        const bool ok = h < nHeads;
-        const __nv_bfloat16* qh = qb + static_cast<size_t>(h0 + (ok ? h : 0)) * D;
-        q1[h][k] = ok ? __bfloat162float(qh[j]) : 0.f;
-        q2[h][k] = ok ? __bfloat162float(qh[j + P]) : 0.f;
-      }
+  // the zero row that an odd S's last step reads (row 64·S, code 0 of the missing stage S)
+  for (int i = threadIdx.x; i < kRowBytes / 16; i += kThreads) {
+    reinterpret_cast<uint4*>(sTheta + static_cast<size_t>(64 * S) * kRowBytes)[i] = make_uint4(0, 0, 0, 0);
+  }
+  // B fragment of two stacked 8×8 identities: b[k][n] = (k mod 8 == n); lane (g8, c) holds rows 2c, 2c+1 of col g8
+  const int g8 = lane >> 2;
+  const int c4 = lane & 3;
+  const u32 ident = (2 * c4 == g8 ? 0x3C00u : 0u) | (2 * c4 + 1 == g8 ? 0x3C000000u : 0u);
+  const u32 laneBase = smem_addr(sTheta) + static_cast<u32>((m >> 1) * 64 * kRowBytes + (lane & 7) * 16);
+
+  for (int phase = 0; phase < phases; ++phase) {
+    const int j0 = phase * kPhasePairs;
+    const bool last = phase == phases - 1;
+    __syncthreads();  // everyone is done with the previous phase's θ
+    for (int i = threadIdx.x; i < 64 * S * (kRowBytes / 16); i += kThreads) {
+      const int row = i / (kRowBytes / 16);  // r·64 + codeword
+      const int ch = i % (kRowBytes / 16);
+      const int r = row >> 6;
+      const __half* src = theta + ((static_cast<size_t>(r) * Hkv + g) * 64 + (row & 63)) * P * 2 + j0 * 2 + ch * 8;
+      cp_async_16(smem_addr(sTheta + static_cast<size_t>(row) * kRowBytes + ch * 16), src);
     }
-    // this lane's rotation slice of token t: 4 float2 = two 16-byte loads
-    const float4* rotLane = reinterpret_cast<const float4*>(rot + static_cast<size_t>(t0) * P + j0 + 4 * l8);
-    const int rotRow = P / 2;  // float4 per token row
-    for (int r0 = 0; r0 < R; r0 += RS) {
-      const int rs = min(RS, R - r0);
-      __syncthreads();  // everyone is done with the previous phase's θ
-      const int nChunks = rs * kRows * (kPhasePairs / 4);
-      for (int i = threadIdx.x; i < nChunks; i += kThreads) {
-        const int row = i >> 3;  // s·128 + row of θ_{r0+s, g}
-        const int c = i & 7;
-        const int s = row >> 7;
-        const float* src = theta + ((static_cast<size_t>(r0 + s) * Hkv + g) * kRows + (row & 127)) * P + j0 + 4 * c;
-        cp_async_16(smem_addr(sTheta + row * kPhasePairs + 4 * c), src);
+    cp_async_commit();
+    // this lane's pair j0 + lane: q of each head in registers
+    float q1[GM], q2[GM];
+#pragma unroll
+    for (int h = 0; h < GM; ++h) {
+      const bool ok = h < nHeads;
+      const __nv_bfloat16* qh = qb + static_cast<size_t>(h0 + (ok ? h : 0)) * D;
+      q1[h] = ok ? __bfloat162float(qh[j0 + lane]) : 0.f;
+      q2[h] = ok ? __bfloat162float(qh[j0 + lane + P]) : 0.f;
+    }
+    cp_async_wait<0>();
+
+    for (int t0 = blockIdx.y * kChunk; t0 < N; t0 += gridDim.y * kChunk) {
+      const int nTok = min(kChunk, N - t0);
+      __syncthreads();  // θ landed (first chunk); the previous chunk is done with the codes and partial logits
+      // unpack the chunk's codes: token tl, matrix mm, step k ↦ byte tl·kCodeRow + mm·16 + k; stage r ≥ R is the
+      // remainder of stage r − R (same code), a missing stage (r = S) reads code 0 of the zero row
+      for (int i = threadIdx.x; i < nTok * 2 * steps; i += kThreads) {
+        const int tl = i / (2 * steps);
+        const int r = i % (2 * steps);
+        const int code = r < S ? code12(seqCodes + static_cast<size_t>(t0 + tl) * codeBytes, (r < R ? r : r - R) * Hkv + g) : 0;
+        unsigned char* row = sCodes + tl * kCodeRow + 2 * (r & 1) * 16 + (r >> 1);
+        row[0] = static_cast<unsigned char>(code >> 6);
+        row[16] = static_cast<unsigned char>(code & 63);
       }
-      cp_async_wait_all();
       __syncthreads();
 
-      const float4* th = reinterpret_cast<const float4*>(sTheta);
-      // the codes and rotation of the next token are loaded one iteration ahead (their global latency overlaps the
-      // θ gather)
-      auto loadNext = [&](int base, int& c0, int& c1, float4& ra, float4& rb) {
-        const int tl = min(base + grp, nTok - 1);
-        const unsigned char* tok = seqCodes + static_cast<size_t>(t0 + tl) * codeBytes;
-        c0 = l8 < rs ? code12(tok, (r0 + l8) * Hkv + g) : 0;
-        c1 = l8 + 8 < rs ? code12(tok, (r0 + l8 + 8) * Hkv + g) : 0;
-        ra = rotLane[static_cast<size_t>(tl) * rotRow];
-        rb = rotLane[static_cast<size_t>(tl) * rotRow + 1];
-      };
-      int n0, n1;
-      float4 na, nb;
-      loadNext(0, n0, n1, na, nb);
-      for (int base = 0; base < nTok; base += kGroups) {
-        const int c0 = n0, c1 = n1;
-        const float4 ra = na, rb = nb;
-        if (base + kGroups < nTok) loadNext(base + kGroups, n0, n1, na, nb);
-        const int tl = base + grp;
-        float kr[4] = {0.f, 0.f, 0.f, 0.f};
-        float ki[4] = {0.f, 0.f, 0.f, 0.f};
-#pragma unroll 4
-        for (int s = 0; s < rs; ++s) {
-          const int c = __shfl_sync(kFull, s < 8 ? c0 : c1, grpBase + (s & 7));
-          const int A = c >> 6;
-          const int Bc = c & 63;
-          const float4* st = th + s * kRows * 8 + l8;
-          const float4 xa = st[(2 * A) * 8];
-          const float4 ya = st[(2 * A + 1) * 8];
-          const float4 xb = st[(2 * Bc) * 8];
-          const float4 yb = st[(2 * Bc + 1) * 8];
-          // z_A + i·z_B = (X_A − Y_B) + i(Y_A + X_B)
-          kr[0] += xa.x - yb.x; ki[0] += ya.x + xb.x;
-          kr[1] += xa.y - yb.y; ki[1] += ya.y + xb.y;
-          kr[2] += xa.z - yb.z; ki[2] += ya.z + xb.z;
-          kr[3] += xa.w - yb.w; ki[3] += ya.w + xb.w;
+      for (int base = warp * kTok; base < nTok; base += kWarps * kTok) {
+        int tl[kTok];
+        float2 e[kTok];
+#pragma unroll
+        for (int u = 0; u < kTok; ++u) {
+          tl[u] = min(base + u, nTok - 1);
+          e[u] = rot[static_cast<size_t>(t0 + tl[u]) * P + j0 + lane];
         }
-        // rotation is linear: with R > RS each phase of stages is rotated and dotted on its own and added up
-        const float cs[4] = {ra.x, ra.z, rb.x, rb.z};
-        const float sn[4] = {ra.y, ra.w, rb.y, rb.w};
-        float part[GM];
+        float acc[kTok][4];
 #pragma unroll
-        for (int h = 0; h < GM; ++h) part[h] = 0.f;
+        for (int u = 0; u < kTok; ++u) acc[u][0] = acc[u][1] = acc[u][2] = acc[u][3] = 0.f;
+        for (int k0 = 0; k0 < steps; k0 += 4) {
+          u32 w[kTok];
 #pragma unroll
-        for (int k = 0; k < 4; ++k) {
-          const float re = kr[k] * cs[k] - ki[k] * sn[k];  // K·e^{iφ}
-          const float im = kr[k] * sn[k] + ki[k] * cs[k];
+          for (int u = 0; u < kTok; ++u) w[u] = reinterpret_cast<const u32*>(sCodes + tl[u] * kCodeRow + m * 16 + k0)[0];
 #pragma unroll
-          for (int h = 0; h < GM; ++h) part[h] += q1[h][k] * re + q2[h][k] * im;
+          for (int kk = 0; kk < 4; ++kk) {
+            if (k0 + kk < steps) {
+              const u32 stepBase = laneBase + static_cast<u32>((k0 + kk) * 2 * 64 * kRowBytes);
+#pragma unroll
+              for (int u = 0; u < kTok; ++u) {
+                u32 a0, a1, a2, a3;
+                ldmatrix_x4(stepBase + ((w[u] >> (8 * kk)) & 0xffu) * kRowBytes, a0, a1, a2, a3);
+                mma_f16(acc[u], a0, a1, a2, a3, ident, ident);
+              }
+            }
+          }
         }
-        float mine = 0.f;
+        float v[V];
 #pragma unroll
-        for (int h = 0; h < GM; ++h) {
-          float v = part[h];
-          v += __shfl_xor_sync(kFull, v, 4);
-          v += __shfl_xor_sync(kFull, v, 2);
-          v += __shfl_xor_sync(kFull, v, 1);
-          if (l8 == h) mine = v;
+        for (int u = 0; u < kTok; ++u) {
+          const float re = acc[u][0] - acc[u][3];
+          const float im = acc[u][1] + acc[u][2];
+          const float kr = re * e[u].x - im * e[u].y;  // K·e^{iφ}
+          const float ki = re * e[u].y + im * e[u].x;
+#pragma unroll
+          for (int h = 0; h < GM; ++h) v[u * GM + h] = q1[h] * kr + q2[h] * ki;
         }
-        if (tl < nTok && l8 < nHeads) sLog[l8 * chunk + tl] += mine;
+        const float sum = butterfly_sum<V, 16>(v, lane);
+        const int idx = lane >> kShift;
+        const int u = idx / GM;
+        const int h = idx % GM;
+        if ((lane & ((1 << kShift) - 1)) == 0 && base + u < nTok && h < nHeads) sLog[h * kChunk + base + u] = sum;
+      }
+      __syncthreads();
+
+      // partial logits into `logits`; the last phase scales them and writes the chunk's statistics, one warp a head
+      const __nv_bfloat16* nb = norms + static_cast<size_t>(b) * capacity + t0;
+      for (int hh = warp; hh < nHeads; hh += kWarps) {
+        float* out = logits + (static_cast<size_t>(b) * Hq + h0 + hh) * logitStride + t0;
+        const float* sl = sLog + hh * kChunk;
+        float mx = neg_inf();
+        for (int t = lane; t < nTok; t += 32) {
+          float l = sl[t] + (phase > 0 ? out[t] : 0.f);
+          if (last) {
+            l *= __bfloat162float(nb[t]) * scale;
+            mx = fmaxf(mx, l);
+          }
+          out[t] = l;
+        }
+        if (!last) continue;
+#pragma unroll
+        for (int o = 16; o > 0; o >>= 1) mx = fmaxf(mx, __shfl_xor_sync(kFull, mx, o));
+        float s = 0.f;
+        for (int t = lane; t < nTok; t += 32) s += expf(out[t] - mx);
+#pragma unroll
+        for (int o = 16; o > 0; o >>= 1) s += __shfl_xor_sync(kFull, s, o);
+        if (lane == 0) stats[(static_cast<size_t>(b) * Hq + h0 + hh) * statStride + t0 / kChunk] = make_float2(mx, s);
       }
     }
   }
-  __syncthreads();
-
-  // final logits and this chunk's softmax statistics, one warp per head
-  if (warp < nHeads) {
-    const int hq = h0 + warp;
-    float* sl = sLog + warp * chunk;
-    float* out = logits + (static_cast<size_t>(b) * Hq + hq) * logitStride + t0;
-    const __nv_bfloat16* nb = norms + static_cast<size_t>(b) * capacity + t0;
-    float m = neg_inf();
-    for (int tl = lane; tl < nTok; tl += 32) {
-      const float l = sl[tl] * __bfloat162float(nb[tl]) * scale;
-      sl[tl] = l;
-      out[tl] = l;
-      m = fmaxf(m, l);
-    }
-#pragma unroll
-    for (int o = 16; o > 0; o >>= 1) m = fmaxf(m, __shfl_xor_sync(kFull, m, o));
-    float sum = 0.f;
-    for (int tl = lane; tl < nTok; tl += 32) sum += expf(sl[tl] - m);
-#pragma unroll
-    for (int o = 16; o > 0; o >>= 1) sum += __shfl_xor_sync(kFull, sum, o);
-    if (lane == 0) stats[(static_cast<size_t>(b) * Hq + hq) * statStride + blockIdx.y] = make_float2(m, sum);
-  }
 }
+
+static_assert(kMaxResiduals == 32, "kCodeRow holds 16 steps of two stages");
 
 }  // namespace
 
 #define COMMVQ_KEY_LOGITS(GM)                                                                                        \
-  extern "C" __global__ void __launch_bounds__(kThreads, 1) commvq_key_logits_g##GM(                                 \
-      const __nv_bfloat16* q, const float* theta, const float2* rot, const unsigned char* codes,                     \
+  extern "C" __global__ void __launch_bounds__(kThreads, 2) commvq_key_logits_g##GM(                                 \
+      const __nv_bfloat16* q, const __half* theta, const float2* rot, const unsigned char* codes,                   \
       const __nv_bfloat16* norms, const int* compressed, float* logits, float2* stats, int Hq, int Hkv, int D, int R, \
-      int RS, int capacity, int chunk, int logitStride, int statStride, float scale) {                              \
-    key_logits<GM>(q, theta, rot, codes, norms, compressed, logits, stats, Hq, Hkv, D, R, RS, capacity, chunk,      \
-                   logitStride, statStride, scale);                                                                 \
+      int S, int capacity, int logitStride, int statStride, float scale) {                                          \
+    key_logits<GM>(q, theta, rot, codes, norms, compressed, logits, stats, Hq, Hkv, D, R, S, capacity, logitStride, \
+                   statStride, scale);                                                                              \
   }
 
 COMMVQ_KEY_LOGITS(1)

@@ -31,11 +31,12 @@ import {
   planCodeAttention,
   type CodeAttentionShape,
 } from '../core/backend/cuda/ops/code-attention.js';
+import { attentionStages } from '../core/commvq/attention-theta.js';
 import { uploadTo } from '../core/backend/cuda/ops/copies.js';
 import { packedCodeBytes } from '../core/tensor/code-packing.js';
 import type { DType } from '../core/tensor/dtype.js';
 import { ropeTable } from '../core/model/rope.js';
-import { f32ToBf16 } from '../core/tensor/dtype.js';
+import { f32ToBf16, f32ToF16 } from '../core/tensor/dtype.js';
 import { medianStepMs } from './graph-timing.js';
 
 const { values: args } = parseArgs({
@@ -101,7 +102,7 @@ for (const context of contexts) {
   const codeBytes = packedCodeBytes(R * Hkv);
   const buffers = {
     q: upload(bf16(Hq * D, -2, 2), [1, Hq * D], 'bf16'),
-    theta: upload(f32s(R * Hkv * 128 * (D / 2), () => 0.1 * (Math.random() - 0.5)), [R * Hkv * 128 * (D / 2)], 'f32'),
+    theta: upload(new Uint8Array(Uint16Array.from({ length: attentionStages(R) * Hkv * 128 * (D / 2) }, () => f32ToF16(0.1 * (Math.random() - 0.5))).buffer), [attentionStages(R) * Hkv * 128 * (D / 2)], 'f16'),
     invFreq: upload(new Uint8Array(rope.invFreq.buffer.slice(0)), [D / 2], 'f32'),
     keyCodes: upload(randomBytes(capacity * codeBytes), [1, capacity, codeBytes], 'u8'),
     keyNorms: upload(bf16(capacity, 1, 4), [1, capacity], 'bf16'),

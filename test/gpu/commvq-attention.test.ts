@@ -7,10 +7,12 @@
  * must give the same bits as the step's own. Memory past each sequence's length is NaN or random bytes, so a read past
  * a length shows. Shape misuse is checked without a GPU.
  *
- * Tolerances (the GPU works in f32 from the same bf16/f32 inputs; the CPU in f64):
+ * Tolerances (the GPU works in f32 from the same bf16/f16/f32 inputs — θ is drawn in f16 values, the format the key
+ * kernel reads, so both sides see the same θ; the CPU works in f64):
  *   logits:  |gpu − cpu| ≤ 1e-5·M_t + 1e-6, M_t = n_t/√D_h·Σ_j (|q_j| + |q_{j+P}|)·Σ_r (|X_A| + |Y_A| + |X_B| + |Y_B|),
- *            the sum of the magnitudes of every term: f32 sums of ~2R terms per pair and 64 pairs lose ≤ ~1e-6·M_t,
- *            sincosf is within 2 ulp, φ = f32(p·invFreq) is computed identically.
+ *            the sum of the magnitudes of every term: f32 sums of ~2R terms per pair (tensor cores, f32 accumulate)
+ *            and 64 pairs lose ≤ ~1e-6·M_t, sincosf is within 2 ulp, φ = f32(p·invFreq) is computed identically.
+ *            What f16 θ costs against unrounded θ is measured on trained codebooks at the end of this file.
  *   outputs: |gpu − cpu| ≤ 1e-3·V_c + 1e-4·|cpu| + 1e-6, V_c = Σ_t a_t·|v_t,c| (compressed v̂ and exact v): a logit
  *            error δ moves weights by ≤ 2δ relative; the weights enter the bit sums as bf16 hi + lo (~2^-17 relative).
  *            bf16 outputs add 2^-8·|cpu| (one rounding).
@@ -30,12 +32,13 @@ import {
   type CodeAttentionShape,
 } from '../../src/core/backend/cuda/ops/code-attention.js';
 import { downloadFrom, uploadTo } from '../../src/core/backend/cuda/ops/copies.js';
+import { attentionStages, attentionTheta } from '../../src/core/commvq/attention-theta.js';
 import { codeLogits, codeValues, queryTables } from '../../src/core/commvq/code-attention.js';
 import { packBits, packCodes12, packedCodeBytes } from '../../src/core/tensor/code-packing.js';
 import { CommvqError } from '../../src/core/errors.js';
 import { LayerKeyCodebook } from '../../src/core/keys/codebook.js';
 import { ropeTable } from '../../src/core/model/rope.js';
-import { bf16ToF32, f32ToBf16, type DType } from '../../src/core/tensor/dtype.js';
+import { bf16ToF32, f16ToF32, f32ToBf16, f32ToF16, type DType } from '../../src/core/tensor/dtype.js';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -99,7 +102,9 @@ function makeCase(cfg: Config, rng: Rng): Case {
   const { queryHeads: Hq, kvHeads: Hkv, headDim: D, residuals: R, codeBits: Nc } = cfg;
   const P = D / 2;
   const F = Hkv * D;
-  const cb = new LayerKeyCodebook({ residuals: R, groups: Hkv, halfSize: 64, pairs: P }, Float32Array.from({ length: R * Hkv * 128 * P }, () => 0.05 * rng.normal()));
+  // θ drawn in f16 values: the kernel reads θ in f16, so the CPU reference sees the same θ and the comparison pins the
+  // kernel's arithmetic (the format's own error is measured on trained codebooks further down)
+  const cb = new LayerKeyCodebook({ residuals: R, groups: Hkv, halfSize: 64, pairs: P }, Float32Array.from({ length: R * Hkv * 128 * P }, () => f16ToF32(f32ToF16(0.05 * rng.normal()))));
   const rope = ropeTable({ type: 'llama3', theta: 500000, factor: 8, lowFreqFactor: 1, highFreqFactor: 4, originalMaxPositionEmbeddings: 8192 }, D);
   const seqs = cfg.compressed.map((N, i): Seq => {
     const E = cfg.exact[i]!;
@@ -235,7 +240,7 @@ class Batch {
     const maxCompressed = Math.max(...seqs.map((s) => s.N));
     this.shape = { ...c.shape, batch: B, maxCompressed };
     this.buffers = {
-      q: up(q, [B, Hq * D], 'bf16'), theta: up(c.cb.theta, [c.cb.theta.length], 'f32'), invFreq: up(c.invFreq, [D / 2], 'f32'),
+      q: up(q, [B, Hq * D], 'bf16'), theta: up(Uint16Array.from(attentionTheta(c.cb.theta, R, Hkv, D / 2), f32ToF16), [attentionStages(R) * Hkv * 128 * (D / 2)], 'f16'), invFreq: up(c.invFreq, [D / 2], 'f32'),
       keyCodes: up(keyCodes, [B, cap, codeBytes], 'u8'), keyNorms: up(norms, [B, cap], 'bf16'),
       valueBits: up(valueBits, [B, cap, Nc / 8], 'u8'), valueRho: up(rho, [B, cap], 'bf16'),
       codebook: up(Uint16Array.from(c.E, f32ToBf16), [Nc, F], 'bf16'), scale: up(c.ls, [F], 'f32'),
@@ -490,13 +495,19 @@ describe('CommVQ decode attention: shape checks (no GPU needed)', () => {
     firstPosition: 0, maxCompressed: 130944,
   };
 
-  it('plans Llama-3.1-8B: 4 heads per key CTA, θ of 11 stages × 32 pairs resident, 1024 tokens per CTA', () => {
+  it('plans Llama-3.1-8B: 4 heads per key CTA, θ of 11 stages × 32 pairs resident, chunks of 512 tokens', () => {
     const plan = planCodeAttention(info, good);
-    expect(plan).toMatchObject({ keyHeads: 4, headBlocks: 1, chunk: 1024, stagesPerPhase: 11, exactSlot: 128, statStride: 129, valueHeads: 32 });
-    expect(plan.keySharedBytes).toBeLessThanOrEqual(info.maxSharedPerBlockOptin);
-    // 2-bit codebooks (R = 21) take two phases of stages; a small GPU takes more
-    expect(planCodeAttention(info, { ...good, residuals: 21 }).stagesPerPhase).toBe(11);
-    expect(planCodeAttention({ ...info, maxSharedPerBlockOptin: 101376 }, good).stagesPerPhase).toBe(4);
+    expect(plan).toMatchObject({ keyHeads: 4, headBlocks: 1, chunk: 512, exactSlot: 256, statStride: 257, valueHeads: 32 });
+    // θ (11 stages and stage 0's remainder: 768 rows of 128 bytes, and a zero row), 512 tokens' codes (64 bytes
+    // each), 4 heads' partial logits
+    expect(plan.keySharedBytes).toBe(769 * 128 + 512 * 64 + 4 * 512 * 4);
+    // 4 CTAs per SM: 132·4 / (8 kv heads · 2 sequences) = 33 slices of the 256 chunks
+    expect(plan.keySlices).toBe(33);
+    expect(planCodeAttention(info, { ...good, batch: 64 }).keySlices).toBe(2);
+    // 2-bit codebooks (R = 21) still fit; a card with less shared memory is refused with the bytes it would need
+    expect(planCodeAttention(info, { ...good, residuals: 21 }).keySharedBytes).toBeLessThanOrEqual(info.maxSharedPerBlockOptin);
+    expect(() => planCodeAttention({ ...info, maxSharedPerBlockOptin: 101376 }, { ...good, residuals: 21 })).toThrow(/R = 21 need \d+ bytes of shared memory; test device allows 101376/);
+    expect(() => planCodeAttention(info, { ...good, residuals: 33 })).toThrow(/33 residual stages; the key kernel takes at most 32/);
     // GQA 16 runs as two blocks of 8 heads
     expect(planCodeAttention(info, { ...good, queryHeads: 128 })).toMatchObject({ keyHeads: 8, headBlocks: 2, chunk: 512 });
     // the workspace holds a rotation table of maxCompressed tokens unless the caller passes one
@@ -532,7 +543,7 @@ describe('CommVQ decode attention: shape checks (no GPU needed)', () => {
     const { batch: B, queryHeads: Hq, kvHeads: Hkv, headDim: D, residuals: R, codeBits: Nc, capacity: cap, window: W } = good;
     const F = Hkv * D;
     const shapes: Record<keyof CodeAttentionBuffers, [number[], DType]> = {
-      q: [[B, Hq * D], 'bf16'], theta: [[R * Hkv * 128 * (D / 2)], 'f32'], invFreq: [[D / 2], 'f32'],
+      q: [[B, Hq * D], 'bf16'], theta: [[attentionStages(R) * Hkv * 128 * (D / 2)], 'f16'], invFreq: [[D / 2], 'f32'],
       rotation: [[good.maxCompressed, D / 2, 2], 'f32'], keyCodes: [[B, cap, packedCodeBytes(R * Hkv)], 'u8'],
       keyNorms: [[B, cap], 'bf16'], valueBits: [[B, cap, Nc / 8], 'u8'], valueRho: [[B, cap], 'bf16'],
       codebook: [[Nc, F], 'bf16'], scale: [[F], 'f32'], exactKeys: [[B * W, F], 'bf16'], exactValues: [[B * W, F], 'bf16'],

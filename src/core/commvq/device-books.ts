@@ -1,6 +1,7 @@
 import { CpuBackend } from '../backend/cpu/cpu-backend.js';
 import type { CudaBackend } from '../backend/cuda/cuda-backend.js';
 import type { LayerKeyCodebook } from '../keys/codebook.js';
+import { attentionTheta } from './attention-theta.js';
 import { bytesPerElement } from '../tensor/dtype.js';
 import { numel } from '../tensor/shape.js';
 import type { Tensor } from '../tensor/tensor.js';
@@ -9,9 +10,10 @@ import type { EncoderParams, ValueCompressorParams } from '../values/value-compr
 /** Reads host (CPU backend) codebook tensors. */
 const hostBackend = new CpuBackend();
 
-/** One layer's codebooks on the device: θ f32 (keys), E bf16 and ls f32 (values), the value encoder. */
+/** One layer's codebooks on the device: θ (keys), E bf16 and ls f32 (values), the value encoder. */
 export interface DeviceLayerBooks {
-  theta: Tensor; // f32 [R, G, 128, D_h/2]
+  theta: Tensor; // f32 [R, G, 128, D_h/2]: encoding and dequantization
+  attentionTheta: Tensor; // f16 [S, G, 64, D_h/2, 2], S = attentionStages(R): attention on codes (attentionTheta)
   codebook: Tensor; // bf16 [N_c, D]: E, the only copy on the device
   scale: Tensor; // f32 [D]: ls
   encoder: EncoderParams; // w1, w2 bf16 (rounded once from the trained f32), the rest f32
@@ -27,6 +29,7 @@ export function uploadBooks(b: CudaBackend, key: LayerKeyCodebook, params: Value
   const toDevice = (t: Tensor, dtype: 'f32' | 'bf16') => (t.device === b.device ? b.cast(t, dtype) : b.fromArray(hostBackend.toFloat32(t), t.shape, dtype));
   return {
     theta: b.fromArray(key.theta, [key.theta.length], 'f32'),
+    attentionTheta: uploadAttentionTheta(b, key),
     codebook: toDevice(params.codebook, 'bf16'),
     scale: toDevice(scale, 'f32'),
     encoder: {
@@ -40,18 +43,23 @@ export function uploadBooks(b: CudaBackend, key: LayerKeyCodebook, params: Value
   };
 }
 
+function uploadAttentionTheta(b: CudaBackend, key: LayerKeyCodebook): Tensor {
+  const t = attentionTheta(key.theta, key.shape.residuals, key.shape.groups, key.shape.pairs);
+  return b.fromArray(t, [t.length], 'f16');
+}
+
 /** Bytes of device codebooks: θ, E and ls of every layer, and apart the value encoders. */
 export function booksBytes(books: readonly DeviceLayerBooks[]): { codebooks: number; encoders: number } {
   const bytesOf = (t: Tensor) => numel(t.shape) * bytesPerElement(t.dtype);
   let codebooks = 0;
   let encoders = 0;
   for (const b of books) {
-    codebooks += bytesOf(b.theta) + bytesOf(b.codebook) + bytesOf(b.scale);
+    codebooks += bytesOf(b.theta) + bytesOf(b.attentionTheta) + bytesOf(b.codebook) + bytesOf(b.scale);
     encoders += Object.values(b.encoder).reduce((n, t) => n + bytesOf(t), 0);
   }
   return { codebooks, encoders };
 }
 
 export function disposeBooks(books: readonly DeviceLayerBooks[]): void {
-  for (const b of books) [b.theta, b.codebook, b.scale, ...Object.values(b.encoder)].forEach((t) => t.dispose());
+  for (const b of books) [b.theta, b.attentionTheta, b.codebook, b.scale, ...Object.values(b.encoder)].forEach((t) => t.dispose());
 }

@@ -178,7 +178,7 @@ export class DeviceCommvqStore implements CommvqStore {
     const out = b.zeros([tokens.length, shape.queryHeads * shape.headDim], 'bf16');
     const books = this.books[layer]!;
     codeAttentionStep(b.ctx, {
-      q, theta: books.theta, invFreq: this.invFreq, rotation: this.rotation!,
+      q, theta: books.attentionTheta, invFreq: this.invFreq, rotation: this.rotation!,
       keyCodes: st.keyCodes, keyNorms: st.keyNorms, valueBits: st.valueBits, valueRho: st.valueRho,
       codebook: books.codebook, scale: books.scale,
       exactKeys: st.exactK, exactValues: st.exactV, compressed: st.compressedCount, exact: st.exactCount,

@@ -12,6 +12,7 @@ import { existsSync, readFileSync, statSync } from 'node:fs';
 import { basename, dirname, join, resolve } from 'node:path';
 import { COMMVQ_DEFAULTS, INT_DEFAULTS, KIVI_DEFAULTS, resolveCacheSpec, type CacheSpec, type CommvqCacheSpec, type Fp8CacheSpec, type IntCacheSpec, type KiviCacheSpec } from '../cache-spec.js';
 import { intLabel, kiviLabel } from '../peers/peer-labels.js';
+import { attentionStages } from '../commvq/attention-theta.js';
 import type { PrefillMode } from '../commvq/commvq-cache.js';
 import { loadSpecCodebooks } from '../commvq/load-commvq.js';
 import { commvqGeometry as geometryOfBits, DEFAULT_WINDOW, type Bits } from '../commvq/geometry.js';
@@ -428,7 +429,7 @@ export interface AccountingOptions {
 /**
  * A MemoryProbe without a device: every point from the arithmetic. Weights = parameters × dtype bytes; cache =
  * cacheBytes(context + decodeTokens) × batch (allocated taken equal to it: nothing is allocated); codebooks = key θ
- * in f32 and value E in bf16 (codebookBytes); encoders as §5.2. A point fits when those resident bytes fit the
+ * in f32 and f16 and value E in bf16 (codebookBytes); encoders as §5.2. A point fits when those resident bytes fit the
  * assumed device; activations are not counted, so the CPU's max batch is an upper bound. The CommVQ prefill mode
  * changes none of these (only the prompt's workspace, which is not counted): a point keeps it in its spec, for its label.
  */
@@ -461,7 +462,9 @@ export function accountPoint(config: ModelConfig, spec: MemoryPointSpec, o: Acco
   let codebooks = 0;
   let encoders = 0;
   if (commvq) {
-    codebooks = codebookBytes(g, commvq, { dtype: 'f32' }).key + codebookBytes(g, commvq, { dtype: 'bf16' }).value;
+    // θ in f32 (encoding) and in f16 (attention on codes), E in bf16, as the device cache holds them
+    const attention = { ...commvq, residuals: attentionStages(commvq.residuals) };
+    codebooks = codebookBytes(g, commvq, { dtype: 'f32' }).key + codebookBytes(g, attention, { dtype: 'f16' }).key + codebookBytes(g, commvq, { dtype: 'bf16' }).value;
     encoders = encoderParameterCount(config, spec.bits ?? 1) * dtypeBytes; // bf16, as the device cache holds them
   }
   const breakdown = { weights: parameterCount(config) * dtypeBytes, cacheArithmetic: cache, cacheAllocated: cache, codebooks, encoders };

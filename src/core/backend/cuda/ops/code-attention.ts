@@ -4,6 +4,7 @@ import { emptyTensor, type CudaTensor } from '../cuda-tensor.js';
 import { kernelConstants } from '../kernel-constants.js';
 import { f32, i32, ptr, type CudaContextLike, type DeviceInfo } from '../kernels.js';
 import { packedCodeBytes } from '../../../tensor/code-packing.js';
+import { attentionStages } from '../../../commvq/attention-theta.js';
 import { alignedPtr, expectElements, expectShape, tensorArg } from './tensor-args.js';
 
 /**
@@ -58,7 +59,7 @@ export interface CodeAttentionShape {
 export interface CodeAttentionBuffers {
   /** bf16 [B, H_q·D_h], RoPE-rotated */
   readonly q: Tensor;
-  /** f32 of R·H_kv·128·(D_h/2) elements, [R, H_kv, 2·64, D_h/2]: the layer's θ (LayerKeyCodebook.theta) */
+  /** f16 [S, H_kv, 64, D_h/2, 2], S = attentionStages(R): the layer's θ in the key kernel's layout (`attentionTheta`) */
   readonly theta: Tensor;
   /** f32 [D_h/2] */
   readonly invFreq: Tensor;
@@ -101,14 +102,14 @@ export interface CodeAttentionOptions {
   readonly workspace?: CodeAttentionWorkspace;
 }
 
-const KEY = kernelConstants('commvq_key_logits', ['kThreads', 'kPhasePairs', 'kRows', 'kMaxPhaseStages']);
+const KEY = kernelConstants('commvq_key_logits', ['kThreads', 'kChunk', 'kRowBytes', 'kCodeRow', 'kMaxResiduals']);
 const EXACT = kernelConstants('commvq_exact_logits', ['kThreads', 'kTokens']);
 const STATS = kernelConstants('commvq_softmax_stats', ['kThreads']);
 const ROTATION = kernelConstants('commvq_attn_rotation', ['kThreads']);
 const BITS = kernelConstants('commvq_value_bits', ['kThreads', 'kStep', 'kHeads', 'kCtaBytes']);
 const OUT = kernelConstants('commvq_value_out', ['kThreads', 'kCodeRuns', 'kExactRuns', 'kChannels']);
-/** Bytes of θ of one stage held in shared memory: 128 rows × a phase of pairs, f32. */
-const keyStageBytes = (): number => KEY.kRows * KEY.kPhasePairs * 4;
+/** Key CTAs per SM the grid aims at: enough to hide θ's staging, few enough that each stages θ for many chunks. */
+const KEY_CTAS_PER_SM = 4;
 const VALUE_SPLITS = 64; // token runs per sequence: fixed, so that a sequence's sums do not depend on the batch
 /** f32 represents every integer position below this exactly: φ = f32(p·invFreq) as the CPU computes it. */
 const MAX_POSITION = 2 ** 24;
@@ -120,10 +121,10 @@ export interface CodeAttentionPlan {
   /** query heads per key CTA (template width 1, 2, 4 or 8) and head blocks per kv head */
   readonly keyHeads: 1 | 2 | 4 | 8;
   readonly headBlocks: number;
-  /** compressed tokens per key CTA */
+  /** compressed tokens per statistics entry (and per pass of a key CTA) */
   readonly chunk: number;
-  /** θ stages held in shared memory per phase */
-  readonly stagesPerPhase: number;
+  /** key CTAs per (kv head block, sequence): each takes every `keySlices`-th chunk */
+  readonly keySlices: number;
   readonly keySharedBytes: number;
   readonly logitStride: number;
   /** per-chunk statistics, then the exact window's entry at `exactSlot` */
@@ -151,16 +152,16 @@ export function planCodeAttention(info: DeviceInfo, shape: CodeAttentionShape, o
   const { batch: B, queryHeads: Hq, kvHeads: Hkv, residuals: R, codeBits: Nc } = shape;
   const G = Hq / Hkv;
   const keyHeads = G <= 1 ? 1 : G <= 2 ? 2 : G <= 4 ? 4 : 8;
-  const chunk = keyHeads <= 4 ? 1024 : 512;
-  const logBytes = keyHeads * chunk * 4;
-  const stageBytes = keyStageBytes();
-  const fit = Math.min(KEY.kMaxPhaseStages, Math.floor((info.maxSharedPerBlockOptin - logBytes) / stageBytes));
-  if (fit < 1) {
-    throw new CommvqError(`commvq key logits need ${stageBytes + logBytes} bytes of shared memory; ${info.name} allows ${info.maxSharedPerBlockOptin}`);
+  const chunk = KEY.kChunk;
+  if (attentionStages(R) > KEY.kMaxResiduals) throw new CommvqError(`code attention: ${R} residual stages; the key kernel takes at most ${KEY.kMaxResiduals}`);
+  // θ of one phase (all stages, 32 pairs, f16) and a zero row, the chunk's unpacked codes, its partial logits
+  const keySharedBytes = (64 * attentionStages(R) + 1) * KEY.kRowBytes + chunk * KEY.kCodeRow + keyHeads * chunk * 4;
+  if (keySharedBytes > info.maxSharedPerBlockOptin) {
+    throw new CommvqError(`commvq key logits at R = ${R} need ${keySharedBytes} bytes of shared memory; ${info.name} allows ${info.maxSharedPerBlockOptin}`);
   }
-  const phases = Math.ceil(R / fit);
-  const stagesPerPhase = Math.ceil(R / phases);
   const chunks = Math.max(1, Math.ceil(shape.maxCompressed / chunk));
+  const headBlocks = Math.ceil(G / keyHeads);
+  const keySlices = Math.min(chunks, Math.max(1, Math.ceil((KEY_CTAS_PER_SM * info.smCount) / (Hkv * headBlocks * B))));
   const logitStride = roundUp(Math.max(1, shape.maxCompressed), BITS.kStep);
   const statStride = chunks + 1;
   const valueHeads = roundUp(Hq, BITS.kHeads);
@@ -182,10 +183,10 @@ export function planCodeAttention(info: DeviceInfo, shape: CodeAttentionShape, o
   }
   return {
     keyHeads,
-    headBlocks: Math.ceil(G / keyHeads),
+    headBlocks,
     chunk,
-    stagesPerPhase,
-    keySharedBytes: stagesPerPhase * stageBytes + logBytes,
+    keySlices,
+    keySharedBytes,
     logitStride,
     statStride,
     exactSlot: chunks,
@@ -272,7 +273,7 @@ function addresses(ctx: CudaContextLike, b: CodeAttentionBuffers, s: CodeAttenti
   const F = s.kvHeads * s.headDim;
   const P = s.headDim / 2;
   const cap = s.capacity;
-  const arg = (name: keyof CodeAttentionBuffers, dtype: 'bf16' | 'f32' | 'u8' | 'i32', elements: number, align = 1): CudaTensor => {
+  const arg = (name: keyof CodeAttentionBuffers, dtype: 'bf16' | 'f16' | 'f32' | 'u8' | 'i32', elements: number, align = 1): CudaTensor => {
     const t = tensorArg(ctx, op, name, b[name]!, dtype);
     expectElements(op, name, t, elements);
     alignedPtr(op, name, t, align);
@@ -293,7 +294,7 @@ function addresses(ctx: CudaContextLike, b: CodeAttentionBuffers, s: CodeAttenti
   const exactRow = BigInt(sequence * s.window * F * 2);
   return {
     q: arg('q', 'bf16', s.batch * s.queryHeads * s.headDim).ptr,
-    theta: arg('theta', 'f32', s.residuals * s.kvHeads * 128 * P, 16).ptr,
+    theta: arg('theta', 'f16', attentionStages(s.residuals) * s.kvHeads * 128 * P, 16).ptr,
     invFreq: arg('invFreq', 'f32', P).ptr,
     rotation: b.rotation && arg('rotation', 'f32', s.maxCompressed * 2 * P, 16).ptr,
     keyCodes: perSequence('keyCodes', 'u8', packedCodeBytes(s.residuals * s.kvHeads), 1),
@@ -414,12 +415,12 @@ export function launchValueOut(ctx: CudaContextLike, ws: CodeAttentionWorkspace,
 function keyLogits(ctx: CudaContextLike, plan: CodeAttentionPlan, s: CodeAttentionShape, a: Addresses, rotation: bigint, w: Record<Region, bigint>): void {
   const kernel = ctx.kernel('commvq_key_logits', `commvq_key_logits_g${plan.keyHeads}`);
   // kv heads fastest: the CTAs of one chunk run together and share its rotation rows in L2
-  const grid = [s.kvHeads * plan.headBlocks, Math.max(1, Math.ceil(s.maxCompressed / plan.chunk)), s.batch] as const;
+  const grid = [s.kvHeads * plan.headBlocks, plan.keySlices, s.batch] as const;
   if (s.maxCompressed === 0) return; // no compressed token anywhere: the statistics kernel reads no chunk
   ctx.launch(kernel, grid, [KEY.kThreads, 1, 1], plan.keySharedBytes, [
     ptr(a.q), ptr(a.theta), ptr(rotation), ptr(a.keyCodes), ptr(a.keyNorms), ptr(a.compressed), ptr(w.logits), ptr(w.stats),
-    i32(s.queryHeads), i32(s.kvHeads), i32(s.headDim), i32(s.residuals), i32(plan.stagesPerPhase), i32(s.capacity),
-    i32(plan.chunk), i32(plan.logitStride), i32(plan.statStride), f32(1 / Math.sqrt(s.headDim)),
+    i32(s.queryHeads), i32(s.kvHeads), i32(s.headDim), i32(s.residuals), i32(attentionStages(s.residuals)), i32(s.capacity),
+    i32(plan.logitStride), i32(plan.statStride), f32(1 / Math.sqrt(s.headDim)),
   ]);
 }
 
