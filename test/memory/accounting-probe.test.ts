@@ -42,7 +42,7 @@ describe('the accounting probe (Llama-3.1-8B)', () => {
     expect(r.breakdown.cacheArithmetic).toBe(85_172_224);
     expect(r.breakdown.cacheAllocated).toBe(r.breakdown.cacheArithmetic);
     // θ [R=11, G=8, 2·64, 64] f32 and E [1024, 1024] bf16, per layer
-    expect(r.breakdown.codebooks).toBe(32 * (11 * 8 * 128 * 64 * 4 + 1024 * 1024 * 2));
+    expect(r.breakdown.codebooks).toBe(32 * (11 * 8 * 128 * 64 * 4 + 12 * 8 * 128 * 64 * 2 + 1024 * 1024 * 2)); // θ f32 and f16 (11 + 1 stages), E
     // LayerNorm 2·1024, enc1 2048×1024 + 2048, out 2048×2048 + 2048, scale 1024; bf16
     expect(r.breakdown.encoders).toBe(32 * (2048 + 2048 * 1024 + 2048 + 2048 * 2048 + 2048 + 1024) * 2); // bf16, as the device cache holds them
     expect(r.bytesPerToken).toEqual({ arithmetic: 264, allocated: 264 });
@@ -57,7 +57,7 @@ describe('the accounting probe (Llama-3.1-8B)', () => {
     expect(dense.bytesPerToken.arithmetic).toBe(4096);
     const twoBit = accountPoint(config, { cache: 'commvq', bits: 2, context: 131072, batch: 3 }, { decodeTokens: 0 });
     expect(twoBit.breakdown.cacheArithmetic).toBe(3 * 32 * ((131072 - 128) * 512 + 128 * 4096));
-    expect(twoBit.breakdown.codebooks).toBe(32 * (21 * 8 * 128 * 64 * 4 + 2048 * 1024 * 2));
+    expect(twoBit.breakdown.codebooks).toBe(32 * (21 * 8 * 128 * 64 * 4 + 22 * 8 * 128 * 64 * 2 + 2048 * 1024 * 2));
   });
 
   it('says a point does not fit when its resident bytes exceed the assumed device, as an answer', () => {
