@@ -1,6 +1,6 @@
 // Warp-level primitives shared by the attention kernels (sm_80+): shared-memory addresses, cp.async copies, ldmatrix,
-// the m16n8k16 bf16 tensor-core MMA, ex2, bf16 packing and the swizzled tile offset. Header only, without the C++
-// standard library or <math.h>, so that NVRTC compiles it as nvcc does.
+// the m16n8k16 bf16 and f16 tensor-core MMAs, ex2, bf16 and f16 packing and the swizzled tile offset. Header only,
+// without the C++ standard library or <math.h>, so that NVRTC compiles it as nvcc does.
 #pragma once
 
 #include <cuda_bf16.h>
@@ -54,6 +54,14 @@ __device__ __forceinline__ void mma_bf16(float (&c)[4], const u32 (&a)[4], u32 b
   mma_bf16(c, a[0], a[1], a[2], a[3], b0, b1);
 }
 
+// c += a·b for one m16n8k16 tile: a 16×16 f16 (row), b 16×8 f16 (col), c 16×8 f32. Not volatile: the compiler may
+// interleave independent tiles (the result is a pure function of the operands).
+__device__ __forceinline__ void mma_f16(float (&c)[4], u32 a0, u32 a1, u32 a2, u32 a3, u32 b0, u32 b1) {
+  asm("mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};\n"
+      : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+      : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "r"(b0), "r"(b1));
+}
+
 // 2^x by the SFU (ex2.approx, flush-to-zero)
 __device__ __forceinline__ float fast_exp2(float x) {
   float y;
@@ -65,6 +73,13 @@ __device__ __forceinline__ float fast_exp2(float x) {
 __device__ __forceinline__ u32 pack_bf16(float lo, float hi) {
   __nv_bfloat162 v = __floats2bfloat162_rn(lo, hi);
   return *reinterpret_cast<u32*>(&v);
+}
+
+// two f32 → one register of two f16 (round to nearest even; overflow → ±inf), lo in the low half
+__device__ __forceinline__ u32 pack_f16(float lo, float hi) {
+  u32 d;
+  asm("cvt.rn.f16x2.f32 %0, %1, %2;\n" : "=r"(d) : "f"(hi), "f"(lo));
+  return d;
 }
 
 // Byte offset of 16-byte chunk c of row r in a tile whose rows hold D bf16. The chunk index is XORed with r mod 8 so
