@@ -106,7 +106,7 @@ const KEY = kernelConstants('commvq_key_logits', ['kThreads', 'kChunk', 'kRowByt
 const EXACT = kernelConstants('commvq_exact_logits', ['kThreads', 'kTokens']);
 const STATS = kernelConstants('commvq_softmax_stats', ['kThreads']);
 const ROTATION = kernelConstants('commvq_attn_rotation', ['kThreads']);
-const BITS = kernelConstants('commvq_value_bits', ['kThreads', 'kStep', 'kHeads', 'kCtaBytes']);
+const BITS = kernelConstants('commvq_value_bits', ['kThreads', 'kStep', 'kHeads', 'kCtaBytes', 'kSmemBytes']);
 const OUT = kernelConstants('commvq_value_out', ['kThreads', 'kCodeRuns', 'kExactRuns', 'kChannels']);
 /** Key CTAs per SM the grid aims at: enough to hide θ's staging, few enough that each stages θ for many chunks. */
 const KEY_CTAS_PER_SM = 4;
@@ -440,13 +440,16 @@ function softmaxStats(ctx: CudaContextLike, plan: CodeAttentionPlan, s: CodeAtte
   ]);
 }
 
-/** Step 4: weighted bit sums S [B, N_c, valueHeads] f32, through f32 partials [B, splits, N_c, valueHeads]. */
+/**
+ * Step 4: weighted bit sums S [B, N_c, valueHeads] f32, through f32 partials [B, splits, N_c, valueHeads] (each already
+ * scaled by 1/Z). The split kernel stages its tokens in kSmemBytes (≈ 62 KiB) of dynamic shared memory.
+ */
 function valueBits(ctx: CudaContextLike, plan: CodeAttentionPlan, s: CodeAttentionShape, a: Addresses, w: Record<Region, bigint>): void {
   const Hp = plan.valueHeads;
   const threads = BITS.kThreads;
   if (s.maxCompressed > 0) {
     ctx.launch(ctx.kernel('commvq_value_bits', 'commvq_value_bits_split'),
-      [plan.splits, Math.ceil(s.codeBits / (8 * BITS.kCtaBytes)), s.batch * (Hp / BITS.kHeads)], [threads, 1, 1], 0, [
+      [plan.splits, Math.ceil(s.codeBits / (8 * BITS.kCtaBytes)), s.batch * (Hp / BITS.kHeads)], [threads, 1, 1], BITS.kSmemBytes, [
         ptr(w.logits), ptr(w.ms), ptr(a.valueRho), ptr(a.valueBits), ptr(a.compressed), ptr(w.partial),
         i32(s.queryHeads), i32(Hp), i32(s.codeBits), i32(s.capacity), i32(plan.logitStride), i32(plan.splits),
       ]);
