@@ -7,7 +7,8 @@
 // mma.sync m16n8k16 into f32 accumulators; the CTA's partial is then scaled by 2^-k · (1/Z) in f32 (a power of two and
 // one rounding). One f16 term halves the MMAs of the former bf16 hi + lo pair. Why f16 suffices:
 //   - range: exp(s − M) ≤ 1 (M is the max of the same f32 logits) and 2^k puts the run's largest ρ′ in [2^14, 2^15),
-//     so w̃ < 2^15 never overflows f16 (max 65504), however large ρ′ is (a near-zero ‖bE‖ makes it huge);
+//     so w̃ < 2^15 never overflows f16 (max 65504), however large ρ′ is (a near-zero ‖bE‖ makes it huge); the factor
+//     2 of headroom also covers an M a little below the logits' max (up to ln 2);
 //   - precision: a normal w̃ is within 2^-11 relative, so output channel c moves by ≤ 2^-11 · Σ_t a_t·|v̂_t,c|, far
 //     below the 1-bit values' own quantization error (~30%); a subnormal w̃ (< 2^-14) is within 2^-25 absolute, i.e.
 //     ≤ 2^-39 · (the run's max ρ′) per token in units of exp(s − M)·ρ′.
@@ -30,10 +31,15 @@
 //   during step s every thread computes 8 weights of step s + 1 (f16, into the other of two weight buffers) and then
 //   every warp runs step s's MMAs, so the SFU work and the copies overlap the tensor cores. MMA mapping: M = bits (row
 //   g of m-tile mt ↔ bit 8g + mt, row g+8 ↔ bit 8g + 4 + mt of the warp's 64, so a thread's bits of one token are one
-//   byte), N = heads, K = tokens; A fragments are built from the bytes with one AND and one multiply per register
-//   ((x & 2^j·0x10001)·(0x3C00 >> j) is f16 1.0 per set bit, j ≤ 7), B fragments with ldmatrix.
+//   byte), N = heads, K = tokens; B fragments come by ldmatrix. A fragments take one AND per register: a set bit of
+//   m-tile mt is the f16 power of two 2^(2^mt − 15) (the byte pair shifted left by 10 for rows g, by 6 for rows g + 8,
+//   puts bit mt or 4 + mt on exponent bit 10 + mt), which every product of that m-tile's accumulators shares, so the
+//   epilogue's 2^(15 − 2^mt) undoes it exactly (products ≥ 2^-24·2^-14 stay normal f32).
+//   Each of the N_c / 512 CTAs of a run computes the run's weights again (8 per thread and step: ~6 instructions each
+//   against 64 MMAs per warp): cheaper than a CTA holding all N_c bits (1024 × 32 f32 accumulators are half the
+//   register file, 2048 do not fit) or a separate pass writing and rereading f16 weights (8 MB at 128K tokens).
 // Launch, reduce kernel: grid (ceil(N_c·Hp / 1024), B), block 256 threads, one float4 of S per thread.
-// Accumulation: f32 (products of f16 w̃ and exact 1.0).
+// Accumulation: f32 (products of f16 w̃ and exact powers of two).
 // Entry points: commvq_value_bits_split, commvq_value_bits_reduce.
 
 #include <cuda_bf16.h>
@@ -56,10 +62,15 @@ constexpr int kStageBytes = kBitBytes + kLogitBytes + kRhoBytes;
 constexpr int kWBytes = kHeads * kWRow * 2;    // weights [kHeads][kWRow] f16, two buffers
 constexpr int kSmemBytes = kStages * kStageBytes + 2 * kWBytes + kHeads * 8 + (kThreads / 32) * 4;
 static_assert(kSmemBytes <= 96 * 1024, "two CTAs per SM must fit in shared memory");
+static_assert(kStep * (kCtaBytes / 16) == kThreads, "one 16-byte chunk of bits per thread and step");
+static_assert(kHeads * (kStep / 4) == 2 * kThreads, "two 16-byte chunks of logits per thread and step");
+static_assert(kHeads * (kStep / 8) == kThreads, "8 weights per thread and step");
 constexpr float kLog2e = 1.4426950408889634f;
 
-// bit j and bit 16 + j of x as two f16 values 0.0 / 1.0 (low half = bit j); exact for j ≤ 10 (0x3C00 = 15·2^10)
-__device__ __forceinline__ u32 ones(u32 x, int j) { return (x & (0x00010001u << j)) * (0x3C00u >> j); }
+// bits 10 + mt and 26 + mt of x as two f16 values 0 or 2^(2^mt − 15) (low half = bit 10 + mt): one exponent bit
+__device__ __forceinline__ u32 bit_pow2(u32 x, int mt) { return x & (0x04000400u << mt); }
+// 2^(15 − 2^mt) as f32: undoes bit_pow2's value
+__device__ __forceinline__ float unpow2(int mt) { return __int_as_float((127 + 15 - (1 << mt)) << 23); }
 
 __device__ __forceinline__ int run_length(int N, int splits) {
   const int per = (N + splits - 1) / splits;
@@ -101,28 +112,29 @@ extern "C" __global__ void __launch_bounds__(kThreads, 2) commvq_value_bits_spli
     mz[tid] = hq < Hq ? ms[static_cast<size_t>(b) * Hq + hq] : make_float2(0.f, 0.f);
   }
 
+  // copies of one step: this thread's 16-byte chunk of bits (token tid / 4, chunk tid % 4), its two chunks of logits
+  // (heads tid / 16 and tid / 16 + 16, tokens 4·(tid % 16) ..) and, for tid < 8, one chunk of ρ′
+  const int cTok = tid / (kCtaBytes / 16);
+  const int cCh = tid % (kCtaBytes / 16);
+  const bool bitsOk = cCh * 16 < bytesHere;
+  const unsigned char* const bitSrc = bits + (static_cast<size_t>(b) * capacity + t0 + cTok) * NB + byte0 + cCh * 16;
+  const u32 bitDst = smem_addr(smem + cTok * kBitRow + cCh * 16);
+  const int lH = tid / (kStep / 4);
+  const int lCh = tid % (kStep / 4);
+  const bool logit0Ok = hb * kHeads + lH < Hq;
+  const bool logit1Ok = hb * kHeads + lH + kHeads / 2 < Hq;
+  const float* const logitSrc = logits + (static_cast<size_t>(b) * Hq + hb * kHeads + lH) * logitStride + t0 + lCh * 4;
+  const size_t logitHalf = static_cast<size_t>(kHeads / 2) * logitStride;  // heads lH + 16
+  const u32 logitDst = smem_addr(smem + kBitBytes + (lH * kStep + lCh * 4) * 4);
+  const u32 rhoDst = smem_addr(smem + kBitBytes + kLogitBytes + tid * 16);
   auto issue = [&](int step) {
-    if (step < steps) {
-      unsigned char* const st = smem + (step % kStages) * kStageBytes;
-      const int ts = t0 + step * kStep;  // ts + 63 < roundUp64(N) ≤ capacity and ≤ logitStride
-      for (int i = tid; i < kStep * (kCtaBytes / 16); i += kThreads) {
-        const int tok = i / (kCtaBytes / 16);
-        const int ch = i % (kCtaBytes / 16);
-        if (ch * 16 < bytesHere) {
-          const unsigned char* src = bits + (static_cast<size_t>(b) * capacity + ts + tok) * NB + byte0 + ch * 16;
-          cp_async_16(smem_addr(st + tok * kBitRow + ch * 16), src);
-        }
-      }
-      for (int i = tid; i < kHeads * (kStep / 4); i += kThreads) {
-        const int h = i / (kStep / 4);
-        const int ch = i % (kStep / 4);
-        const int hq = hb * kHeads + h;
-        if (hq < Hq) {
-          const float* src = logits + (static_cast<size_t>(b) * Hq + hq) * logitStride + ts + ch * 4;
-          cp_async_16(smem_addr(st + kBitBytes + (h * kStep + ch * 4) * 4), src);
-        }
-      }
-      if (tid < kStep / 8) cp_async_16(smem_addr(st + kBitBytes + kLogitBytes + tid * 16), rhoB + ts + tid * 8);
+    if (step < steps) {  // ts + 63 < roundUp64(N) ≤ capacity and ≤ logitStride for ts = t0 + step·kStep
+      const u32 st = (step % kStages) * kStageBytes;
+      const int dt = step * kStep;
+      if (bitsOk) cp_async_16(bitDst + st, bitSrc + static_cast<size_t>(dt) * NB);
+      if (logit0Ok) cp_async_16(logitDst + st, logitSrc + dt);
+      if (logit1Ok) cp_async_16(logitDst + st + (kHeads / 2) * kStep * 4, logitSrc + logitHalf + dt);
+      if (tid < kStep / 8) cp_async_16(rhoDst + st, rhoB + t0 + dt + tid * 8);
     }
     cp_async_commit();  // an empty group past the end keeps the wait count uniform
   };
@@ -210,15 +222,19 @@ extern "C" __global__ void __launch_bounds__(kThreads, 2) commvq_value_bits_spli
         const int k0 = kk * 16 + 2 * c;
         const u32 x01 = static_cast<u32>(sb[k0 * kBitRow]) | (static_cast<u32>(sb[(k0 + 1) * kBitRow]) << 16);
         const u32 x89 = static_cast<u32>(sb[(k0 + 8) * kBitRow]) | (static_cast<u32>(sb[(k0 + 9) * kBitRow]) << 16);
+        const u32 lo01 = x01 << 10;  // bit mt of tokens k0, k0 + 1 on bits 10 + mt, 26 + mt
+        const u32 hi01 = x01 << 6;   // bit 4 + mt there
+        const u32 lo89 = x89 << 10;
+        const u32 hi89 = x89 << 6;
         u32 bw[4][2];  // [n-tile]: tokens k0, k0 + 1 and k0 + 8, k0 + 9 of head 8·nt + g
         ldmatrix_x4(wrow + kk * 32, bw[0][0], bw[0][1], bw[1][0], bw[1][1]);
         ldmatrix_x4(wrow + kk * 32 + 16 * kWRow * 2, bw[2][0], bw[2][1], bw[3][0], bw[3][1]);
 #pragma unroll
         for (int mt = 0; mt < 4; ++mt) {
-          const u32 a0 = ones(x01, mt);      // row g (bit 8g + mt), tokens k0, k0 + 1
-          const u32 a1 = ones(x01, mt + 4);  // row g + 8 (bit 8g + 4 + mt)
-          const u32 a2 = ones(x89, mt);      // row g, tokens k0 + 8, k0 + 9
-          const u32 a3 = ones(x89, mt + 4);
+          const u32 a0 = bit_pow2(lo01, mt);  // row g (bit 8g + mt), tokens k0, k0 + 1
+          const u32 a1 = bit_pow2(hi01, mt);  // row g + 8 (bit 8g + 4 + mt)
+          const u32 a2 = bit_pow2(lo89, mt);  // row g, tokens k0 + 8, k0 + 9
+          const u32 a3 = bit_pow2(hi89, mt);
 #pragma unroll
           for (int nt = 0; nt < 4; ++nt) mma_f16(acc[mt][nt], a0, a1, a2, a3, bw[nt][0], bw[nt][1]);
         }
@@ -229,17 +245,20 @@ extern "C" __global__ void __launch_bounds__(kThreads, 2) commvq_value_bits_spli
   }
 
   if (!warpHasBits) return;
-  // C fragment: c0, c1 at (row g, heads 2c, 2c + 1), c2, c3 at (row g + 8, same heads); scaled by 2^-k·(1/Z)
+  // C fragment: c0, c1 at (row g, heads 2c, 2c + 1), c2, c3 at (row g + 8, same heads); scaled by 2^-k·(1/Z) and
+  // the m-tile's 2^(15 − 2^mt), each exact
   float* out = partial + (static_cast<size_t>(b) * splits + blockIdx.x) * Nc * Hp;
   const int dWarp = byte0 * 8 + warp * 64;
   const float down = __int_as_float((254 << 23) - __float_as_int(up));  // 2^-k
 #pragma unroll
   for (int nt = 0; nt < 4; ++nt) {
     const int h = nt * 8 + 2 * c;
-    const float f0 = mz[h].y * down;  // exact: 1/Z ∈ [2^-25, 1] (Z ≥ e^0 = 1, N + E < 2^25), 2^-k ∈ [2^-64, 2^64]
-    const float f1 = mz[h + 1].y * down;
+    const float z0 = mz[h].y * down;  // exact: 1/Z ∈ [2^-25, 1] (Z ≥ e^0 = 1, N + E < 2^25), 2^-k ∈ [2^-64, 2^64]
+    const float z1 = mz[h + 1].y * down;
 #pragma unroll
     for (int mt = 0; mt < 4; ++mt) {
+      const float f0 = z0 * unpow2(mt);  // ≤ 2^78: finite
+      const float f1 = z1 * unpow2(mt);
       const int d0 = dWarp + 8 * g + mt;
       const int d1 = d0 + 4;
       const float* a = acc[mt][nt];
