@@ -162,7 +162,7 @@ extern "C" __global__ void __launch_bounds__(kThreads, 2) commvq_value_bits_spli
   const int wh = tid >> 3;
   const int wj = tid & 7;
   const bool headOk = hb * kHeads + wh < Hq;
-  float ml = 0.f;  // M·log2 e of head wh
+  float m = 0.f;   // M of head wh
   float up = 1.f;  // 2^k
   auto weights = [&](int step) {
     const unsigned char* const st = smem + (step % kStages) * kStageBytes;
@@ -178,8 +178,8 @@ extern "C" __global__ void __launch_bounds__(kThreads, 2) commvq_value_bits_spli
     for (int i = 0; i < 4; ++i) {
       const float r0 = __uint_as_float(r[i] << 16) * up;  // ρ′·2^k, exact
       const float r1 = __uint_as_float(r[i] & 0xffff0000u) * up;
-      const float w0 = fast_exp2(fmaf(l[2 * i], kLog2e, -ml)) * r0;
-      const float w1 = fast_exp2(fmaf(l[2 * i + 1], kLog2e, -ml)) * r1;
+      const float w0 = fast_exp2((l[2 * i] - m) * kLog2e) * r0;  // s − M: exact near the max (Sterbenz)
+      const float w1 = fast_exp2((l[2 * i + 1] - m) * kLog2e) * r1;
       packed[i] = pack_f16(2 * i < valid ? w0 : 0.f, 2 * i + 1 < valid ? w1 : 0.f);  // selects drop NaN past the end
     }
     *reinterpret_cast<uint4*>(wbuf + (step & 1) * kWBytes + (wh * kWRow + wj * 8) * 2) =
@@ -194,7 +194,7 @@ extern "C" __global__ void __launch_bounds__(kThreads, 2) commvq_value_bits_spli
   const int e = static_cast<int>(rm >> 7) - 127;  // max ρ′ ∈ [2^e, 2^(e+1)); −127 for 0 (then any k will do)
   const int k = min(64, max(-64, 14 - e));        // max ρ′·2^k ∈ [2^14, 2^15)
   up = __int_as_float((127 + k) << 23);
-  ml = mz[wh].x * kLog2e;
+  m = mz[wh].x;
   weights(0);
   cp_async_wait<kStages - 3>();  // steps 0 and 1 landed
   __syncthreads();
@@ -205,7 +205,7 @@ extern "C" __global__ void __launch_bounds__(kThreads, 2) commvq_value_bits_spli
 #pragma unroll
     for (int nt = 0; nt < 4; ++nt)
 #pragma unroll
-      for (int e = 0; e < 4; ++e) acc[mt][nt][e] = 0.f;
+      for (int i = 0; i < 4; ++i) acc[mt][nt][i] = 0.f;
 
   const bool warpHasBits = warp * 8 < bytesHere;
   // ldmatrix.x4 of n-tiles (2p, 2p + 1): lane → row (lane & 7) of matrix m = lane >> 3, which holds heads of n-tile
