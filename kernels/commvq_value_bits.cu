@@ -38,7 +38,7 @@
 //   Each of the N_c / 512 CTAs of a run computes the run's weights again (8 per thread and step: ~6 instructions each
 //   against 64 MMAs per warp): cheaper than a CTA holding all N_c bits (1024 × 32 f32 accumulators are half the
 //   register file, 2048 do not fit) or a separate pass writing and rereading f16 weights (8 MB at 128K tokens).
-// Launch, reduce kernel: grid (ceil(N_c·Hp / 1024), B), block 256 threads, one float4 of S per thread.
+// Launch, reduce kernel: grid (N_c·Hp / 256, B), block 256 threads: 64 float4 columns of S × 4 groups of splits.
 // Accumulation: f32 (products of f16 w̃ and exact powers of two).
 // Entry points: commvq_value_bits_split, commvq_value_bits_reduce.
 
@@ -65,6 +65,8 @@ static_assert(kSmemBytes <= 96 * 1024, "two CTAs per SM must fit in shared memor
 static_assert(kStep * (kCtaBytes / 16) == kThreads, "one 16-byte chunk of bits per thread and step");
 static_assert(kHeads * (kStep / 4) == 2 * kThreads, "two 16-byte chunks of logits per thread and step");
 static_assert(kHeads * (kStep / 8) == kThreads, "8 weights per thread and step");
+constexpr int kReduceCols = 64;                // reduce: float4 columns of S per CTA,
+constexpr int kReduceGroups = kThreads / kReduceCols;  // each summed by this many threads over interleaved splits
 constexpr float kLog2e = 1.4426950408889634f;
 
 // bits 10 + mt and 26 + mt of x as two f16 values 0 or 2^(2^mt − 15) (low half = bit 10 + mt): one exponent bit
@@ -269,34 +271,50 @@ extern "C" __global__ void __launch_bounds__(kThreads, 2) commvq_value_bits_spli
   }
 }
 
-extern "C" __global__ void __launch_bounds__(kThreads) commvq_value_bits_reduce(const float* __restrict__ partial,
-                                                                                const int* __restrict__ compressed,
-                                                                                float* __restrict__ S, int Hp, int Nc,
-                                                                                int splits) {
+// S = Σ over the used splits of the partials: a thread sums every kReduceGroups-th split of one float4 column, eight
+// loads in flight (the bound of 4 CTAs per SM lets ptxas take the 56 registers that needs; without it ptxas kept to
+// 32), then the groups' sums are added in group order, so the order depends on N_b only.
+extern "C" __global__ void __launch_bounds__(kThreads, 4)
+    commvq_value_bits_reduce(const float* __restrict__ partial, const int* __restrict__ compressed,
+                             float* __restrict__ S, int Hp, int Nc, int splits) {
+  __shared__ float4 part[kReduceGroups][kReduceCols];
   const int b = blockIdx.y;
-  const size_t plane = static_cast<size_t>(Nc) * Hp;  // floats per split
-  const size_t i = (static_cast<size_t>(blockIdx.x) * kThreads + threadIdx.x) * 4;
-  if (i >= plane) return;
+  const int col = threadIdx.x % kReduceCols;
+  const int grp = threadIdx.x / kReduceCols;
+  const size_t plane = static_cast<size_t>(Nc) * Hp;  // floats per split, a multiple of 4096
+  const size_t i = (static_cast<size_t>(blockIdx.x) * kReduceCols + col) * 4;
+  const bool in = i < plane;
   const int N = compressed[b];
   const int per = run_length(N, splits);
   const int used = N == 0 ? 0 : (N + per - 1) / per;
   const float* p = partial + static_cast<size_t>(b) * splits * plane + i;
   float4 sum = make_float4(0.f, 0.f, 0.f, 0.f);
-  int s = 0;
-  for (; s + 4 <= used; s += 4) {  // four loads in flight
-    float4 v[4];
+  int s = in ? grp : used;
+  for (; s + 7 * kReduceGroups < used; s += 8 * kReduceGroups) {  // eight loads in flight
+    float4 v[8];
 #pragma unroll
-    for (int u = 0; u < 4; ++u) v[u] = *reinterpret_cast<const float4*>(p + (s + u) * plane);
+    for (int u = 0; u < 8; ++u) v[u] = *reinterpret_cast<const float4*>(p + (s + u * kReduceGroups) * plane);
 #pragma unroll
-    for (int u = 0; u < 4; ++u) {
+    for (int u = 0; u < 8; ++u) {
       sum.x += v[u].x;
       sum.y += v[u].y;
       sum.z += v[u].z;
       sum.w += v[u].w;
     }
   }
-  for (; s < used; ++s) {
+  for (; s < used; s += kReduceGroups) {
     const float4 v = *reinterpret_cast<const float4*>(p + s * plane);
+    sum.x += v.x;
+    sum.y += v.y;
+    sum.z += v.z;
+    sum.w += v.w;
+  }
+  part[grp][col] = sum;
+  __syncthreads();
+  if (grp != 0 || !in) return;
+#pragma unroll
+  for (int g = 1; g < kReduceGroups; ++g) {
+    const float4 v = part[g][col];
     sum.x += v.x;
     sum.y += v.y;
     sum.z += v.z;

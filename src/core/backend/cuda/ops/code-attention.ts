@@ -106,7 +106,7 @@ const KEY = kernelConstants('commvq_key_logits', ['kThreads', 'kChunk', 'kRowByt
 const EXACT = kernelConstants('commvq_exact_logits', ['kThreads', 'kTokens']);
 const STATS = kernelConstants('commvq_softmax_stats', ['kThreads']);
 const ROTATION = kernelConstants('commvq_attn_rotation', ['kThreads']);
-const BITS = kernelConstants('commvq_value_bits', ['kThreads', 'kStep', 'kHeads', 'kCtaBytes', 'kSmemBytes']);
+const BITS = kernelConstants('commvq_value_bits', ['kThreads', 'kStep', 'kHeads', 'kCtaBytes', 'kSmemBytes', 'kReduceCols']);
 const OUT = kernelConstants('commvq_value_out', ['kThreads', 'kCodeRuns', 'kExactRuns', 'kChannels']);
 /** Key CTAs per SM the grid aims at: enough to hide θ's staging, few enough that each stages θ for many chunks. */
 const KEY_CTAS_PER_SM = 4;
@@ -454,8 +454,8 @@ function valueBits(ctx: CudaContextLike, plan: CodeAttentionPlan, s: CodeAttenti
         i32(s.queryHeads), i32(Hp), i32(s.codeBits), i32(s.capacity), i32(plan.logitStride), i32(plan.splits),
       ]);
   }
-  // the reduce also writes zeros for sequences without compressed tokens; one float4 of S per thread
-  ctx.launch(ctx.kernel('commvq_value_bits', 'commvq_value_bits_reduce'), [Math.ceil((s.codeBits * Hp) / (4 * threads)), s.batch, 1], [threads, 1, 1], 0, [
+  // the reduce also writes zeros for sequences without compressed tokens; kReduceCols float4 columns of S per CTA
+  ctx.launch(ctx.kernel('commvq_value_bits', 'commvq_value_bits_reduce'), [Math.ceil((s.codeBits * Hp) / (4 * BITS.kReduceCols)), s.batch, 1], [threads, 1, 1], 0, [
     ptr(w.partial), ptr(a.compressed), ptr(w.sums), i32(Hp), i32(s.codeBits), i32(plan.splits),
   ]);
 }
