@@ -238,7 +238,7 @@ extern "C" __global__ void __launch_bounds__(kThreads, 2) commvq_value_bits_spli
           const u32 a2 = bit_pow2(lo89, mt);  // row g, tokens k0 + 8, k0 + 9
           const u32 a3 = bit_pow2(hi89, mt);
 #pragma unroll
-          for (int nt = 0; nt < 4; ++nt) mma_f16(acc[mt][nt], a0, a1, a2, a3, bw[nt][0], bw[nt][1]);
+          for (int nt = 0; nt < 4; ++nt) mma_f16_f32(acc[mt][nt], a0, a1, a2, a3, bw[nt][0], bw[nt][1]);
         }
       }
     }

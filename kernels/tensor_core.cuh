@@ -55,8 +55,9 @@ __device__ __forceinline__ void mma_bf16(float (&c)[4], const u32 (&a)[4], u32 b
 }
 
 // c += a·b for one m16n8k16 tile: a 16×16 f16 (row), b 16×8 f16 (col), c 16×8 f32. Not volatile: the compiler may
-// interleave independent tiles (the result is a pure function of the operands).
-__device__ __forceinline__ void mma_f16(float (&c)[4], u32 a0, u32 a1, u32 a2, u32 a3, u32 b0, u32 b1) {
+// interleave independent tiles (the result is a pure function of the operands). (Not `mma_f16`: commvq_key_logits.cu
+// has its own.)
+__device__ __forceinline__ void mma_f16_f32(float (&c)[4], u32 a0, u32 a1, u32 a2, u32 a3, u32 b0, u32 b1) {
   asm("mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};\n"
       : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
       : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "r"(b0), "r"(b1));
