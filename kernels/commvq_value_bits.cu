@@ -3,9 +3,10 @@
 // computed on tensor cores straight from the packed bits, split over tokens into f32 partials (no atomics), then
 // summed over the splits. commvq_value_out.cu multiplies S by the codebook E and the per-channel scale.
 //
-// Weights: one f16 term per (token, head), w̃ = f16(exp(s − M) · ρ′ · 2^k), times the exact 0/1 bits (f16 1.0) by
-// mma.sync m16n8k16 into f32 accumulators; the CTA's partial is then scaled by 2^-k · (1/Z) in f32 (a power of two and
-// one rounding). One f16 term halves the MMAs of the former bf16 hi + lo pair. Why f16 suffices:
+// Weights: one f16 term per (token, head), w̃ = f16(exp(s − M) · ρ′ · 2^k), times the bits (0 or an exact f16
+// power of two, see the MMA mapping) by mma.sync m16n8k16 into f32 accumulators; the CTA's partial is then scaled
+// by 2^-k · (1/Z) in f32 (a power of two and one rounding). One f16 term halves the MMAs of the former bf16 hi + lo
+// pair. Why f16 suffices:
 //   - range: exp(s − M) ≤ 1 (M is the max of the same f32 logits) and 2^k puts the run's largest ρ′ in [2^14, 2^15),
 //     so w̃ < 2^15 never overflows f16 (max 65504), however large ρ′ is (a near-zero ‖bE‖ makes it huge); the factor
 //     2 of headroom also covers an M a little below the logits' max (up to ln 2);
