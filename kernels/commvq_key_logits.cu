@@ -75,15 +75,6 @@ __device__ __forceinline__ int code12(const unsigned char* tok, int k) {
   return static_cast<int>((v >> (bit & 7)) & 0xfffu);
 }
 
-// c += a·b for one m16n8k16 tile: a 16×16 f16 (row), b 16×8 f16 (col), c 16×8 f32.
-__device__ __forceinline__ void mma_f16(float (&c)[4], u32 a0, u32 a1, u32 a2, u32 a3, u32 b0, u32 b1) {
-  asm volatile(
-      "mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
-      "{%0,%1,%2,%3};\n"
-      : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
-      : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "r"(b0), "r"(b1));
-}
-
 // Sums V values over the warp's 32 lanes, each lane's V at once: a halving butterfly. Each step at lane distance OFF
 // keeps the half of the values that the lane's bit OFF selects and adds the partner's copy of it, so after log2 V
 // halving steps (and plain sums for the remaining distances) every lane holds the total of value index
@@ -224,7 +215,7 @@ __device__ __forceinline__ void key_logits(const __nv_bfloat16* __restrict__ q, 
               for (int u = 0; u < kTok; ++u) {
                 u32 a0, a1, a2, a3;
                 ldmatrix_x4(stepBase + ((w[u] >> (8 * kk)) & 0xffu) * kRowBytes, a0, a1, a2, a3);
-                mma_f16(acc[u], a0, a1, a2, a3, ident, ident);
+                mma_f16_f32(acc[u], a0, a1, a2, a3, ident, ident);
               }
             }
           }
