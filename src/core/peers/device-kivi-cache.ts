@@ -22,7 +22,7 @@
 import type { CudaBackend } from '../backend/cuda/cuda-backend.js';
 import { emptyTensor, rowView } from '../backend/cuda/cuda-tensor.js';
 import { downloadFrom } from '../backend/cuda/ops/copies.js';
-import { launchPeerDequantize, launchPeerQuantize, peerDecodeAttention, type PeerHeads } from '../backend/cuda/ops/peer-cache.js';
+import { launchPeerDequantize, launchPeerQuantize, peerDecodeAttention } from '../backend/cuda/ops/peer-cache.js';
 import { CommvqError } from '../errors.js';
 import { checkStepGroups, type CacheShape, type KVCache } from '../model/kv-cache.js';
 import type { LayerKV } from '../model/llama.js';
@@ -31,6 +31,7 @@ import { checkKiviCacheShape } from '../quant/kivi.js';
 import { toFloat32Array } from '../tensor/dtype.js';
 import type { Tensor } from '../tensor/tensor.js';
 import { allocPeerPart, copyIntoRing, copyRows, type OwnedPeerPart } from './device-parts.js';
+import { DevicePeerCache } from './device-peer-cache.js';
 import type { KiviOptions } from './kivi-rows.js';
 
 interface SequenceState {
@@ -50,50 +51,31 @@ interface PromptScratch {
   v: Tensor;
 }
 
-export class DeviceKiviCache implements KVCache {
-  private readonly state: SequenceState[][] = []; // [layer][sequence]
-  private readonly prompt: (PromptScratch | undefined)[][] = []; // [layer][sequence]
-  private readonly heads: PeerHeads;
-  private readonly width: number; // W
-  readonly replayable = false; // host code decides flushes between steps
+export class DeviceKiviCache extends DevicePeerCache<SequenceState> implements KVCache {
+  private readonly prompt: (PromptScratch | undefined)[][]; // [layer][sequence]
 
   constructor(
-    private readonly backend: CudaBackend,
-    readonly shape: CacheShape,
-    readonly capacity: number,
-    readonly batch: number,
+    backend: CudaBackend,
+    shape: CacheShape,
+    capacity: number,
+    batch: number,
     readonly o: KiviOptions,
   ) {
+    super(backend, shape, capacity, batch);
     checkKiviCacheShape(o.group, o.residual, shape.headDim);
-    this.heads = { kvHeads: shape.kvHeads, headDim: shape.headDim };
-    this.width = shape.kvHeads * shape.headDim;
+    this.prompt = Array.from({ length: shape.numLayers }, () => new Array<PromptScratch | undefined>(batch).fill(undefined));
     const { bits, group, residual: R } = o;
-    try {
-      for (let l = 0; l < shape.numLayers; l++) {
-        this.state.push([]);
-        this.prompt.push(new Array<PromptScratch | undefined>(batch).fill(undefined));
-        for (let s = 0; s < batch; s++) {
-          this.state[l]!.push({
-            keys: allocPeerPart(backend.ctx, { layout: 'channel', bits, group }, capacity, this.heads),
-            values: allocPeerPart(backend.ctx, { layout: 'token', bits, group }, capacity, this.heads),
-            keyTail: backend.zeros([R, this.width], 'bf16'),
-            ring: backend.zeros([R + 1, this.width], 'bf16'),
-            tokens: 0, keysQuantized: 0, valuesQuantized: 0, settlePending: false,
-          });
-        }
-      }
-    } catch (err) {
-      this.dispose(); // out of memory part way: give back what was taken
-      throw err;
-    }
+    this.allocate(() => ({
+      keys: allocPeerPart(backend.ctx, { layout: 'channel', bits, group }, capacity, this.heads),
+      values: allocPeerPart(backend.ctx, { layout: 'token', bits, group }, capacity, this.heads),
+      keyTail: backend.zeros([R, this.width], 'bf16'),
+      ring: backend.zeros([R + 1, this.width], 'bf16'),
+      tokens: 0, keysQuantized: 0, valuesQuantized: 0, settlePending: false,
+    }));
   }
 
-  get length(): number {
-    return this.lengthOf(0);
-  }
-
-  lengthOf(sequence: number): number {
-    return Math.min(...this.state.map((l) => l[sequence]!.tokens));
+  protected tokensOf(s: SequenceState): number {
+    return s.tokens;
   }
 
   /** How many keys and values of `sequence` in `layer` are quantized and how many exact (after any pending flush). */
@@ -160,7 +142,7 @@ export class DeviceKiviCache implements KVCache {
 
   /** Takes `sequence` as holding `length` tokens split as KIVI splits them (their rows read as zeros): measure-memory's stand-in. */
   assumeFilled(sequence: number, length: number): void {
-    if (length > this.capacity) throw new Error(`assumeFilled(${length}) beyond a capacity of ${this.capacity}`);
+    this.checkFill(length);
     const R = this.o.residual;
     for (const l of this.state) {
       Object.assign(l[sequence]!, { tokens: length, keysQuantized: length - (length % R), valuesQuantized: Math.max(0, length - R), settlePending: false });

@@ -19,13 +19,14 @@
 import type { CudaBackend } from '../backend/cuda/cuda-backend.js';
 import { emptyTensor, rowView } from '../backend/cuda/cuda-tensor.js';
 import { downloadFrom } from '../backend/cuda/ops/copies.js';
-import { launchPeerDequantize, launchPeerQuantize, peerDecodeAttention, type PeerFormat, type PeerHeads, type PeerKernelKind } from '../backend/cuda/ops/peer-cache.js';
+import { launchPeerDequantize, launchPeerQuantize, peerDecodeAttention, type PeerFormat, type PeerKernelKind } from '../backend/cuda/ops/peer-cache.js';
 import { checkStepGroups, type CacheShape, type KVCache } from '../model/kv-cache.js';
 import type { LayerKV } from '../model/llama.js';
 import type { StepGroup, StepInputs } from '../model/step-inputs.js';
 import { toFloat32Array } from '../tensor/dtype.js';
 import type { Tensor } from '../tensor/tensor.js';
 import { allocPeerPart, copyRows, type OwnedPeerPart } from './device-parts.js';
+import { DevicePeerCache } from './device-peer-cache.js';
 import { exactAfterStep } from './flush-rule.js';
 
 /** The number format of a row cache: intN in groups of `group` channels, or fp8. */
@@ -46,54 +47,35 @@ type Pending =
   | { mode: 'decode' }
   | { mode: 'rows'; from: number; held: number; k: Tensor; v: Tensor; inExact: boolean };
 
-export class DeviceRowQuantCache implements KVCache {
-  private readonly state: SequenceState[][] = []; // [layer][sequence]
-  private readonly pending: Map<number, Pending>[] = []; // [layer]: sequence → its last step
+export class DeviceRowQuantCache extends DevicePeerCache<SequenceState> implements KVCache {
+  private readonly pending: Map<number, Pending>[]; // [layer]: sequence → its last step
   private readonly format: PeerFormat;
-  private readonly heads: PeerHeads;
-  private readonly width: number; // W
-  readonly replayable = false; // host code decides flushes between steps
   readonly name: string;
 
   constructor(
-    private readonly backend: CudaBackend,
-    readonly shape: CacheShape,
-    readonly capacity: number,
-    readonly batch: number,
+    backend: CudaBackend,
+    shape: CacheShape,
+    capacity: number,
+    batch: number,
     readonly spec: DeviceRowSpec,
     /** HF's residual_length (flush-rule.ts); 0 keeps nothing exact */
     readonly residual: number,
   ) {
-    this.heads = { kvHeads: shape.kvHeads, headDim: shape.headDim };
-    this.width = shape.kvHeads * shape.headDim;
+    super(backend, shape, capacity, batch);
+    this.pending = Array.from({ length: shape.numLayers }, () => new Map());
     this.format = spec.kind === 'fp8' ? { layout: 'fp8', bits: 8, group: shape.headDim } : { layout: 'token', bits: spec.kind === 'int4' ? 4 : 2, group: spec.group };
     this.name = spec.kind === 'fp8' ? 'fp8' : `${spec.kind}-g${spec.group}`;
     const exactRows = Math.max(residual, 1);
-    try {
-      for (let l = 0; l < shape.numLayers; l++) {
-        this.state.push([]);
-        this.pending.push(new Map());
-        for (let s = 0; s < batch; s++) {
-          const part = () => allocPeerPart(backend.ctx, this.format, capacity, this.heads);
-          this.state[l]!.push({
-            keys: part(), values: part(),
-            exactK: backend.zeros([exactRows, this.width], 'bf16'), exactV: backend.zeros([exactRows, this.width], 'bf16'),
-            quantized: 0, exact: 0, flushPending: false,
-          });
-        }
-      }
-    } catch (err) {
-      this.dispose(); // out of memory part way: give back what was taken
-      throw err;
-    }
+    const part = () => allocPeerPart(backend.ctx, this.format, capacity, this.heads);
+    this.allocate(() => ({
+      keys: part(), values: part(),
+      exactK: backend.zeros([exactRows, this.width], 'bf16'), exactV: backend.zeros([exactRows, this.width], 'bf16'),
+      quantized: 0, exact: 0, flushPending: false,
+    }));
   }
 
-  get length(): number {
-    return this.lengthOf(0);
-  }
-
-  lengthOf(sequence: number): number {
-    return Math.min(...this.state.map((l) => l[sequence]!.quantized + l[sequence]!.exact));
+  protected tokensOf(s: SequenceState): number {
+    return s.quantized + s.exact;
   }
 
   /** Tokens of `sequence` in `layer` held as codes and held exact (the flush rule's state, after any pending flush). */
@@ -104,7 +86,7 @@ export class DeviceRowQuantCache implements KVCache {
   }
 
   append(layer: number, { k, v }: LayerKV, step: StepInputs): void {
-    checkStepGroups(this, step, { name: this.name, held: (sq) => this.state[layer]![sq]!.quantized + this.state[layer]![sq]!.exact });
+    checkStepGroups(this, step, { name: this.name, held: (sq) => this.tokensOf(this.state[layer]![sq]!) });
     const ctx = this.backend.ctx;
     const pending = this.pending[layer]!;
     pending.clear();
@@ -200,7 +182,7 @@ export class DeviceRowQuantCache implements KVCache {
 
   /** Takes `sequence` as a prompt of `length` tokens, all quantized (their rows read as zeros): measure-memory's stand-in. */
   assumeFilled(sequence: number, length: number): void {
-    if (length > this.capacity) throw new Error(`assumeFilled(${length}) beyond a capacity of ${this.capacity}`);
+    this.checkFill(length);
     for (const l of this.state) Object.assign(l[sequence]!, { quantized: length, exact: 0, flushPending: false });
   }
 
