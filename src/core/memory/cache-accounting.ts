@@ -69,23 +69,10 @@ export interface KiviGeometry {
 }
 
 /**
- * The CommVQ paper's "average bits" of KIVI: code bits plus the f16 scale and zero (32 bits) shared by a group of G
- * values, the exact recent tokens left out. Keys (G tokens per channel) and values (G channels per token) pay the same:
- * KIVI-2 at G = 32 is 2 + 32/32 = 3.00 bits, KIVI-1 is 1 + 1 = 2.00.
- *
- *   kiviAverageBits({ bits: 2, group: 32 })   // 3
- */
-export function kiviAverageBits(k: Pick<KiviGeometry, 'bits' | 'group'>): number {
-  // any geometry gives the same: one head of 8·G channels keeps every byte count whole
-  const g: CacheGeometry = { numLayers: 1, kvHeads: 1, headDim: 8 * k.group };
-  const { key, value } = kiviBytesPerToken(g, k);
-  return averageBits(g, key + value);
-}
-
-/**
  * Bytes per quantized token and layer, { key, value }: D·bits/8 of packed codes plus D/G groups' f16 scale and zero
  * (4 bytes each), D = H_kv·D_h. For keys a group spans G tokens, so a token carries 1/G of each channel's 4 bytes:
- * the same D·4/G. So 8·(key + value)/(2·D) = kiviAverageBits.
+ * the same D·4/G. So the CommVQ paper's average bits (averageBits) are bits + 32/G whatever D: KIVI-2 at G = 32 is
+ * 2 + 32/32 = 3.00 bits, KIVI-1 is 1 + 1 = 2.00, the exact recent tokens left out.
  *
  *   kiviBytesPerToken({ numLayers: 32, kvHeads: 8, headDim: 128 }, { bits: 2, group: 32 })   // { key: 384, value: 384 }
  */

@@ -10,7 +10,8 @@ import { DEFAULT_WINDOW, type Bits } from '../commvq/geometry.js';
 import type { CommvqGeometry } from '../memory/cache-accounting.js';
 import { openKiviFactory } from '../peers/kivi-factory.js';
 import { peerCacheFactory } from '../peers/peer-factory.js';
-import { cacheArithmetic, cacheGeometry, cacheLabel, checkDeviceMemory, commvqGeometry, prefillModeOf, readMemoryModelConfig, type CacheSetting, type ProbeOptions } from './measure-memory.js';
+import { cacheArithmetic } from './cache-cost.js';
+import { cacheGeometry, cacheLabel, checkDeviceMemory, commvqGeometry, prefillModeOf, readMemoryModelConfig, type CacheSetting, type ProbeOptions } from './measure-memory.js';
 import type { MemoryPointResult, MemoryPointSpec, MemoryProbe, MemoryProbeProgress } from './memory-probe.js';
 
 /**

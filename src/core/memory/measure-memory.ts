@@ -25,10 +25,8 @@ import { expectedTensors } from '../model/weights.js';
 import { bytesPerElement, type DType } from '../tensor/dtype.js';
 import { readValueCodebookShape } from '../values/value-codebook-file.js';
 import { compressorShape } from '../values/value-compressor.js';
-import {
-  cacheBytes, codebookBytes, commvqBytesPerToken, denseBytesPerToken, fp8BytesPerToken, intBytesPerToken, intCacheBytes, kiviBytesPerToken, kiviCacheBytes,
-  type CacheGeometry, type CommvqGeometry,
-} from './cache-accounting.js';
+import { codebookBytes, type CacheGeometry, type CommvqGeometry } from './cache-accounting.js';
+import { cacheArithmetic } from './cache-cost.js';
 import { findMaxBatch, type MaxBatchResult } from './max-batch.js';
 import type { MemoryCacheKind, MemoryPointResult, MemoryPointSpec, MemoryProbe, MemoryProbeProgress } from './memory-probe.js';
 
@@ -200,36 +198,6 @@ export function cacheLabel(s: { cache: MemoryCacheKind; bits?: number; prefillMo
 /** A setting's CommVQ prefill mode, the default where it names none; null for the others (their own prompt rules). */
 export function prefillModeOf(s: { cache: MemoryCacheKind; prefillMode?: PrefillMode }): PrefillMode | null {
   return s.cache !== 'commvq' ? null : (s.prefillMode ?? COMMVQ_DEFAULTS.prefill);
-}
-
-/**
- * A point's cache by arithmetic: bytes per token and layer of one sequence (what the format stores per token) and the
- * whole cache of `tokens` tokens of one sequence, all layers (cache-accounting.ts). `commvq`: the CommVQ geometry.
- *
- *   cacheArithmetic(g, { cache: 'kivi', bits: 2, group: 32, residual: 128 }, 32784)   // { perToken: 768, cache: ... }
- */
-export function cacheArithmetic(g: CacheGeometry, s: Pick<MemoryPointSpec, 'cache' | 'bits' | 'group' | 'residual'>, tokens: number, commvq?: CommvqGeometry): { perToken: number; cache: number } {
-  switch (s.cache) {
-    case 'dense':
-      return { perToken: denseBytesPerToken(g), cache: cacheBytes(g, tokens) };
-    case 'commvq': {
-      const b = commvqBytesPerToken(g, commvq!);
-      return { perToken: b.key + b.value, cache: cacheBytes(g, tokens, commvq) };
-    }
-    case 'kivi': {
-      const k = { bits: (s.bits ?? 2) as 1 | 2, group: s.group ?? KIVI_DEFAULTS.group, residual: s.residual ?? KIVI_DEFAULTS.residual };
-      const b = kiviBytesPerToken(g, k);
-      return { perToken: b.key + b.value, cache: kiviCacheBytes(g, tokens, k) };
-    }
-    case 'int4':
-    case 'int2': {
-      const bits = s.cache === 'int4' ? 4 : 2;
-      const group = s.group ?? INT_DEFAULTS.group;
-      return { perToken: intBytesPerToken(g, bits, group), cache: intCacheBytes(g, tokens, bits, group, s.residual ?? INT_DEFAULTS.residual) };
-    }
-    case 'fp8':
-      return { perToken: fp8BytesPerToken(g), cache: g.numLayers * tokens * fp8BytesPerToken(g) };
-  }
 }
 
 // ---- the model and its codebooks -----------------------------------------------------------------------------------
