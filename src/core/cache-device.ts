@@ -1,9 +1,9 @@
 /**
  * Which caches run where, in one place, so that a run of several caches (an eval comparison) refuses the ones that
  * cannot run on its device in one line, before any model loads, instead of failing at the third cache an hour in.
- * Today only the CommVQ ablations (compress=keys|values) are CPU-only; the factory keeps its own refusal
- * (refuseAblationOnDevice) for library callers that build a cache directly. A kind that gains or lacks a device path
- * is one line here.
+ * Today only the CommVQ ablations (compress=keys|values) are CPU-only; for library callers that build a cache
+ * directly, openCacheFactory and CommvqCache refuse them too (refuseAblationOnDevice), asking cacheRunsOn. A kind that
+ * gains or lacks a device path is one line here.
  *
  *   checkCachesOnDevice([{ kind: 'dense' }, { kind: 'commvq', bits: 2, run: 'r', compress: 'keys' }], 'cuda:0')
  *   // throws OptionError: cache: commvq:run=r,bits=2,compress=keys runs only on the CPU reference so far, not on cuda:0

@@ -78,7 +78,7 @@ export function openCacheFactory(model: LlamaModel, spec: CacheSpec, o: { random
     return { description, make: (capacity, batch) => model.createDenseCache(capacity, batch), dispose() {} };
   }
   const compress = resolved.compress ?? COMMVQ_DEFAULTS.compress;
-  refuseAblationOnDevice(compress, model.backend.device !== 'cpu'); // before loading codebooks
+  refuseAblationOnDevice(compress, model.backend.device); // before loading codebooks
   const ablation = compress === 'both' ? {} : { compress };
   // resolveCacheSpec leaves a spec without key= only where `random` allows random codebooks of its bits
   const random = resolved.key === undefined;

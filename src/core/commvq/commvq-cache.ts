@@ -1,5 +1,6 @@
 import type { Backend, RopeTable } from '../backend/backend.js';
 import { CudaBackend } from '../backend/cuda/cuda-backend.js';
+import { cacheRunsOn } from '../cache-device.js';
 import { CommvqError } from '../errors.js';
 import type { LayerKeyCodebook } from '../keys/codebook.js';
 import { commvqAblationBytesPerToken } from '../memory/cache-accounting.js';
@@ -102,7 +103,7 @@ export class CommvqCache implements KVCache {
     this.prefillMode = o.prefill ?? 'faithful';
     this.encoding = o.valueEncoding ?? 'argmax';
     this.counts = Array.from({ length: shape.numLayers }, () => Array.from({ length: this.batch }, () => ({ length: 0, compressed: 0 })));
-    refuseAblationOnDevice(o.compress ?? 'both', backend instanceof CudaBackend);
+    refuseAblationOnDevice(o.compress ?? 'both', backend.device);
     this.store = backend instanceof CudaBackend ? new DeviceCommvqStore(backend, settings) : new HostCommvqStore(backend, settings);
   }
 
@@ -303,13 +304,13 @@ export class CommvqCache implements KVCache {
 }
 
 /**
- * Refuses an ablation (compress keys or values) on a GPU before any device work: its attention mixes codes and exact
- * rows of compressed tokens, which the code-attention kernels do not read.
+ * Refuses an ablation (compress keys or values) on a device where cacheRunsOn (cache-device.ts, the rule's one place)
+ * does not run it, before any device work: for callers that build a cache without checkCachesOnDevice's list check.
  *
- *   refuseAblationOnDevice('keys', true)   // throws: compress=keys: only the CPU reference has it so far ...
+ *   refuseAblationOnDevice('keys', 'cuda:0')   // throws: compress=keys: the CommVQ ablations run only on the CPU reference so far ...
  */
-export function refuseAblationOnDevice(compress: CompressTarget, onDevice: boolean): void {
-  if (compress === 'both' || !onDevice) return;
+export function refuseAblationOnDevice(compress: CompressTarget, device: string): void {
+  if (cacheRunsOn({ kind: 'commvq', compress }, device)) return;
   throw new CommvqError(
     `compress=${compress}: the CommVQ ablations run only on the CPU reference so far (run with --device cpu); their GPU path comes with issue 18’s kernels`,
   );
