@@ -49,6 +49,13 @@
 
 namespace {
 
+__device__ __forceinline__ void add4(float4& a, const float4& b) {
+  a.x += b.x;
+  a.y += b.y;
+  a.z += b.z;
+  a.w += b.w;
+}
+
 constexpr int kThreads = 256;
 constexpr int kStep = 64;                      // tokens per pipeline step
 constexpr int kHeads = 32;                     // query heads per CTA (4 n-tiles of 8)
@@ -296,30 +303,13 @@ extern "C" __global__ void __launch_bounds__(kThreads, 4)
 #pragma unroll
     for (int u = 0; u < 8; ++u) v[u] = *reinterpret_cast<const float4*>(p + (s + u * kReduceGroups) * plane);
 #pragma unroll
-    for (int u = 0; u < 8; ++u) {
-      sum.x += v[u].x;
-      sum.y += v[u].y;
-      sum.z += v[u].z;
-      sum.w += v[u].w;
-    }
+    for (int u = 0; u < 8; ++u) add4(sum, v[u]);
   }
-  for (; s < used; s += kReduceGroups) {
-    const float4 v = *reinterpret_cast<const float4*>(p + s * plane);
-    sum.x += v.x;
-    sum.y += v.y;
-    sum.z += v.z;
-    sum.w += v.w;
-  }
+  for (; s < used; s += kReduceGroups) add4(sum, *reinterpret_cast<const float4*>(p + s * plane));
   part[grp][col] = sum;
   __syncthreads();
   if (grp != 0 || !in) return;
 #pragma unroll
-  for (int g = 1; g < kReduceGroups; ++g) {
-    const float4 v = part[g][col];
-    sum.x += v.x;
-    sum.y += v.y;
-    sum.z += v.z;
-    sum.w += v.w;
-  }
+  for (int g = 1; g < kReduceGroups; ++g) add4(sum, part[g][col]);
   *reinterpret_cast<float4*>(S + static_cast<size_t>(b) * plane + i) = sum;
 }
