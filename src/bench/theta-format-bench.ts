@@ -1,0 +1,125 @@
+/**
+ * What a number format for the key codebook θ costs against CommVQ's own error (issue 16): on codebooks trained by the
+ * pipeline on the tiny-llama fixture (collect-kv over a corpus of its reference text, make-scale, EM at 1 and 2 bits,
+ * all on the CPU), the RMS of (logits with θ rounded to the format − logits with θ as trained) over the RMS of (logits
+ * with θ as trained − exact logits of the unquantized keys), over 512 held-out keys per layer, 4 random query heads per
+ * kv head, positions from 1000. Sums, rotation and dot products are f64 here, so only θ's rounding is measured: the
+ * formats a kernel could gather (f16; f16 with the remainder of the first k stages; int16 / int12 / int8 fixed point
+ * with a scale per stage and pair, or one per pair over all stages). Prints one JSON object; takes ~6 minutes.
+ *
+ *   npm run build && node dist/bench/theta-format-bench.js [--fixtures ../shared/fixtures] > formats.json
+ */
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { parseArgs } from 'node:util';
+import { createBackend } from '../core/backend/create-backend.js';
+import type { LayerKeyCodebook } from '../core/keys/codebook.js';
+import { encodeKeys } from '../core/keys/encoder.js';
+import { readKeyCodebook } from '../core/keys/format.js';
+import { trainKey } from '../core/keys/train-key.js';
+import { collectKv } from '../core/kv/collect-kv.js';
+import { readKvRows } from '../core/kv/kv-reader.js';
+import { makeScale } from '../core/kv/make-scale.js';
+import { f16ToF32, f32ToF16 } from '../core/tensor/dtype.js';
+
+const { values: args } = parseArgs({ options: { fixtures: { type: 'string', default: process.env.COMMVQ_FIXTURES ?? '../shared/fixtures' } } });
+const model = join(args.fixtures!, 'tiny-llama');
+const HELD_OUT = 512;
+const half = (x: number): number => f16ToF32(f32ToF16(x));
+
+/** θ [R, G, 2·64, P] rounded to fixed point of `bits` with one scale per (g, pair) and stage (or over all stages). */
+function fixedPoint(cb: LayerKeyCodebook, bits: number, perStage: boolean): Float64Array {
+  const { residuals: R, groups: G, halfSize: NH, pairs: P } = cb.shape;
+  const th = cb.theta;
+  const out = new Float64Array(th.length);
+  const at = (r: number, g: number, i: number, j: number) => ((r * G + g) * 2 * NH + i) * P + j;
+  for (let g = 0; g < G; g++) for (let j = 0; j < P; j++) {
+    for (const stages of perStage ? Array.from({ length: R }, (_, r) => [r]) : [Array.from({ length: R }, (_, r) => r)]) {
+      let max = 0;
+      for (const r of stages) for (let i = 0; i < 2 * NH; i++) max = Math.max(max, Math.abs(th[at(r, g, i, j)]!));
+      const q = max > 0 ? (2 ** (bits - 1) - 1) / max : 1;
+      for (const r of stages) for (let i = 0; i < 2 * NH; i++) out[at(r, g, i, j)] = Math.round(th[at(r, g, i, j)]! * q) / q;
+    }
+  }
+  return out;
+}
+
+/** f16 θ, with the first `exact` stages carried as f16 + f16 of the remainder. */
+function f16Theta(cb: LayerKeyCodebook, exact: number): Float64Array {
+  const stage = cb.theta.length / cb.shape.residuals;
+  return Float64Array.from(cb.theta, (x, k) => (k < exact * stage ? half(x) + half(x - half(x)) : half(x)));
+}
+
+/** Logit error of each format over the quantization error, one layer. */
+function layerRatios(cb: LayerKeyCodebook, keys: Float32Array, seed: number): Record<string, number> {
+  const { residuals: R, groups: G, halfSize: NH, pairs: P } = cb.shape;
+  const D = 2 * P;
+  const enc = encodeKeys(cb, keys);
+  const formats: Record<string, Float64Array> = {
+    f16: f16Theta(cb, 0), 'f16+remainder of stage 0': f16Theta(cb, 1), 'f16+remainder of stages 0-1': f16Theta(cb, 2),
+    'f16+remainder of stages 0-3': f16Theta(cb, 4), 'int16 per pair': fixedPoint(cb, 16, false),
+    'int16 per stage and pair': fixedPoint(cb, 16, true), 'int12 per stage and pair': fixedPoint(cb, 12, true),
+    'int8 per stage and pair': fixedPoint(cb, 8, true),
+  };
+  let s = seed;
+  const rand = () => ((s = (s * 1103515245 + 12345) % 2147483648) / 2147483648 - 0.5);
+  const invFreq = Array.from({ length: P }, (_, j) => 10000 ** (-j / P));
+  const sums: Record<string, number> = {};
+  let method = 0;
+  for (let g = 0; g < G; g++) for (let h = 0; h < 4; h++) {
+    const q = Array.from({ length: D }, rand);
+    for (let t = 0; t < HELD_OUT; t++) {
+      const pos = 1000 + t;
+      const logit = (theta: ArrayLike<number>) => {
+        let l = 0;
+        for (let j = 0; j < P; j++) {
+          let kr = 0;
+          let ki = 0;
+          for (let r = 0; r < R; r++) {
+            const c = enc.codes[(r * G + g) * HELD_OUT + t]!;
+            const base = (r * G + g) * 2 * NH;
+            const [A, B] = [Math.floor(c / NH), c % NH];
+            kr += theta[(base + 2 * A) * P + j]! - theta[(base + 2 * B + 1) * P + j]!;
+            ki += theta[(base + 2 * A + 1) * P + j]! + theta[(base + 2 * B) * P + j]!;
+          }
+          const phi = pos * invFreq[j]!;
+          l += q[j]! * (kr * Math.cos(phi) - ki * Math.sin(phi)) + q[j + P]! * (kr * Math.sin(phi) + ki * Math.cos(phi));
+        }
+        return l * enc.norms[t]!;
+      };
+      let exact = 0;
+      for (let j = 0; j < P; j++) {
+        const phi = pos * invFreq[j]!;
+        const [kr, ki] = [keys[t * G * D + g * D + j]!, keys[t * G * D + g * D + j + P]!];
+        exact += q[j]! * (kr * Math.cos(phi) - ki * Math.sin(phi)) + q[j + P]! * (kr * Math.sin(phi) + ki * Math.cos(phi));
+      }
+      const quantized = logit(cb.theta);
+      method += (quantized - exact) ** 2;
+      for (const [name, theta] of Object.entries(formats)) sums[name] = (sums[name] ?? 0) + (logit(theta) - quantized) ** 2;
+    }
+  }
+  return Object.fromEntries(Object.entries(sums).map(([name, e]) => [name, Math.sqrt(e / method)]));
+}
+
+const cpu = await createBackend('cpu');
+const work = mkdtempSync(join(tmpdir(), 'commvq-theta-format-'));
+try {
+  const corpus = join(work, 'corpus.jsonl');
+  const words = (JSON.parse(readFileSync(join(model, 'reference.json'), 'utf8')) as { prompts: string[] }).prompts[1]!.split(' ');
+  writeFileSync(corpus, Array.from({ length: 160 }, (_, i) => JSON.stringify({ text: words.slice((i * 37) % 200, ((i * 37) % 200) + 60).join(' ') })).join('\n'));
+  await collectKv({ modelDir: model, corpus, runDir: work, backend: cpu, tokens: 40 * 128, seqLen: 128 });
+  makeScale(work);
+  const results: Record<string, unknown>[] = [];
+  for (const bits of [1, 2] as const) {
+    const file = readKeyCodebook((await trainKey({ runDir: work, method: 'em', bits, tokens: 4096, heldout: HELD_OUT, backend: cpu })).codebook);
+    for (const [layer, cb] of file.layers) {
+      const { rows, tokens } = readKvRows(work, 'key', layer);
+      const keys = rows.subarray((tokens - HELD_OUT) * cb.headDim * cb.shape.groups); // after the training read
+      results.push({ bits, layer, residuals: cb.shape.residuals, ratios: layerRatios(cb, keys, 12345 + bits) });
+    }
+  }
+  console.log(JSON.stringify({ date: new Date().toISOString(), model: 'tiny-llama', heldOut: HELD_OUT, results }, null, 1));
+} finally {
+  rmSync(work, { recursive: true, force: true });
+}
