@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { CpuBackend } from '../../src/core/backend/cpu/cpu-backend.js';
 import { createCommvqCache, loadCommvqCodebooks } from '../../src/core/commvq/load-commvq.js';
-import { trainKey } from '../../src/core/keys/train-key.js';
+import { trainKeyWidths } from '../../src/core/keys/nested-codebook.js';
 import { collectKv } from '../../src/core/kv/collect-kv.js';
 import { makeScale } from '../../src/core/kv/make-scale.js';
 import { generateGreedy } from '../../src/core/model/generate.js';
@@ -32,10 +32,11 @@ describe.skipIf(!haveFixtures)('CommVQ on tiny-llama, end to end', () => {
     writeFileSync(corpus, Array.from({ length: 160 }, (_, i) => JSON.stringify({ text: words.slice((i * 37) % 200, ((i * 37) % 200) + 60).join(' ') })).join('\n'));
     await collectKv({ modelDir: model, corpus, runDir, backend: new CpuBackend(), tokens: 40 * 128, seqLen: 128 });
     makeScale(runDir);
-    for (const [bits, residuals] of [[1, 2], [2, 3]] as const) {
-      const key = await trainKey({ runDir, method: 'em', bits, residuals, tokens: 4096, heldout: 512, backend: new CpuBackend() });
+    // one EM run of 3 stages: its first 2 are the 1-bit codebook (the stages nest, nested-codebook.ts)
+    const keys = await trainKeyWidths({ runDir, method: 'em', widths: [{ bits: 1, residuals: 2 }, { bits: 2, residuals: 3 }], tokens: 4096, heldout: 512, backend: new CpuBackend() });
+    for (const [i, bits] of ([1, 2] as const).entries()) {
       const value = await trainValue({ runDir, modelDir: model, corpus, backend: new CpuBackend(), bits, steps: 4, seqLen: 128, lr: 1e-2, schedule: 'constant', warmup: 1, evalWindows: 0 });
-      books[bits] = { key: key.codebook, value: value.codebook };
+      books[bits] = { key: keys[i]!.codebook, value: value.codebook };
     }
   }, 600_000);
 
