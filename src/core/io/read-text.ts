@@ -10,3 +10,13 @@ export function readTextFile(path: string): string {
     throw new CommvqError(`${path}: cannot read: ${(err as Error).message}`);
   }
 }
+
+/** A JSON file, parsed; missing, unreadable or not JSON is a CommvqError naming it (with `hint` for the last). */
+export function readJsonFile<T>(path: string, hint?: string): T {
+  const text = readTextFile(path);
+  try {
+    return JSON.parse(text) as T;
+  } catch {
+    throw new CommvqError(`${path}: not valid JSON`, hint);
+  }
+}

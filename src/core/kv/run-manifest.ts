@@ -1,7 +1,8 @@
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { CommvqError } from '../errors.js';
 import { writeFileAtomic } from '../io/atomic-write.js';
+import { readJsonFile } from '../io/read-text.js';
 
 /**
  * RUN_DIR/manifest.json: what a run is made from and what each stage has finished. Written atomically after every
@@ -50,12 +51,7 @@ export function manifestPath(runDir: string): string {
 export function readManifest(runDir: string): RunManifest | undefined {
   const path = manifestPath(runDir);
   if (!existsSync(path)) return undefined;
-  let json: RunManifest;
-  try {
-    json = JSON.parse(readFileSync(path, 'utf8')) as RunManifest;
-  } catch {
-    throw new CommvqError(`${path}: not valid JSON`);
-  }
+  const json = readJsonFile<RunManifest>(path);
   if (json.format !== RUN_FORMAT) throw new CommvqError(`${path}: not a commvq run manifest`);
   if (json.version !== RUN_FORMAT_VERSION) throw new CommvqError(`${path}: run format version ${json.version}, this commvq reads ${RUN_FORMAT_VERSION}`);
   return json;

@@ -6,7 +6,7 @@
  *
  *   const v = readReferenceValues('Llama-3.1-8B-Instruct-CommVQ-2bit');   // v.bits 2, v.layers[0].params.codebook …
  */
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { toBits, type Bits } from '../commvq/geometry.js';
 import { CommvqError, OptionError } from '../errors.js';
@@ -16,6 +16,7 @@ import { toFloat32Array, viewBytes } from '../tensor/dtype.js';
 import type { ValueCodebookLayer } from '../values/value-codebook-file.js';
 import { compressorShape, PARAM_NAMES, paramShapes, type ParamName, type ValueCompressorShape } from '../values/value-compressor.js';
 import { parseValueTensorName, VALUE_TENSOR_NAMES, valueTensorName } from './names.js';
+import { readJsonFile } from '../io/read-text.js';
 
 export interface ReferenceValues {
   config: ModelConfig;
@@ -42,12 +43,7 @@ const READABLE: Record<string, (b: Uint8Array) => Float32Array> = {
 export function readCheckpointConfig(dir: string): { config: ModelConfig; raw: Record<string, unknown> } {
   const path = join(dir, 'config.json');
   if (!existsSync(path)) throw new CommvqError(`${dir}: no config.json (is this a Hugging Face checkpoint folder?)`);
-  let raw: Record<string, unknown>;
-  try {
-    raw = JSON.parse(readFileSync(path, 'utf8')) as Record<string, unknown>;
-  } catch {
-    throw new CommvqError(`${path}: not valid JSON`);
-  }
+  const raw = readJsonFile<Record<string, unknown>>(path);
   return { config: parseModelConfig(raw, path), raw };
 }
 

@@ -8,7 +8,7 @@
  *   const c = comparisonSummary(rows, WHOLE);
  *   comparisonTable(c)   // ['cache  avg bits  overall  260  300', 'dense  32.00  1.04  ...', ...]
  */
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import type { CacheSpec } from '../../cache-spec.js';
 import { CommvqError } from '../../errors.js';
@@ -18,6 +18,7 @@ import { niahComparisonSpec } from '../niah/heatmap.js';
 import type { Shard } from '../shard.js';
 import { niahSummaryGrid, type NiahSummary } from './niah-run.js';
 import type { SummaryBase } from './summary.js';
+import { readJsonFile } from '../../io/read-text.js';
 
 export const COMPARISON_FORMAT = 'commvq.eval-comparison';
 export const COMPARISON_VERSION = 1;
@@ -127,12 +128,7 @@ export function writeComparison(path: string, c: ComparisonSummary): void {
 /** A comparison file, or undefined where there is none; refuses another file or version. */
 export function readComparison(path: string): ComparisonSummary | undefined {
   if (!existsSync(path)) return undefined;
-  let json: ComparisonSummary;
-  try {
-    json = JSON.parse(readFileSync(path, 'utf8')) as ComparisonSummary;
-  } catch {
-    throw new CommvqError(`${path}: not valid JSON`);
-  }
+  const json = readJsonFile<ComparisonSummary>(path);
   if (json?.format !== COMPARISON_FORMAT) throw new CommvqError(`${path}: not a commvq eval comparison`);
   if (json.version !== COMPARISON_VERSION) throw new CommvqError(`${path}: comparison version ${json.version}, this commvq reads ${COMPARISON_VERSION}`, 'rerun the eval into a new folder');
   return json;
@@ -141,11 +137,7 @@ export function readComparison(path: string): ComparisonSummary | undefined {
 /** A run folder's summary (summary[.shard-i-of-n].json), or undefined where it has none yet. */
 export function readRunSummary(path: string): SummaryBase | undefined {
   if (!existsSync(path)) return undefined;
-  try {
-    return JSON.parse(readFileSync(path, 'utf8')) as SummaryBase;
-  } catch {
-    throw new CommvqError(`${path}: not valid JSON`, 'rerun the eval of that cache (or eval merge its folder) to write it again');
-  }
+  return readJsonFile<SummaryBase>(path, 'rerun the eval of that cache (or eval merge its folder) to write it again');
 }
 
 /** The NIAH heatmaps of the caches that have cells, side by side in `<base>.svg` and `.png`; nothing when none has. */

@@ -58,13 +58,18 @@ export function comparisonPaths(dir: string, shard: Shard): { summary: string; p
 
 const COMPARISON_NAME = /^comparison(?:\.shard-\d+-of-\d+)?\.json$/;
 
-/** Every comparison summary in a folder (the whole comparison's and each shard's), sorted. */
-export function listComparisons(dir: string): string[] {
+/** The files of a folder whose names match, sorted, as paths; none where the folder is missing. */
+function listMatching(dir: string, name: RegExp): string[] {
   if (!existsSync(dir)) return [];
   return readdirSync(dir)
-    .filter((f) => COMPARISON_NAME.test(f))
+    .filter((f) => name.test(f))
     .sort()
     .map((f) => join(dir, f));
+}
+
+/** Every comparison summary in a folder (the whole comparison's and each shard's), sorted. */
+export function listComparisons(dir: string): string[] {
+  return listMatching(dir, COMPARISON_NAME);
 }
 
 const MANIFEST_NAME = /^manifest(?:\.shard-\d+-of-\d+)?\.json$/;
@@ -72,11 +77,7 @@ const PREDICTION_NAME = /^(.+?)(?:\.shard-\d+-of-\d+)?\.jsonl$/;
 
 /** Every run manifest in a folder (the whole run's and each shard's), sorted. */
 export function listManifests(dir: string): string[] {
-  if (!existsSync(dir)) return [];
-  return readdirSync(dir)
-    .filter((f) => MANIFEST_NAME.test(f))
-    .sort()
-    .map((f) => join(dir, f));
+  return listMatching(dir, MANIFEST_NAME);
 }
 
 /** Every prediction file in a run folder with the task it holds, sorted by file name. */

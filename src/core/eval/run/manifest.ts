@@ -7,7 +7,7 @@
  *   const m = readEvalManifest('out/manifest.json');
  *   checkSameIdentity(m.identity, wanted, 'out/manifest.json');   // throws naming the first difference
  */
-import { existsSync, readFileSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { basename, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { CommvqError } from '../../errors.js';
@@ -16,6 +16,7 @@ import { fileHash } from '../../io/file-hash.js';
 import type { ModelConfig } from '../../model/config.js';
 import type { Shard } from '../shard.js';
 import type { CacheDescription } from '../../cache-factory.js';
+import { readJsonFile } from '../../io/read-text.js';
 
 export const EVAL_MANIFEST_FORMAT = 'commvq.eval';
 export const EVAL_MANIFEST_VERSION = 1;
@@ -111,13 +112,7 @@ export function evalVersions(): Record<string, string> {
 }
 
 export function readEvalManifest(path: string): EvalManifest {
-  if (!existsSync(path)) throw new CommvqError(`${path}: file not found`);
-  let json: EvalManifest;
-  try {
-    json = JSON.parse(readFileSync(path, 'utf8')) as EvalManifest;
-  } catch {
-    throw new CommvqError(`${path}: not valid JSON`);
-  }
+  const json = readJsonFile<EvalManifest>(path);
   if (json?.format !== EVAL_MANIFEST_FORMAT) throw new CommvqError(`${path}: not a commvq eval manifest`);
   if (json.version !== EVAL_MANIFEST_VERSION) {
     throw new CommvqError(`${path}: eval manifest version ${json.version}, this commvq reads ${EVAL_MANIFEST_VERSION}`, 'rerun the eval command into a new run folder');
