@@ -21,12 +21,11 @@ import { trainKey } from '../core/keys/train-key.js';
 import { collectKv } from '../core/kv/collect-kv.js';
 import { readKvRows } from '../core/kv/kv-reader.js';
 import { makeScale } from '../core/kv/make-scale.js';
-import { f16ToF32, f32ToF16 } from '../core/tensor/dtype.js';
+import { roundF16 as half } from '../core/tensor/dtype.js';
 
 const { values: args } = parseArgs({ options: { fixtures: { type: 'string', default: process.env.COMMVQ_FIXTURES ?? '../shared/fixtures' } } });
 const model = join(args.fixtures!, 'tiny-llama');
 const HELD_OUT = 512;
-const half = (x: number): number => f16ToF32(f32ToF16(x));
 
 /** θ [R, G, 2·64, P] rounded to fixed point of `bits` with one scale per (g, pair) and stage (or over all stages). */
 function fixedPoint(cb: LayerKeyCodebook, bits: number, perStage: boolean): Float64Array {

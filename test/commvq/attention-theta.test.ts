@@ -1,8 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { attentionStages, attentionTheta } from '../../src/core/commvq/attention-theta.js';
-import { f16ToF32, f32ToF16 } from '../../src/core/tensor/dtype.js';
-
-const half = (x: number) => f16ToF32(f32ToF16(x));
+import { roundF16 as half } from '../../src/core/tensor/dtype.js';
 
 describe('attentionTheta: θ as the key kernel reads it', () => {
   const [R, G, P] = [3, 2, 4];

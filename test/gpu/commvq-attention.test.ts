@@ -44,7 +44,7 @@ import { packBits, packCodes12, packedCodeBytes } from '../../src/core/tensor/co
 import { CommvqError } from '../../src/core/errors.js';
 import { LayerKeyCodebook } from '../../src/core/keys/codebook.js';
 import { ropeTable } from '../../src/core/model/rope.js';
-import { bf16ToF32, f16ToF32, f32ToBf16, f32ToF16, type DType } from '../../src/core/tensor/dtype.js';
+import { bf16ToF32, f32ToBf16, f32ToF16, roundF16, type DType } from '../../src/core/tensor/dtype.js';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -112,7 +112,7 @@ function makeCase(cfg: Config, rng: Rng): Case {
   const F = Hkv * D;
   // θ drawn in f16 values: the kernel reads θ in f16, so the CPU reference sees the same θ and the comparison pins the
   // kernel's arithmetic (the format's own error is measured on trained codebooks further down)
-  const cb = new LayerKeyCodebook({ residuals: R, groups: Hkv, halfSize: 64, pairs: P }, Float32Array.from({ length: R * Hkv * 128 * P }, () => f16ToF32(f32ToF16(0.05 * rng.normal()))));
+  const cb = new LayerKeyCodebook({ residuals: R, groups: Hkv, halfSize: 64, pairs: P }, Float32Array.from({ length: R * Hkv * 128 * P }, () => roundF16(0.05 * rng.normal())));
   const rope = ropeTable({ type: 'llama3', theta: 500000, factor: 8, lowFreqFactor: 1, highFreqFactor: 4, originalMaxPositionEmbeddings: 8192 }, D);
   const seqs = cfg.compressed.map((N, i): Seq => {
     const E = cfg.exact[i]!;

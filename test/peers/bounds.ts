@@ -4,9 +4,8 @@
  *   fp8 (fp8-e4m3.ts): per token and head, y = x/scale, scale = amax/448: |y − ŷ| ≤ 2^(max(⌊log2|y|⌋, −6) − 4).
  * Both plus f32 rounding of the arithmetic: 1e−6 relative to the group's (head's) largest |x|.
  */
-import { f16ToF32, f32ToF16 } from '../../src/core/tensor/dtype.js';
+import { roundF16 as f16 } from '../../src/core/tensor/dtype.js';
 
-const f16 = (v: number) => f16ToF32(f32ToF16(v));
 
 /** The largest |x − x̂| over the bound it may reach (≤ 1 means within it), for per-token groups of `group` channels. */
 export function intExcess(x: Float32Array, xh: Float32Array, bits: number, group: number): number {

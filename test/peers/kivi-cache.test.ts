@@ -14,7 +14,7 @@ import { StepInputs } from '../../src/core/model/step-inputs.js';
 import { KiviCache } from '../../src/core/peers/kivi-cache.js';
 import type { KiviBits } from '../../src/core/peers/kivi-rows.js';
 import { kiviSplit } from '../../src/core/quant/kivi.js';
-import { f16ToF32, f32ToF16 } from '../../src/core/tensor/dtype.js';
+import { roundF16 as f16 } from '../../src/core/tensor/dtype.js';
 import type { Tensor } from '../../src/core/tensor/tensor.js';
 
 const backend = new CpuBackend();
@@ -124,7 +124,6 @@ function checkGroup(x: Float32Array, xHat: Float32Array, at: number[], bits: num
   const L = 2 ** bits - 1;
   const min = Math.min(...at.map((i) => x[i]!));
   const s = (Math.max(...at.map((i) => x[i]!)) - min) / L;
-  const f16 = (y: number) => f16ToF32(f32ToF16(y));
   const bound = Math.max(f16(s) / 2, L * Math.abs(s - f16(s)) + Math.abs(min - f16(min)));
   for (const i of at) expect(Math.abs(x[i]! - xHat[i]!)).toBeLessThanOrEqual(bound + 1e-6 * (1 + Math.abs(x[i]!)));
 }

@@ -12,9 +12,8 @@ import { CommvqError } from '../../src/core/errors.js';
 import { SeededRandom } from '../../src/core/model/seeded-random.js';
 import { type AffineAxis, type AffineStoredDType, dequantizeAffine, quantizeAffine } from '../../src/core/quant/affine-groups.js';
 import { CODE_BITS, unpackCodes } from '../../src/core/quant/pack-codes.js';
-import { f16ToF32, f32ToF16 } from '../../src/core/tensor/dtype.js';
+import { roundF16 as f16 } from '../../src/core/tensor/dtype.js';
 
-const f16 = (v: number) => f16ToF32(f32ToF16(v));
 
 describe('quantizeAffine by hand', () => {
   it("'token': groups of channels in a row, scales [T, C/group]", () => {

@@ -4,7 +4,7 @@
  * layer (device-books.ts), measure-memory counts it.
  */
 import { CommvqError } from '../errors.js';
-import { f16ToF32, f32ToF16 } from '../tensor/dtype.js';
+import { roundF16 } from '../tensor/dtype.js';
 
 /**
  * Stages of θ the key kernel reads for R residual stages: R, and with an odd R one more — stage 0's remainder
@@ -33,7 +33,6 @@ export function attentionTheta(theta: Float32Array, residuals: number, kvHeads: 
       out[(row * pairs + j) * 2 + 1] = theta[(2 * row + 1) * pairs + j]!;
     }
   }
-  const half = (x: number) => f16ToF32(f32ToF16(x));
-  for (let i = residuals * stage; i < out.length; i++) out[i] = out[i - residuals * stage]! - half(out[i - residuals * stage]!);
+  for (let i = residuals * stage; i < out.length; i++) out[i] = out[i - residuals * stage]! - roundF16(out[i - residuals * stage]!);
   return out;
 }

@@ -26,7 +26,7 @@
  * Arithmetic follows f32, as a GPU twin would: (x − z′) and its quotient by s′ are rounded to f32, x̂ once (as an fma).
  */
 import { check } from '../errors.js';
-import { f16ToF32, f32ToF16 } from '../tensor/dtype.js';
+import { roundF16 } from '../tensor/dtype.js';
 import { CODE_BITS, type CodeBits, packCodes, unpackCodes } from './pack-codes.js';
 import { roundHalfEven } from './round-half-even.js';
 
@@ -61,7 +61,7 @@ export interface AffineGroups {
 /** Rounds v to the stored dtype; throws where f16 overflows. */
 function toStored(v: number, stored: AffineStoredDType, fn: string, what: string): number {
   if (stored === 'f32') return Math.fround(v);
-  const r = f16ToF32(f32ToF16(v));
+  const r = roundF16(v);
   check(Number.isFinite(r), () => `${fn}: ${what} ${v} overflows f16 (largest 65504)`, "store scales and zeros as 'f32'");
   return r;
 }

@@ -85,6 +85,11 @@ export function f16ToF32(bits: number): number {
   return sign * (1 + frac / 1024) * 2 ** (exp - 15);
 }
 
+/** The f16 value nearest x (round to nearest even): what a value stored in f16 reads back as. */
+export function roundF16(x: number): number {
+  return f16ToF32(f32ToF16(x));
+}
+
 /** f32 value → f16 bits, round to nearest even, overflow to infinity. */
 export function f32ToF16(value: number): number {
   f32Scratch[0] = value;
