@@ -68,7 +68,7 @@ for (let i = 0; i < Number(args.warmup); i++) await wall(run);
 const steps: number[] = [];
 for (let i = 0; i < Number(args.steps); i++) steps.push(await wall(run));
 const reduces: number[] = [];
-for (let i = 0; i < Number(args.steps); i++) reduces.push(await wall(() => bucket.reduceMean(collective, env.worldSize)));
+for (let i = 0; i < Number(args.steps); i++) reduces.push(await wall(() => bucket.finishMean(collective, env.worldSize)));
 if (env.rank === 0) {
   console.log(JSON.stringify({
     world: env.worldSize, device: backend.device, tokens_per_rank: T, bits: Number(args.bits), trainable_params: config.numLayers * trainableCount(shape),

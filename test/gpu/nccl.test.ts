@@ -24,7 +24,7 @@ try {
 const gpus = gpu ? cudaDeviceCount() : 0;
 
 describe.skipIf(!gpu || !nccl)(`NCCL (${nccl || 'skipped: no GPU or no libnccl.so.2'})`, () => {
-  it('opens a world-size-1 communicator whose all-reduces leave f32 and bf16 buffers as they were', async () => {
+  it('opens a world-size-1 communicator whose all-reduces (on the main stream, or started on a side stream and settled) leave f32 and bf16 buffers as they were', async () => {
     const backend = CudaBackend.create(0);
     const c = await NcclCollective.create(await Rendezvous.join({ rank: 0, worldSize: 1, masterAddr: '127.0.0.1', masterPort: 1 }), backend);
     const values = [1.5, -2.25, 3e-8, 1024];
@@ -34,6 +34,15 @@ describe.skipIf(!gpu || !nccl)(`NCCL (${nccl || 'skipped: no GPU or no libnccl.s
     await c.allReduceSum(bf16);
     expect([...backend.toFloat32(f32)]).toEqual([...new Float32Array(values)]);
     expect([...backend.toFloat32(bf16)]).toEqual(values.map((v) => bf16ToF32(f32ToBf16(v))));
+    // a sum started on the side stream, then settled: the main stream's next op (the read) sees it done
+    const big = backend.fromArray(Float32Array.from({ length: 1 << 22 }, (_, i) => (i % 97) - 48), [1 << 22], 'f32');
+    c.startAllReduceSum(big);
+    c.startAllReduceSum(f32);
+    await c.settle();
+    const after = backend.toFloat32(big);
+    expect(after.every((v, i) => v === (i % 97) - 48)).toBe(true);
+    expect([...backend.toFloat32(f32)]).toEqual([...new Float32Array(values)]);
+    big.dispose();
     f32.dispose();
     bf16.dispose();
     c.dispose();

@@ -16,6 +16,8 @@ describe('collectives on the CPU', () => {
     expect(c).toBeInstanceOf(SingleProcess);
     const t = b.fromArray([0.1, -2, 3e-8], [3], 'f32');
     await c.allReduceSum(t);
+    c.startAllReduceSum(t);
+    await c.settle();
     expect([...b.toFloat32(t)]).toEqual([...new Float32Array([0.1, -2, 3e-8])]);
     expect([...(await c.allReduceHost(new Float64Array([1.5, 0])))]).toEqual([1.5, 0]);
   });
@@ -38,6 +40,17 @@ describe('collectives on the CPU', () => {
     const big = cs.map((_, r) => backends[r]!.fromArray(new Float32Array(500_000).fill(r + 0.5), [500_000], 'f32'));
     await Promise.all(cs.map((c, r) => c.allReduceSum(big[r]!)));
     for (let r = 0; r < 3; r++) expect(backends[r]!.toFloat32(big[r]!).every((v) => v === 4.5)).toBe(true);
+    // started sums leave their tensors alone until settle, which sums them in the order they were started
+    const early = cs.map((_, r) => backends[r]!.fromArray([r, 2], [2], 'f32'));
+    const late = cs.map((_, r) => backends[r]!.fromArray([1, r], [2], 'f32'));
+    cs.forEach((c, r) => c.startAllReduceSum(early[r]!));
+    cs.forEach((c, r) => c.startAllReduceSum(late[r]!));
+    expect([...backends[2]!.toFloat32(early[2]!)]).toEqual([2, 2]);
+    await Promise.all(cs.map((c) => c.settle()));
+    for (let r = 0; r < 3; r++) {
+      expect([...backends[r]!.toFloat32(early[r]!)]).toEqual([3, 6]);
+      expect([...backends[r]!.toFloat32(late[r]!)]).toEqual([3, 3]);
+    }
     await Promise.all(cs.map((c) => c.barrier()));
     cs.forEach((c) => c.dispose());
   });

@@ -9,6 +9,7 @@ import type { Rendezvous } from './rendezvous.js';
  *
  *   const c = await openCollective(distEnv(), backend);
  *   await c.allReduceSum(bucket);                       // f32 [n] summed over ranks, in place
+ *   c.startAllReduceSum(layerGrads); …; await c.settle(); // the same, overlapped with the work in between
  *   const [loss, stop] = await c.allReduceHost(new Float64Array([myLoss, aborted ? 1 : 0]));
  */
 export interface Collective {
@@ -16,6 +17,14 @@ export interface Collective {
   readonly worldSize: number;
   /** Sums `t` (f32 or bf16, any shape) over all ranks in place; every rank ends with the same values. */
   allReduceSum(t: Tensor): Promise<void>;
+  /**
+   * Starts the sum of `t` over all ranks after the work enqueued so far, free to run beside work enqueued later
+   * (NCCL: on a side stream); `t` is neither read nor written by the caller until `settle()` has returned. Ranks
+   * start the same tensors in the same order. Collectives that cannot overlap run the sums in `settle()`.
+   */
+  startAllReduceSum(t: Tensor): void;
+  /** Work enqueued after it sees every started sum complete. */
+  settle(): Promise<void>;
   /** Sums small host vectors over all ranks in f64, in rank order (the same result on every rank). */
   allReduceHost(values: Float64Array): Promise<Float64Array>;
   /** Returns once every rank has called it; `what` names it in a timeout line. */
@@ -28,6 +37,8 @@ export class SingleProcess implements Collective {
   readonly rank = 0;
   readonly worldSize = 1;
   async allReduceSum(_t: Tensor): Promise<void> {}
+  startAllReduceSum(_t: Tensor): void {}
+  async settle(): Promise<void> {}
   async allReduceHost(values: Float64Array): Promise<Float64Array> {
     return values;
   }

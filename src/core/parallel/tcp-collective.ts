@@ -11,6 +11,7 @@ import type { Rendezvous } from './rendezvous.js';
 export class TcpCollective implements Collective {
   readonly rank: number;
   readonly worldSize: number;
+  private readonly pending: Tensor[] = [];
 
   constructor(
     private readonly rdzv: Rendezvous,
@@ -24,6 +25,16 @@ export class TcpCollective implements Collective {
     const mine = this.backend.toFloat32(t);
     const sum = await this.rdzv.exchange(new Uint8Array(mine.buffer, mine.byteOffset, mine.byteLength), (all) => sumInRankOrder(all, 'f32'), 'an all-reduce', Infinity);
     this.backend.upload(t, new Float32Array(sum.buffer.slice(sum.byteOffset, sum.byteOffset + sum.byteLength)));
+  }
+
+  /** Over TCP nothing runs beside the host's work: the started sums run, in order, in `settle()`. */
+  startAllReduceSum(t: Tensor): void {
+    this.pending.push(t);
+  }
+
+  async settle(): Promise<void> {
+    const started = this.pending.splice(0);
+    for (const t of started) await this.allReduceSum(t);
   }
 
   allReduceHost(values: Float64Array): Promise<Float64Array> {

@@ -5,46 +5,69 @@ import { PARAM_NAMES } from './value-compressor.js';
 import type { LayerState } from './value-trainer.js';
 
 /**
- * Every trainable gradient of a step in one flat f32 buffer [n, 1] (layers in order, then PARAM_NAMES), so a step
- * costs one all-reduce rather than one per tensor: copy in, sum over ranks, scale to the mean, copy back. The copies
- * are exact, and at world size 1 with `divisor` 1 the whole round trip leaves every gradient bit for bit as it was.
+ * A step's trainable gradients in one flat f32 buffer per layer ([n, 1], PARAM_NAMES in order), so a step costs one
+ * all-reduce per layer rather than one per tensor: copy in, sum over ranks, scale to the mean, copy back. A layer's
+ * gradients are final as soon as the pass has gone through it (training is layer-local), so its sum can start then
+ * and run while later layers compute; `finishMean` waits for all of them. The copies are exact, and at world size 1
+ * with `divisor` 1 the round trip leaves every gradient bit for bit as it was.
  *
  *   const bucket = new GradientBucket(ops, layers);
- *   await bucket.reduceMean(collective, windowsPerStep);  // grads ← Σ_ranks grads / windowsPerStep
+ *   bucket.start(collective, layer);                  // per layer, once its last window of the step is done
+ *   await bucket.finishMean(collective, windows);     // grads ← Σ_ranks grads / windows, every layer
  */
 export class GradientBucket {
-  private readonly grads: Tensor[];
-  private readonly flat: Tensor;
+  private readonly layers: Map<number, { grads: Tensor[]; flat: Tensor }>;
+  private readonly started = new Set<number>();
 
   constructor(
     private readonly ops: TrainOps,
     layers: Map<number, LayerState>,
   ) {
-    this.grads = [...layers.values()].flatMap((s) => PARAM_NAMES.map((n) => s.grads[n]));
-    const n = this.grads.reduce((a, g) => a + g.shape.reduce((x, y) => x * y, 1), 0);
-    this.flat = ops.backend.zeros([n, 1], 'f32'); // [n, 1]: writeRows and sliceRows address it element by element
+    this.layers = new Map(
+      [...layers].map(([layer, s]) => {
+        const grads = PARAM_NAMES.map((n) => s.grads[n]);
+        const n = grads.reduce((a, g) => a + numel(g), 0);
+        return [layer, { grads, flat: ops.backend.zeros([n, 1], 'f32') }]; // [n, 1]: writeRows addresses it by element
+      }),
+    );
   }
 
-  async reduceMean(collective: Collective, divisor: number): Promise<void> {
-    const b = this.ops.backend;
+  /** Copies `layer`'s gradients into its buffer and starts their sum over ranks. Every rank starts the same layers in the same order. */
+  start(collective: Collective, layer: number): void {
+    const entry = this.layers.get(layer);
+    if (!entry) throw new Error(`GradientBucket: layer ${layer} is not trained`);
+    if (this.started.has(layer)) throw new Error(`GradientBucket: layer ${layer} started twice in one step`);
     let at = 0;
-    for (const g of this.grads) {
-      b.writeRows(this.flat, at, g);
-      at += g.shape.reduce((x, y) => x * y, 1);
+    for (const g of entry.grads) {
+      this.ops.backend.writeRows(entry.flat, at, g);
+      at += numel(g);
     }
-    await collective.allReduceSum(this.flat);
-    if (divisor !== 1) this.ops.scaleInPlace(this.flat, 1 / divisor);
-    at = 0;
-    for (const g of this.grads) {
-      const n = g.shape.reduce((x, y) => x * y, 1);
-      const part = b.sliceRows(this.flat, at, at + n);
-      b.writeRows(g, 0, part);
-      part.dispose();
-      at += n;
+    collective.startAllReduceSum(entry.flat);
+    this.started.add(layer);
+  }
+
+  /** Starts the layers not yet started (in the order of `layers`), waits for every sum, and writes grads ← sum / divisor. */
+  async finishMean(collective: Collective, divisor: number): Promise<void> {
+    for (const layer of this.layers.keys()) if (!this.started.has(layer)) this.start(collective, layer);
+    await collective.settle();
+    const b = this.ops.backend;
+    for (const { grads, flat } of this.layers.values()) {
+      if (divisor !== 1) this.ops.scaleInPlace(flat, 1 / divisor);
+      let at = 0;
+      for (const g of grads) {
+        const n = numel(g);
+        const part = b.sliceRows(flat, at, at + n);
+        b.writeRows(g, 0, part);
+        part.dispose();
+        at += n;
+      }
     }
+    this.started.clear();
   }
 
   dispose(): void {
-    this.flat.dispose();
+    for (const { flat } of this.layers.values()) flat.dispose();
   }
 }
+
+const numel = (t: Tensor) => t.shape.reduce((x, y) => x * y, 1);

@@ -112,6 +112,7 @@ export function windowLosses(s: WindowSums, windows: number, layerCount: number)
  * Forward and backward of one window, adding its gradients (of that window's mean loss) into the layers' grads.
  * `windowIndex` picks the Gumbel noise streams: step · (windows per step) + the window's place in the global batch,
  * so the noise of a window is the same whichever rank runs it (one window per step: the step index).
+ * `onLayerDone(layer)` is called once the layer's gradients of this window are enqueued, while later layers are not.
  */
 export function accumulateWindow(
   model: LlamaModel,
@@ -119,7 +120,7 @@ export function accumulateWindow(
   layers: Map<number, LayerState>,
   ids: Int32Array,
   windowIndex: number,
-  o: { seed: number },
+  o: { seed: number; onLayerDone?: (layer: number) => void },
 ): WindowSums {
   const backend = model.backend;
   const c = model.config;
@@ -180,6 +181,7 @@ export function accumulateWindow(
       ops.layerNormParamGrad(dx1, acts.xhat, g.lnGamma, g.lnBeta);
       [dLogits, da1, dh1, dx1].forEach((t) => t.dispose());
       disposeActivations(acts);
+      o.onLayerDone?.(layer);
     },
   });
   logits.dispose();

@@ -16,6 +16,7 @@ export const CU_DEVICE_ATTRIBUTE_MAX_SHARED_MEMORY_PER_BLOCK_OPTIN = 97;
 export const CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES = 8;
 export const CU_STREAM_NON_BLOCKING = 1;
 export const CU_EVENT_DEFAULT = 0;
+export const CU_EVENT_DISABLE_TIMING = 2;
 export const CU_STREAM_CAPTURE_MODE_RELAXED = 2;
 export const CU_MEMHOSTALLOC_PORTABLE = 1;
 const CUDA_ERROR_OUT_OF_MEMORY = 2;
@@ -50,6 +51,7 @@ export interface CudaDriver {
   cuStreamCreate: NativeFunction;
   cuStreamDestroy: NativeFunction;
   cuStreamSynchronize: NativeFunction;
+  cuStreamWaitEvent: NativeFunction;
   cuEventCreate: NativeFunction;
   cuEventRecord: NativeFunction;
   cuEventSynchronize: NativeFunction;
@@ -101,6 +103,7 @@ function bind(lib: Library): CudaDriver {
     cuStreamCreate: d('int cuStreamCreate(_Out_ void **stream, unsigned int flags)'),
     cuStreamDestroy: d('int cuStreamDestroy(void *stream)', ['_v2']),
     cuStreamSynchronize: d('int cuStreamSynchronize(void *stream)'),
+    cuStreamWaitEvent: d('int cuStreamWaitEvent(void *stream, void *event, unsigned int flags)'),
     cuEventCreate: d('int cuEventCreate(_Out_ void **event, unsigned int flags)'),
     cuEventRecord: d('int cuEventRecord(void *event, void *stream)'),
     cuEventSynchronize: d('int cuEventSynchronize(void *event)'),
