@@ -106,4 +106,14 @@ describe('collect-kv over ranks, in process', () => {
     expect(await collectKv(options(runDir))).toMatchObject({ complete: true, resumedFrom: 25 });
     expect(runBytes(runDir)).toEqual(runBytes(join(work, 'demo-one')));
   });
+
+  it('a corpus shorter than one window: rank 0 fails with one process\'s line, and nothing is kept', async () => {
+    const short = join(work, 'short.jsonl');
+    writeFileSync(short, JSON.stringify({ text: 'Too short.' }) + '\n');
+    const runDir = join(work, 'demo-short');
+    const [zero, other] = await ranks(runDir, () => ({ corpus: short }));
+    expect(zero).toMatchObject({ status: 'rejected', reason: { message: `${short}: fewer tokens than one window of 64` } });
+    expect(other).toMatchObject({ status: 'fulfilled', value: { windowsDone: 0 } });
+    expect(existsSync(join(runDir, 'kv-ranks'))).toBe(false); // a rerun with a longer corpus starts afresh
+  });
 });

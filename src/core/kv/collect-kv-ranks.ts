@@ -45,8 +45,8 @@ export async function collectKvOnRanks(o: CollectKvOptions, rdzv: Rendezvous): P
   const [completeRanks, windowsDone, resumedFrom] = [sums[0]!, sums[1]!, sums[2]!];
   const complete = completeRanks === worldSize;
   const seqLen = o.seqLen ?? DEFAULT_SEQ_LEN;
-  if (complete && windowsDone === 0) {
-    if (rank === 0) rmSync(join(o.runDir, RANKS_DIR), { recursive: true, force: true }); // nothing to keep: a corrected rerun starts afresh
+  if (complete && windowsDone === 0 && rank === 0) { // rank 0 alone fails, with the one line a process alone prints
+    rmSync(join(o.runDir, RANKS_DIR), { recursive: true, force: true }); // nothing to keep: a corrected rerun starts afresh
     throw new CommvqError(`${o.corpus}: fewer tokens than one window of ${seqLen}`, 'use a larger corpus or shorter windows');
   }
   const summary: CollectKvSummary = {
