@@ -35,6 +35,7 @@ export { runMeasureMemory, type MeasureMemoryRunOptions } from './core/memory/ru
 export type { MemoryPointResult, MemoryPointSpec, MemoryProbe } from './core/memory/memory-probe.js';
 export { runPipeline } from './core/pipeline/run-pipeline.js';
 export { collectKv, type CollectKvOptions, type CollectKvSummary } from './core/kv/collect-kv.js';
+export { collectKvOnRanks } from './core/kv/collect-kv-ranks.js';
 export { makeScale, readScales } from './core/kv/make-scale.js';
 export { readKvRows, KvFile } from './core/kv/kv-reader.js';
 export { trainValue, type TrainValueOptions, type TrainValueResult } from './core/values/train-value.js';

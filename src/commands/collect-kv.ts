@@ -4,7 +4,10 @@ import { allowNonFiniteFlag, deviceFlag, seedFlag } from '../cli/flags.js';
 import { onInterrupt } from '../cli/interrupt.js';
 import { progressBar } from '../cli/progress.js';
 import { createBackend } from '../core/backend/create-backend.js';
-import { collectKv, type CollectKvSummary } from '../core/kv/collect-kv.js';
+import { collectKv, type CollectKvOptions, type CollectKvSummary } from '../core/kv/collect-kv.js';
+import { collectKvOnRanks } from '../core/kv/collect-kv-ranks.js';
+import { distEnv } from '../core/parallel/dist-env.js';
+import { Rendezvous } from '../core/parallel/rendezvous.js';
 import { integerFlag } from '../cli/number-flag.js';
 import { checkOutputDir } from '../core/options/path-option.js';
 
@@ -14,11 +17,13 @@ export default class CollectKv extends BaseCommand {
     'Packs the corpus into fixed-length windows as the reference does (BOS per document, the eos id between documents, ' +
     'a seeded shuffle, the last partial window dropped) and writes RUN_DIR/kv/{key,value}-LNNN.arrows (Arrow IPC streams, ' +
     'Float16, HF channel layout) plus RUN_DIR/manifest.json. Interrupted runs (Ctrl-C, a crash, a full disk) continue ' +
-    'from the last complete window when the same command is run again.';
+    'from the last complete window when the same command is run again. Under commvq launch each rank collects a ' +
+    'contiguous share of the windows on its GPU and rank 0 merges the shares into the files one process writes.';
 
   static override examples = [
     '<%= config.bin %> collect-kv --model ./Llama-3.1-8B-Instruct --data fineweb-edu/000_00000.parquet --out runs/llama --device cuda',
     '<%= config.bin %> collect-kv --model ./tiny-llama --data corpus.jsonl.gz --out runs/tiny --tokens 65536 --seq-len 1024 --layers 0-1',
+    '<%= config.bin %> launch --gpus 0-7 -- collect-kv --model ./Llama-3.1-8B-Instruct --data fineweb.parquet --out runs/llama --device cuda   # windows over 8 GPUs',
   ];
 
   static override flags = {
@@ -34,13 +39,25 @@ export default class CollectKv extends BaseCommand {
     device: deviceFlag,
   };
 
-  async run(): Promise<CollectKvSummary> {
+  async run(): Promise<CollectKvSummary | undefined> {
     const { flags } = await this.parse(CollectKv);
     checkOutputDir('out', flags.out);
+    const env = distEnv(); // under commvq launch: each rank collects its share of the windows, rank 0 merges and reports
+    const lead = env.rank === 0;
     const interrupt = onInterrupt();
-    const bar = progressBar('collecting windows', this.jsonEnabled());
+    const bar = progressBar('collecting windows', this.jsonEnabled() || !lead);
+    const collect = async (o: CollectKvOptions): Promise<CollectKvSummary> => {
+      if (env.worldSize === 1) return collectKv(o);
+      const rdzv = await Rendezvous.join(env); // rank 0 joins holding the run lock: no rank writes before it has it
+      try {
+        return await collectKvOnRanks(o, rdzv);
+      } finally {
+        rdzv.close();
+      }
+    };
+    const locked = <T>(fn: () => Promise<T>): Promise<T> => (lead ? this.withRunLock(flags.out, fn) : fn());
     try {
-      const summary = await this.withRunLock(flags.out, async () => collectKv({
+      const summary = await locked(async () => collect({
         modelDir: flags.model,
         corpus: flags.data,
         runDir: flags.out,
@@ -55,9 +72,10 @@ export default class CollectKv extends BaseCommand {
         onProgress: (p) => bar.update(p.windowsDone, p.windows, `| ${Math.round(p.tokensPerSecond)} tokens/s`),
       }));
       bar.stop();
+      if (!summary.complete) process.exitCode = 130;
+      if (!lead) return undefined; // rank 0 reports the whole job
       if (!summary.complete) {
         this.logToStderr(`stopped after ${summary.windowsDone}/${summary.windows} windows; run the same command again to continue`);
-        process.exitCode = 130;
       } else {
         const resumed = summary.resumedFrom > 0 ? ` (resumed after ${summary.resumedFrom})` : '';
         const short = summary.shortOfBudget ? ' — the corpus ran out before the token budget' : '';

@@ -7,11 +7,12 @@ import { parseGpuList } from '../core/parallel/gpu-list.js';
 import { failureLine, startJob, type LaunchResult } from '../core/parallel/launcher.js';
 
 export default class Launch extends BaseCommand {
-  static override summary = 'Run a command once per GPU, in torchrun\'s conventions (data-parallel train-value, sharded evals).';
+  static override summary = 'Run a command once per GPU, in torchrun\'s conventions (data-parallel train-value, sharded evals, train-key layers and collect-kv windows over GPUs).';
   static override description =
     'Starts one process per GPU of --gpus, each seeing only its GPU (CUDA_VISIBLE_DEVICES) and told its place by RANK, ' +
     'LOCAL_RANK, WORLD_SIZE, LOCAL_WORLD_SIZE, MASTER_ADDR and MASTER_PORT; NCCL_NVLS_ENABLE=0 in every one. Rank 0 serves ' +
-    'the TCP rendezvous. A command after -- that is a commvq command (or starts with "commvq") runs with this commvq. ' +
+    'the TCP rendezvous. A command after -- that is a commvq command (or starts with "commvq") runs with this commvq; ' +
+    'train-value, train-key, collect-kv and every eval split their work over the ranks, and rank 0 writes the results. ' +
     'A rank that fails ends the job: the others are stopped and the launcher exits with that rank\'s code. Ctrl-C reaches ' +
     'every rank. For several hosts, run it on each with --nnodes, --node-rank and rank 0\'s --master-addr/--master-port.';
 

@@ -13,6 +13,7 @@ import type { Tensor } from '../tensor/tensor.js';
 import { kvFileName, kvSchema } from './kv-format.js';
 import { checkResumable } from './kv-integrity.js';
 import { KvStreamWriter, writeAllBytes, type WriteBytes } from './kv-writer.js';
+import { refuseUnmergedRanks } from './rank-runs.js';
 import { readManifest, RUN_FORMAT, RUN_FORMAT_VERSION, writeManifest, type CollectState, type RunManifest, type RunModel } from './run-manifest.js';
 
 export interface CollectKvOptions {
@@ -52,6 +53,12 @@ export interface CollectKvSummary {
 }
 
 const DEFAULT_TOKENS = 1 << 20;
+export const DEFAULT_SEQ_LEN = 8192;
+
+/** The windows a run's token budget takes (the last one whole). */
+export function budgetWindows(o: Pick<CollectKvOptions, 'tokens' | 'seqLen'>): number {
+  return Math.ceil((o.tokens ?? DEFAULT_TOKENS) / (o.seqLen ?? DEFAULT_SEQ_LEN));
+}
 
 /**
  * Runs the model over packed windows of a corpus and streams each layer's pre-RoPE keys and values (Float16) into
@@ -62,9 +69,20 @@ const DEFAULT_TOKENS = 1 << 20;
  *   await collectKv({ modelDir: 'Llama-3.1-8B-Instruct', corpus: 'fineweb.parquet', runDir: 'runs/a', backend });
  */
 export async function collectKv(o: CollectKvOptions): Promise<CollectKvSummary> {
+  refuseUnmergedRanks(o.runDir);
+  return collectKvWindows(o);
+}
+
+/**
+ * The windows `[first, first + windows)` of the run's packing, collected into `o.runDir` as a run of its own whose
+ * files' `seq` column holds the windows' places in the whole run (a rank's share under `commvq launch`,
+ * collect-kv-ranks.ts); without `range`, the whole run (collectKv). A range the corpus does not reach ends with
+ * fewer windows, or none, and no error: only the whole job can tell that the corpus is shorter than one window.
+ */
+export async function collectKvWindows(o: CollectKvOptions, range?: { first: number; windows: number }): Promise<CollectKvSummary> {
   const loaded = loadModel(o.modelDir, { backend: o.backend, randomWeights: o.randomWeights, allowNonFinite: o.allowNonFinite });
   const { config, model, tokenizer } = loaded;
-  const seqLen = o.seqLen ?? 8192;
+  const seqLen = o.seqLen ?? DEFAULT_SEQ_LEN;
   if (seqLen > config.maxPositionEmbeddings) throw new OptionError('seqLen', String(seqLen), `longer than the model's context of ${config.maxPositionEmbeddings}`);
   const tokens = o.tokens ?? DEFAULT_TOKENS;
   const concatTokenId = tokenizer.eosTokenId ?? config.eosTokenIds[0];
@@ -76,12 +94,14 @@ export async function collectKv(o: CollectKvOptions): Promise<CollectKvSummary> 
     seqLen,
     seed: o.seed ?? DEFAULT_SEED,
     tokens,
-    windows: Math.ceil(tokens / seqLen),
+    windows: range ? range.windows : budgetWindows(o),
     layers: parseLayerList(o.layers, config.numLayers),
     windowsDone: 0,
     files: {},
     complete: false,
+    ...(range ? { firstWindow: range.first } : {}),
   };
+  const first = range?.first ?? 0;
   const runModel: RunModel = {
     path: o.modelDir,
     configHash: fileHash(join(o.modelDir, 'config.json')),
@@ -134,10 +154,10 @@ export async function collectKv(o: CollectKvOptions): Promise<CollectKvSummary> 
     const fileBytes = seqLen * config.numKvHeads * config.headDim * 2;
     staging = [o.backend.allocStaging(fileBytes * selected.size * 2), o.backend.allocStaging(fileBytes * selected.size * 2)];
     let committing: Promise<void> = Promise.resolve();
-    const commit = async (seq: number, ids: Int32Array, values: Map<string, Uint16Array>): Promise<void> => {
-      await Promise.all([...values].map(([name, x]) => writers.get(name)!.appendWindow(seq, ids, x)));
+    const commit = async (done: number, ids: Int32Array, values: Map<string, Uint16Array>): Promise<void> => {
+      await Promise.all([...values].map(([name, x]) => writers.get(name)!.appendWindow(first + done, ids, x)));
       await Promise.all([...writers.values()].map((w) => w.sync()));
-      state.windowsDone = seq + 1;
+      state.windowsDone = done + 1;
       for (const [name, w] of writers) state.files[name] = w.bytes;
       writeManifest(o.runDir, manifest);
       const seconds = (performance.now() - started) / 1000;
@@ -147,7 +167,7 @@ export async function collectKv(o: CollectKvOptions): Promise<CollectKvSummary> 
     const windows = packWindows(readCorpus(o.corpus, { field: state.field }), tokenizer, { seqLen, concatTokenId, seed: state.seed });
     for await (const ids of windows) {
       if (computed >= state.windows || o.signal?.aborted) break;
-      if (index++ < state.windowsDone) continue; // committed before a restart: the packing replays the same windows
+      if (index++ < first + state.windowsDone) continue; // another rank's, or committed before a restart: the packing replays the same windows
       // f16 copies are made on the backend during the forward and read back after it, so a GPU is not stalled
       const captured = new Map<string, Tensor>();
       const cache = model.createDenseCache(seqLen);
@@ -171,12 +191,12 @@ export async function collectKv(o: CollectKvOptions): Promise<CollectKvSummary> 
       o.backend.synchronize();
       captured.forEach((t) => t.dispose());
       await committing; // the previous window is on disk before this one is appended
-      refuseNonFiniteKv(values, state.layers, computed, config.numKvHeads * config.headDim, o.modelDir);
+      refuseNonFiniteKv(values, state.layers, first + computed, config.numKvHeads * config.headDim, o.modelDir);
       committing = commit(computed++, ids, values);
     }
     await committing;
     if (o.signal?.aborted && state.windowsDone < state.windows) return summary();
-    if (state.windowsDone === 0) throw new CommvqError(`${o.corpus}: fewer tokens than one window of ${seqLen}`, 'use a larger corpus or shorter windows');
+    if (state.windowsDone === 0 && !range) throw new CommvqError(`${o.corpus}: fewer tokens than one window of ${seqLen}`, 'use a larger corpus or shorter windows');
     for (const w of writers.values()) await w.finish();
     writers.clear();
     state.complete = true;
@@ -219,7 +239,7 @@ function startOrResume(runDir: string, model: RunModel, wanted: CollectState): R
   }
   const had = existing.collect;
   if (!had) return { ...existing, collect: wanted };
-  for (const key of ['corpus', 'field', 'seqLen', 'seed', 'tokens'] as const) {
+  for (const key of ['corpus', 'field', 'seqLen', 'seed', 'tokens', 'windows', 'firstWindow'] as const) {
     if (had[key] !== wanted[key]) throw new CommvqError(`${runDir}: was collected with ${key} ${JSON.stringify(had[key])}, not ${JSON.stringify(wanted[key])}; use a new RUN_DIR`);
   }
   if (had.layers.join(',') !== wanted.layers.join(',')) throw new CommvqError(`${runDir}: was collected for layers ${had.layers.join(',')}; use a new RUN_DIR`);

@@ -29,7 +29,8 @@ export function checkKvFileSize(path: string, expected: number): void {
 /**
  * Before collect-kv resumes `state`: a finished run's files have their finished sizes; an unfinished run's partial
  * files hold at least their committed bytes (more is a window a crash cut short, which the writer drops), and the
- * last committed window reads back as window `windowsDone − 1` of `seqLen` rows.
+ * last committed window reads back as window `firstWindow + windowsDone − 1` of `seqLen` rows (firstWindow: 0, or
+ * where a rank's share of a `commvq launch` job starts).
  */
 export function checkResumable(runDir: string, state: CollectState): void {
   for (const [name, committed] of Object.entries(state.files)) {
@@ -43,7 +44,7 @@ export function checkResumable(runDir: string, state: CollectState): void {
     if (!existsSync(partial) || state.windowsDone === 0) continue; // the writer reports a missing file itself
     const size = statSync(partial).size;
     if (size < committed) throw new CommvqError(`${partial}: truncated: ${size} bytes where the run manifest records ${committed} committed`, KV_DAMAGED_HINT);
-    checkLastWindow(partial, committed, state.windowsDone, state.seqLen);
+    checkLastWindow(partial, committed, state.windowsDone, state.seqLen, state.firstWindow ?? 0);
   }
 }
 
@@ -52,7 +53,7 @@ export function checkResumable(runDir: string, state: CollectState): void {
  * `seqLen` rows from window `windowsDone − 1`. Every window of a run has the same byte length (same rows and
  * columns), so the last one starts at committed − (committed − schema) / windowsDone.
  */
-function checkLastWindow(path: string, committed: number, windowsDone: number, seqLen: number): void {
+function checkLastWindow(path: string, committed: number, windowsDone: number, seqLen: number, firstWindow: number): void {
   const fd = openSync(path, 'r');
   try {
     const read = (at: number, length: number): Uint8Array => {
@@ -73,8 +74,8 @@ function checkLastWindow(path: string, committed: number, windowsDone: number, s
     const batches = [...RecordBatchReader.from(stream)];
     const last = batches[0];
     const seq = last?.getChild('seq')?.get(0) as number | undefined;
-    if (batches.length !== 1 || last!.numRows !== seqLen || seq !== windowsDone - 1) {
-      throw new Error(`its last committed window is not window ${windowsDone - 1} of ${seqLen} tokens`);
+    if (batches.length !== 1 || last!.numRows !== seqLen || seq !== firstWindow + windowsDone - 1) {
+      throw new Error(`its last committed window is not window ${firstWindow + windowsDone - 1} of ${seqLen} tokens`);
     }
   } catch (err) {
     throw arrowDamaged(path, err, KV_DAMAGED_HINT);

@@ -35,6 +35,11 @@ export interface CollectState {
   /** committed bytes of each kv file (by file name) */
   files: Record<string, number>;
   complete: boolean;
+  /**
+   * a rank's share of a `commvq launch` job (collect-kv-ranks.ts): its `windows` start at this window of the whole
+   * run's packing; absent in a whole run
+   */
+  firstWindow?: number;
 }
 
 export interface RunManifest {
