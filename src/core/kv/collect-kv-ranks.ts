@@ -2,7 +2,7 @@ import { closeSync, fsyncSync, mkdirSync, openSync, readSync, renameSync, rmSync
 import { join } from 'node:path';
 import { CommvqError } from '../errors.js';
 import { partialPath } from '../io/atomic-write.js';
-import { sumInRankOrder } from '../parallel/collective.js';
+import { rendezvousHostSum } from '../parallel/collective.js';
 import type { Rendezvous } from '../parallel/rendezvous.js';
 import { budgetWindows, collectKv, DEFAULT_SEQ_LEN, collectKvWindows, type CollectKvOptions, type CollectKvSummary } from './collect-kv.js';
 import { kvFileName } from './kv-format.js';
@@ -37,8 +37,7 @@ export async function collectKvOnRanks(o: CollectKvOptions, rdzv: Rendezvous): P
   const mine = await collectKvWindows({ ...o, runDir: rankRunDir(o.runDir, rank, worldSize) }, rankWindows(windows, rank, worldSize));
   let sums: Float64Array;
   try {
-    const sum = await rdzv.exchange(new Uint8Array(Float64Array.of(mine.complete ? 1 : 0, mine.windowsDone, mine.resumedFrom).buffer), (all) => sumInRankOrder(all, 'f64'), 'the end of every rank\'s windows', Infinity);
-    sums = new Float64Array(sum.buffer.slice(sum.byteOffset, sum.byteOffset + sum.byteLength));
+    sums = await rendezvousHostSum(rdzv, Float64Array.of(mine.complete ? 1 : 0, mine.windowsDone, mine.resumedFrom), "the end of every rank's windows");
   } catch (e) {
     throw new CommvqError(`${o.runDir}: not merged: ${(e as Error).message}`, 'rerun the same commvq launch command: every rank continues from its last complete window');
   }

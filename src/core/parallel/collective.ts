@@ -61,11 +61,11 @@ export function sumInRankOrder(parts: Buffer[], kind: 'f32' | 'f64'): Uint8Array
 
 /**
  * Σ of `values` over the ranks of `rdzv`, in f64 and rank order (rank 0 adds, every rank gets the sum): the host
- * all-reduce of the collectives that carry host values over the rendezvous.
+ * all-reduce of the collectives that carry host values over the rendezvous; `what` names it in a failure line.
  *
  *   const [loss, tokens] = await rendezvousHostSum(rdzv, Float64Array.of(myLoss, myTokens));
  */
-export async function rendezvousHostSum(rdzv: Rendezvous, values: Float64Array): Promise<Float64Array> {
-  const sum = await rdzv.exchange(new Uint8Array(values.buffer, values.byteOffset, values.byteLength), (all) => sumInRankOrder(all, 'f64'), 'a host all-reduce', Infinity);
+export async function rendezvousHostSum(rdzv: Rendezvous, values: Float64Array, what = 'a host all-reduce'): Promise<Float64Array> {
+  const sum = await rdzv.exchange(new Uint8Array(values.buffer, values.byteOffset, values.byteLength), (all) => sumInRankOrder(all, 'f64'), what, Infinity);
   return new Float64Array(sum.buffer.slice(sum.byteOffset, sum.byteOffset + sum.byteLength));
 }
