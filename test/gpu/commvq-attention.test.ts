@@ -456,6 +456,7 @@ describe.skipIf(!gpu || !haveFixtures)(`CommVQ key logits: the GPU's formats aga
           }
         }
         const ratio = Math.sqrt(format / method);
+        console.log(`RMS format error / RMS quantization error, layer ${layer}, ${bits} bit: ${(100 * ratio).toFixed(3)}%`); // for BENCHMARKS.md
         expect(ratio, `layer ${layer}, ${bits} bit: RMS format error / RMS quantization error = ${ratio.toExponential(3)}`).toBeLessThanOrEqual(0.01);
       } finally {
         ws.dispose();
