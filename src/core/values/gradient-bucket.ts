@@ -1,4 +1,5 @@
 import type { Collective } from '../parallel/collective.js';
+import { numel } from '../tensor/shape.js';
 import type { Tensor } from '../tensor/tensor.js';
 import type { TrainOps } from './train-ops.js';
 import { PARAM_NAMES } from './value-compressor.js';
@@ -26,7 +27,7 @@ export class GradientBucket {
     this.layers = new Map(
       [...layers].map(([layer, s]) => {
         const grads = PARAM_NAMES.map((n) => s.grads[n]);
-        const n = grads.reduce((a, g) => a + numel(g), 0);
+        const n = grads.reduce((a, g) => a + numel(g.shape), 0);
         return [layer, { grads, flat: ops.backend.zeros([n, 1], 'f32') }]; // [n, 1]: writeRows addresses it by element
       }),
     );
@@ -40,7 +41,7 @@ export class GradientBucket {
     let at = 0;
     for (const g of entry.grads) {
       this.ops.backend.writeRows(entry.flat, at, g);
-      at += numel(g);
+      at += numel(g.shape);
     }
     collective.startAllReduceSum(entry.flat);
     this.started.add(layer);
@@ -55,7 +56,7 @@ export class GradientBucket {
       if (divisor !== 1) this.ops.scaleInPlace(flat, 1 / divisor);
       let at = 0;
       for (const g of grads) {
-        const n = numel(g);
+        const n = numel(g.shape);
         const part = b.sliceRows(flat, at, at + n);
         b.writeRows(g, 0, part);
         part.dispose();
@@ -69,5 +70,3 @@ export class GradientBucket {
     for (const { flat } of this.layers.values()) flat.dispose();
   }
 }
-
-const numel = (t: Tensor) => t.shape.reduce((x, y) => x * y, 1);

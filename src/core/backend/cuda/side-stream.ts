@@ -1,6 +1,7 @@
 import type { CudaContext } from './context.js';
 import { checkCu, CU_EVENT_DISABLE_TIMING, CU_STREAM_NON_BLOCKING } from './driver.js';
 import { asBigInt } from './native.js';
+import { createEvent } from './timing.js';
 
 /**
  * A second stream beside the context's main stream, tied to it by events, for work that should run while the main
@@ -23,8 +24,8 @@ export class SideStream {
     const s: [unknown] = [null];
     checkCu(ctx.cu.cuStreamCreate(s, CU_STREAM_NON_BLOCKING), 'cuStreamCreate');
     this.stream = asBigInt(s[0]);
-    this.mainMark = createEvent(ctx);
-    this.sideMark = createEvent(ctx);
+    this.mainMark = createEvent(ctx, CU_EVENT_DISABLE_TIMING);
+    this.sideMark = createEvent(ctx, CU_EVENT_DISABLE_TIMING);
   }
 
   /** The side stream waits for the main stream's work so far. */
@@ -48,10 +49,4 @@ export class SideStream {
     cu.cuEventDestroy(this.sideMark);
     cu.cuStreamDestroy(this.stream);
   }
-}
-
-function createEvent(ctx: CudaContext): bigint {
-  const e: [unknown] = [null];
-  checkCu(ctx.cu.cuEventCreate(e, CU_EVENT_DISABLE_TIMING), 'cuEventCreate');
-  return asBigInt(e[0]);
 }

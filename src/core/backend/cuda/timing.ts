@@ -39,9 +39,10 @@ export class CudaTimer {
   }
 }
 
-function createEvent(ctx: CudaContext): bigint {
+/** A CUDA event of `ctx` (CU_EVENT_DEFAULT: it can time; CU_EVENT_DISABLE_TIMING: ordering only, cheaper). */
+export function createEvent(ctx: CudaContext, flags = CU_EVENT_DEFAULT): bigint {
   const e: [unknown] = [null];
-  checkCu(ctx.cu.cuEventCreate(e, CU_EVENT_DEFAULT), 'cuEventCreate');
+  checkCu(ctx.cu.cuEventCreate(e, flags), 'cuEventCreate');
   return asBigInt(e[0]);
 }
 
