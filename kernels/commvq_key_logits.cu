@@ -39,7 +39,7 @@
 //   logits    [B, H_q, logitStride]            f32   out: logit_t for t < N_b (between phases: partial sums)
 //   stats     [B, H_q, statStride] float2      f32   out: per chunk of kChunk tokens (max logit, Σ exp(logit − max))
 //
-// Launch: grid (H_kv·headBlocks, slices, B), block kThreads (8 warps), dynamic shared memory kRowBytes·(64·S + 1)
+// Launch: grid (H_kv·headBlocks, slices, B), block kThreads (16 warps), dynamic shared memory kRowBytes·(64·S + 1)
 //   (θ of one phase of 32 pairs, all S stages, and a zero row that an odd S's last step reads) + kChunk·64 (the chunk's codes, one byte per lane and
 //   step) + GM·kChunk·4 (partial logits). A CTA owns one kv head, up to GM of its query heads (GM ∈ {1, 2, 4, 8}, the
 //   template width; G > 8 uses several head blocks) and chunks y, y + slices, … of kChunk tokens of sequence b: θ is
@@ -57,7 +57,7 @@
 
 namespace {
 
-constexpr int kThreads = 256;
+constexpr int kThreads = 512;  // 16 warps: θ of a phase fills most of an SM's shared memory, so one CTA per SM
 constexpr int kWarps = kThreads / 32;
 constexpr int kTok = 4;                // tokens in flight per warp
 constexpr int kChunk = 512;            // tokens per statistics entry and per pass of a CTA
@@ -270,7 +270,7 @@ static_assert(kMaxResiduals == 32, "kCodeRow holds 16 steps of two stages");
 }  // namespace
 
 #define COMMVQ_KEY_LOGITS(GM)                                                                                        \
-  extern "C" __global__ void __launch_bounds__(kThreads, 2) commvq_key_logits_g##GM(                                 \
+  extern "C" __global__ void __launch_bounds__(kThreads, 1) commvq_key_logits_g##GM(                                 \
       const __nv_bfloat16* q, const __half* theta, const float2* rot, const unsigned char* codes,                   \
       const __nv_bfloat16* norms, const int* compressed, float* logits, float2* stats, int Hq, int Hkv, int D, int R, \
       int S, int capacity, int logitStride, int statStride, float scale) {                                          \

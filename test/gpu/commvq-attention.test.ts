@@ -525,9 +525,11 @@ describe('CommVQ decode attention: shape checks (no GPU needed)', () => {
     // θ (11 stages and stage 0's remainder: 768 rows of 128 bytes, and a zero row), 512 tokens' codes (64 bytes
     // each), 4 heads' partial logits
     expect(plan.keySharedBytes).toBe(769 * 128 + 512 * 64 + 4 * 512 * 4);
-    // 4 CTAs per SM: 132·4 / (8 kv heads · 2 sequences) = 33 slices of the 256 chunks
-    expect(plan.keySlices).toBe(33);
-    expect(planCodeAttention(info, { ...good, batch: 64 }).keySlices).toBe(2);
+    // one CTA per SM fits (136 KB of 228): ⌊132 / (8 kv heads · 2 sequences)⌋ = 8 slices of the 256 chunks, one wave
+    expect(plan.keySlices).toBe(8);
+    expect(planCodeAttention(info, { ...good, batch: 64 }).keySlices).toBe(1);
+    // a small θ (R 3: 257 rows, 72 KB with the codes and logits) leaves room for three CTAs per SM
+    expect(planCodeAttention(info, { ...good, batch: 1, residuals: 3 }).keySlices).toBe(Math.floor((3 * 132) / 8));
     // 2-bit codebooks (R = 21) still fit; a card with less shared memory is refused with the bytes it would need
     expect(planCodeAttention(info, { ...good, residuals: 21 }).keySharedBytes).toBeLessThanOrEqual(info.maxSharedPerBlockOptin);
     expect(() => planCodeAttention({ ...info, maxSharedPerBlockOptin: 101376 }, { ...good, residuals: 21 })).toThrow(/R = 21 need \d+ bytes of shared memory; test device allows 101376/);
