@@ -39,16 +39,20 @@
 //   logits    [B, H_q, logitStride]            f32   out: logit_t for t < N_b (between phases: partial sums)
 //   stats     [B, H_q, statStride] float2      f32   out: per chunk of kChunk tokens (max logit, Σ exp(logit − max))
 //
-// Launch: grid (H_kv·headBlocks, slices, B), block kThreads (16 warps), dynamic shared memory kRowBytes·(64·S + 1)
-//   (θ of one phase of 32 pairs, all S stages, and a zero row that an odd S's last step reads) + kChunk·64 (the chunk's codes, one byte per lane and
-//   step) + GM·kChunk·4 (partial logits). A CTA owns one kv head, up to GM of its query heads (GM ∈ {1, 2, 4, 8}, the
-//   template width; G > 8 uses several head blocks) and chunks y, y + slices, … of kChunk tokens of sequence b: θ is
-//   staged once per phase and CTA, not once per chunk. Per chunk the codes are unpacked into shared memory as the
-//   byte each lane feeds ldmatrix (kCodeRow bytes per token: [matrix m][step k]); a warp takes kTok tokens at a time
-//   (kTok independent MMA chains), rotates and dots in registers, and reduces its kTok·GM partial logits across the 32
-//   pairs by a halving butterfly (kTok·GM − 1 + 5 − log2(kTok·GM) shuffles). Partial logits of a phase are summed
-//   into `logits`; the last phase scales by n_t/√D_h and writes the chunk's softmax statistics.
-// Entry points: commvq_key_logits_g1, _g2, _g4, _g8.
+// Launch: grid (H_kv·headBlocks, slices, B), block kThreads (16 warps), dynamic shared memory
+//   (64·S + 1)·PH·kPhaseBytes (θ of PH phases of 32 pairs, all S stages, and a zero row that an odd S's last step
+//   reads) + kChunk·codeRow (the chunk's codes, one byte per matrix and step: codeRow = 4·stepsPad, stepsPad = ⌈S/2⌉
+//   rounded up to 4) + GM·kChunk·4 (logits). A CTA owns one kv head, up to GM of its query heads (GM ∈ {1, 2, 4, 8},
+//   the template width; G > 8 uses several head blocks) and chunks y, y + slices, … of kChunk tokens of sequence b.
+//   PH (template, 1 or 2) is how many of the P/32 phases of pairs are resident at once: with PH = P/32 (D_h 64, or
+//   D_h 128 at R ≤ 11, where both phases' θ fit: 256-byte rows, the second phase's ldmatrix at +128 bytes) a token's
+//   codes are unpacked and its address formed once for all pairs, both phases' dots are summed before one butterfly
+//   and each logit is written once; otherwise (D_h 128 at larger R) the CTA makes P/32/PH passes, staging each pass's
+//   θ once, and sums partial logits through `logits`. Per chunk the codes are unpacked into shared memory (a thread a
+//   token, four u32 per matrix row, no division) as the bytes each lane feeds ldmatrix; a warp takes kTok tokens at a
+//   time (kTok·PH independent MMA chains), rotates and dots in registers, and reduces its kTok·GM logits across the 32
+//   lanes by a halving butterfly. The last pass scales by n_t/√D_h and writes the chunk's softmax statistics.
+// Entry points: commvq_key_logits_g{1,2,4,8}_p{1,2}.
 
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
@@ -57,14 +61,13 @@
 
 namespace {
 
-constexpr int kThreads = 512;  // 16 warps: θ of a phase fills most of an SM's shared memory, so one CTA per SM
+constexpr int kThreads = 512;          // 16 warps: θ fills most of an SM's shared memory, so one CTA per SM
 constexpr int kWarps = kThreads / 32;
-constexpr int kTok = 4;                // tokens in flight per warp
 constexpr int kChunk = 512;            // tokens per statistics entry and per pass of a CTA
 constexpr int kPhasePairs = 32;        // pairs per phase: lane l holds pair l
-constexpr int kRowBytes = kPhasePairs * 4;  // one θ row of a phase: 32 pairs × (X, Y) f16
-constexpr int kCodeRow = 64;           // bytes of unpacked codes per token: 4 matrices × up to 16 steps (R ≤ 32)
-constexpr int kMaxResiduals = 2 * (kCodeRow / 4);
+constexpr int kPhaseBytes = kPhasePairs * 4;  // one θ row of a phase: 32 pairs × (X, Y) f16
+constexpr int kMaxSteps = 16;          // ldmatrix steps per token and phase (two stages each): R ≤ 32
+constexpr int kMaxResiduals = 2 * kMaxSteps;
 constexpr u32 kFull = 0xffffffffu;
 
 // The 12-bit code k of one token's packed codes.
@@ -73,6 +76,14 @@ __device__ __forceinline__ int code12(const unsigned char* tok, int k) {
   const int by = bit >> 3;
   const u32 v = static_cast<u32>(tok[by]) | (static_cast<u32>(tok[by + 1]) << 8);
   return static_cast<int>((v >> (bit & 7)) & 0xfffu);
+}
+
+// ldmatrix.x4 at a shared address plus a constant offset (the second phase's half of a 256-byte θ row)
+template <int OFF>
+__device__ __forceinline__ void ldmatrix_x4_at(u32 addr, u32& r0, u32& r1, u32& r2, u32& r3) {
+  asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4+%5];\n"
+               : "=r"(r0), "=r"(r1), "=r"(r2), "=r"(r3)
+               : "r"(addr), "n"(OFF));
 }
 
 // Sums V values over the warp's 32 lanes, each lane's V at once: a halving butterfly. Each step at lane distance OFF
@@ -110,13 +121,38 @@ struct Log2<1> {
   static constexpr int value = 0;
 };
 
-template <int GM>
+// Unpacks one token's codes of kv head g into its shared-memory row: matrix m = 2·(stage parity) + half (A = code >> 6,
+// B = code & 63) at bytes m·stepsPad + step. Stage r ≥ R is the remainder of stage r − R (same code); a missing stage
+// (r = S, odd S) reads code 0, the zero row. Four steps at a time: their bytes are gathered into one u32 per matrix in
+// registers and stored a word at a time.
+__device__ __forceinline__ void unpack_token(const unsigned char* tok, unsigned char* row, int g, int Hkv, int R, int S,
+                                             int steps, int stepsPad) {
+  for (int k0 = 0; k0 < steps; k0 += 4) {
+    u32 w[4] = {0u, 0u, 0u, 0u};
+#pragma unroll
+    for (int kk = 0; kk < 4; ++kk) {
+#pragma unroll
+      for (int par = 0; par < 2; ++par) {
+        const int r = 2 * (k0 + kk) + par;
+        const u32 code = r < S ? static_cast<u32>(code12(tok, (r < R ? r : r - R) * Hkv + g)) : 0u;
+        w[2 * par] |= (code >> 6) << (8 * kk);
+        w[2 * par + 1] |= (code & 63u) << (8 * kk);
+      }
+    }
+#pragma unroll
+    for (int mm = 0; mm < 4; ++mm) *reinterpret_cast<u32*>(row + mm * stepsPad + k0) = w[mm];
+  }
+}
+
+template <int GM, int PH>
 __device__ __forceinline__ void key_logits(const __nv_bfloat16* __restrict__ q, const __half* __restrict__ theta,
                                            const float2* __restrict__ rot, const unsigned char* __restrict__ codes,
                                            const __nv_bfloat16* __restrict__ norms, const int* __restrict__ compressed,
                                            float* __restrict__ logits, float2* __restrict__ stats, int Hq, int Hkv,
                                            int D, int R, int S, int capacity, int logitStride, int statStride,
                                            float scale) {
+  constexpr int kTok = 4 / PH;                 // tokens in flight per warp: kTok·PH independent MMA chains
+  constexpr int kRowBytes = PH * kPhaseBytes;  // one resident θ row: PH phases of 32 pairs
   constexpr int V = kTok * GM;
   constexpr int kShift = 5 - Log2<V>::value;  // lanes 2^kShift apart hold different values after the butterfly
   const int b = blockIdx.z;
@@ -129,14 +165,16 @@ __device__ __forceinline__ void key_logits(const __nv_bfloat16* __restrict__ q, 
   const int N = compressed[b];
   if (static_cast<int>(blockIdx.y) * kChunk >= N) return;  // grid sized for the longest sequence
   const int P = D / 2;
-  const int phases = P / kPhasePairs;
+  const int passes = P / (kPhasePairs * PH);
   const int steps = (S + 1) / 2;  // ldmatrix.x4 + MMA per token and phase: two stages each
+  const int stepsPad = (steps + 3) & ~3;
+  const int codeRow = 4 * stepsPad;
   const int codeBytes = (R * Hkv * 12 + 7) / 8;
 
   extern __shared__ __align__(16) unsigned char smem[];
   unsigned char* sTheta = smem;                                                  // [64·S + 1 rows][kRowBytes]
-  unsigned char* sCodes = sTheta + static_cast<size_t>(64 * S + 1) * kRowBytes;  // [kChunk][kCodeRow]
-  float* sLog = reinterpret_cast<float*>(sCodes + kChunk * kCodeRow);       // [GM][kChunk]
+  unsigned char* sCodes = sTheta + static_cast<size_t>(64 * S + 1) * kRowBytes;  // [kChunk][codeRow]
+  float* sLog = reinterpret_cast<float*>(sCodes + kChunk * codeRow);             // [GM][kChunk]
 
   const int warp = threadIdx.x >> 5;
   const int lane = threadIdx.x & 31;
@@ -154,10 +192,10 @@ __device__ __forceinline__ void key_logits(const __nv_bfloat16* __restrict__ q, 
   const u32 ident = (2 * c4 == g8 ? 0x3C00u : 0u) | (2 * c4 + 1 == g8 ? 0x3C000000u : 0u);
   const u32 laneBase = smem_addr(sTheta) + static_cast<u32>((m >> 1) * 64 * kRowBytes + (lane & 7) * 16);
 
-  for (int phase = 0; phase < phases; ++phase) {
-    const int j0 = phase * kPhasePairs;
-    const bool last = phase == phases - 1;
-    __syncthreads();  // everyone is done with the previous phase's θ
+  for (int pass = 0; pass < passes; ++pass) {
+    const int j0 = pass * PH * kPhasePairs;  // first pair of the pass; lane holds pairs j0 + 32·ph + lane
+    const bool last = pass == passes - 1;
+    __syncthreads();  // everyone is done with the previous pass's θ
     for (int i = threadIdx.x; i < 64 * S * (kRowBytes / 16); i += kThreads) {
       const int row = i / (kRowBytes / 16);  // r·64 + codeword
       const int ch = i % (kRowBytes / 16);
@@ -166,56 +204,61 @@ __device__ __forceinline__ void key_logits(const __nv_bfloat16* __restrict__ q, 
       cp_async_16(smem_addr(sTheta + static_cast<size_t>(row) * kRowBytes + ch * 16), src);
     }
     cp_async_commit();
-    // this lane's pair j0 + lane: q of each head in registers
-    float q1[GM], q2[GM];
+    // this lane's pairs j0 + 32·ph + lane: q of each head in registers
+    float q1[PH][GM], q2[PH][GM];
 #pragma unroll
-    for (int h = 0; h < GM; ++h) {
-      const bool ok = h < nHeads;
-      const __nv_bfloat16* qh = qb + static_cast<size_t>(h0 + (ok ? h : 0)) * D;
-      q1[h] = ok ? __bfloat162float(qh[j0 + lane]) : 0.f;
-      q2[h] = ok ? __bfloat162float(qh[j0 + lane + P]) : 0.f;
+    for (int ph = 0; ph < PH; ++ph) {
+#pragma unroll
+      for (int h = 0; h < GM; ++h) {
+        const bool ok = h < nHeads;
+        const __nv_bfloat16* qh = qb + static_cast<size_t>(h0 + (ok ? h : 0)) * D + j0 + ph * kPhasePairs + lane;
+        q1[ph][h] = ok ? __bfloat162float(qh[0]) : 0.f;
+        q2[ph][h] = ok ? __bfloat162float(qh[P]) : 0.f;
+      }
     }
     cp_async_wait<0>();
 
     for (int t0 = blockIdx.y * kChunk; t0 < N; t0 += gridDim.y * kChunk) {
       const int nTok = min(kChunk, N - t0);
-      __syncthreads();  // θ landed (first chunk); the previous chunk is done with the codes and partial logits
-      // unpack the chunk's codes: token tl, matrix mm, step k ↦ byte tl·kCodeRow + mm·16 + k; stage r ≥ R is the
-      // remainder of stage r − R (same code), a missing stage (r = S) reads code 0 of the zero row
-      for (int i = threadIdx.x; i < nTok * 2 * steps; i += kThreads) {
-        const int tl = i / (2 * steps);
-        const int r = i % (2 * steps);
-        const int code = r < S ? code12(seqCodes + static_cast<size_t>(t0 + tl) * codeBytes, (r < R ? r : r - R) * Hkv + g) : 0;
-        unsigned char* row = sCodes + tl * kCodeRow + 2 * (r & 1) * 16 + (r >> 1);
-        row[0] = static_cast<unsigned char>(code >> 6);
-        row[16] = static_cast<unsigned char>(code & 63);
+      __syncthreads();  // θ landed (first chunk); the previous chunk is done with the codes and logits
+      for (int tl = threadIdx.x; tl < nTok; tl += kThreads) {
+        unpack_token(seqCodes + static_cast<size_t>(t0 + tl) * codeBytes, sCodes + tl * codeRow, g, Hkv, R, S, steps, stepsPad);
       }
       __syncthreads();
 
       for (int base = warp * kTok; base < nTok; base += kWarps * kTok) {
         int tl[kTok];
-        float2 e[kTok];
+        float2 e[kTok][PH];
 #pragma unroll
         for (int u = 0; u < kTok; ++u) {
           tl[u] = min(base + u, nTok - 1);
-          e[u] = rot[static_cast<size_t>(t0 + tl[u]) * P + j0 + lane];
-        }
-        float acc[kTok][4];
 #pragma unroll
-        for (int u = 0; u < kTok; ++u) acc[u][0] = acc[u][1] = acc[u][2] = acc[u][3] = 0.f;
+          for (int ph = 0; ph < PH; ++ph) e[u][ph] = rot[static_cast<size_t>(t0 + tl[u]) * P + j0 + ph * kPhasePairs + lane];
+        }
+        float acc[kTok][PH][4];
+#pragma unroll
+        for (int u = 0; u < kTok; ++u) {
+#pragma unroll
+          for (int ph = 0; ph < PH; ++ph) acc[u][ph][0] = acc[u][ph][1] = acc[u][ph][2] = acc[u][ph][3] = 0.f;
+        }
         for (int k0 = 0; k0 < steps; k0 += 4) {
           u32 w[kTok];
 #pragma unroll
-          for (int u = 0; u < kTok; ++u) w[u] = reinterpret_cast<const u32*>(sCodes + tl[u] * kCodeRow + m * 16 + k0)[0];
+          for (int u = 0; u < kTok; ++u) w[u] = reinterpret_cast<const u32*>(sCodes + tl[u] * codeRow + m * stepsPad + k0)[0];
 #pragma unroll
           for (int kk = 0; kk < 4; ++kk) {
             if (k0 + kk < steps) {
               const u32 stepBase = laneBase + static_cast<u32>((k0 + kk) * 2 * 64 * kRowBytes);
 #pragma unroll
               for (int u = 0; u < kTok; ++u) {
+                const u32 at = stepBase + ((w[u] >> (8 * kk)) & 0xffu) * kRowBytes;
                 u32 a0, a1, a2, a3;
-                ldmatrix_x4(stepBase + ((w[u] >> (8 * kk)) & 0xffu) * kRowBytes, a0, a1, a2, a3);
-                mma_f16_f32(acc[u], a0, a1, a2, a3, ident, ident);
+                ldmatrix_x4_at<0>(at, a0, a1, a2, a3);
+                mma_f16_f32(acc[u][0], a0, a1, a2, a3, ident, ident);
+                if constexpr (PH == 2) {
+                  ldmatrix_x4_at<kPhaseBytes>(at, a0, a1, a2, a3);
+                  mma_f16_f32(acc[u][1], a0, a1, a2, a3, ident, ident);
+                }
               }
             }
           }
@@ -223,12 +266,17 @@ __device__ __forceinline__ void key_logits(const __nv_bfloat16* __restrict__ q, 
         float v[V];
 #pragma unroll
         for (int u = 0; u < kTok; ++u) {
-          const float re = acc[u][0] - acc[u][3];
-          const float im = acc[u][1] + acc[u][2];
-          const float kr = re * e[u].x - im * e[u].y;  // K·e^{iφ}
-          const float ki = re * e[u].y + im * e[u].x;
 #pragma unroll
-          for (int h = 0; h < GM; ++h) v[u * GM + h] = q1[h] * kr + q2[h] * ki;
+          for (int h = 0; h < GM; ++h) v[u * GM + h] = 0.f;
+#pragma unroll
+          for (int ph = 0; ph < PH; ++ph) {
+            const float re = acc[u][ph][0] - acc[u][ph][3];
+            const float im = acc[u][ph][1] + acc[u][ph][2];
+            const float kr = re * e[u][ph].x - im * e[u][ph].y;  // K·e^{iφ}
+            const float ki = re * e[u][ph].y + im * e[u][ph].x;
+#pragma unroll
+            for (int h = 0; h < GM; ++h) v[u * GM + h] += q1[ph][h] * kr + q2[ph][h] * ki;
+          }
         }
         const float sum = butterfly_sum<V, 16>(v, lane);
         const int idx = lane >> kShift;
@@ -238,14 +286,15 @@ __device__ __forceinline__ void key_logits(const __nv_bfloat16* __restrict__ q, 
       }
       __syncthreads();
 
-      // partial logits into `logits`; the last phase scales them and writes the chunk's statistics, one warp a head
+      // logits (partial sums between passes) into `logits`; the last pass scales them and writes the chunk's
+      // statistics, one warp a head
       const __nv_bfloat16* nb = norms + static_cast<size_t>(b) * capacity + t0;
       for (int hh = warp; hh < nHeads; hh += kWarps) {
         float* out = logits + (static_cast<size_t>(b) * Hq + h0 + hh) * logitStride + t0;
         const float* sl = sLog + hh * kChunk;
         float mx = neg_inf();
         for (int t = lane; t < nTok; t += 32) {
-          float l = sl[t] + (phase > 0 ? out[t] : 0.f);
+          float l = sl[t] + (pass > 0 ? out[t] : 0.f);
           if (last) {
             l *= __bfloat162float(nb[t]) * scale;
             mx = fmaxf(mx, l);
@@ -265,20 +314,22 @@ __device__ __forceinline__ void key_logits(const __nv_bfloat16* __restrict__ q, 
   }
 }
 
-static_assert(kMaxResiduals == 32, "kCodeRow holds 16 steps of two stages");
-
 }  // namespace
 
-#define COMMVQ_KEY_LOGITS(GM)                                                                                        \
-  extern "C" __global__ void __launch_bounds__(kThreads, 1) commvq_key_logits_g##GM(                                 \
+#define COMMVQ_KEY_LOGITS(GM, PH)                                                                                    \
+  extern "C" __global__ void __launch_bounds__(kThreads, 1) commvq_key_logits_g##GM##_p##PH(                         \
       const __nv_bfloat16* q, const __half* theta, const float2* rot, const unsigned char* codes,                   \
       const __nv_bfloat16* norms, const int* compressed, float* logits, float2* stats, int Hq, int Hkv, int D, int R, \
       int S, int capacity, int logitStride, int statStride, float scale) {                                          \
-    key_logits<GM>(q, theta, rot, codes, norms, compressed, logits, stats, Hq, Hkv, D, R, S, capacity, logitStride, \
-                   statStride, scale);                                                                              \
+    key_logits<GM, PH>(q, theta, rot, codes, norms, compressed, logits, stats, Hq, Hkv, D, R, S, capacity,         \
+                       logitStride, statStride, scale);                                                             \
   }
 
-COMMVQ_KEY_LOGITS(1)
-COMMVQ_KEY_LOGITS(2)
-COMMVQ_KEY_LOGITS(4)
-COMMVQ_KEY_LOGITS(8)
+COMMVQ_KEY_LOGITS(1, 1)
+COMMVQ_KEY_LOGITS(2, 1)
+COMMVQ_KEY_LOGITS(4, 1)
+COMMVQ_KEY_LOGITS(8, 1)
+COMMVQ_KEY_LOGITS(1, 2)
+COMMVQ_KEY_LOGITS(2, 2)
+COMMVQ_KEY_LOGITS(4, 2)
+COMMVQ_KEY_LOGITS(8, 2)

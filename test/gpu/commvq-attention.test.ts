@@ -519,19 +519,26 @@ describe('CommVQ decode attention: shape checks (no GPU needed)', () => {
     firstPosition: 0, maxCompressed: 130944,
   };
 
-  it('plans Llama-3.1-8B: 4 heads per key CTA, θ of 11 stages × 32 pairs resident, chunks of 512 tokens', () => {
+  it('plans Llama-3.1-8B: 4 heads per key CTA, θ of 11 stages × 64 pairs resident (one pass), chunks of 512 tokens', () => {
     const plan = planCodeAttention(info, good);
-    expect(plan).toMatchObject({ keyHeads: 4, headBlocks: 1, chunk: 512, exactSlot: 256, statStride: 257, valueHeads: 32 });
-    // θ (11 stages and stage 0's remainder: 768 rows of 128 bytes, and a zero row), 512 tokens' codes (64 bytes
-    // each), 4 heads' partial logits
-    expect(plan.keySharedBytes).toBe(769 * 128 + 512 * 64 + 4 * 512 * 4);
-    // one CTA per SM fits (136 KB of 228): ⌊132 / (8 kv heads · 2 sequences)⌋ = 8 slices of the 256 chunks, one wave
+    expect(plan).toMatchObject({ keyHeads: 4, headBlocks: 1, chunk: 512, keyPhases: 2, exactSlot: 256, statStride: 257, valueHeads: 32 });
+    // θ (11 stages and stage 0's remainder: 768 rows of 256 bytes, both phases, and a zero row), 512 tokens' codes
+    // (4 matrices × 6 steps rounded up to 8: 32 bytes each), 4 heads' logits
+    expect(plan.keySharedBytes).toBe(769 * 256 + 512 * 32 + 4 * 512 * 4);
+    // one CTA per SM fits (216 KB of 228): ⌊132 / (8 kv heads · 2 sequences)⌋ = 8 slices of the 256 chunks, one wave
     expect(plan.keySlices).toBe(8);
     expect(planCodeAttention(info, { ...good, batch: 64 }).keySlices).toBe(1);
-    // a small θ (R 3: 257 rows, 72 KB with the codes and logits) leaves room for three CTAs per SM
-    expect(planCodeAttention(info, { ...good, batch: 1, residuals: 3 }).keySlices).toBe(Math.floor((3 * 132) / 8));
-    // 2-bit codebooks (R = 21) still fit; a card with less shared memory is refused with the bytes it would need
-    expect(planCodeAttention(info, { ...good, residuals: 21 }).keySharedBytes).toBeLessThanOrEqual(info.maxSharedPerBlockOptin);
+    // a small θ (R 3: 257 rows of 256 bytes, 80 KB with the codes and logits) leaves room for two CTAs per SM
+    const small = planCodeAttention(info, { ...good, batch: 1, residuals: 3 });
+    expect(small.keySharedBytes).toBe(257 * 256 + 512 * 16 + 4 * 512 * 4);
+    expect(small.keySlices).toBe(Math.floor((2 * 132) / 8));
+    // GQA 8 at R 11 still holds both phases (224 KB); D_h 64 has one phase
+    expect(planCodeAttention(info, { ...good, queryHeads: 64 })).toMatchObject({ keyHeads: 8, keyPhases: 2 });
+    expect(planCodeAttention(info, { ...good, headDim: 64 }).keyPhases).toBe(1);
+    // 2-bit codebooks (R = 21: 22 stages) hold one phase at a time, two passes; a card with less shared memory is
+    // refused with the bytes it would need
+    const twoBit = planCodeAttention(info, { ...good, residuals: 21 });
+    expect(twoBit).toMatchObject({ keyPhases: 1, keySharedBytes: (64 * 22 + 1) * 128 + 512 * 48 + 4 * 512 * 4 });
     expect(() => planCodeAttention({ ...info, maxSharedPerBlockOptin: 101376 }, { ...good, residuals: 21 })).toThrow(/R = 21 need \d+ bytes of shared memory; test device allows 101376/);
     expect(() => planCodeAttention(info, { ...good, residuals: 33 })).toThrow(/33 residual stages; the key kernel takes at most 32/);
     // GQA 16 runs as two blocks of 8 heads
@@ -586,12 +593,12 @@ describe('CommVQ decode attention: shape checks (no GPU needed)', () => {
     expect(launched).toEqual([]);
     codeAttentionStep(ctx, buffers, good);
     expect(launched).toEqual([
-      'commvq_attn_rotation', 'commvq_key_logits_g4', 'commvq_exact_logits', 'commvq_softmax_stats', 'commvq_value_bits_split', 'commvq_value_bits_reduce',
+      'commvq_attn_rotation', 'commvq_key_logits_g4_p2', 'commvq_exact_logits', 'commvq_softmax_stats', 'commvq_value_bits_split', 'commvq_value_bits_reduce',
       'commvq_value_out_partial', 'commvq_value_out_bf16',
     ]);
     launched.length = 0;
     codeAttentionStep(ctx, { ...buffers, rotation: at('rotation', p) }, good);
-    expect(launched[0]).toBe('commvq_key_logits_g4'); // a caller's table is not refilled
+    expect(launched[0]).toBe('commvq_key_logits_g4_p2'); // a caller's table is not refilled
     expect(() => codeAttentionStep(ctx, { ...buffers, rotation: at('rotation', p + 8n) }, good)).toThrow(/rotation is not 16-byte aligned/);
     expect(() => codeAttentionStep(ctx, { ...buffers, keyNorms: fakeTensor(p, [B, cap + 64], 'bf16') }, good)).toThrow(/keyNorms has shape/);
   });

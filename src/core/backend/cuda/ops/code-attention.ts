@@ -102,7 +102,7 @@ export interface CodeAttentionOptions {
   readonly workspace?: CodeAttentionWorkspace;
 }
 
-const KEY = kernelConstants('commvq_key_logits', ['kThreads', 'kChunk', 'kRowBytes', 'kCodeRow', 'kMaxResiduals']);
+const KEY = kernelConstants('commvq_key_logits', ['kThreads', 'kChunk', 'kPhasePairs', 'kPhaseBytes', 'kMaxResiduals']);
 const EXACT = kernelConstants('commvq_exact_logits', ['kThreads', 'kTokens']);
 const STATS = kernelConstants('commvq_softmax_stats', ['kThreads']);
 const ROTATION = kernelConstants('commvq_attn_rotation', ['kThreads']);
@@ -125,6 +125,8 @@ export interface CodeAttentionPlan {
   readonly chunk: number;
   /** key CTAs per (kv head block, sequence): each takes every `keySlices`-th chunk */
   readonly keySlices: number;
+  /** phases of 32 pairs whose θ a key CTA holds at once (template 1 or 2): all of them when they fit, one pass */
+  readonly keyPhases: 1 | 2;
   readonly keySharedBytes: number;
   readonly logitStride: number;
   /** per-chunk statistics, then the exact window's entry at `exactSlot` */
@@ -154,8 +156,14 @@ export function planCodeAttention(info: DeviceInfo, shape: CodeAttentionShape, o
   const keyHeads = G <= 1 ? 1 : G <= 2 ? 2 : G <= 4 ? 4 : 8;
   const chunk = KEY.kChunk;
   if (attentionStages(R) > KEY.kMaxResiduals) throw new CommvqError(`code attention: ${R} residual stages; the key kernel takes at most ${KEY.kMaxResiduals}`);
-  // θ of one phase (all stages, 32 pairs, f16) and a zero row, the chunk's unpacked codes, its partial logits
-  const keySharedBytes = (64 * attentionStages(R) + 1) * KEY.kRowBytes + chunk * KEY.kCodeRow + keyHeads * chunk * 4;
+  // θ of the resident phases (all stages, 32 pairs a phase, f16) and a zero row, the chunk's unpacked codes (one byte
+  // per matrix and step, steps rounded up to 4), its logits; every phase resident when that fits (one pass)
+  const S = attentionStages(R);
+  const codeRow = 4 * roundUp(Math.ceil(S / 2), 4);
+  const sharedBytes = (phases: number) => (64 * S + 1) * phases * KEY.kPhaseBytes + chunk * codeRow + keyHeads * chunk * 4;
+  const allPhases = shape.headDim / 2 / KEY.kPhasePairs;
+  const keyPhases: 1 | 2 = allPhases === 2 && sharedBytes(2) <= info.maxSharedPerBlockOptin ? 2 : 1;
+  const keySharedBytes = sharedBytes(keyPhases);
   if (keySharedBytes > info.maxSharedPerBlockOptin) {
     throw new CommvqError(`commvq key logits at R = ${R} need ${keySharedBytes} bytes of shared memory; ${info.name} allows ${info.maxSharedPerBlockOptin}`);
   }
@@ -188,6 +196,7 @@ export function planCodeAttention(info: DeviceInfo, shape: CodeAttentionShape, o
     keyHeads,
     headBlocks,
     chunk,
+    keyPhases,
     keySlices,
     keySharedBytes,
     logitStride,
@@ -416,7 +425,7 @@ export function launchValueOut(ctx: CudaContextLike, ws: CodeAttentionWorkspace,
 
 /** Step 1: logits [B, H_q, logitStride] f32 and per-chunk statistics of the compressed tokens. */
 function keyLogits(ctx: CudaContextLike, plan: CodeAttentionPlan, s: CodeAttentionShape, a: Addresses, rotation: bigint, w: Record<Region, bigint>): void {
-  const kernel = ctx.kernel('commvq_key_logits', `commvq_key_logits_g${plan.keyHeads}`);
+  const kernel = ctx.kernel('commvq_key_logits', `commvq_key_logits_g${plan.keyHeads}_p${plan.keyPhases}`);
   // kv heads fastest: the CTAs of one chunk run together and share its rotation rows in L2
   const grid = [s.kvHeads * plan.headBlocks, plan.keySlices, s.batch] as const;
   if (s.maxCompressed === 0) return; // no compressed token anywhere: the statistics kernel reads no chunk
