@@ -66,8 +66,6 @@ constexpr int kWarps = kThreads / 32;
 constexpr int kChunk = 512;            // tokens per statistics entry and per pass of a CTA
 constexpr int kPhasePairs = 32;        // pairs per phase: lane l holds pair l
 constexpr int kPhaseBytes = kPhasePairs * 4;  // one θ row of a phase: 32 pairs × (X, Y) f16
-constexpr int kMaxSteps = 16;          // ldmatrix steps per token and phase (two stages each): R ≤ 32
-constexpr int kMaxResiduals = 2 * kMaxSteps;
 constexpr u32 kFull = 0xffffffffu;
 
 // The 12-bit code k of one token's packed codes.

@@ -102,7 +102,7 @@ export interface CodeAttentionOptions {
   readonly workspace?: CodeAttentionWorkspace;
 }
 
-const KEY = kernelConstants('commvq_key_logits', ['kThreads', 'kChunk', 'kPhasePairs', 'kPhaseBytes', 'kMaxResiduals']);
+const KEY = kernelConstants('commvq_key_logits', ['kThreads', 'kChunk', 'kPhasePairs', 'kPhaseBytes']);
 const EXACT = kernelConstants('commvq_exact_logits', ['kThreads', 'kTokens']);
 const STATS = kernelConstants('commvq_softmax_stats', ['kThreads']);
 const ROTATION = kernelConstants('commvq_attn_rotation', ['kThreads']);
@@ -155,7 +155,6 @@ export function planCodeAttention(info: DeviceInfo, shape: CodeAttentionShape, o
   const G = Hq / Hkv;
   const keyHeads = G <= 1 ? 1 : G <= 2 ? 2 : G <= 4 ? 4 : 8;
   const chunk = KEY.kChunk;
-  if (attentionStages(R) > KEY.kMaxResiduals) throw new CommvqError(`code attention: ${R} residual stages; the key kernel takes at most ${KEY.kMaxResiduals}`);
   // θ of the resident phases (all stages, 32 pairs a phase, f16) and a zero row, the chunk's unpacked codes (one byte
   // per matrix and step, steps rounded up to 4), its logits; every phase resident when that fits (one pass)
   const S = attentionStages(R);
