@@ -74,7 +74,12 @@ describe.skipIf(!gpu)('the peer caches in a model on the GPU', () => {
     const backend = CudaBackend.create(0);
     try {
       const model = randomModel(parseModelConfig(DEMO_CONFIG, 'demo config'), backend, { seed: 3 });
-      backend.blas(); // the model's GEMM workspace (32 MiB), made on first use and kept: not the cache's
+      // what the model and backend make on first use and keep, not the cache's: the GEMM workspace (32 MiB) and the
+      // RoPE inverse frequencies on the device (CudaBackend.invFreqs); one token through a dense cache makes both
+      const warm = model.createDenseCache(8, 1);
+      model.forward(Int32Array.of(1), warm).dispose();
+      warm.dispose();
+      backend.synchronize();
       const before = backend.memory().bytesInUse;
       const caches = openCacheFactory(model, spec);
       const cache = caches.make(64, 3);
