@@ -108,8 +108,6 @@ const STATS = kernelConstants('commvq_softmax_stats', ['kThreads']);
 const ROTATION = kernelConstants('commvq_attn_rotation', ['kThreads']);
 const BITS = kernelConstants('commvq_value_bits', ['kThreads', 'kStep', 'kHeads', 'kCtaBytes', 'kSmemBytes', 'kReduceCols']);
 const OUT = kernelConstants('commvq_value_out', ['kThreads', 'kCodeRuns', 'kExactRuns', 'kChannels']);
-/** Shared memory the driver keeps per block, beyond what the block asks for (sm_80–sm_90). */
-const RESERVED_SHARED_PER_BLOCK = 1024;
 const VALUE_SPLITS = 64; // token runs per sequence: fixed, so that a sequence's sums do not depend on the batch
 /** f32 represents every integer position below this exactly: φ = f32(p·invFreq) as the CPU computes it. */
 const MAX_POSITION = 2 ** 24;
@@ -168,10 +166,9 @@ export function planCodeAttention(info: DeviceInfo, shape: CodeAttentionShape, o
   }
   const chunks = Math.max(1, Math.ceil(shape.maxCompressed / chunk));
   const headBlocks = Math.ceil(G / keyHeads);
-  // one wave of key CTAs: as many as fit on the SMs at once (θ's shared memory decides; an SM has the opt-in maximum
-  // plus one block's reserve), each walking several chunks, so θ is staged once per CTA and no partial wave trails
-  const keyCtasPerSm = Math.max(1, Math.floor((info.maxSharedPerBlockOptin + RESERVED_SHARED_PER_BLOCK) / (keySharedBytes + RESERVED_SHARED_PER_BLOCK)));
-  const keySlices = Math.min(chunks, Math.max(1, Math.floor((keyCtasPerSm * info.smCount) / (Hkv * headBlocks * B))));
+  // one wave of key CTAs, one per SM (512 threads × the 128 registers each is compiled for fill an SM's 64K), each
+  // walking several chunks, so θ is staged once per CTA and no partial wave trails
+  const keySlices = Math.min(chunks, Math.max(1, Math.floor(info.smCount / (Hkv * headBlocks * B))));
   const logitStride = roundUp(Math.max(1, shape.maxCompressed), BITS.kStep);
   const statStride = chunks + 1;
   const valueHeads = roundUp(Hq, BITS.kHeads);
