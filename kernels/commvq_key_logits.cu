@@ -76,14 +76,6 @@ __device__ __forceinline__ int code12(const unsigned char* tok, int k) {
   return static_cast<int>((v >> (bit & 7)) & 0xfffu);
 }
 
-// ldmatrix.x4 at a shared address plus a constant offset (the second phase's half of a 256-byte θ row)
-template <int OFF>
-__device__ __forceinline__ void ldmatrix_x4_at(u32 addr, u32& r0, u32& r1, u32& r2, u32& r3) {
-  asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4+%5];\n"
-               : "=r"(r0), "=r"(r1), "=r"(r2), "=r"(r3)
-               : "r"(addr), "n"(OFF));
-}
-
 // Sums V values over the warp's 32 lanes, each lane's V at once: a halving butterfly. Each step at lane distance OFF
 // keeps the half of the values that the lane's bit OFF selects and adds the partner's copy of it, so after log2 V
 // halving steps (and plain sums for the remaining distances) every lane holds the total of value index
@@ -122,9 +114,10 @@ struct Log2<1> {
 // Unpacks one token's codes of kv head g into its shared-memory row: matrix m = 2·(stage parity) + half (A = code >> 6,
 // B = code & 63) at bytes m·stepsPad + step. Stage r ≥ R is the remainder of stage r − R (same code); a missing stage
 // (r = S, odd S) reads code 0, the zero row. Four steps at a time: their bytes are gathered into one u32 per matrix in
-// registers and stored a word at a time.
+// registers and stored a word at a time. S − R ≤ 1 (attentionStages), so a remainder stage is always stage 0's.
 __device__ __forceinline__ void unpack_token(const unsigned char* tok, unsigned char* row, int g, int Hkv, int R, int S,
                                              int steps, int stepsPad) {
+  u32 code0 = 0u;
   for (int k0 = 0; k0 < steps; k0 += 4) {
     u32 w[4] = {0u, 0u, 0u, 0u};
 #pragma unroll
@@ -132,7 +125,8 @@ __device__ __forceinline__ void unpack_token(const unsigned char* tok, unsigned 
 #pragma unroll
       for (int par = 0; par < 2; ++par) {
         const int r = 2 * (k0 + kk) + par;
-        const u32 code = r < S ? static_cast<u32>(code12(tok, (r < R ? r : r - R) * Hkv + g)) : 0u;
+        const u32 code = r < R ? static_cast<u32>(code12(tok, r * Hkv + g)) : r < S ? code0 : 0u;
+        if (r == 0) code0 = code;
         w[2 * par] |= (code >> 6) << (8 * kk);
         w[2 * par + 1] |= (code & 63u) << (8 * kk);
       }

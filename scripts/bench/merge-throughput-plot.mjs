@@ -3,7 +3,8 @@
 // model and card, e.g. runs split across calls: their points and max-batch trials are merged into one report first.
 //
 //   npm run build && node scripts/bench/merge-throughput-plot.mjs OUT.svg a.json b.json ...
-import { readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
+import { writeFileAtomic } from '../../dist/core/io/atomic-write.js';
 import { renderMemoryPlots } from '../../dist/core/memory/memory-plots.js';
 
 const [out, ...files] = process.argv.slice(2);
@@ -18,5 +19,4 @@ if (!throughput) {
   console.error('merge-throughput-plot: no timed decode in these reports');
   process.exit(1);
 }
-writeFileSync(`${out}.tmp`, throughput.svg);
-renameSync(`${out}.tmp`, out);
+writeFileAtomic(out, [new TextEncoder().encode(throughput.svg)]);
