@@ -384,9 +384,13 @@ describe.skipIf(!gpu)(`CommVQ decode attention, GPU vs CPU (${gpu ? `seed ${SEED
 /**
  * The GPU's number formats against the method's own error, on codebooks trained on tiny-llama's keys (collect-kv over
  * a corpus of the fixture's text, EM at 1 bit (R 11) and 2 bits (R 21), on this GPU): over 512 held-out keys of each
- * layer and 4 random query heads at positions from 1000, the RMS of (GPU − f64 reference on the same codes) must be
- * ≤ 1% of the RMS of (f64 reference on codes − exact logits of the unquantized keys). This is the bound any cheaper
- * format must meet: f16 θ did not (1.6% at 1 bit, 3.6% at 2 bits on an H200; BENCHMARKS.md).
+ * layer at positions from 1000, the RMS of (GPU − f64 reference on the same codes) must be ≤ 1% of the RMS of (f64
+ * reference on codes − exact logits of the unquantized keys). The queries are the D_h unit vectors e_k (4 query heads
+ * a launch): Σ_k (e_k·δ)² = ‖δ‖², so each RMS is the norm of the rotated key error, the mean over isotropic queries,
+ * and the ratio is one number per codebook. A few random queries scatter it instead: 4 Gaussian queries put the same
+ * format anywhere from 0.35% to 2.3% of the 2-bit error on one codebook (12 draws, f16 θ emulated in f64 on the CPU),
+ * a test that fails by the draw. This is the bound any cheaper format must meet: f16 θ without stage 0's remainder did
+ * not (1.6% at 1 bit, 3.6% at 2 bits on an H200, with random queries; BENCHMARKS.md).
  */
 describe.skipIf(!gpu || !haveFixtures)(`CommVQ key logits: the GPU's formats against the quantization error (${gpu ? `seed ${SEED}` : 'skipped: no CUDA driver or GPU here'})`, () => {
   let cuda: CudaBackend;
@@ -423,45 +427,49 @@ describe.skipIf(!gpu || !haveFixtures)(`CommVQ key logits: the GPU's formats aga
       const keys = rows.subarray((tokens - N) * cb.headDim); // held out: after the 4096 + 512 rows training read
       const enc = encodeKeys(cb, keys);
       const R = cb.shape.residuals;
-      const cfg: Config = { queryHeads: 4, kvHeads: 1, headDim: cb.headDim, residuals: R, codeBits: 128, compressed: [N], exact: [1], firstPosition: 1000 };
-      const c = makeCase(cfg, rng);
-      c.cb = cb;
-      const s = c.seqs[0]!;
-      s.codes = Uint16Array.from({ length: N * R }, (_, i) => enc.codes[(i % R) * N + Math.floor(i / R)]!); // [N, R, 1]
-      s.norms = Float32Array.from(enc.norms, (n) => bf16ToF32(f32ToBf16(n)));
-      const batch = new Batch(ctx, c, [0], rng);
-      const plan = planCodeAttention(ctx.info, batch.shape);
-      const ws = new CodeAttentionWorkspace(ctx, plan);
-      try {
-        launchRotationTable(ctx, { invFreq: batch.buffers.invFreq, rotation: ws.region('rotation') }, batch.shape.firstPosition, N);
-        launchKeyLogits(ctx, ws, batch.shape, batch.buffers);
-        const got = download(ctx, ws.region('logits'), cfg.queryHeads * plan.logitStride);
-        const ref = cpuStep(c, s);
-        let format = 0;
-        let method = 0;
-        const P = cb.headDim / 2;
-        for (let h = 0; h < cfg.queryHeads; h++) {
-          for (let t = 0; t < N; t++) {
-            let exact = 0;
-            const phiOf = (j: number) => Math.fround((cfg.firstPosition + t) * c.invFreq[j]!);
-            for (let j = 0; j < P; j++) {
-              const [kr, ki, phi] = [keys[t * cb.headDim + j]!, keys[t * cb.headDim + j + P]!, phiOf(j)];
-              const [re, im] = [kr * Math.cos(phi) - ki * Math.sin(phi), kr * Math.sin(phi) + ki * Math.cos(phi)];
-              exact += s.q[h * cb.headDim + j]! * re + s.q[h * cb.headDim + j + P]! * im;
+      const D = cb.headDim;
+      const P = D / 2;
+      const cfg: Config = { queryHeads: 4, kvHeads: 1, headDim: D, residuals: R, codeBits: 128, compressed: [N], exact: [1], firstPosition: 1000 };
+      let format = 0;
+      let method = 0;
+      for (let k0 = 0; k0 < D; k0 += cfg.queryHeads) { // query head h of this launch is the unit vector e_{k0 + h}
+        const c = makeCase(cfg, rng);
+        c.cb = cb;
+        const s = c.seqs[0]!;
+        s.q = Float32Array.from({ length: cfg.queryHeads * D }, (_, i) => (i % D === k0 + Math.floor(i / D) ? 1 : 0));
+        s.qBits = Uint16Array.from(s.q, f32ToBf16);
+        s.codes = Uint16Array.from({ length: N * R }, (_, i) => enc.codes[(i % R) * N + Math.floor(i / R)]!); // [N, R, 1]
+        s.norms = Float32Array.from(enc.norms, (n) => bf16ToF32(f32ToBf16(n)));
+        const batch = new Batch(ctx, c, [0], rng);
+        const plan = planCodeAttention(ctx.info, batch.shape);
+        const ws = new CodeAttentionWorkspace(ctx, plan);
+        try {
+          launchRotationTable(ctx, { invFreq: batch.buffers.invFreq, rotation: ws.region('rotation') }, batch.shape.firstPosition, N);
+          launchKeyLogits(ctx, ws, batch.shape, batch.buffers);
+          const got = download(ctx, ws.region('logits'), cfg.queryHeads * plan.logitStride);
+          const ref = cpuStep(c, s);
+          for (let h = 0; h < cfg.queryHeads; h++) {
+            for (let t = 0; t < N; t++) {
+              let exact = 0;
+              for (let j = 0; j < P; j++) {
+                const [kr, ki, phi] = [keys[t * D + j]!, keys[t * D + j + P]!, Math.fround((cfg.firstPosition + t) * c.invFreq[j]!)];
+                const [re, im] = [kr * Math.cos(phi) - ki * Math.sin(phi), kr * Math.sin(phi) + ki * Math.cos(phi)];
+                exact += s.q[h * D + j]! * re + s.q[h * D + j + P]! * im;
+              }
+              exact /= Math.sqrt(D);
+              const quantized = ref.logits[h]![t]!;
+              format += (got[h * plan.logitStride + t]! - quantized) ** 2;
+              method += (quantized - exact) ** 2;
             }
-            exact /= Math.sqrt(cb.headDim);
-            const quantized = ref.logits[h]![t]!;
-            format += (got[h * plan.logitStride + t]! - quantized) ** 2;
-            method += (quantized - exact) ** 2;
           }
+        } finally {
+          ws.dispose();
+          batch.dispose();
         }
-        const ratio = Math.sqrt(format / method);
-        console.log(`RMS format error / RMS quantization error, layer ${layer}, ${bits} bit: ${(100 * ratio).toFixed(3)}%`); // for BENCHMARKS.md
-        expect(ratio, `layer ${layer}, ${bits} bit: RMS format error / RMS quantization error = ${ratio.toExponential(3)}`).toBeLessThanOrEqual(0.01);
-      } finally {
-        ws.dispose();
-        batch.dispose();
       }
+      const ratio = Math.sqrt(format / method);
+      console.log(`RMS format error / RMS quantization error, layer ${layer}, ${bits} bit: ${(100 * ratio).toFixed(3)}%`); // for BENCHMARKS.md
+      expect(ratio, `layer ${layer}, ${bits} bit: RMS format error / RMS quantization error = ${ratio.toExponential(3)}`).toBeLessThanOrEqual(0.01);
     }
   });
 
