@@ -2,10 +2,10 @@
  * What a number format for the key codebook θ costs against CommVQ's own error (issue 16): on codebooks trained by the
  * pipeline on the tiny-llama fixture (collect-kv over a corpus of its reference text, make-scale, EM at 1 and 2 bits,
  * all on the CPU), the RMS of (logits with θ rounded to the format − logits with θ as trained) over the RMS of (logits
- * with θ as trained − exact logits of the unquantized keys), over 512 held-out keys per layer, 4 random query heads per
- * kv head, positions from 1000. Sums, rotation and dot products are f64 here, so only θ's rounding is measured: the
- * formats a kernel could gather (f16; f16 with the remainder of the first k stages; int16 / int12 / int8 fixed point
- * with a scale per stage and pair, or one per pair over all stages). Prints one JSON object; takes ~6 minutes.
+ * with θ as trained − exact logits of the unquantized keys), over 512 held-out keys per layer, averaged over isotropic
+ * queries (layerRatios says how). Sums are f64 here, so only θ's rounding is measured: the formats a kernel could
+ * gather (f16; f16 with the remainder of the first k stages; int16 / int12 / int8 fixed point with a scale per stage
+ * and pair, or one per pair over all stages). Prints one JSON object; takes a few minutes.
  *
  *   npm run build && node dist/bench/theta-format-bench.js [--fixtures ../shared/fixtures] > formats.json
  */
@@ -50,8 +50,14 @@ function f16Theta(cb: LayerKeyCodebook, exact: number): Float64Array {
   return Float64Array.from(cb.theta, (x, k) => (k < exact * stage ? half(x) + half(x - half(x)) : half(x)));
 }
 
-/** Logit error of each format over the quantization error, one layer. */
-function layerRatios(cb: LayerKeyCodebook, keys: Float32Array, seed: number): Record<string, number> {
+/**
+ * Logit error of each format over the quantization error, one layer, as the mean over isotropic queries: for the D_h
+ * unit queries e_k, Σ_k (e_k·δ)² = ‖δ‖², and RoPE turns each pair without changing its length, so the sum of squared
+ * logit errors over those queries is the squared norm of the key error — computed here on the keys directly. (A few
+ * random queries scatter the ratio: 4 Gaussian ones put f16 + stage 0's remainder anywhere from 0.35% to 2.3% at 2 bits
+ * on one codebook.)
+ */
+function layerRatios(cb: LayerKeyCodebook, keys: Float32Array): Record<string, number> {
   const { residuals: R, groups: G, halfSize: NH, pairs: P } = cb.shape;
   const D = 2 * P;
   const enc = encodeKeys(cb, keys);
@@ -61,41 +67,28 @@ function layerRatios(cb: LayerKeyCodebook, keys: Float32Array, seed: number): Re
     'int16 per stage and pair': fixedPoint(cb, 16, true), 'int12 per stage and pair': fixedPoint(cb, 12, true),
     'int8 per stage and pair': fixedPoint(cb, 8, true),
   };
-  let s = seed;
-  const rand = () => ((s = (s * 1103515245 + 12345) % 2147483648) / 2147483648 - 0.5);
-  const invFreq = Array.from({ length: P }, (_, j) => 10000 ** (-j / P));
+  // n_t·K_t of token t, kv head g, as [re_j, im_j] pairs in HF's rotate-half layout (k[j], k[j + P])
+  const decode = (theta: ArrayLike<number>, g: number, t: number): Float64Array => {
+    const k = new Float64Array(D);
+    for (let r = 0; r < R; r++) {
+      const c = enc.codes[(r * G + g) * HELD_OUT + t]!;
+      const base = (r * G + g) * 2 * NH;
+      const [A, B] = [Math.floor(c / NH), c % NH];
+      for (let j = 0; j < P; j++) {
+        k[j] += theta[(base + 2 * A) * P + j]! - theta[(base + 2 * B + 1) * P + j]!;
+        k[j + P] += theta[(base + 2 * A + 1) * P + j]! + theta[(base + 2 * B) * P + j]!;
+      }
+    }
+    return k.map((v) => v * enc.norms[t]!);
+  };
   const sums: Record<string, number> = {};
   let method = 0;
-  for (let g = 0; g < G; g++) for (let h = 0; h < 4; h++) {
-    const q = Array.from({ length: D }, rand);
-    for (let t = 0; t < HELD_OUT; t++) {
-      const pos = 1000 + t;
-      const logit = (theta: ArrayLike<number>) => {
-        let l = 0;
-        for (let j = 0; j < P; j++) {
-          let kr = 0;
-          let ki = 0;
-          for (let r = 0; r < R; r++) {
-            const c = enc.codes[(r * G + g) * HELD_OUT + t]!;
-            const base = (r * G + g) * 2 * NH;
-            const [A, B] = [Math.floor(c / NH), c % NH];
-            kr += theta[(base + 2 * A) * P + j]! - theta[(base + 2 * B + 1) * P + j]!;
-            ki += theta[(base + 2 * A + 1) * P + j]! + theta[(base + 2 * B) * P + j]!;
-          }
-          const phi = pos * invFreq[j]!;
-          l += q[j]! * (kr * Math.cos(phi) - ki * Math.sin(phi)) + q[j + P]! * (kr * Math.sin(phi) + ki * Math.cos(phi));
-        }
-        return l * enc.norms[t]!;
-      };
-      let exact = 0;
-      for (let j = 0; j < P; j++) {
-        const phi = pos * invFreq[j]!;
-        const [kr, ki] = [keys[t * G * D + g * D + j]!, keys[t * G * D + g * D + j + P]!];
-        exact += q[j]! * (kr * Math.cos(phi) - ki * Math.sin(phi)) + q[j + P]! * (kr * Math.sin(phi) + ki * Math.cos(phi));
-      }
-      const quantized = logit(cb.theta);
-      method += (quantized - exact) ** 2;
-      for (const [name, theta] of Object.entries(formats)) sums[name] = (sums[name] ?? 0) + (logit(theta) - quantized) ** 2;
+  for (let g = 0; g < G; g++) for (let t = 0; t < HELD_OUT; t++) {
+    const quantized = decode(cb.theta, g, t);
+    for (let d = 0; d < D; d++) method += (quantized[d]! - keys[t * G * D + g * D + d]!) ** 2;
+    for (const [name, theta] of Object.entries(formats)) {
+      const k = decode(theta, g, t);
+      for (let d = 0; d < D; d++) sums[name] = (sums[name] ?? 0) + (k[d]! - quantized[d]!) ** 2;
     }
   }
   return Object.fromEntries(Object.entries(sums).map(([name, e]) => [name, Math.sqrt(e / method)]));
@@ -115,7 +108,7 @@ try {
     for (const [layer, cb] of file.layers) {
       const { rows, tokens } = readKvRows(work, 'key', layer);
       const keys = rows.subarray((tokens - HELD_OUT) * cb.headDim * cb.shape.groups); // after the training read
-      results.push({ bits, layer, residuals: cb.shape.residuals, ratios: layerRatios(cb, keys, 12345 + bits) });
+      results.push({ bits, layer, residuals: cb.shape.residuals, ratios: layerRatios(cb, keys) });
     }
   }
   console.log(JSON.stringify({ date: new Date().toISOString(), model: 'tiny-llama', heldOut: HELD_OUT, results }, null, 1));
