@@ -12,8 +12,10 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
+import { CachingAllocator } from '../../src/core/backend/cuda/allocator.js';
 import { CudaBackend, cudaAvailable } from '../../src/core/backend/cuda/cuda-backend.js';
 import { createGpuMemoryProbe } from '../../src/core/memory/gpu-memory-probe.js';
+import type { CacheSetting } from '../../src/core/memory/measure-memory.js';
 
 const gpu = cudaAvailable();
 const MiB = 2 ** 20;
@@ -106,4 +108,61 @@ describe.skipIf(!gpu)('GPU memory measurement', () => {
     }
     probe.dispose();
   });
+
+  /**
+   * A max-batch search runs trial after trial in one process, so a trial that runs out of memory part way must give
+   * back every block it took: a leak makes each later trial fail sooner and the search report too small a batch
+   * (seen: CommVQ-2 at 32K stopped at 96 where its peaks said ≈ 108 fit). Every allocation is recorded with its stack;
+   * after each trial — batches doubling to the first that fails, then a sweep past the largest that fits, so that
+   * trials run out at every stage (the cache, the reserved prompt workspace, the window flush, attention, logits) —
+   * nothing may be left that the trial allocated. The first trial of each cache may create what its backend keeps
+   * for later ones (cuBLAS plans); it must fit.
+   */
+  it('gives back every block after a trial that runs out of memory, at whatever stage (dense, CommVQ 1/2, KIVI, int4, fp8)', async () => {
+    const config = join(dir, 'config-leaks.json');
+    writeFileSync(config, JSON.stringify({
+      architectures: ['LlamaForCausalLM'], vocab_size: 1000, hidden_size: 512, intermediate_size: 1024, num_hidden_layers: 2,
+      num_attention_heads: 8, num_key_value_heads: 2, head_dim: 128, max_position_embeddings: 8192, rms_norm_eps: 1e-5, rope_theta: 10000,
+    }));
+    const live = new Map<bigint, string>(); // block → the stack that allocated it
+    const alloc = CachingAllocator.prototype.alloc;
+    CachingAllocator.prototype.alloc = function (this: CachingAllocator, bytes: number) {
+      const block = alloc.call(this, bytes);
+      const stack = (new Error().stack ?? '').split('\n').slice(2).filter((l) => l.includes('/src/')).slice(0, 6).join(' <- ');
+      live.set(block.ptr, `${bytes} B at ${stack}`);
+      const free = block.free;
+      return { ...block, free: () => { live.delete(block.ptr); free(); } };
+    };
+    const settings: CacheSetting[] = [
+      { cache: 'dense' }, { cache: 'commvq', bits: 1, prefillMode: 'faithful' }, { cache: 'commvq', bits: 2, prefillMode: 'faithful' },
+      { cache: 'kivi', bits: 2, group: 32, residual: 128 }, { cache: 'int4', group: 64, residual: 128 }, { cache: 'fp8' },
+    ];
+    const leaks: string[] = [];
+    try {
+      const probe = await createGpuMemoryProbe({
+        model: undefined, randomWeights: config, device: 'cuda', decodeTokens: 4, deviceBytes: 1.5 * 2 ** 30,
+        caches: settings,
+      });
+      for (const setting of settings) {
+        const name = `${setting.cache}${setting.bits ?? ''}`;
+        const trial = async (batch: number, prefill: 'run' | 'reserve') => {
+          const before = new Set(live.keys());
+          const r = await probe.probe({ ...setting, context: 2500, batch, prefill });
+          const left = [...live].filter(([ptr]) => !before.has(ptr)).map(([, site]) => site);
+          if (left.length > 0 && !(prefill === 'run' && r.fits)) leaks.push(`${name} batch ${batch} (${r.fits ? 'fit' : r.reason}): ${left.length} blocks left, e.g. ${left.slice(0, 3).join(' | ')}`);
+          return r.fits;
+        };
+        expect(await trial(1, 'run'), `${name} at batch 1`).toBe(true);
+        let fit = 1;
+        let fail = 2;
+        while (await trial(fail, 'reserve')) [fit, fail] = [fail, fail * 2];
+        const step = Math.max(1, Math.ceil(fit / 24));
+        for (let b = fit + 1; b < 2 * fit + step; b += step) await trial(b, 'reserve');
+      }
+      probe.dispose();
+    } finally {
+      CachingAllocator.prototype.alloc = alloc;
+    }
+    expect(leaks, leaks.join('\n')).toEqual([]);
+  }, 300_000);
 });

@@ -2,7 +2,7 @@ import type { CudaBackend } from '../backend/cuda/cuda-backend.js';
 import { rowView } from '../backend/cuda/cuda-tensor.js';
 import { prefillAttentionSwitched, switchedBlockRows } from '../backend/cuda/ops/attention.js';
 import type { LayerKV } from '../model/llama.js';
-import { TensorScope, type Tensor } from '../tensor/tensor.js';
+import { scoped, type Tensor } from '../tensor/tensor.js';
 import type { StoreSettings } from './commvq-cache.js';
 import type { QueryBlock } from './commvq-rule.js';
 import type { PromptChunk } from './commvq-store.js';
@@ -103,26 +103,26 @@ export class DevicePrompt {
     const { keys, values } = this.prefillScratch();
     const D = this.s.shape.kvHeads * this.s.shape.headDim;
     const N0 = chunk.compressedBefore;
-    const s = new TensorScope();
-    let fresh: { keys: Tensor; values: Tensor } | undefined;
-    if (last > N0) {
-      fresh = { keys: s.keep(b.zeros([last - N0, D], 'bf16')), values: s.keep(b.zeros([last - N0, D], 'bf16')) };
-      this.writeDequantized(layer, chunk.sequence, N0, last, fresh.keys, fresh.values, 0);
-    }
-    let dequantizedTo = N0; // scratch rows of compressed tokens below this hold their dequantized form
-    const { queryHeads, kvHeads, headDim } = this.s.shape;
-    for (const block of blocks) {
-      if (block.visible > dequantizedTo && fresh) {
-        for (const [dst, src] of [[keys, fresh.keys], [values, fresh.values]] as const) {
-          b.writeRows(dst, rule.position(dequantizedTo), rowView(src, dequantizedTo - N0, block.visible - dequantizedTo));
-        }
-        dequantizedTo = block.visible;
+    scoped((s) => {
+      let fresh: { keys: Tensor; values: Tensor } | undefined;
+      if (last > N0) {
+        fresh = { keys: s.keep(b.zeros([last - N0, D], 'bf16')), values: s.keep(b.zeros([last - N0, D], 'bf16')) };
+        this.writeDequantized(layer, chunk.sequence, N0, last, fresh.keys, fresh.values, 0);
       }
-      const qRows = rowView(q, block.from - chunk.start, block.to - block.from);
-      const o = s.keep(b.attention(qRows, keys, values, { queryHeads, kvHeads, headDim, qStart: block.from, kvLength: block.to }));
-      b.writeRows(out, block.from - chunk.start, o);
-    }
-    s.dispose();
+      let dequantizedTo = N0; // scratch rows of compressed tokens below this hold their dequantized form
+      const { queryHeads, kvHeads, headDim } = this.s.shape;
+      for (const block of blocks) {
+        if (block.visible > dequantizedTo && fresh) {
+          for (const [dst, src] of [[keys, fresh.keys], [values, fresh.values]] as const) {
+            b.writeRows(dst, rule.position(dequantizedTo), rowView(src, dequantizedTo - N0, block.visible - dequantizedTo));
+          }
+          dequantizedTo = block.visible;
+        }
+        const qRows = rowView(q, block.from - chunk.start, block.to - block.from);
+        const o = s.keep(b.attention(qRows, keys, values, { queryHeads, kvHeads, headDim, qStart: block.from, kvLength: block.to }));
+        b.writeRows(out, block.from - chunk.start, o);
+      }
+    });
   }
 
   /** Frees the scratch K/V (0.5 GiB at 128K for Llama-3.1-8B); another prompt chunk makes it again. */
@@ -151,12 +151,12 @@ export class DevicePrompt {
     for (let a = t0; a < t1; a += DEQUANT_SEGMENT) {
       const n = Math.min(DEQUANT_SEGMENT, t1 - a);
       const at = row + (a - t0);
-      const s = new TensorScope();
-      const kPre = s.keep(b.zeros([n, D], 'bf16'));
-      this.source.dequantizeInto(layer, sequence, a, a + n, kPre, 0, values, at);
-      const positions = s.keep(b.fromArray(Int32Array.from({ length: n }, (_, i) => this.s.rule.position(a + i)), [n], 'i32'));
-      b.writeRows(keys, at, s.keep(b.rope(kPre, positions, this.s.options.rope)));
-      s.dispose();
+      scoped((s) => {
+        const kPre = s.keep(b.zeros([n, D], 'bf16'));
+        this.source.dequantizeInto(layer, sequence, a, a + n, kPre, 0, values, at);
+        const positions = s.keep(b.fromArray(Int32Array.from({ length: n }, (_, i) => this.s.rule.position(a + i)), [n], 'i32'));
+        b.writeRows(keys, at, s.keep(b.rope(kPre, positions, this.s.options.rope)));
+      });
     }
   }
 }

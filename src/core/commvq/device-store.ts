@@ -6,11 +6,11 @@ import { launchEncodeValuesArgmax } from '../backend/cuda/ops/value-encode.js';
 import { downloadFrom, zeroFill } from '../backend/cuda/ops/copies.js';
 import { PhaseTimer } from '../backend/cuda/timing.js';
 import { CommvqError } from '../errors.js';
-import { DeviceKeyTables, encodeKeysOnDevice, type DeviceKeyLayer } from '../keys/gpu/gpu-encode.js';
+import { DeviceKeyTables, encodeKeysOnDevice, type DeviceKeyLayer, type EncodedKeys } from '../keys/gpu/gpu-encode.js';
 import type { LayerKV } from '../model/llama.js';
 import { bytesPerElement } from '../tensor/dtype.js';
 import { numel } from '../tensor/shape.js';
-import { TensorScope, type Tensor } from '../tensor/tensor.js';
+import { scoped, type Tensor } from '../tensor/tensor.js';
 import { CudaTrainOps } from '../values/cuda-train-ops.js';
 import { encodeValues } from '../values/value-compressor.js';
 import { packedCodeBytes } from '../tensor/code-packing.js';
@@ -136,23 +136,23 @@ export class DeviceCommvqStore implements CommvqStore {
     for (const p of parts) {
       if (p.at + p.held + p.rows > this.Ccap) throw new CommvqError(`KV cache full: ${p.at + p.held + p.rows} compressed tokens exceed ${this.Ccap}`);
     }
-    const s = new TensorScope();
     const st = this.layers[layer]!;
-    const kPre = s.keep(gatherRows(this.backend, parts, { held: st.exactKPre, step: kv?.kPre, exactRows: this.X }, total));
-    const v = s.keep(gatherRows(this.backend, parts, { held: st.exactV, step: kv?.v, exactRows: this.X }, total));
-    const runs = encodeRuns(parts);
-    // whole blocks per pass: a block's tokens draw their noise stream in one encoder call
-    const W = this.s.rule.window;
-    const chunk = Math.max(W, Math.floor(ENCODE_CHUNK / W) * W);
-    const encoders = this.encodersOf(layer);
-    for (let t0 = 0; t0 < total; t0 += chunk) {
-      const t1 = Math.min(total, t0 + chunk);
-      const keys = rowView(kPre, t0, t1 - t0);
-      const values = rowView(v, t0, t1 - t0);
-      const inChunk = runs.filter((r) => r.from < t1 && r.to > t0).map((r) => ({ ...r, at: r.at + Math.max(0, t0 - r.from), from: Math.max(r.from, t0) - t0, to: Math.min(r.to, t1) - t0 }));
-      this.encodeChunk(layer, encoders, keys, values, t1 - t0, inChunk);
-    }
-    s.dispose();
+    scoped((s) => {
+      const kPre = s.keep(gatherRows(this.backend, parts, { held: st.exactKPre, step: kv?.kPre, exactRows: this.X }, total));
+      const v = s.keep(gatherRows(this.backend, parts, { held: st.exactV, step: kv?.v, exactRows: this.X }, total));
+      const runs = encodeRuns(parts);
+      // whole blocks per pass: a block's tokens draw their noise stream in one encoder call
+      const W = this.s.rule.window;
+      const chunk = Math.max(W, Math.floor(ENCODE_CHUNK / W) * W);
+      const encoders = this.encodersOf(layer);
+      for (let t0 = 0; t0 < total; t0 += chunk) {
+        const t1 = Math.min(total, t0 + chunk);
+        const keys = rowView(kPre, t0, t1 - t0);
+        const values = rowView(v, t0, t1 - t0);
+        const inChunk = runs.filter((r) => r.from < t1 && r.to > t0).map((r) => ({ ...r, at: r.at + Math.max(0, t0 - r.from), from: Math.max(r.from, t0) - t0, to: Math.min(r.to, t1) - t0 }));
+        this.encodeChunk(layer, encoders, keys, values, t1 - t0, inChunk);
+      }
+    });
   }
 
   keepExact(layer: number, sequence: number, slot: number, kv: LayerKV, row: number, count: number): void {
@@ -176,25 +176,30 @@ export class DeviceCommvqStore implements CommvqStore {
     b.upload(st.compressedCount, compressed);
     b.upload(st.exactCount, exact);
     const out = b.zeros([tokens.length, shape.queryHeads * shape.headDim], 'bf16');
-    const books = this.books[layer]!;
-    codeAttentionStep(b.ctx, {
-      q, theta: books.attentionTheta, invFreq: this.invFreq, rotation: this.rotation!,
-      keyCodes: st.keyCodes, keyNorms: st.keyNorms, valueBits: st.valueBits, valueRho: st.valueRho,
-      codebook: books.codebook, scale: books.scale,
-      exactKeys: st.exactK, exactValues: st.exactV, compressed: st.compressedCount, exact: st.exactCount,
-      out,
-    }, {
-      batch: tokens.length,
-      queryHeads: shape.queryHeads,
-      kvHeads: shape.kvHeads,
-      headDim: shape.headDim,
-      residuals: this.s.residuals,
-      codeBits: this.Nc,
-      capacity: this.Ccap,
-      window: this.X,
-      firstPosition: this.s.rule.sinks,
-      maxCompressed: Math.max(...tokens.map((t) => t.compressed)),
-    }, { sequence: first });
+    try {
+      const books = this.books[layer]!;
+      codeAttentionStep(b.ctx, {
+        q, theta: books.attentionTheta, invFreq: this.invFreq, rotation: this.rotation!,
+        keyCodes: st.keyCodes, keyNorms: st.keyNorms, valueBits: st.valueBits, valueRho: st.valueRho,
+        codebook: books.codebook, scale: books.scale,
+        exactKeys: st.exactK, exactValues: st.exactV, compressed: st.compressedCount, exact: st.exactCount,
+        out,
+      }, {
+        batch: tokens.length,
+        queryHeads: shape.queryHeads,
+        kvHeads: shape.kvHeads,
+        headDim: shape.headDim,
+        residuals: this.s.residuals,
+        codeBits: this.Nc,
+        capacity: this.Ccap,
+        window: this.X,
+        firstPosition: this.s.rule.sinks,
+        maxCompressed: Math.max(...tokens.map((t) => t.compressed)),
+      }, { sequence: first });
+    } catch (err) {
+      out.dispose();
+      throw err;
+    }
     return out;
   }
 
@@ -223,13 +228,12 @@ export class DeviceCommvqStore implements CommvqStore {
   dequantized(layer: number, sequence: number, count: number): { keys: Float32Array; values: Float32Array } {
     if (count === 0) return { keys: new Float32Array(0), values: new Float32Array(0) };
     const b = this.backend;
-    const s = new TensorScope();
-    const keys = s.keep(b.zeros([count, this.D], 'bf16'));
-    const values = s.keep(b.zeros([count, this.D], 'bf16'));
-    this.dequantizeInto(layer, sequence, 0, count, keys, 0, values, 0);
-    const out = { keys: b.toFloat32(keys), values: b.toFloat32(values) };
-    s.dispose();
-    return out;
+    return scoped((s) => {
+      const keys = s.keep(b.zeros([count, this.D], 'bf16'));
+      const values = s.keep(b.zeros([count, this.D], 'bf16'));
+      this.dequantizeInto(layer, sequence, 0, count, keys, 0, values, 0);
+      return { keys: b.toFloat32(keys), values: b.toFloat32(values) };
+    });
   }
 
   /**
@@ -317,11 +321,20 @@ export class DeviceCommvqStore implements CommvqStore {
 
   /** Encodes m gathered tokens and packs each run's rows [from, to) into its sequence's compressed rows. */
   private encodeChunk(layer: number, encoders: LayerEncoders, keys: Tensor, values: Tensor, m: number, runs: readonly EncodeRun[]): void {
+    const enc = this.timed('keys', () => encodeKeysOnDevice(this.backend.ctx, encoders.key, keys));
+    try {
+      this.packChunk(layer, enc, values, m, runs);
+    } finally {
+      enc.dispose();
+    }
+  }
+
+  /** Packs the key codes of an encoded chunk and encodes and packs its values, run by run. */
+  private packChunk(layer: number, enc: EncodedKeys, values: Tensor, m: number, runs: readonly EncodeRun[]): void {
     const b = this.backend;
     const books = this.books[layer]!;
     const G = this.s.shape.kvHeads;
     const st = this.layers[layer]!;
-    const enc = this.timed('keys', () => encodeKeysOnDevice(b.ctx, encoders.key, keys));
     for (const { sequence, at, from, to, noise } of runs) {
       const rows = { sequence, rowStart: at, tokens: to - from };
       this.timed('keys', () => launchPackKeys(b.ctx, { codes: enc.codes, n2: enc.n2, keyCodes: st.keyCodes, keyNorms: st.keyNorms }, { ...rows, residuals: this.s.residuals, groups: G, from }));
@@ -334,12 +347,11 @@ export class DeviceCommvqStore implements CommvqStore {
         }
         // a sampled block: the training path's encoder with its Gumbel noise, in bf16 GEMMs like the argmax one
         this.sampling ??= new CudaTrainOps(b, { matmul: 'bf16' });
-        const { bits, rho } = encodeValues(this.sampling, books.encoder, share, books.scale, noise);
-        launchPackValues(b.ctx, { bits, rho, ...packed }, rows);
-        bits.dispose();
-        rho.dispose();
+        scoped((s) => {
+          const { bits, rho } = encodeValues(this.sampling!, books.encoder, share, books.scale, noise);
+          launchPackValues(b.ctx, { bits: s.keep(bits), rho: s.keep(rho), ...packed }, rows);
+        });
       });
     }
-    enc.dispose();
   }
 }

@@ -96,8 +96,11 @@ class GpuMemoryProbe implements MemoryProbe {
         cache = peerCache(this.model, spec, tokens);
       } else {
         const books = this.codebooks(spec.bits ?? 1);
-        cache = createCommvqCache(this.model, books.books, { capacity: tokens, batch: spec.batch, prefill: prefillModeOf(spec)!, timePhases: true });
-        books.release(); // the cache holds its own copies
+        try {
+          cache = createCommvqCache(this.model, books.books, { capacity: tokens, batch: spec.batch, prefill: prefillModeOf(spec)!, timePhases: true });
+        } finally {
+          books.release(); // the cache holds its own copies; a cache that did not fit holds nothing
+        }
       }
       b.synchronize();
       // what the allocator holds for the cache (its blocks rounded up to 2 MiB), beside the codebooks it copied

@@ -1,7 +1,7 @@
 import type { Backend, RopeTable } from '../backend/backend.js';
 import { CommvqError, OptionError } from '../errors.js';
 import { bytesPerElement } from '../tensor/dtype.js';
-import { TensorScope, type Tensor } from '../tensor/tensor.js';
+import { scoped, type Tensor } from '../tensor/tensor.js';
 import type { ModelConfig } from './config.js';
 import { cacheShapeOf, DenseKVCache, type CacheShape, type KVCache } from './kv-cache.js';
 import { DEVICE_HIDDEN_BYTES, promptHidden } from './prompt-hidden.js';
@@ -173,17 +173,18 @@ export class LlamaModel {
    */
   forwardStep(step: StepInputs, cache: KVCache, options: ForwardOptions = {}): Tensor {
     let h = this.embed(step); // [T, hidden]
-    this.weights.layers.forEach((layer, l) => {
-      const next = this.block(l, layer, h, step, cache, options);
+    try {
+      this.weights.layers.forEach((layer, l) => {
+        const next = this.block(l, layer, h, step, cache, options);
+        h.dispose();
+        h = next;
+      });
+      // a batched step's rows are each the last token of their sequence
+      if (options.logits !== 'last' || step.batched) return this.logits(h);
+      return scoped((s) => this.logits(s.keep(this.backend.sliceRows(h, step.tokens - 1, step.tokens))));
+    } finally {
       h.dispose();
-      h = next;
-    });
-    // a batched step's rows are each the last token of their sequence
-    const last = options.logits === 'last' && !step.batched ? this.backend.sliceRows(h, step.tokens - 1, step.tokens) : h;
-    const logits = this.logits(last);
-    if (last !== h) last.dispose();
-    h.dispose();
-    return logits;
+    }
   }
 
   /** The embeddings of a step's tokens [T, hidden], after checking that every id is in the vocabulary. */
@@ -207,24 +208,23 @@ export class LlamaModel {
   private block(l: number, w: LayerWeights, h: Tensor, step: StepInputs, cache: KVCache, options: ForwardOptions): Tensor {
     const b = this.backend;
     const eps = this.config.rmsNormEps;
-    const s = new TensorScope();
-    const x = s.keep(b.rmsNorm(h, w.inputNorm, eps));
-    const q = s.keep(b.rope(s.keep(b.linear(x, w.qProj, w.qBias)), step.positions, this.rope)); // [T, H_q·D_h], post-RoPE
-    const kPre = s.keep(b.linear(x, w.kProj, w.kBias)); // [T, H_kv·D_h], pre-RoPE
-    const k = s.keep(b.rope(kPre, step.positions, this.rope));
-    const v = s.keep(b.linear(x, w.vProj, w.vBias));
-    options.observe?.(l, { kPre, k, v }, step);
-    cache.append(l, { kPre, k, v }, step);
-    const attn = s.keep(cache.attend(l, q, step)); // [T, H_q·D_h]
-    const o = s.keep(b.linear(attn, w.oProj, w.oBias)); // [T, hidden]
-    options.observeAttention?.(l, { kPre, k, v, q, o }, step);
-    const h1 = s.keep(b.add(h, o));
-    const x1 = s.keep(b.rmsNorm(h1, w.postNorm, eps));
-    const gate = s.keep(b.linear(x1, w.gateProj, w.gateBias));
-    const up = s.keep(b.linear(x1, w.upProj, w.upBias));
-    const mlp = s.keep(b.linear(s.keep(b.swiglu(gate, up)), w.downProj, w.downBias));
-    const out = b.add(h1, mlp);
-    s.dispose();
-    return out;
+    return scoped((s) => {
+      const x = s.keep(b.rmsNorm(h, w.inputNorm, eps));
+      const q = s.keep(b.rope(s.keep(b.linear(x, w.qProj, w.qBias)), step.positions, this.rope)); // [T, H_q·D_h], post-RoPE
+      const kPre = s.keep(b.linear(x, w.kProj, w.kBias)); // [T, H_kv·D_h], pre-RoPE
+      const k = s.keep(b.rope(kPre, step.positions, this.rope));
+      const v = s.keep(b.linear(x, w.vProj, w.vBias));
+      options.observe?.(l, { kPre, k, v }, step);
+      cache.append(l, { kPre, k, v }, step);
+      const attn = s.keep(cache.attend(l, q, step)); // [T, H_q·D_h]
+      const o = s.keep(b.linear(attn, w.oProj, w.oBias)); // [T, hidden]
+      options.observeAttention?.(l, { kPre, k, v, q, o }, step);
+      const h1 = s.keep(b.add(h, o));
+      const x1 = s.keep(b.rmsNorm(h1, w.postNorm, eps));
+      const gate = s.keep(b.linear(x1, w.gateProj, w.gateBias));
+      const up = s.keep(b.linear(x1, w.upProj, w.upBias));
+      const mlp = s.keep(b.linear(s.keep(b.swiglu(gate, up)), w.downProj, w.downBias));
+      return b.add(h1, mlp);
+    });
   }
 }

@@ -65,11 +65,11 @@ export class DeviceKiviCache extends DevicePeerCache<SequenceState> implements K
     checkKiviCacheShape(o.group, o.residual, shape.headDim);
     this.prompt = Array.from({ length: shape.numLayers }, () => new Array<PromptScratch | undefined>(batch).fill(undefined));
     const { bits, group, residual: R } = o;
-    this.allocate(() => ({
-      keys: allocPeerPart(backend.ctx, { layout: 'channel', bits, group }, capacity, this.heads),
-      values: allocPeerPart(backend.ctx, { layout: 'token', bits, group }, capacity, this.heads),
-      keyTail: backend.zeros([R, this.width], 'bf16'),
-      ring: backend.zeros([R + 1, this.width], 'bf16'),
+    this.allocate((own) => ({
+      keys: own(allocPeerPart(backend.ctx, { layout: 'channel', bits, group }, capacity, this.heads)),
+      values: own(allocPeerPart(backend.ctx, { layout: 'token', bits, group }, capacity, this.heads)),
+      keyTail: own(backend.zeros([R, this.width], 'bf16')),
+      ring: own(backend.zeros([R + 1, this.width], 'bf16')),
       tokens: 0, keysQuantized: 0, valuesQuantized: 0, settlePending: false,
     }));
   }

@@ -42,12 +42,23 @@ export abstract class DevicePeerCache<S> {
   /** The tokens a sequence's record holds in its layer. */
   protected abstract tokensOf(s: S): number;
 
-  /** Fills the state with `record()` for every layer and sequence; out of memory part way, gives back what was taken. */
-  protected allocate(record: () => S): void {
+  /**
+   * Fills the state with `record(own)` for every layer and sequence, where the record passes each tensor it makes
+   * through `own`; out of memory part way, gives back what was taken, the half-made record's tensors included.
+   */
+  protected allocate(record: (own: <T extends { dispose(): void }>(t: T) => T) => S): void {
     try {
       for (let l = 0; l < this.shape.numLayers; l++) {
         this.state.push([]);
-        for (let s = 0; s < this.batch; s++) this.state[l]!.push(record());
+        for (let s = 0; s < this.batch; s++) {
+          const made: { dispose(): void }[] = [];
+          try {
+            this.state[l]!.push(record((t) => (made.push(t), t)));
+          } catch (err) {
+            made.forEach((t) => t.dispose());
+            throw err;
+          }
+        }
       }
     } catch (err) {
       this.dispose();

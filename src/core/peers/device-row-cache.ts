@@ -67,9 +67,9 @@ export class DeviceRowQuantCache extends DevicePeerCache<SequenceState> implemen
     this.name = spec.kind === 'fp8' ? 'fp8' : `${spec.kind}-g${spec.group}`;
     const exactRows = Math.max(residual, 1);
     const part = () => allocPeerPart(backend.ctx, this.format, capacity, this.heads);
-    this.allocate(() => ({
-      keys: part(), values: part(),
-      exactK: backend.zeros([exactRows, this.width], 'bf16'), exactV: backend.zeros([exactRows, this.width], 'bf16'),
+    this.allocate((own) => ({
+      keys: own(part()), values: own(part()),
+      exactK: own(backend.zeros([exactRows, this.width], 'bf16')), exactV: own(backend.zeros([exactRows, this.width], 'bf16')),
       quantized: 0, exact: 0, flushPending: false,
     }));
   }

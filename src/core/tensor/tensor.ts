@@ -14,7 +14,10 @@ export interface Tensor {
   dispose(): void;
 }
 
-/** Disposes a group of tensors together: `const s = new TensorScope(); const x = s.keep(op(...)); ...; s.dispose()`. */
+/**
+ * Disposes a group of tensors together. Use it through `scoped`, which disposes them however the work ends: an
+ * out-of-memory error part way must not leave the temporaries behind (measure-memory runs trial after trial).
+ */
 export class TensorScope {
   private readonly held: Tensor[] = [];
 
@@ -25,5 +28,15 @@ export class TensorScope {
 
   dispose(): void {
     for (const t of this.held.splice(0)) t.dispose();
+  }
+}
+
+/** `work` with a scope whose tensors are disposed when it returns or throws: `scoped((s) => { const x = s.keep(op(…)); … })`. */
+export function scoped<T>(work: (s: TensorScope) => T): T {
+  const s = new TensorScope();
+  try {
+    return work(s);
+  } finally {
+    s.dispose();
   }
 }

@@ -152,7 +152,16 @@ export function encodeKeysOnDevice(ctx: CudaContextLike, layer: DeviceKeyLayer, 
   }
   const { out, bad, sums } = options;
   const op = 'device key encoder';
-  const owned = out ? [] : [emptyTensor(ctx, [R, G, n], 'i32'), emptyTensor(ctx, [n], 'f32')];
+  const owned: CudaTensor[] = [];
+  if (!out) {
+    owned.push(emptyTensor(ctx, [R, G, n], 'i32'));
+    try {
+      owned.push(emptyTensor(ctx, [n], 'f32'));
+    } catch (err) {
+      owned[0]!.dispose(); // out of memory: the codes made a moment ago go back
+      throw err;
+    }
+  }
   const codes = tensorArg(ctx, op, 'codes', out?.codes ?? owned[0]!, 'i32', [R, G, n]);
   const n2 = tensorArg(ctx, op, 'n2', out?.n2 ?? owned[1]!, 'f32', [n]);
   const keys = asCuda(kPre, deviceOf(ctx), op);
