@@ -346,9 +346,9 @@ export class DeviceCommvqStore implements CommvqStore {
           return;
         }
         // a sampled block: the training path's encoder with its Gumbel noise, in bf16 GEMMs like the argmax one
-        this.sampling ??= new CudaTrainOps(b, { matmul: 'bf16' });
+        const ops = (this.sampling ??= new CudaTrainOps(b, { matmul: 'bf16' }));
         scoped((s) => {
-          const { bits, rho } = encodeValues(this.sampling!, books.encoder, share, books.scale, noise);
+          const { bits, rho } = encodeValues(ops, books.encoder, share, books.scale, noise);
           launchPackValues(b.ctx, { bits: s.keep(bits), rho: s.keep(rho), ...packed }, rows);
         });
       });
