@@ -3,9 +3,10 @@
  * pipeline on the tiny-llama fixture (collect-kv over a corpus of its reference text, make-scale, EM at 1 and 2 bits,
  * all on the CPU), the RMS of (logits with θ rounded to the format − logits with θ as trained) over the RMS of (logits
  * with θ as trained − exact logits of the unquantized keys), over 512 held-out keys per layer, averaged over isotropic
- * queries (layerRatios says how). Sums are f64 here, so only θ's rounding is measured: the formats a kernel could
- * gather (f16; f16 with the remainder of the first k stages; int16 / int12 / int8 fixed point with a scale per stage
- * and pair, or one per pair over all stages). Prints one JSON object; takes a few minutes.
+ * queries (layerRatios says how). Keys are decoded in f32 (2^-24, far below any format's step), so only θ's rounding
+ * is measured: the formats a kernel could gather (f16; f16 with the remainder of the first k stages; int16 / int12 /
+ * int8 fixed point with a scale per stage and pair, or one per pair over all stages). Prints one JSON object; takes a
+ * few minutes.
  *
  *   npm run build && node dist/bench/theta-format-bench.js [--fixtures ../shared/fixtures] > formats.json
  */
@@ -14,8 +15,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { createBackend } from '../core/backend/create-backend.js';
-import type { LayerKeyCodebook } from '../core/keys/codebook.js';
-import { encodeKeys } from '../core/keys/encoder.js';
+import { LayerKeyCodebook } from '../core/keys/codebook.js';
+import { decodeKeys, encodeKeys } from '../core/keys/encoder.js';
 import { readKeyCodebook } from '../core/keys/format.js';
 import { trainKey } from '../core/keys/train-key.js';
 import { collectKv } from '../core/kv/collect-kv.js';
@@ -58,8 +59,6 @@ function f16Theta(cb: LayerKeyCodebook, exact: number): Float64Array {
  * on one codebook.)
  */
 function layerRatios(cb: LayerKeyCodebook, keys: Float32Array): Record<string, number> {
-  const { residuals: R, groups: G, halfSize: NH, pairs: P } = cb.shape;
-  const D = 2 * P;
   const enc = encodeKeys(cb, keys);
   const formats: Record<string, Float64Array> = {
     f16: f16Theta(cb, 0), 'f16+remainder of stage 0': f16Theta(cb, 1), 'f16+remainder of stages 0-1': f16Theta(cb, 2),
@@ -67,31 +66,15 @@ function layerRatios(cb: LayerKeyCodebook, keys: Float32Array): Record<string, n
     'int16 per stage and pair': fixedPoint(cb, 16, true), 'int12 per stage and pair': fixedPoint(cb, 12, true),
     'int8 per stage and pair': fixedPoint(cb, 8, true),
   };
-  // n_t·K_t of token t, kv head g, as [re_j, im_j] pairs in HF's rotate-half layout (k[j], k[j + P])
-  const decode = (theta: ArrayLike<number>, g: number, t: number): Float64Array => {
-    const k = new Float64Array(D);
-    for (let r = 0; r < R; r++) {
-      const c = enc.codes[(r * G + g) * HELD_OUT + t]!;
-      const base = (r * G + g) * 2 * NH;
-      const [A, B] = [Math.floor(c / NH), c % NH];
-      for (let j = 0; j < P; j++) {
-        k[j] += theta[(base + 2 * A) * P + j]! - theta[(base + 2 * B + 1) * P + j]!;
-        k[j + P] += theta[(base + 2 * A + 1) * P + j]! + theta[(base + 2 * B) * P + j]!;
-      }
-    }
-    return k.map((v) => v * enc.norms[t]!);
-  };
-  const sums: Record<string, number> = {};
-  let method = 0;
-  for (let g = 0; g < G; g++) for (let t = 0; t < HELD_OUT; t++) {
-    const quantized = decode(cb.theta, g, t);
-    for (let d = 0; d < D; d++) method += (quantized[d]! - keys[t * G * D + g * D + d]!) ** 2;
-    for (const [name, theta] of Object.entries(formats)) {
-      const k = decode(theta, g, t);
-      for (let d = 0; d < D; d++) sums[name] = (sums[name] ?? 0) + (k[d]! - quantized[d]!) ** 2;
-    }
-  }
-  return Object.fromEntries(Object.entries(sums).map(([name, e]) => [name, Math.sqrt(e / method)]));
+  // decodeKeys works in f32: θ and sums move by ~2^-24 relative, far below the coarsest step measured (f16's 2^-11
+  // on every stage past the first)
+  const quantized = decodeKeys(cb, enc); // [N, G·D_h], HF layout
+  const squaredDistance = (a: Float32Array, b: Float32Array) => a.reduce((sum, x, i) => sum + (x - b[i]!) ** 2, 0);
+  const method = squaredDistance(quantized, keys);
+  return Object.fromEntries(Object.entries(formats).map(([name, theta]) => {
+    const rounded = decodeKeys(new LayerKeyCodebook(cb.shape, Float32Array.from(theta)), enc);
+    return [name, Math.sqrt(squaredDistance(rounded, quantized) / method)];
+  }));
 }
 
 const cpu = await createBackend('cpu');

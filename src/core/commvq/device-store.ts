@@ -10,7 +10,7 @@ import { DeviceKeyTables, encodeKeysOnDevice, type DeviceKeyLayer, type EncodedK
 import type { LayerKV } from '../model/llama.js';
 import { bytesPerElement } from '../tensor/dtype.js';
 import { numel } from '../tensor/shape.js';
-import { scoped, type Tensor } from '../tensor/tensor.js';
+import { allOrNothing, scoped, type Tensor } from '../tensor/tensor.js';
 import { CudaTrainOps } from '../values/cuda-train-ops.js';
 import { encodeValues } from '../values/value-compressor.js';
 import { packedCodeBytes } from '../tensor/code-packing.js';
@@ -175,8 +175,8 @@ export class DeviceCommvqStore implements CommvqStore {
     for (const t of tokens) [compressed[t.sequence], exact[t.sequence]] = [t.compressed, t.exact];
     b.upload(st.compressedCount, compressed);
     b.upload(st.exactCount, exact);
-    const out = b.zeros([tokens.length, shape.queryHeads * shape.headDim], 'bf16');
-    try {
+    return allOrNothing((s) => {
+      const out = s.keep(b.zeros([tokens.length, shape.queryHeads * shape.headDim], 'bf16'));
       const books = this.books[layer]!;
       codeAttentionStep(b.ctx, {
         q, theta: books.attentionTheta, invFreq: this.invFreq, rotation: this.rotation!,
@@ -196,11 +196,8 @@ export class DeviceCommvqStore implements CommvqStore {
         firstPosition: this.s.rule.sinks,
         maxCompressed: Math.max(...tokens.map((t) => t.compressed)),
       }, { sequence: first });
-    } catch (err) {
-      out.dispose();
-      throw err;
-    }
-    return out;
+      return out;
+    });
   }
 
   attendPrompt(layer: number, chunk: PromptChunk, q: Tensor, kv: LayerKV): Tensor {

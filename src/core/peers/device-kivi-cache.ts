@@ -65,11 +65,11 @@ export class DeviceKiviCache extends DevicePeerCache<SequenceState> implements K
     checkKiviCacheShape(o.group, o.residual, shape.headDim);
     this.prompt = Array.from({ length: shape.numLayers }, () => new Array<PromptScratch | undefined>(batch).fill(undefined));
     const { bits, group, residual: R } = o;
-    this.allocate((own) => ({
-      keys: own(allocPeerPart(backend.ctx, { layout: 'channel', bits, group }, capacity, this.heads)),
-      values: own(allocPeerPart(backend.ctx, { layout: 'token', bits, group }, capacity, this.heads)),
-      keyTail: own(backend.zeros([R, this.width], 'bf16')),
-      ring: own(backend.zeros([R + 1, this.width], 'bf16')),
+    this.allocate((s) => ({
+      keys: s.keep(allocPeerPart(backend.ctx, { layout: 'channel', bits, group }, capacity, this.heads)),
+      values: s.keep(allocPeerPart(backend.ctx, { layout: 'token', bits, group }, capacity, this.heads)),
+      keyTail: s.keep(backend.zeros([R, this.width], 'bf16')),
+      ring: s.keep(backend.zeros([R + 1, this.width], 'bf16')),
       tokens: 0, keysQuantized: 0, valuesQuantized: 0, settlePending: false,
     }));
   }

@@ -12,7 +12,7 @@ import { emptyTensor, rowView, type CudaTensor } from '../backend/cuda/cuda-tens
 import type { CudaContextLike } from '../backend/cuda/kernels.js';
 import { copyInto, zeroFill } from '../backend/cuda/ops/copies.js';
 import type { PeerFormat, PeerHeads, PeerPart } from '../backend/cuda/ops/peer-cache.js';
-import type { Tensor } from '../tensor/tensor.js';
+import { allOrNothing, type Tensor } from '../tensor/tensor.js';
 
 /** A part that owns its tensors. */
 export interface OwnedPeerPart extends PeerPart {
@@ -27,14 +27,12 @@ export interface OwnedPeerPart extends PeerPart {
 /** Codes, scales and zeros for `capacity` tokens (channel layout: rounded up to whole groups of tokens). */
 export function allocPeerPart(ctx: CudaContextLike, format: PeerFormat, capacity: number, h: PeerHeads): OwnedPeerPart {
   const W = h.kvHeads * h.headDim;
-  const made: CudaTensor[] = [];
-  const make = (shape: number[], dtype: 'u8' | 'f16' | 'f32') => {
-    const t = emptyTensor(ctx, shape, dtype);
-    made.push(t);
-    zeroFill(ctx, t);
-    return t;
-  };
-  try {
+  return allOrNothing((s) => {
+    const make = (shape: number[], dtype: 'u8' | 'f16' | 'f32') => {
+      const t = s.keep(emptyTensor(ctx, shape, dtype));
+      zeroFill(ctx, t);
+      return t;
+    };
     const codes = make([capacity, (W * format.bits) / 8], 'u8'); // [cap, W·bits/8]
     let scales: CudaTensor;
     let zeros: CudaTensor | undefined;
@@ -45,12 +43,9 @@ export function allocPeerPart(ctx: CudaContextLike, format: PeerFormat, capacity
       scales = make(shape, 'f16');
       zeros = make(shape, 'f16');
     }
-    const bytes = made.reduce((n, t) => n + t.byteLength, 0);
-    return { format, codes, scales, zeros, bytes, dispose: () => made.forEach((t) => t.dispose()) };
-  } catch (err) {
-    made.forEach((t) => t.dispose()); // out of memory part way
-    throw err;
-  }
+    const bytes = codes.byteLength + scales.byteLength + (zeros?.byteLength ?? 0);
+    return { format, codes, scales, zeros, bytes, dispose: () => s.dispose() };
+  });
 }
 
 /** Enqueues rows [srcRow, srcRow + n) of src into rows [dstRow, ..) of dst (same dtype and width). */

@@ -5,13 +5,14 @@
  * it counts (tokensOf); its flush rules and attention stay its own.
  *
  *   class DeviceFooCache extends DevicePeerCache<FooState> implements KVCache {
- *     constructor(backend, shape, capacity, batch) { super(backend, shape, capacity, batch); this.allocate(() => ({ ... })); }
+ *     constructor(backend, shape, capacity, batch) { super(backend, shape, capacity, batch); this.allocate((s) => ({ keys: s.keep(allocPeerPart(…)), … })); }
  *     protected tokensOf(s: FooState): number { return s.tokens; }
  *   }
  */
 import type { CudaBackend } from '../backend/cuda/cuda-backend.js';
 import type { PeerHeads } from '../backend/cuda/ops/peer-cache.js';
 import type { CacheShape } from '../model/kv-cache.js';
+import { allOrNothing, type TensorScope } from '../tensor/tensor.js';
 
 export abstract class DevicePeerCache<S> {
   protected readonly state: S[][] = []; // [layer][sequence]
@@ -43,22 +44,14 @@ export abstract class DevicePeerCache<S> {
   protected abstract tokensOf(s: S): number;
 
   /**
-   * Fills the state with `record(own)` for every layer and sequence, where the record passes each tensor it makes
-   * through `own`; out of memory part way, gives back what was taken, the half-made record's tensors included.
+   * Fills the state with `record(s)` for every layer and sequence, the record keeping what it makes in `s`; out of
+   * memory part way, gives back what was taken, the half-made record's tensors included (allOrNothing).
    */
-  protected allocate(record: (own: <T extends { dispose(): void }>(t: T) => T) => S): void {
+  protected allocate(record: (s: TensorScope) => S): void {
     try {
       for (let l = 0; l < this.shape.numLayers; l++) {
         this.state.push([]);
-        for (let s = 0; s < this.batch; s++) {
-          const made: { dispose(): void }[] = [];
-          try {
-            this.state[l]!.push(record((t) => (made.push(t), t)));
-          } catch (err) {
-            made.forEach((t) => t.dispose());
-            throw err;
-          }
-        }
+        for (let s = 0; s < this.batch; s++) this.state[l]!.push(allOrNothing(record));
       }
     } catch (err) {
       this.dispose();

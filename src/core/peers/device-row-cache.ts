@@ -67,9 +67,9 @@ export class DeviceRowQuantCache extends DevicePeerCache<SequenceState> implemen
     this.name = spec.kind === 'fp8' ? 'fp8' : `${spec.kind}-g${spec.group}`;
     const exactRows = Math.max(residual, 1);
     const part = () => allocPeerPart(backend.ctx, this.format, capacity, this.heads);
-    this.allocate((own) => ({
-      keys: own(part()), values: own(part()),
-      exactK: own(backend.zeros([exactRows, this.width], 'bf16')), exactV: own(backend.zeros([exactRows, this.width], 'bf16')),
+    this.allocate((s) => ({
+      keys: s.keep(part()), values: s.keep(part()),
+      exactK: s.keep(backend.zeros([exactRows, this.width], 'bf16')), exactV: s.keep(backend.zeros([exactRows, this.width], 'bf16')),
       quantized: 0, exact: 0, flushPending: false,
     }));
   }

@@ -15,13 +15,14 @@ export interface Tensor {
 }
 
 /**
- * Disposes a group of tensors together. Use it through `scoped`, which disposes them however the work ends: an
- * out-of-memory error part way must not leave the temporaries behind (measure-memory runs trial after trial).
+ * Disposes a group of tensors (or anything else that owns device memory) together. Use it through `scoped` for
+ * temporaries, or `allOrNothing` for what is being built: an out-of-memory error part way must leave nothing behind
+ * (measure-memory runs trial after trial in one process).
  */
 export class TensorScope {
-  private readonly held: Tensor[] = [];
+  private readonly held: { dispose(): void }[] = [];
 
-  keep<T extends Tensor>(t: T): T {
+  keep<T extends { dispose(): void }>(t: T): T {
     this.held.push(t);
     return t;
   }
@@ -38,5 +39,20 @@ export function scoped<T>(work: (s: TensorScope) => T): T {
     return work(s);
   } finally {
     s.dispose();
+  }
+}
+
+/**
+ * `work` with a scope whose tensors are disposed only if it throws: what it builds is the caller's once it returns,
+ * a half-built result is given back. `allOrNothing((s) => { const out = s.keep(b.zeros(…)); fill(out); return out; })`;
+ * the scope itself may be the result's disposer (`dispose: () => s.dispose()`).
+ */
+export function allOrNothing<T>(work: (s: TensorScope) => T): T {
+  const s = new TensorScope();
+  try {
+    return work(s);
+  } catch (err) {
+    s.dispose();
+    throw err;
   }
 }

@@ -6,7 +6,7 @@ import * as k from '../../backend/cuda/ops/key-codebook.js';
 import { cast } from '../../backend/cuda/ops/model.js';
 import { tensorArg } from '../../backend/cuda/ops/tensor-args.js';
 import { CommvqError } from '../../errors.js';
-import type { Tensor } from '../../tensor/tensor.js';
+import { allOrNothing, type Tensor } from '../../tensor/tensor.js';
 import type { LayerKeyCodebook } from '../codebook.js';
 import type { StageErrors } from '../encoder.js';
 
@@ -152,16 +152,7 @@ export function encodeKeysOnDevice(ctx: CudaContextLike, layer: DeviceKeyLayer, 
   }
   const { out, bad, sums } = options;
   const op = 'device key encoder';
-  const owned: CudaTensor[] = [];
-  if (!out) {
-    owned.push(emptyTensor(ctx, [R, G, n], 'i32'));
-    try {
-      owned.push(emptyTensor(ctx, [n], 'f32'));
-    } catch (err) {
-      owned[0]!.dispose(); // out of memory: the codes made a moment ago go back
-      throw err;
-    }
-  }
+  const owned = out ? [] : allOrNothing((s) => [s.keep(emptyTensor(ctx, [R, G, n], 'i32')), s.keep(emptyTensor(ctx, [n], 'f32'))]);
   const codes = tensorArg(ctx, op, 'codes', out?.codes ?? owned[0]!, 'i32', [R, G, n]);
   const n2 = tensorArg(ctx, op, 'n2', out?.n2 ?? owned[1]!, 'f32', [n]);
   const keys = asCuda(kPre, deviceOf(ctx), op);
